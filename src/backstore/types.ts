@@ -1,0 +1,127 @@
+/**
+ * The handler contract. A handler is a plain object that opens backstores;
+ * a backstore is an opened LUN image. Only `read` and `close` are required:
+ * every optional method has a core default (see ./stack.ts), so a RAM disk
+ * fits in a few dozen lines and a layer (crypt, qcow2) only implements what
+ * it changes.
+ *
+ * Conventions shared by every method:
+ * - offsets and lengths are in bytes, as JS numbers (exact up to 8 PiB);
+ * - the core has already validated ranges and alignment: `offset + length
+ *   <= size`, multiples of `blockSize`. Handlers trust their inputs;
+ * - `iov` is a list of Buffers that are views over the kernel's data area
+ *   (zero copy). A read must fill every byte of every Buffer; a write must
+ *   consume them all. Do not keep references after the promise settles;
+ * - a method may return a value or a promise; the core handles both, so a
+ *   synchronous handler (ram) pays no promise per command;
+ * - failures are thrown (or rejected) errors carrying a `code`: Node's own
+ *   errno codes ('EIO', 'ENOSPC', 'EROFS', ...) or a StorageError code
+ *   (./errors.ts). The core maps codes to SCSI sense in one place.
+ */
+import type { Logger } from 'pino';
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface WriteOptions {
+  /** Force Unit Access: the data must be durable when the call settles. */
+  fua: boolean;
+}
+
+export interface WriteZeroesOptions {
+  /** The caller allows the range to be deallocated (thin) instead of written. */
+  unmap: boolean;
+}
+
+/** One run of blocks with the same provisioning state. */
+export interface Extent {
+  offset: number;
+  length: number;
+  /** 'mapped' holds data, 'deallocated' reads as zeros and takes no space, 'zero' is allocated but reads as zeros. */
+  state: 'mapped' | 'deallocated' | 'zero';
+}
+
+export interface Backstore {
+  /** Exposed size in bytes (a multiple of blockSize). */
+  readonly size: number;
+  /** Logical block size in bytes (512 or 4096). */
+  readonly blockSize: number;
+  /** True if the image must not be written (a missing `write` implies it too). */
+  readonly readOnly?: boolean;
+  /**
+   * True if this store has a volatile cache that `flush` empties; lets the
+   * core report WCE. Defaults to true when `flush` exists.
+   */
+  readonly writeCache?: boolean;
+
+  read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
+  write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
+  /** Make every completed write durable. */
+  flush?(): MaybePromise<void>;
+  /** Drop the range's contents; afterwards it reads as zeros. Only if provisioning is thin. */
+  discard?(offset: number, length: number): MaybePromise<void>;
+  /** Make the range read as zeros, deallocating if `unmap` and possible. */
+  writeZeroes?(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
+  /** Provisioning state of the range, in order, covering at least its first byte. */
+  blockStatus?(offset: number, length: number): MaybePromise<Extent[]>;
+  /** Grow or shrink to `newSize` bytes (RECONFIG dev_size). */
+  resize?(newSize: number): MaybePromise<void>;
+  close(): MaybePromise<void>;
+}
+
+/** What the core hands to `open`. */
+export interface OpenContext {
+  /** LUN size from the kernel (dev_size) or the config, in bytes; undefined if unknown. */
+  size?: number;
+  /** Logical block size the kernel announces (hw_block_size). */
+  blockSize: number;
+  /** Open without writing anything, even metadata. */
+  readOnly: boolean;
+  /** Child logger for this LUN; handlers log at debug on their hot path, never at info. */
+  log: Logger;
+  /** The opened layer below, for a stacking handler (crypt over qcow2 over file). */
+  lower?: Backstore;
+  /** Handler options from the config file (key=value pairs already parsed). */
+  options: Record<string, string>;
+}
+
+export interface Handler {
+  /** Subtype name, as in `subtype/cfgstring` (tcmu-runner's convention): 'file', 'ram', 'qcow2'. */
+  readonly name: string;
+  readonly description?: string;
+  /** True if this handler is a layer that needs `ctx.lower`. */
+  readonly layer?: boolean;
+  /**
+   * Open a backstore. `config` is the part of dev_config after `subtype/`
+   * (for `file//var/lib/lun0.img` it is `/var/lib/lun0.img`).
+   */
+  open(config: string, ctx: OpenContext): MaybePromise<Backstore>;
+}
+
+/**
+ * A backstore with every optional method filled by the core's defaults
+ * (src/backstore/stack.ts). This is what SCSI emulation talks to; it never
+ * needs to check for a missing method.
+ */
+export interface LunStore {
+  readonly size: number;
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  /** A volatile write cache exists (report WCE=1; SYNCHRONIZE CACHE does real work). */
+  readonly writeCache: boolean;
+  /** Thin provisioning: discard really deallocates (advertise LBPME, UNMAP, VPD B2). */
+  readonly thin: boolean;
+  /** blockStatus is real (GET LBA STATUS answers from the store). */
+  readonly hasBlockStatus: boolean;
+  read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
+  /** Throws EROFS when readOnly. FUA emulated by write + flush when the handler lacks it. */
+  write(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
+  flush(): MaybePromise<void>;
+  /** No-op when not thin (reads of discarded ranges are then unchanged, allowed by SBC when LBPRZ=0). */
+  discard(offset: number, length: number): MaybePromise<void>;
+  /** Emulated with writes of a shared zero buffer when the handler lacks it. */
+  writeZeroes(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
+  /** Whole range 'mapped' when the handler lacks blockStatus. */
+  blockStatus(offset: number, length: number): MaybePromise<Extent[]>;
+  resize(newSize: number): MaybePromise<void>;
+  close(): MaybePromise<void>;
+}

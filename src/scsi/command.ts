@@ -1,0 +1,55 @@
+/**
+ * The boundary between the ring engine (src/tcmu) and SCSI emulation
+ * (src/scsi). The engine owns a fixed pool of ScsiCommand objects (one per
+ * possible in-flight command), fills one per ring entry and hands it to
+ * `ScsiTarget.execute`; nothing here is allocated per command.
+ */
+export interface ScsiCommand {
+  /** The CDB, copied out of the ring (its length is exactly the CDB's length). */
+  readonly cdb: Buffer;
+  /**
+   * The data buffer: zero-copy views over the kernel's data area. For a
+   * data-out command (WRITE) it holds what the initiator sent; for a data-in
+   * command (READ, INQUIRY) the emulation fills it. Empty for no-data commands.
+   */
+  readonly iov: readonly Buffer[];
+  /** Sum of the iov lengths: the initiator's allocation / transfer length. */
+  readonly iovLength: number;
+  /** Bidirectional commands only: the data-in half (data-out is `iov`). */
+  readonly bidiIov: readonly Buffer[];
+  /**
+   * 96 bytes the emulation writes sense data into when it returns CHECK
+   * CONDITION; the engine copies it to the ring entry.
+   */
+  readonly sense: Buffer;
+  /**
+   * Bytes of data-in actually produced, when fewer than `iovLength`
+   * (short INQUIRY, MODE SENSE ...). -1 means "all of iovLength". The engine
+   * reports it with READ_LEN so the initiator sees the right residual.
+   */
+  dataInLength: number;
+  /** Set by the engine when a TMR aborted this command; long operations may check it. */
+  aborted: boolean;
+}
+
+/** SCSI status bytes (SAM-5). */
+export const enum ScsiStatus {
+  Good = 0x00,
+  CheckCondition = 0x02,
+  ConditionMet = 0x04,
+  Busy = 0x08,
+  ReservationConflict = 0x18,
+  TaskSetFull = 0x28,
+  TaskAborted = 0x40,
+}
+
+/** What the engine drives: a logical unit that executes commands. */
+export interface ScsiTarget {
+  /**
+   * Execute one command; returns the SCSI status (sense written into
+   * cmd.sense on CHECK CONDITION). May return synchronously: the engine
+   * completes such commands in the same batch without a promise.
+   * Never throws: every failure becomes a status.
+   */
+  execute(cmd: ScsiCommand): number | Promise<number>;
+}

@@ -1,0 +1,75 @@
+/**
+ * Typed view of the C++ addon (native/). The addon is mechanism only: it maps
+ * memory, polls file descriptors inside libuv, does ordered loads/stores and
+ * the syscalls Node lacks. All policy and all TCMU/SCSI knowledge lives in JS.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** A mapped region plus the fd pair that signals it (uio: one fd for both). */
+export interface NativeMapping {
+  /** External ArrayBuffer over the whole mapping; no copy. Detached on close(). */
+  readonly buffer: ArrayBuffer;
+  readonly size: number;
+  /** 32-bit load with acquire ordering at byte offset `off` (4-aligned). */
+  loadAcquire32(off: number): number;
+  /** 32-bit store with release ordering at byte offset `off` (4-aligned). */
+  storeRelease32(off: number, value: number): void;
+  /** Signal the other side: uio write(fd, 4 bytes); simulated: write to the kick fd. */
+  kick(): void;
+  /**
+   * Start watching the notify fd inside the event loop (uv_poll, no thread).
+   * Each readable event is acknowledged (the uio 4-byte counter read, or the
+   * pipe drained) before `onEvent` runs. `onError(err)` on poll/read failure
+   * (EIO after the device was removed).
+   */
+  watch(onEvent: () => void, onError: (err: Error & { code?: string }) => void): void;
+  /** Stop watching (idempotent). */
+  unwatch(): void;
+  /** Unwatch, munmap, close fds (idempotent). Also runs at process exit. */
+  close(): void;
+}
+
+export interface NativeBinding {
+  /** Open /dev/uioN O_RDWR|O_CLOEXEC and mmap `size` bytes of map 0 (EBUSY if already open). */
+  openUio(devPath: string, size: number): NativeMapping;
+  /**
+   * Map a regular file (e.g. in /dev/shm) of `size` bytes; `notifyFd` is
+   * polled for events, `kickFd` is written by kick(). Used by the simulator
+   * on both sides of a socketpair.
+   */
+  openShared(path: string, size: number, notifyFd: number, kickFd: number): NativeMapping;
+  /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC): [a, b]. */
+  socketPair(): [number, number];
+  /** fallocate(2); throws an Error with errno `code` (EOPNOTSUPP when the fs lacks the mode). */
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  readonly FALLOC_FL_ZERO_RANGE: number;
+}
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`tcmu-ts: cannot find package.json above ${start}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+let cached: NativeBinding | undefined;
+
+/** Load build/Release/tcmu_native.node once (works from src/ under vitest and from dist/). */
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const root = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+  const path = join(root, 'build', 'Release', 'tcmu_native.node');
+  if (!existsSync(path)) {
+    throw new Error(`tcmu-ts: native addon missing at ${path}; run "npm install" (or "npm run build:native")`);
+  }
+  cached = createRequire(import.meta.url)(path) as NativeBinding;
+  return cached;
+}
