@@ -2,9 +2,18 @@
   "targets": [
     {
       "target_name": "tcmu_native",
-      "sources": ["native/addon.cc"],
+      "sources": [
+        "native/init.cc",
+        "native/errno_error.cc",
+        "native/fd_watch.cc",
+        "native/notify_watcher.cc",
+        "native/mapping.cc",
+        "native/open.cc",
+        "native/fallocate.cc",
+        "native/netlink.cc"
+      ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
     }
   ]

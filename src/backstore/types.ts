@@ -52,6 +52,19 @@ export interface Backstore {
    * core report WCE. Defaults to true when `flush` exists.
    */
   readonly writeCache?: boolean;
+  /**
+   * True if `write` honours `opts.fua` itself (the data is durable when a
+   * FUA write settles). When false or absent and the store has a write
+   * cache, the core emulates FUA as write then `flush`.
+   */
+  readonly fua?: boolean;
+  /**
+   * True if `discard` really deallocates (thin provisioning). Defaults to
+   * true when `discard` exists; a handler sets it false when it learns at
+   * open that the medium cannot deallocate (e.g. the filesystem lacks
+   * hole punching), and the core then treats discard as a no-op.
+   */
+  readonly thin?: boolean;
 
   read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;

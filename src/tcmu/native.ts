@@ -23,9 +23,11 @@ export interface NativeMapping {
    * Start watching the notify fd inside the event loop (uv_poll, no thread).
    * Each readable event is acknowledged (the uio 4-byte counter read, or the
    * pipe drained) before `onEvent` runs. `onError(err)` on poll/read failure
-   * (EIO after the device was removed).
+   * (EIO after the device was removed); a failed read also stops the watch.
+   * `ack` (informational): uio = the interrupt counter value; shared = the
+   * number of bytes drained (4 per kick). Throws EBUSY if already watching.
    */
-  watch(onEvent: () => void, onError: (err: Error & { code?: string }) => void): void;
+  watch(onEvent: (ack: number) => void, onError: (err: Error & { code?: string }) => void): void;
   /** Stop watching (idempotent). */
   unwatch(): void;
   /** Unwatch, munmap, close fds (idempotent). Also runs at process exit. */
@@ -38,7 +40,8 @@ export interface NativeBinding {
   /**
    * Map a regular file (e.g. in /dev/shm) of `size` bytes; `notifyFd` is
    * polled for events, `kickFd` is written by kick(). Used by the simulator
-   * on both sides of a socketpair.
+   * on both sides of a socketpair. The mapping takes ownership of both fds
+   * (close() closes them; once if they are equal).
    */
   openShared(path: string, size: number, notifyFd: number, kickFd: number): NativeMapping;
   /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC): [a, b]. */
@@ -48,6 +51,28 @@ export interface NativeBinding {
   readonly FALLOC_FL_KEEP_SIZE: number;
   readonly FALLOC_FL_PUNCH_HOLE: number;
   readonly FALLOC_FL_ZERO_RANGE: number;
+
+  // Generic netlink (mechanism only: message encoding/decoding is in JS).
+  // Errors are thrown as Error with `code` = errno name, `errno` = -errno.
+  /**
+   * socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC|SOCK_NONBLOCK, NETLINK_GENERIC),
+   * bound (kernel-assigned port id), 16 MiB receive buffer (SO_RCVBUFFORCE,
+   * else SO_RCVBUF capped by rmem_max), NETLINK_NO_ENOBUFS. Returns the fd.
+   */
+  netlinkOpen(): number;
+  /** The socket's port id (nl_pid) the kernel assigned, for nlmsg_pid if wanted. */
+  netlinkPortId(fd: number): number;
+  /** Join a multicast group (NETLINK_ADD_MEMBERSHIP) by numeric id. */
+  netlinkJoin(fd: number, groupId: number): void;
+  /** Send one complete netlink message (or batch) to the kernel (port 0). EAGAIN is thrown. */
+  netlinkSend(fd: number, message: Uint8Array): void;
+  /**
+   * Watch the socket in the event loop; every datagram is received and
+   * handed over as its own Buffer (a copy). EBUSY if already watched.
+   */
+  netlinkWatch(fd: number, onDatagram: (datagram: Buffer) => void, onError: (err: Error & { code?: string }) => void): void;
+  /** Stop watching (if watched) and close the fd. */
+  netlinkClose(fd: number): void;
 }
 
 function findPackageRoot(start: string): string {

@@ -1,0 +1,85 @@
+/**
+ * Positional vectored I/O straight from/to the caller's Buffers (views over
+ * the kernel's data area: zero copy). Uses the callback fs.readv/fs.writev,
+ * not FileHandle.readv/writev: measured on ext4 (Node 20, 2 x 4 KiB iovecs,
+ * 32 in flight, page-cache hits) the callback API did ~270-400k reads/s
+ * against ~100-140k for FileHandle, which allocates a result object and
+ * goes through an extra promise layer per call.
+ *
+ * Short transfers (IOV_MAX clamping in libuv, signals, odd filesystems) are
+ * continued from where they stopped; only that rare path slices the iov.
+ */
+import fs from 'node:fs';
+import { StorageError } from '../../src/backstore/errors.js';
+
+type VectorOp = (
+  fd: number,
+  buffers: readonly NodeJS.ArrayBufferView[],
+  position: number,
+  callback: (err: NodeJS.ErrnoException | null, bytes: number) => void,
+) => void;
+
+function totalLength(iov: readonly Buffer[]): number {
+  let total = 0;
+  for (let i = 0; i < iov.length; i++) total += iov[i]!.length;
+  return total;
+}
+
+/** The iov without its first `consumed` bytes. */
+function remainder(iov: readonly Buffer[], consumed: number): Buffer[] {
+  let index = 0;
+  while (consumed >= iov[index]!.length) consumed -= iov[index++]!.length;
+  const rest = iov.slice(index);
+  rest[0] = rest[0]!.subarray(consumed);
+  return rest;
+}
+
+function transfer(
+  op: VectorOp,
+  what: 'read' | 'write',
+  fd: number,
+  iov: readonly Buffer[],
+  position: number,
+  expected: number,
+  resolve: () => void,
+  reject: (err: unknown) => void,
+): void {
+  op(fd, iov, position, (err, bytes) => {
+    if (err) return reject(err);
+    if (bytes === expected) return resolve();
+    if (bytes === 0) {
+      // The file shrank under us (someone truncated it): the LUN's bytes are gone.
+      return reject(new StorageError('EIO', `file: ${what} at byte ${position} hit the end of the file (${expected} bytes missing)`));
+    }
+    transfer(op, what, fd, remainder(iov, bytes), position + bytes, expected - bytes, resolve, reject);
+  });
+}
+
+/** Fill every byte of `iov` from `fd` at `position`. */
+export function readFully(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    transfer(fs.readv as VectorOp, 'read', fd, iov, position, totalLength(iov), resolve, reject);
+  });
+}
+
+/** Write every byte of `iov` to `fd` at `position`. */
+export function writeFully(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    transfer(fs.writev as VectorOp, 'write', fd, iov, position, totalLength(iov), resolve, reject);
+  });
+}
+
+/** fdatasync(2) as a promise. */
+export function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** ftruncate(2) as a promise. */
+export function truncate(fd: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.ftruncate(fd, size, (err) => (err ? reject(err) : resolve())));
+}
+
+/** close(2) as a promise. */
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}

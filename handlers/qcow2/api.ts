@@ -1,0 +1,88 @@
+/**
+ * Offline image library for the CLI: create, info, check, snapshots. Every
+ * function opens the image privately; do not use it on an image a daemon is
+ * serving (the daemon quiesces a LUN and calls the same snapshot functions).
+ */
+import { stat } from 'node:fs/promises';
+import { type CheckResult, checkConsistency } from './check.js';
+import { type CreateOptions, createImage as create } from './create.js';
+import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './format.js';
+import type { Qcow2Image } from './image.js';
+import { openImage } from './open.js';
+import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
+
+export type { CheckResult, CreateOptions, SnapshotInfo };
+export { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot } from './snapshots.js';
+export { openImage } from './open.js';
+export { Qcow2Image } from './image.js';
+
+export interface ImageInfo {
+  format: 'qcow2';
+  version: 2 | 3;
+  virtualSize: number;
+  clusterSize: number;
+  fileSize: number;
+  refcountBits: number;
+  compressionType: 'zlib' | 'zstd';
+  backingFile?: string;
+  backingFormat?: string;
+  lazyRefcounts: boolean;
+  dirty: boolean;
+  corrupt: boolean;
+  snapshots: SnapshotInfo[];
+}
+
+export function createImage(path: string, opts: CreateOptions): Promise<void> {
+  return create(path, opts);
+}
+
+async function withImage<T>(path: string, readOnly: boolean, fn: (img: Qcow2Image) => Promise<T>): Promise<T> {
+  const img = await openImage(path, { readOnly });
+  try {
+    return await fn(img);
+  } finally {
+    await img.close();
+  }
+}
+
+export function imageInfo(path: string): Promise<ImageInfo> {
+  return withImage(path, true, async (img) => {
+    const h = img.header;
+    return {
+      format: 'qcow2',
+      version: h.version,
+      virtualSize: h.size,
+      clusterSize: img.clusterSize,
+      fileSize: (await stat(path)).size,
+      refcountBits: 2 ** h.refcountOrder,
+      compressionType: h.compressionType,
+      backingFile: h.backingFile,
+      backingFormat: h.backingFormat,
+      lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
+      dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
+      corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
+      snapshots: listSnapshots(img),
+    };
+  });
+}
+
+/** Check (read-only) or repair leaks. Corruptions are reported, never "fixed" here. */
+export function checkImage(path: string, opts?: { repair?: 'leaks' }): Promise<CheckResult> {
+  return withImage(path, opts?.repair === undefined, (img) => img.lock.run(() => checkConsistency(img, opts?.repair)));
+}
+
+export async function snapshotCreate(path: string, name: string): Promise<SnapshotInfo> {
+  return withImage(path, false, (img) => createSnapshot(img, name));
+}
+
+export function snapshotList(path: string): Promise<SnapshotInfo[]> {
+  return withImage(path, true, async (img) => listSnapshots(img));
+}
+
+export function snapshotRevert(path: string, name: string): Promise<void> {
+  return withImage(path, false, (img) => revertSnapshot(img, name));
+}
+
+export function snapshotDelete(path: string, name: string): Promise<void> {
+  return withImage(path, false, (img) => deleteSnapshot(img, name));
+}

@@ -1,0 +1,65 @@
+/**
+ * Positional I/O on the image file with the loops Node leaves to us:
+ * short reads/writes are retried, reads past EOF come back as zeros (a
+ * cluster allocated at the end of the file may not be written yet).
+ */
+import type { FileHandle } from 'node:fs/promises';
+
+/** Fill `buf` from `pos`; bytes beyond the end of the file read as zeros. */
+export async function readFull(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, pos + done);
+    if (bytesRead === 0) {
+      buf.fill(0, done);
+      return;
+    }
+    done += bytesRead;
+  }
+}
+
+export async function writeFull(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, pos + done);
+    done += bytesWritten;
+  }
+}
+
+function totalLength(bufs: readonly Buffer[]): number {
+  let n = 0;
+  for (const b of bufs) n += b.length;
+  return n;
+}
+
+/** One preadv straight into the caller's buffers (zero copy); falls back to per-buffer reads on a short read. */
+export async function readvFull(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+  if (bufs.length === 1) return readFull(fh, bufs[0]!, pos);
+  const want = totalLength(bufs);
+  const { bytesRead } = await fh.readv(bufs, pos);
+  if (bytesRead === want) return;
+  let at = pos;
+  for (const b of bufs) {
+    await readFull(fh, b, at);
+    at += b.length;
+  }
+}
+
+/** One pwritev of the caller's buffers; finishes a short write buffer by buffer. */
+export async function writevFull(fh: FileHandle, bufs: readonly Buffer[], pos: number): Promise<void> {
+  if (bufs.length === 1) return writeFull(fh, bufs[0]!, pos);
+  const want = totalLength(bufs);
+  const { bytesWritten } = await fh.writev(bufs as Buffer[], pos);
+  if (bytesWritten === want) return;
+  let skip = bytesWritten;
+  let at = pos;
+  for (const b of bufs) {
+    if (skip >= b.length) {
+      skip -= b.length;
+    } else {
+      await writeFull(fh, b.subarray(skip), at + skip);
+      skip = 0;
+    }
+    at += b.length;
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The `qcow2` handler: `qcow2//abs/path/to/image.qcow2`.
+ *
+ * Size policy: the LUN exposes the image's virtual size (rounded down to
+ * the block size). A configured size larger than that is refused (grow the
+ * image first: `resize` or `qemu-img resize`); a smaller one is ignored with
+ * a warning, since hiding the tail of a guest disk silently would be worse.
+ */
+import { isAbsolute } from 'node:path';
+import { StorageError } from '../../src/backstore/errors.js';
+import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
+import { Qcow2Backstore } from './backstore.js';
+import { openImage } from './open.js';
+
+const qcow2Handler: Handler = {
+  name: 'qcow2',
+  description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
+  async open(config: string, ctx: OpenContext): Promise<Backstore> {
+    if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
+    const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log });
+    const store = new Qcow2Backstore(image, ctx.blockSize);
+    if (ctx.size !== undefined && ctx.size > store.size) {
+      await image.close();
+      throw new StorageError('EINVAL', `qcow2: configured size ${ctx.size} exceeds the image's virtual size ${store.size}; resize the image first`);
+    }
+    if (ctx.size !== undefined && ctx.size < store.size) {
+      ctx.log.warn({ configured: ctx.size, virtual: store.size }, 'qcow2: configured size is smaller than the image; exposing the full virtual size');
+    }
+    return store;
+  },
+};
+
+export default qcow2Handler;

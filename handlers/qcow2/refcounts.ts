@@ -1,0 +1,288 @@
+/**
+ * Refcount table + refcount blocks, and the cluster allocator.
+ *
+ * Ordering rules owned here:
+ * - a new refcount block is written (describing itself) before the table
+ *   entry that points to it; a grown table is written before the header
+ *   points to it: a crash in between only leaks;
+ * - increments go to the block cache and reach the file before any L2/L1
+ *   entry referencing the cluster (the L2 cache's beforeWrite hook);
+ * - decrements are QUEUED and applied only after the metadata that dropped
+ *   the reference is durable (`applyFrees` after fdatasync). Until then the
+ *   cluster cannot be reallocated, so an on-disk L2 entry that still points
+ *   at it can never end up sharing it with new data.
+ *
+ * The allocator scans forward from a free-cluster hint (lowered when a
+ * cluster is freed), never from cluster 0 on every call.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { StorageError } from '../../src/backstore/errors.js';
+import { readFull, writeFull } from './file-io.js';
+import { HDR_OFF } from './format.js';
+import { MetadataCache } from './metadata-cache.js';
+
+const CACHE_BYTES = 8 << 20;
+
+export class Refcounts {
+  readonly cache: MetadataCache;
+  readonly entriesPerBlock: number;
+  private readonly bits: number;
+  private readonly maxRefcount: number;
+  private hint = 1;
+  private queued: number[] = [];
+  /** During repair: clusters that are referenced even though their refcount says free. */
+  reserved?: (cluster: number) => boolean;
+
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly clusterSize: number,
+    refcountOrder: number,
+    public tableOffset: number,
+    public tableClusters: number,
+    /** Refcount block offsets by block index (0 = no block yet). */
+    readonly table: number[],
+    private readonly onFreed: (hostOffset: number) => void,
+  ) {
+    this.bits = 2 ** refcountOrder;
+    this.entriesPerBlock = (clusterSize * 8) / this.bits;
+    this.maxRefcount = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
+    this.cache = new MetadataCache(fh, clusterSize, Math.max(4, Math.floor(CACHE_BYTES / clusterSize)));
+  }
+
+  static async load(
+    fh: FileHandle,
+    clusterSize: number,
+    refcountOrder: number,
+    tableOffset: number,
+    tableClusters: number,
+    onFreed: (hostOffset: number) => void,
+  ): Promise<Refcounts> {
+    const raw = Buffer.alloc(tableClusters * clusterSize);
+    await readFull(fh, raw, tableOffset);
+    const table: number[] = [];
+    for (let i = 0; i < raw.length / 8; i++) {
+      const v = Number(raw.readBigUInt64BE(i * 8) & ~0x1ffn);
+      if (v % clusterSize !== 0) throw new StorageError('ECORRUPT', `qcow2: refcount block ${i} offset 0x${v.toString(16)} is not cluster aligned`);
+      table.push(v);
+    }
+    return new Refcounts(fh, clusterSize, refcountOrder, tableOffset, tableClusters, table, onFreed);
+  }
+
+  private readEntry(block: Buffer, i: number): number {
+    switch (this.bits) {
+      case 8: return block.readUInt8(i);
+      case 16: return block.readUInt16BE(i * 2);
+      case 32: return block.readUInt32BE(i * 4);
+      case 64: return Number(block.readBigUInt64BE(i * 8));
+      default: {
+        const bit = i * this.bits;
+        return (block[bit >> 3]! >> (bit & 7)) & ((1 << this.bits) - 1);
+      }
+    }
+  }
+
+  private writeEntry(block: Buffer, i: number, v: number): void {
+    switch (this.bits) {
+      case 8: block.writeUInt8(v, i); return;
+      case 16: block.writeUInt16BE(v, i * 2); return;
+      case 32: block.writeUInt32BE(v, i * 4); return;
+      case 64: block.writeBigUInt64BE(BigInt(v), i * 8); return;
+      default: {
+        const bit = i * this.bits;
+        const mask = ((1 << this.bits) - 1) << (bit & 7);
+        block[bit >> 3] = (block[bit >> 3]! & ~mask) | ((v << (bit & 7)) & mask);
+      }
+    }
+  }
+
+  /** Clusters described by the current table (refcounts beyond are 0 by definition). */
+  get coveredClusters(): number {
+    return this.table.length * this.entriesPerBlock;
+  }
+
+  async get(cluster: number): Promise<number> {
+    const b = Math.floor(cluster / this.entriesPerBlock);
+    const blockOffset = this.table[b];
+    if (!blockOffset) return 0;
+    const block = this.cache.peek(blockOffset) ?? (await this.cache.get(blockOffset));
+    return this.readEntry(block, cluster % this.entriesPerBlock);
+  }
+
+  /** Set a refcount, creating the refcount block (and growing the table) if needed. */
+  async set(cluster: number, value: number): Promise<void> {
+    if (value > this.maxRefcount || value < 0) {
+      throw new StorageError('ENOSPC', `qcow2: refcount ${value} of cluster ${cluster} does not fit in ${this.bits} bits`);
+    }
+    const b = Math.floor(cluster / this.entriesPerBlock);
+    if (!this.table[b]) await this.createBlockFor(cluster);
+    const blockOffset = this.table[b]!;
+    const block = await this.cache.get(blockOffset);
+    this.writeEntry(block, cluster % this.entriesPerBlock, value);
+    this.cache.markDirty(blockOffset);
+  }
+
+  async add(cluster: number, delta: number): Promise<number> {
+    const v = (await this.get(cluster)) + delta;
+    await this.set(cluster, v);
+    return v;
+  }
+
+  private async isFree(cluster: number): Promise<boolean> {
+    if (cluster === 0 || this.reserved?.(cluster)) return false;
+    return (await this.get(cluster)) === 0;
+  }
+
+  /**
+   * Allocate `count` contiguous clusters with refcount 1; returns the host
+   * offset of the first. Refcount blocks needed on the way are created at
+   * the first free cluster they cover (a block describing itself).
+   */
+  async allocate(count: number): Promise<number> {
+    let start = -1;
+    let c = this.hint;
+    let run = 0;
+    while (run < count) {
+      const b = Math.floor(c / this.entriesPerBlock);
+      if (b >= this.table.length) {
+        c = await this.growTable(c, b);
+        run = 0;
+        continue;
+      }
+      if (!this.table[b] && !(c === 0 || this.reserved?.(c))) {
+        await this.placeBlockAt(c, b);
+        c++;
+        run = 0;
+        continue;
+      }
+      if (await this.isFree(c)) {
+        if (run === 0) start = c;
+        run++;
+      } else {
+        run = 0;
+      }
+      c++;
+    }
+    for (let i = start; i < start + count; i++) await this.set(i, 1);
+    if (start <= this.hint) this.hint = start + count;
+    return start * this.clusterSize;
+  }
+
+  private async createBlockFor(cluster: number): Promise<void> {
+    // Only reached when a referenced cluster has no block (repair): put the
+    // block in a free cluster found by the allocator, which creates blocks
+    // for its own range as needed.
+    const b = Math.floor(cluster / this.entriesPerBlock);
+    const at = await this.allocate(1);
+    if (this.table[b]) {
+      // The allocation created block b itself on the way; give the cluster back.
+      await this.set(at / this.clusterSize, 0);
+      return;
+    }
+    const block = Buffer.alloc(this.clusterSize);
+    await writeFull(this.fh, block, at);
+    await this.setTableEntry(b, at);
+    this.cache.installClean(at, block);
+  }
+
+  /** A new refcount block for block index b, stored in cluster c (inside its own range) and counting itself. */
+  private async placeBlockAt(c: number, b: number): Promise<void> {
+    const block = Buffer.alloc(this.clusterSize);
+    this.writeEntry(block, c % this.entriesPerBlock, 1);
+    await writeFull(this.fh, block, c * this.clusterSize);
+    await this.setTableEntry(b, c * this.clusterSize);
+    this.cache.installClean(c * this.clusterSize, block);
+  }
+
+  private async setTableEntry(b: number, blockOffset: number): Promise<void> {
+    const e = Buffer.alloc(8);
+    e.writeBigUInt64BE(BigInt(blockOffset));
+    await writeFull(this.fh, e, this.tableOffset + b * 8);
+    this.table[b] = blockOffset;
+  }
+
+  /**
+   * Grow the refcount table so block index `neededBlock` exists. The new
+   * table and the new blocks describing it go at cluster `first` (beyond
+   * everything the old table covers); write order: blocks, table, header.
+   * Returns the first cluster after the new metadata.
+   */
+  private async growTable(first: number, neededBlock: number): Promise<number> {
+    const E = this.entriesPerBlock;
+    const cs = this.clusterSize;
+    let entries = Math.max(neededBlock + 1, this.table.length * 2);
+    let tableClusters = 0;
+    let firstBlock = 0;
+    let lastBlock = 0;
+    for (;;) {
+      tableClusters = Math.ceil((entries * 8) / cs);
+      let nBlocks = 0;
+      for (;;) {
+        firstBlock = Math.floor(first / E);
+        lastBlock = Math.floor((first + tableClusters + nBlocks - 1) / E);
+        const need = lastBlock - firstBlock + 1;
+        if (need === nBlocks) break;
+        nBlocks = need;
+      }
+      if (lastBlock < entries) break;
+      entries = lastBlock + 1;
+    }
+    const metaEnd = first + tableClusters + (lastBlock - firstBlock + 1);
+    const newTable = Buffer.alloc(tableClusters * cs);
+    this.table.forEach((off, i) => newTable.writeBigUInt64BE(BigInt(off), i * 8));
+    const blocks: Array<[number, Buffer]> = [];
+    for (let b = firstBlock; b <= lastBlock; b++) {
+      const block = Buffer.alloc(cs);
+      for (let k = Math.max(first, b * E); k < Math.min(metaEnd, (b + 1) * E); k++) this.writeEntry(block, k % E, 1);
+      const at = (first + tableClusters + (b - firstBlock)) * cs;
+      blocks.push([at, block]);
+      newTable.writeBigUInt64BE(BigInt(at), b * 8);
+    }
+    for (const [at, block] of blocks) await writeFull(this.fh, block, at);
+    await writeFull(this.fh, newTable, first * cs);
+    const hdr = Buffer.alloc(12);
+    hdr.writeBigUInt64BE(BigInt(first * cs), 0);
+    hdr.writeUInt32BE(tableClusters, 8);
+    await writeFull(this.fh, hdr, HDR_OFF.refcountTableOffset);
+    for (let i = 0; i < this.tableClusters; i++) this.queueFree(this.tableOffset + i * cs);
+    this.tableOffset = first * cs;
+    this.tableClusters = tableClusters;
+    this.table.length = 0;
+    for (let i = 0; i < newTable.length / 8; i++) this.table.push(Number(newTable.readBigUInt64BE(i * 8)));
+    for (const [at, block] of blocks) this.cache.installClean(at, block);
+    return metaEnd;
+  }
+
+  /** Drop one reference to the host cluster at `hostOffset`, once the dropping metadata is durable. */
+  queueFree(hostOffset: number): void {
+    this.queued.push(Math.floor(hostOffset / this.clusterSize));
+  }
+
+  /** Take the frees queued so far (call before writing the metadata that justified them). */
+  takeQueuedFrees(): number[] {
+    const q = this.queued;
+    this.queued = [];
+    return q;
+  }
+
+  async applyFrees(clusters: number[]): Promise<number> {
+    let leaksAvoided = 0;
+    for (const c of clusters) {
+      const v = await this.get(c);
+      if (v === 0) {
+        leaksAvoided++; // double free would be corruption; refuse to go negative
+        continue;
+      }
+      await this.set(c, v - 1);
+      if (v === 1) {
+        if (c < this.hint) this.hint = c;
+        this.onFreed(c * this.clusterSize);
+      }
+    }
+    return leaksAvoided;
+  }
+
+  /** Reset the allocation hint (after repair changed refcounts wholesale). */
+  resetHint(): void {
+    this.hint = 1;
+  }
+}

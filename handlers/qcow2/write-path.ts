@@ -1,0 +1,141 @@
+/**
+ * Guest writes. Clusters whose L2 entry has COPIED (refcount 1) are written
+ * in place, runs of them with one pwritev. Any other cluster takes the
+ * allocation path:
+ *   1. under the metadata lock: make the L2 table writable, allocate a host
+ *      cluster (refcount 1 in the cache);
+ *   2. outside the lock: write the whole new cluster (old contents from the
+ *      shared cluster / compressed data / backing file / zeros, overlaid
+ *      with the guest data);
+ *   3. under the lock: point the L2 entry at it and queue the old cluster's
+ *      free.
+ * A guest cluster being allocated is registered in `pendingAlloc`, so a
+ * second writer waits instead of allocating twice, and readers keep seeing
+ * the old mapping (consistent old data) until step 3.
+ */
+import { StorageError } from '../../src/backstore/errors.js';
+import { readFull, writeFull, writevFull } from './file-io.js';
+import type { Qcow2Image } from './image.js';
+import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-entry.js';
+import { copyFromIov, sliceIov } from './iov.js';
+import { readCompressed, readThrough } from './read-path.js';
+
+export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number): Promise<void> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const cs = img.clusterSize;
+  const jobs: Promise<void>[] = [];
+  let run: { host: number; at: number; len: number } | undefined;
+  const flushRun = () => {
+    if (run) jobs.push(inPlace(img, sliceIov(iov, run.at, run.len), run.host));
+    run = undefined;
+  };
+  let at = 0;
+  while (at < length) {
+    const guest = offset + at;
+    const gc = Math.floor(guest / cs);
+    const inCluster = guest % cs;
+    const len = Math.min(cs - inCluster, length - at);
+    const e = img.pendingAlloc.has(gc) ? undefined : await img.entryAt(gc);
+    if (e && e.kind === 'normal' && e.copied) {
+      const host = e.host + inCluster;
+      if (run && run.host + run.len === host) run.len += len;
+      else {
+        flushRun();
+        run = { host, at, len };
+      }
+    } else {
+      flushRun();
+      jobs.push(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len)));
+    }
+    at += len;
+  }
+  flushRun();
+  await settleAll(jobs);
+}
+
+/** Wait for every job, then rethrow the first failure (no write left running behind an error). */
+async function settleAll(jobs: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(jobs);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+function inPlace(img: Qcow2Image, bufs: Buffer[], host: number): Promise<void> {
+  const p = writevFull(img.fh, bufs, host);
+  img.inflightWrites.add(p);
+  return p.finally(() => img.inflightWrites.delete(p));
+}
+
+/** Wait until no allocation of guest cluster `gc` is in progress, then claim it. */
+export async function claimCluster(img: Qcow2Image, gc: number): Promise<() => void> {
+  for (let p = img.pendingAlloc.get(gc); p; p = img.pendingAlloc.get(gc)) await p;
+  let release!: () => void;
+  img.pendingAlloc.set(gc, new Promise<void>((r) => (release = r)));
+  return () => {
+    img.pendingAlloc.delete(gc);
+    release();
+  };
+}
+
+/** Queue the release of whatever host space an entry held. */
+export function queueFreeEntry(img: Qcow2Image, e: ClusterEntry): void {
+  if ((e.kind === 'normal' || e.kind === 'zero') && e.host !== 0) img.refcounts.queueFree(e.host);
+  else if (e.kind === 'compressed') {
+    for (const c of compressedHostClusters(e, img.clusterSize)) img.refcounts.queueFree(c * img.clusterSize);
+  }
+}
+
+/** The current contents of guest cluster `gc` (described by `e`) into `buf`. */
+async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Buffer): Promise<void> {
+  switch (e.kind) {
+    case 'normal':
+      return readFull(img.fh, buf, e.host);
+    case 'compressed':
+      (await readCompressed(img, e)).copy(buf);
+      return;
+    case 'zero':
+      return; // buf is already zeros
+    case 'unallocated':
+      return readThrough(img, gc * img.clusterSize, [buf]);
+  }
+}
+
+async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: Buffer[]): Promise<void> {
+  const release = await claimCluster(img, gc);
+  try {
+    type Plan = { inPlace: number } | { old: ClusterEntry; host: number };
+    const plan = await img.lock.run(async (): Promise<Plan> => {
+      const old = await img.entryAt(gc);
+      if (old.kind === 'normal' && old.copied) return { inPlace: old.host };
+      await img.writableL2(gc); // allocate/copy the L2 table now, so step 3 cannot fail on space
+      const host = await img.refcounts.allocate(1);
+      await img.relieveCachePressure();
+      return { old, host };
+    });
+    if ('inPlace' in plan) return await inPlace(img, bufs, plan.inPlace + inCluster);
+    const { old, host } = plan;
+    const cs = img.clusterSize;
+    try {
+      let len = 0;
+      for (const b of bufs) len += b.length;
+      if (inCluster === 0 && len === cs) {
+        await writevFull(img.fh, bufs, host);
+      } else {
+        const whole = Buffer.alloc(cs);
+        await oldContents(img, gc, old, whole);
+        copyFromIov(whole, bufs, inCluster);
+        await writeFull(img.fh, whole, host);
+      }
+    } catch (err) {
+      img.refcounts.queueFree(host);
+      throw err;
+    }
+    await img.lock.run(async () => {
+      const { table, offset } = await img.writableL2(gc);
+      writeL2Normal(table, gc % img.l2Entries, host, true);
+      img.l2Cache.markDirty(offset);
+      queueFreeEntry(img, old);
+    });
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Discard and write-zeroes. Whole clusters change only their L2 entry:
+ * - no backing file: the entry is cleared (unallocated reads as zeros);
+ * - v3 with a backing file: the zero flag (bit 0) hides the backing data;
+ * - writeZeroes without unmap on an owned cluster (v3): zero flag keeping
+ *   the host cluster as a preallocation;
+ * - v2 with a backing file has no way to say "zero": zeros are written.
+ * Partial clusters at the edges are written with zeros through the normal
+ * write path (unless they already read as zeros). Host clusters released
+ * are queued frees (see refcounts.ts).
+ */
+import type { Extent } from '../../src/backstore/types.js';
+import { StorageError } from '../../src/backstore/errors.js';
+import type { Qcow2Image } from './image.js';
+import { clearL2, writeL2Zero } from './l2-entry.js';
+import { claimCluster, queueFreeEntry, writeRange } from './write-path.js';
+
+const zeroCluster = new Map<number, Buffer>();
+function zeros(size: number): Buffer {
+  let b = zeroCluster.get(size);
+  if (!b) zeroCluster.set(size, (b = Buffer.alloc(size)));
+  return b;
+}
+
+export async function zeroRange(img: Qcow2Image, offset: number, length: number, unmap: boolean): Promise<void> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const cs = img.clusterSize;
+  const end = offset + length;
+  const firstFull = Math.ceil(offset / cs);
+  const endFull = Math.floor(end / cs);
+  if (firstFull >= endFull) return zeroPartial(img, offset, length);
+  if (offset < firstFull * cs) await zeroPartial(img, offset, firstFull * cs - offset);
+  if (img.version === 2 && img.backing) {
+    // No zero flag in v2: zeros must really be written to hide the base.
+    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs);
+  } else {
+    for (let gc = firstFull; gc < endFull; gc++) await zeroWholeCluster(img, gc, unmap);
+  }
+  if (endFull * cs < end) await zeroPartial(img, endFull * cs, end - endFull * cs);
+}
+
+async function zeroPartial(img: Qcow2Image, offset: number, length: number): Promise<void> {
+  const e = await img.entryAt(Math.floor(offset / img.clusterSize));
+  if (e.kind === 'zero' || (e.kind === 'unallocated' && !readsThroughData(img, offset, length))) return;
+  await writeRange(img, offset, [zeros(length)], length);
+}
+
+/** An unallocated range reads base data only where the base has bytes. */
+function readsThroughData(img: Qcow2Image, offset: number, _length: number): boolean {
+  return img.backing !== undefined && offset < img.backing.size;
+}
+
+async function zeroWholeCluster(img: Qcow2Image, gc: number, unmap: boolean): Promise<void> {
+  const release = await claimCluster(img, gc);
+  try {
+    await img.lock.run(async () => {
+      const old = await img.entryAt(gc);
+      const hideBase = readsThroughData(img, gc * img.clusterSize, img.clusterSize);
+      const keepPrealloc = !unmap && img.version === 3 && (old.kind === 'normal' || old.kind === 'zero') && old.copied && old.host !== 0;
+      if (!keepPrealloc) {
+        if (old.kind === 'unallocated' && !hideBase) return;
+        if (old.kind === 'zero' && old.host === 0) return;
+      }
+      const { table, offset } = await img.writableL2(gc);
+      const i = gc % img.l2Entries;
+      if (keepPrealloc) {
+        writeL2Zero(table, i, old.host, true);
+      } else {
+        if (hideBase) writeL2Zero(table, i, 0, false);
+        else clearL2(table, i);
+        queueFreeEntry(img, old);
+      }
+      img.l2Cache.markDirty(offset);
+      await img.relieveCachePressure();
+    });
+  } finally {
+    release();
+  }
+}
+
+/** Provisioning state of [offset, offset+length), merged into runs. */
+export async function blockStatus(img: Qcow2Image, offset: number, length: number): Promise<Extent[]> {
+  const cs = img.clusterSize;
+  const out: Extent[] = [];
+  let at = offset;
+  const end = offset + length;
+  while (at < end) {
+    const e = await img.entryAt(Math.floor(at / cs));
+    const len = Math.min(cs - (at % cs), end - at);
+    let state: Extent['state'];
+    if (e.kind === 'normal' || e.kind === 'compressed') state = 'mapped';
+    else if (e.kind === 'zero') state = e.host !== 0 ? 'zero' : 'deallocated';
+    else state = img.backing && at < img.backing.size ? 'mapped' : 'deallocated';
+    const last = out[out.length - 1];
+    if (last && last.state === state && last.offset + last.length === at) last.length += len;
+    else out.push({ offset: at, length: len, state });
+    at += len;
+  }
+  return out;
+}

@@ -1,0 +1,35 @@
+// Module entry: one AddonData per env (main thread and each worker).
+#include <napi.h>
+
+#include "addon_data.h"
+#include "fallocate.h"
+#include "mapping.h"
+#include "netlink.h"
+#include "open.h"
+
+namespace tcmu {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->mappingConstructor = Napi::Persistent(Mapping::DefineClass(env));
+  env.SetInstanceData<AddonData>(data);
+
+  exports.Set("openUio", Napi::Function::New<OpenUio>(env, "openUio"));
+  exports.Set("openShared", Napi::Function::New<OpenShared>(env, "openShared"));
+  exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
+  exports.Set("fallocate", Napi::Function::New<Fallocate>(env, "fallocate"));
+  ExportFallocateConstants(env, exports);
+  exports.Set("netlinkOpen", Napi::Function::New<NetlinkOpen>(env, "netlinkOpen"));
+  exports.Set("netlinkPortId", Napi::Function::New<NetlinkPortId>(env, "netlinkPortId"));
+  exports.Set("netlinkJoin", Napi::Function::New<NetlinkJoin>(env, "netlinkJoin"));
+  exports.Set("netlinkSend", Napi::Function::New<NetlinkSend>(env, "netlinkSend"));
+  exports.Set("netlinkWatch", Napi::Function::New<NetlinkWatch>(env, "netlinkWatch"));
+  exports.Set("netlinkClose", Napi::Function::New<NetlinkClose>(env, "netlinkClose"));
+  return exports;
+}
+
+}  // namespace tcmu
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return tcmu::Init(env, exports); }
+
+NODE_API_MODULE(tcmu_native, InitModule)

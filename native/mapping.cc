@@ -1,0 +1,201 @@
+#include "mapping.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addon_data.h"
+#include "errno_error.h"
+#include "notify_watcher.h"
+
+namespace tcmu {
+
+void Region::Unmap() {
+  if (base != nullptr) munmap(base, size);
+  base = nullptr;
+}
+
+void Region::Release() {
+  if (--refs == 0) {
+    Unmap();
+    delete this;
+  }
+}
+
+Napi::Function Mapping::DefineClass(Napi::Env env) {
+  return ObjectWrap<Mapping>::DefineClass(env, "NativeMapping",
+                                          {
+                                              InstanceMethod<&Mapping::LoadAcquire32>("loadAcquire32"),
+                                              InstanceMethod<&Mapping::StoreRelease32>("storeRelease32"),
+                                              InstanceMethod<&Mapping::Kick>("kick"),
+                                              InstanceMethod<&Mapping::Watch>("watch"),
+                                              InstanceMethod<&Mapping::Unwatch>("unwatch"),
+                                              InstanceMethod<&Mapping::Close>("close"),
+                                          });
+}
+
+Napi::Value Mapping::Create(Napi::Env env, const MappingParams& params) {
+  MappingParams copy = params;
+  Napi::External<MappingParams> token = Napi::External<MappingParams>::New(env, &copy);
+  // The constructor consumes `copy` synchronously.
+  return GetAddonData(env)->mappingConstructor.New({token});
+}
+
+Mapping::Mapping(const Napi::CallbackInfo& info) : ObjectWrap<Mapping>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    ThrowArgError(env, "ERR_ILLEGAL_CONSTRUCTOR", "NativeMapping is created by openUio/openShared only");
+    return;
+  }
+  const MappingParams* params = info[0].As<Napi::External<MappingParams>>().Data();
+  region_ = new Region{params->base, params->size, 1};
+  notifyFd_ = params->notifyFd;
+  kickFd_ = params->kickFd;
+  kind_ = params->kind;
+
+  // Zero copy: JS sees the mapping itself. The finalizer only drops the
+  // ArrayBuffer's reference on the region (see Region).
+  region_->refs++;
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, region_->base, region_->size, [](Napi::Env, void*, Region* region) { region->Release(); }, region_);
+  buffer_ = Napi::Weak(buffer);
+
+  Napi::Object self = info.This().As<Napi::Object>();
+  self.DefineProperties({
+      Napi::PropertyDescriptor::Value("buffer", buffer, napi_enumerable),
+      Napi::PropertyDescriptor::Value("size", Napi::Number::New(env, static_cast<double>(region_->size)),
+                                      napi_enumerable),
+  });
+  napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+  cleanupHookRegistered_ = true;
+}
+
+Mapping::~Mapping() {
+  // Garbage-collected without close(): release fds now; the region is
+  // unmapped once the ArrayBuffer is gone too.
+  if (cleanupHookRegistered_) napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
+  StopWatching();
+  CloseFds();
+  if (region_ != nullptr) region_->Release();
+}
+
+void Mapping::OnEnvCleanup(void* arg) {
+  auto* self = static_cast<Mapping*>(arg);
+  self->cleanupHookRegistered_ = false;
+  self->CloseAll(false);
+}
+
+uint32_t* Mapping::WordAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) {
+    ThrowErrno(env, EBADF, "mapping access after close");
+    return nullptr;
+  }
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "offset must be a number");
+    return nullptr;
+  }
+  double off = info[0].As<Napi::Number>().DoubleValue();
+  if (!(off >= 0) || off + 4 > static_cast<double>(region_->size) || off != static_cast<double>(static_cast<size_t>(off)) ||
+      (static_cast<size_t>(off) & 3) != 0) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "offset must be a 4-aligned integer inside the mapping");
+    return nullptr;
+  }
+  return reinterpret_cast<uint32_t*>(static_cast<char*>(region_->base) + static_cast<size_t>(off));
+}
+
+Napi::Value Mapping::LoadAcquire32(const Napi::CallbackInfo& info) {
+  uint32_t* word = WordAt(info);
+  if (word == nullptr) return Napi::Value();
+  return Napi::Number::New(info.Env(), __atomic_load_n(word, __ATOMIC_ACQUIRE));
+}
+
+void Mapping::StoreRelease32(const Napi::CallbackInfo& info) {
+  uint32_t* word = WordAt(info);
+  if (word == nullptr) return;
+  if (info.Length() < 2 || !info[1].IsNumber()) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "value must be a number");
+    return;
+  }
+  uint32_t value = info[1].As<Napi::Number>().Uint32Value();
+  __atomic_store_n(word, value, __ATOMIC_RELEASE);
+}
+
+void Mapping::Kick(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) {
+    ThrowErrno(env, EBADF, "kick after close");
+    return;
+  }
+  uint32_t one = 1;
+  for (;;) {
+    ssize_t n = kind_ == NotifyKind::Uio ? write(kickFd_, &one, sizeof one)
+                                         : send(kickFd_, &one, sizeof one, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == ENOTSOCK) n = write(kickFd_, &one, sizeof one);  // a pipe
+    if (n >= 0) return;
+    if (errno == EINTR) continue;
+    // A full socket buffer means the peer has unread kicks already.
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    ThrowErrno(env, errno, "write");
+    return;
+  }
+}
+
+void Mapping::Watch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) {
+    ThrowErrno(env, EBADF, "watch after close");
+    return;
+  }
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "watch(onEvent, onError) needs two functions");
+    return;
+  }
+  if (watcher_ != nullptr) {
+    ThrowErrno(env, EBUSY, "watch (already watching)");
+    return;
+  }
+  auto* watcher = new NotifyWatcher(env, notifyFd_, kind_, &watcher_, info[0].As<Napi::Function>(),
+                                    info[1].As<Napi::Function>());
+  watcher_ = watcher;
+  int rc = watcher->Start();
+  if (rc != 0) {
+    watcher_ = nullptr;
+    ThrowErrno(env, -rc, "uv_poll_start");
+  }
+}
+
+void Mapping::StopWatching() {
+  if (watcher_ != nullptr) watcher_->Stop();  // clears watcher_ via OnStop
+  watcher_ = nullptr;
+}
+
+void Mapping::Unwatch(const Napi::CallbackInfo&) { StopWatching(); }
+
+void Mapping::CloseFds() {
+  if (kickFd_ >= 0 && kickFd_ != notifyFd_) close(kickFd_);
+  if (notifyFd_ >= 0) close(notifyFd_);
+  kickFd_ = notifyFd_ = -1;
+}
+
+void Mapping::CloseAll(bool detach) {
+  if (closed_) return;
+  closed_ = true;
+  StopWatching();
+  if (detach) {
+    // Detach first so no JS view can reach the memory we unmap next.
+    Napi::ArrayBuffer buffer = buffer_.Value();
+    if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
+  }
+  region_->Unmap();
+  CloseFds();
+}
+
+void Mapping::Close(const Napi::CallbackInfo&) {
+  if (cleanupHookRegistered_) napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
+  cleanupHookRegistered_ = false;
+  CloseAll(true);
+}
+
+}  // namespace tcmu

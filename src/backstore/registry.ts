@@ -1,0 +1,184 @@
+/**
+ * Opening LUNs: resolve handler names to code, open a stack of layers bottom
+ * up, and hand SCSI emulation a LunStore. This is the one entry point the
+ * daemon uses (`openDevConfig`).
+ */
+import { ConfigError } from './config-error.js';
+import { HANDLER_NAME, parseDevConfig } from './dev-config.js';
+import { builtinHandlerNames, isModulePath, loadBuiltinHandler, loadHandlerModule, validateHandler } from './handler-loader.js';
+import { composeLayers } from './layers.js';
+import { toLunStore } from './stack.js';
+import { validateBackstore } from './validate-backstore.js';
+import type { Backstore, Handler, LunStore, OpenContext } from './types.js';
+
+export { builtinHandlerNames } from './handler-loader.js';
+export { formatDevConfig, parseDevConfig, type ParsedDevConfig } from './dev-config.js';
+
+/** One layer of a stack: which handler, its config string and options. */
+export interface LayerSpec {
+  /** Built-in or registered name ('file', 'qcow2'), a module path, or an npm package name. */
+  handler: string;
+  config: string;
+  options?: Record<string, string>;
+}
+
+/** What every layer's OpenContext shares; `lower` and `options` are per layer. */
+export type BaseOpenContext = Omit<OpenContext, 'lower' | 'options'>;
+
+const registered = new Map<string, Handler>();
+const userModules = new Map<string, string>();
+const resolved = new Map<string, Promise<Handler>>();
+
+/**
+ * Make a handler object available by its name (e.g. one the daemon loaded
+ * from its config file). Registered names win over built-ins.
+ */
+export function registerHandler(handler: Handler): void {
+  validateHandler(handler, `registerHandler(${JSON.stringify((handler as { name?: unknown })?.name)})`);
+  const existing = registered.get(handler.name);
+  if (existing && existing !== handler) {
+    throw new ConfigError(`registerHandler: a different handler named "${handler.name}" is already registered`);
+  }
+  registered.set(handler.name, handler);
+  forgetResolved(handler.name);
+}
+
+/** A registration changes what `name` means: drop any earlier lookup. */
+function forgetResolved(name: string): void {
+  resolved.delete(`any:${name}`);
+  resolved.delete(`named:${name}`);
+}
+
+/**
+ * Make subtype `name` load its handler from `specifier` (a module path or
+ * an npm package name) the first time a LUN uses it. Relative paths are
+ * resolved against the current directory, so callers reading a config file
+ * should make them absolute first. The module's own `name` does not have to
+ * match: the subtype the operator chose wins.
+ */
+export function registerUserHandler(name: string, specifier: string): void {
+  if (!HANDLER_NAME.test(name)) {
+    throw new ConfigError(`handler name "${name}" is invalid (lower-case letters, digits, '-' and '_', starting with a letter or digit)`);
+  }
+  if (specifier === '') throw new ConfigError(`handler "${name}": the module path or package name is empty`);
+  const existing = userModules.get(name);
+  if (existing !== undefined && existing !== specifier) {
+    throw new ConfigError(`handler "${name}" is already registered from "${existing}", not "${specifier}"`);
+  }
+  userModules.set(name, specifier);
+  forgetResolved(name);
+}
+
+async function findHandler(name: string, allowModules: boolean): Promise<Handler> {
+  const own = registered.get(name);
+  if (own) return own;
+  const specifier = userModules.get(name);
+  if (specifier !== undefined) {
+    const user = await loadHandlerModule(specifier);
+    if (!user) throw new ConfigError(`handler "${name}": cannot find module "${specifier}"`);
+    return user;
+  }
+  if (!isModulePath(name)) {
+    const builtin = await loadBuiltinHandler(name);
+    if (builtin) return builtin;
+  }
+  const builtins = `built-ins: ${builtinHandlerNames().join(', ') || 'none'}`;
+  if (!allowModules) {
+    throw new ConfigError(`unknown handler "${name}": not registered and no built-in handlers/${name} (${builtins})`);
+  }
+  const user = await loadHandlerModule(name);
+  if (user) return user;
+  throw new ConfigError(`unknown handler "${name}": no built-in handlers/${name}, and no module or package of that name (${builtins})`);
+}
+
+/**
+ * Resolve a handler by name, module path or package name (loaded once, then
+ * cached). With `allowModules: false` only registered names and built-ins
+ * resolve: names that come from the kernel (dev_config) must not make the
+ * daemon import arbitrary installed packages.
+ */
+export function resolveHandler(name: string, allowModules = true): Promise<Handler> {
+  const key = `${allowModules ? 'any' : 'named'}:${name}`;
+  let pending = resolved.get(key);
+  if (!pending) {
+    pending = findHandler(name, allowModules);
+    resolved.set(key, pending);
+    // A failed lookup is not cached: the operator may install the module and retry.
+    pending.catch(() => resolved.delete(key));
+  }
+  return pending;
+}
+
+function checkLayering(handlers: readonly Handler[]): void {
+  handlers.forEach((handler, index) => {
+    if (index === 0 && handler.layer) {
+      throw new ConfigError(`handler "${handler.name}" is a layer and needs a store below it (e.g. a file)`);
+    }
+    if (index > 0 && !handler.layer) {
+      throw new ConfigError(
+        `handler "${handler.name}" is not a layer and cannot sit on top of "${handlers[index - 1]!.name}"`,
+      );
+    }
+  });
+}
+
+async function closeQuietly(stores: readonly Backstore[], base: BaseOpenContext): Promise<void> {
+  for (const store of [...stores].reverse()) {
+    try {
+      await store.close();
+    } catch (err) {
+      base.log.warn({ err }, 'closing a layer after a failed open also failed');
+    }
+  }
+}
+
+/**
+ * Open `layers` bottom-up (layers[0] is the bottom, e.g. the file), passing
+ * each the store below it as `ctx.lower`. Only the top layer gets
+ * `base.size` (the LUN size); lower layers open at their own natural size.
+ * The returned store owns the whole stack: its close() closes every layer,
+ * top first, so a layer must NOT close its `lower` itself. If any layer
+ * fails to open, the ones already open are closed again.
+ */
+export async function openStack(
+  layers: readonly LayerSpec[],
+  base: BaseOpenContext,
+  resolveOptions: { allowModules?: boolean } = {},
+): Promise<Backstore> {
+  if (layers.length === 0) throw new ConfigError('openStack: no layers given');
+  // Resolve everything first: an unknown handler must not leave files open.
+  const allowModules = resolveOptions.allowModules ?? true;
+  const handlers = await Promise.all(layers.map((layer) => resolveHandler(layer.handler, allowModules)));
+  checkLayering(handlers);
+
+  const opened: Backstore[] = [];
+  try {
+    for (const [index, layer] of layers.entries()) {
+      const handler = handlers[index]!;
+      const isTop = index === layers.length - 1;
+      const ctx: OpenContext = {
+        ...base,
+        size: isTop ? base.size : undefined,
+        log: base.log.child({ handler: handler.name }),
+        lower: opened.at(-1),
+        options: Object.assign(Object.create(null) as Record<string, string>, layer.options),
+      };
+      const store = await handler.open(layer.config, ctx);
+      opened.push(validateBackstore(store, handler.name));
+    }
+  } catch (err) {
+    await closeQuietly(opened, base);
+    throw err;
+  }
+  return opened.length === 1 ? opened[0]! : composeLayers(opened);
+}
+
+/**
+ * Open the LUN a TCMU dev_config describes (`file//path;create=1`) with the
+ * core defaults applied. The subtype must be a built-in or a registered
+ * name (registerHandler / registerUserHandler), never a package to import.
+ */
+export async function openDevConfig(devConfig: string, ctx: BaseOpenContext): Promise<LunStore> {
+  const { handler, config, options } = parseDevConfig(devConfig);
+  return toLunStore(await openStack([{ handler, config, options }], ctx, { allowModules: false }));
+}

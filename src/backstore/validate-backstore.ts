@@ -1,0 +1,35 @@
+/**
+ * Check what a handler's open() returned before the core trusts it: the
+ * core validates every command against `size` and `blockSize` once, so a
+ * wrong value here would let commands through that the handler cannot serve.
+ */
+import type { Backstore } from './types.js';
+
+const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
+const FLAGS = ['readOnly', 'writeCache', 'fua', 'thin'] as const;
+
+export function validateBackstore(store: unknown, handlerName: string): Backstore {
+  const bad = (what: string): never => {
+    throw new TypeError(`handler "${handlerName}" returned an invalid backstore: ${what}`);
+  };
+  if (store === null || typeof store !== 'object') return bad(`expected an object, got ${store === null ? 'null' : typeof store}`);
+  const candidate = store as Record<string, unknown>;
+  const { size, blockSize } = candidate;
+  if (typeof blockSize !== 'number' || !Number.isInteger(blockSize) || blockSize < 512 || (blockSize & (blockSize - 1)) !== 0) {
+    bad(`blockSize ${String(blockSize)} is not a power of two >= 512`);
+  }
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) bad(`size ${String(size)} is not a non-negative integer`);
+  if ((size as number) % (blockSize as number) !== 0) bad(`size ${String(size)} is not a multiple of blockSize ${String(blockSize)}`);
+  for (const method of ['read', 'close']) {
+    if (typeof candidate[method] !== 'function') bad(`"${method}" is required and must be a function`);
+  }
+  for (const method of OPTIONAL_METHODS) {
+    const value = candidate[method];
+    if (value !== undefined && typeof value !== 'function') bad(`"${method}" must be a function or absent, got ${typeof value}`);
+  }
+  for (const flag of FLAGS) {
+    const value = candidate[flag];
+    if (value !== undefined && typeof value !== 'boolean') bad(`"${flag}" must be a boolean or absent, got ${typeof value}`);
+  }
+  return store as Backstore;
+}

@@ -1,0 +1,44 @@
+/**
+ * Writing zeros with ordinary writes, for stores that cannot zero a range
+ * natively (no writeZeroes, or the filesystem refused fallocate). Every
+ * call shares ONE preallocated zero buffer and walks the range in bounded
+ * chunks, so a WRITE SAME over a whole LUN allocates nothing big.
+ */
+import { isPromiseLike } from './maybe.js';
+import type { MaybePromise, WriteOptions } from './types.js';
+
+/** Chunk size of emulated zero writes: big enough to be efficient, small enough to keep I/O latency bounded. */
+export const ZERO_CHUNK_SIZE = 1 << 20;
+
+/**
+ * Shared, read-only by convention: handlers receive it as write input and
+ * must never modify their input buffers (a layer that transforms data, like
+ * encryption, must transform into its own buffer, never in place).
+ */
+const zeroChunk = Buffer.alloc(ZERO_CHUNK_SIZE);
+const fullChunkIov: readonly Buffer[] = [zeroChunk];
+const plainWrite: WriteOptions = Object.freeze({ fua: false });
+
+export type WriteFn = (offset: number, iov: readonly Buffer[], opts: WriteOptions) => MaybePromise<void>;
+
+/**
+ * Write zeros over [offset, offset + length) with `write`, one chunk at a
+ * time. Stays synchronous while `write` does; after the first promise the
+ * remaining chunks follow it in order (never in parallel, to bound memory
+ * and keep the store's queue fair to other commands).
+ */
+export function writeZeroesWithWrites(write: WriteFn, offset: number, length: number): MaybePromise<void> {
+  const end = offset + length;
+  let position = offset;
+  while (position < end) {
+    const chunk = Math.min(ZERO_CHUNK_SIZE, end - position);
+    const iov = chunk === ZERO_CHUNK_SIZE ? fullChunkIov : [zeroChunk.subarray(0, chunk)];
+    const result = write(position, iov, plainWrite);
+    position += chunk;
+    if (isPromiseLike(result)) {
+      const resumeAt = position;
+      return result.then(() => writeZeroesWithWrites(write, resumeAt, end - resumeAt));
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,133 @@
+/**
+ * `tcmu-ts lun create|delete|list|export|unexport` and `tcmu-ts status`:
+ * LIO management without targetcli. These talk to configfs directly; the
+ * running daemon picks devices up through netlink.
+ */
+import type { Command } from 'commander';
+import {
+  checkLioAvailable,
+  createTcmuDevice,
+  deleteTcmuDevice,
+  exportIscsi,
+  exportLoop,
+  listTcmuLuns,
+  unexport,
+} from '../tcmu/lio.js';
+import { parseSize } from '../config/size.js';
+import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../daemon/control.js';
+import { formatDevConfig } from '../backstore/registry.js';
+
+function parseOptions(list: string[] | undefined): Record<string, string> {
+  const options: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--option "${kv}": expected key=value`);
+    options[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return options;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerLun(program: Command): void {
+  const lun = program.command('lun').description('create, export, list and delete TCMU LUNs in the kernel (configfs)');
+
+  lun
+    .command('create <name>')
+    .description('create a TCMU device served by tcmu-ts (the daemon should be running)')
+    .requiredOption('--backstore <subtype>', 'handler: file, ram, qcow2 or a user handler')
+    .option('--path <path>', 'backing image (file, qcow2)', '')
+    .requiredOption('--size <size>', 'LUN size, e.g. 10G')
+    .option('--block-size <n>', 'logical block size (512 or 4096)', '512')
+    .option('--max-sectors <n>', 'largest transfer in blocks', '1024')
+    .option('--cmd-timeout <s>', 'seconds before the kernel fails an unanswered command', '30')
+    .option('--option <key=value>', 'handler option (repeatable)', collect)
+    .option('--export <fabric>', 'also export: loop or iscsi')
+    .action(async (name: string, o) => {
+      await checkLioAvailable();
+      const devConfig = formatDevConfig(o.backstore, o.path, parseOptions(o.option));
+      const dir = await createTcmuDevice({
+        name,
+        devConfig,
+        size: parseSize(o.size, '--size'),
+        blockSize: Number(o.blockSize),
+        maxSectors: Number(o.maxSectors),
+        cmdTimeOut: Number(o.cmdTimeout),
+      });
+      console.log(`created ${dir} (dev_config=${devConfig})`);
+      if (o.export === 'loop') console.log(`exported on tcm_loop ${await exportLoop(name)}`);
+      else if (o.export === 'iscsi') console.log(`exported on iSCSI ${await exportIscsi(name)}`);
+      else if (o.export) throw new Error(`--export ${o.export}: expected loop or iscsi`);
+    });
+
+  lun
+    .command('export <name>')
+    .description('export a LUN on tcm_loop (local /dev/sdX) or iSCSI')
+    .requiredOption('--fabric <fabric>', 'loop or iscsi')
+    .option('--iqn <iqn>', 'iSCSI target name')
+    .option('--portal <ip:port>', 'iSCSI portal', '0.0.0.0:3260')
+    .option('--initiator <iqn>', 'allowed initiator (repeatable; none = any)', collect)
+    .action(async (name: string, o) => {
+      await checkLioAvailable();
+      if (o.fabric === 'loop') console.log(await exportLoop(name));
+      else if (o.fabric === 'iscsi') console.log(await exportIscsi(name, { iqn: o.iqn, portal: o.portal, initiators: o.initiator }));
+      else throw new Error(`--fabric ${o.fabric}: expected loop or iscsi`);
+    });
+
+  lun
+    .command('unexport <name>')
+    .description('remove every export of a LUN')
+    .action(async (name: string) => {
+      await checkLioAvailable();
+      await unexport(name);
+    });
+
+  lun
+    .command('delete <name>')
+    .description('unexport and remove a LUN (its backing image is kept)')
+    .action(async (name: string) => {
+      await checkLioAvailable();
+      await deleteTcmuDevice(name);
+      console.log(`deleted ${name}`);
+    });
+
+  lun
+    .command('list')
+    .description('list TCMU LUNs in the kernel')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      await checkLioAvailable();
+      const luns = await listTcmuLuns();
+      if (o.json) return console.log(JSON.stringify(luns, null, 2));
+      for (const l of luns) {
+        console.log(
+          `${l.name.padEnd(20)} user_${l.hbaIndex}  ${String(l.size).padStart(15)}  ${l.enabled ? 'enabled ' : 'disabled'}  ${l.devConfig}  ${l.exports.length} export(s)`,
+        );
+      }
+    });
+
+  program
+    .command('status')
+    .description('show what the running daemon serves: LUNs, queue depth, in-flight and error counters')
+    .option('--socket <path>', 'daemon control socket', DEFAULT_CONTROL_SOCKET)
+    .option('--json', 'machine-readable output')
+    .action(async (o: { socket: string; json?: boolean }) => {
+      let status: { pid: number; luns: any[] };
+      try {
+        status = await controlRequest(o.socket, { cmd: 'status' });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ECONNREFUSED') throw new Error(`no tcmu-ts daemon is running (${o.socket})`);
+        throw err;
+      }
+      if (o.json) return console.log(JSON.stringify(status, null, 2));
+      console.log(`tcmu-ts daemon pid ${status.pid}, ${status.luns.length} LUN(s)`);
+      console.log('LUN                   state     size            in-flight  max  commands    errors  stuck  dev_config');
+      for (const l of status.luns) {
+        const s = l.stats ?? {};
+        console.log(
+          `${l.id.padEnd(21)} ${l.state.padEnd(9)} ${String(l.size).padEnd(15)} ${String(s.inFlight ?? 0).padStart(9)}  ${String(s.maxInFlight ?? 0).padStart(3)}  ${String(s.commands ?? 0).padStart(10)}  ${String(s.errors ?? 0).padStart(6)}  ${String(l.stuck ?? 0).padStart(5)}  ${l.devConfig}`,
+        );
+      }
+    });
+}

@@ -1,0 +1,225 @@
+/**
+ * One served LUN: the uio mapping, the handler stack, SCSI emulation and the
+ * ring engine, plus the kernel-side choreography that makes (re)opening and
+ * stopping safe:
+ *   reopen (daemon restart): block_dev=1, reset_ring=1 (commands a previous
+ *          runner left in the ring fail BUSY, which initiators retry), map,
+ *          check, unblock;
+ *   fresh  (netlink ADDED: the device is not configured yet, so configfs
+ *          actions are refused and the ring is empty): just map;
+ *   stop:  block_dev=1, finish everything in flight, flush and close the
+ *          store, unmap, unblock. When the device is being removed, skip the
+ *          configfs steps: it is going away and no new command can arrive.
+ */
+import type { Logger } from 'pino';
+import type { LunStore } from '../backstore/types.js';
+import { openDevConfig } from '../backstore/registry.js';
+import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
+import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
+import { RingEngine } from '../tcmu/engine.js';
+import { native, type NativeMapping } from '../tcmu/native.js';
+import { TcmuConfigfs } from '../tcmu/configfs.js';
+import type { TcmuUioDevice } from '../tcmu/discovery.js';
+
+export interface LunOptions {
+  log: Logger;
+  /** How long stop() waits for in-flight commands before closing anyway. */
+  drainTimeoutMs?: number;
+  configfsRoot?: string;
+}
+
+export interface LunStatus {
+  id: string;
+  uio: string;
+  devConfig: string;
+  size: number;
+  blockSize: number;
+  thin: boolean;
+  writeCache: boolean;
+  state: 'starting' | 'serving' | 'stopping' | 'stopped';
+  stats?: RingEngine['stats'];
+}
+
+/** ASC/ASCQ of CAPACITY DATA HAS CHANGED (SPC-5), reported once after a resize. */
+const CAPACITY_CHANGED: [number, number] = [0x2a, 0x09];
+
+export class Lun {
+  readonly id: string;
+  readonly log: Logger;
+  private readonly configfs: TcmuConfigfs;
+  private mapping?: NativeMapping;
+  private store?: LunStore;
+  private engine?: RingEngine;
+  private disk?: ScsiDisk;
+  private devConfig: string;
+  private state: LunStatus['state'] = 'starting';
+  private stopping?: Promise<void>;
+  /**
+   * The engine talks to this stable target; it forwards to the current disk,
+   * so a RECONFIG can swap the store (and disk) under a running ring.
+   */
+  private readonly target: ScsiTarget = {
+    execute: (cmd: ScsiCommand) => this.disk!.execute(cmd),
+  };
+
+  constructor(readonly device: TcmuUioDevice, private readonly opts: LunOptions) {
+    this.id = `user_${device.hbaIndex}/${device.deviceName}`;
+    this.devConfig = device.devConfig;
+    this.log = opts.log.child({ lun: this.id, uio: device.uio });
+    this.configfs = new TcmuConfigfs(device.hbaIndex, device.deviceName, opts.configfsRoot);
+  }
+
+  status(): LunStatus {
+    return {
+      id: this.id,
+      uio: this.device.uio,
+      devConfig: this.devConfig,
+      size: this.store?.size ?? 0,
+      blockSize: this.store?.blockSize ?? 0,
+      thin: this.store?.thin ?? false,
+      writeCache: this.store?.writeCache ?? false,
+      state: this.state,
+      stats: this.engine ? { ...this.engine.stats } : undefined,
+    };
+  }
+
+  async start(mode: { fresh: boolean }): Promise<void> {
+    const size = this.configfs.devSize();
+    this.store = await this.openStore(this.devConfig, size);
+    this.disk = this.createDisk(this.store);
+    const fresh = mode.fresh || !this.tryBlock();
+    try {
+      if (!fresh) this.configfs.resetRing();
+      this.mapping = native().openUio(`/dev/${this.device.uio}`, this.device.mapSize);
+      this.engine = new RingEngine(this.mapping, this.target, {
+        log: this.log,
+        onTmr: (type, cmdIds) => this.log.warn({ type, cmdIds }, 'task management function'),
+      });
+      this.engine.start();
+    } catch (err) {
+      this.closeMapping();
+      await this.store.close();
+      throw err;
+    } finally {
+      if (!fresh) this.configfs.setBlocked(false);
+    }
+    this.state = 'serving';
+    this.log.info(
+      { devConfig: this.devConfig, size: this.store.size, thin: this.store.thin, writeCache: this.store.writeCache },
+      'LUN serving',
+    );
+  }
+
+  /**
+   * block_dev=1 before touching a ring another runner may have used. The
+   * kernel refuses (EINVAL) while the device is still being enabled: then
+   * its ring has never been used and there is nothing to reset.
+   */
+  private tryBlock(): boolean {
+    try {
+      this.configfs.setBlocked(true);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.log.debug('device not configured yet: opening its pristine ring without reset');
+      return false;
+    }
+  }
+
+  private async openStore(devConfig: string, size: number): Promise<LunStore> {
+    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log });
+  }
+
+  private createDisk(store: LunStore): ScsiDisk {
+    const serial = this.configfs.unitSerial();
+    return new ScsiDisk(
+      store,
+      {
+        ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
+        maxTransferBlocks: this.configfs.maxSectors(),
+      },
+      { log: this.log },
+    );
+  }
+
+  /** Grow (or shrink) the LUN; the initiator gets CAPACITY DATA HAS CHANGED. */
+  async resize(newSize: number): Promise<void> {
+    const store = this.requireStore();
+    if (newSize === store.size) return;
+    await store.resize(newSize);
+    this.disk!.refresh();
+    this.disk!.addUnitAttention(...CAPACITY_CHANGED);
+    this.log.info({ size: newSize }, 'LUN resized');
+  }
+
+  /**
+   * Switch to a new dev_config (same subtype). The new store is opened
+   * first, so a bad config leaves the LUN serving the old one; commands in
+   * flight on the old store finish before it is closed.
+   */
+  async changeConfig(newDevConfig: string): Promise<void> {
+    const old = this.requireStore();
+    const next = await this.openStore(newDevConfig, old.size);
+    await old.flush();
+    this.store = next;
+    this.disk = this.createDisk(next);
+    this.devConfig = newDevConfig;
+    await this.engine?.drain().catch(() => undefined);
+    this.engine?.start();
+    await old.close();
+    this.log.info({ devConfig: newDevConfig }, 'LUN reconfigured');
+  }
+
+  /** Idempotent; resolves when the LUN is closed (and the kernel unblocked). */
+  stop(mode: { deviceGone: boolean } = { deviceGone: false }): Promise<void> {
+    this.stopping ??= this.doStop(mode.deviceGone);
+    return this.stopping;
+  }
+
+  private async doStop(deviceGone: boolean): Promise<void> {
+    this.state = 'stopping';
+    let blocked = false;
+    if (!deviceGone) {
+      try {
+        this.configfs.setBlocked(true);
+        blocked = true;
+      } catch (err) {
+        this.log.warn({ err }, 'could not block device before stopping');
+      }
+    }
+    try {
+      if (this.engine) {
+        const timeoutMs = this.opts.drainTimeoutMs ?? 30_000;
+        const drained = await Promise.race([
+          this.engine.drain().then(() => true),
+          new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
+        ]);
+        if (!drained) this.log.error({ inFlight: this.engine.stats.inFlight }, 'stop: in-flight commands did not finish');
+      }
+      if (this.store) await this.store.close();
+    } finally {
+      this.closeMapping();
+      if (blocked) {
+        try {
+          this.configfs.setBlocked(false);
+        } catch (err) {
+          this.log.warn({ err }, 'could not unblock device');
+        }
+      }
+      this.state = 'stopped';
+      this.log.info('LUN stopped');
+    }
+  }
+
+  private requireStore(): LunStore {
+    if (!this.store || this.state !== 'serving') throw new Error(`LUN ${this.id} is not serving`);
+    return this.store;
+  }
+
+  private closeMapping(): void {
+    this.engine?.close();
+    this.mapping?.close();
+    this.engine = undefined;
+    this.mapping = undefined;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Make the kernel match the config file: create the TCMU devices of
+ * configured LUNs that do not exist yet and export them as configured.
+ * Runs inside the daemon after it listens for netlink events, because
+ * `enable` and the LUN link wait for this very process to answer.
+ */
+import type { Logger } from 'pino';
+import type { LunConfig } from '../config/config.js';
+import { formatDevConfig } from '../backstore/registry.js';
+import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../tcmu/lio.js';
+
+export async function provisionLuns(luns: readonly LunConfig[], log: Logger): Promise<void> {
+  const existing = new Map((await listTcmuLuns()).map((l) => [l.name, l]));
+  await Promise.all(
+    luns.map(async (lun) => {
+      const l = log.child({ lun: lun.name });
+      try {
+        const devConfig = formatDevConfig(lun.backstore, lun.path, lun.options);
+        const current = existing.get(lun.name);
+        if (current && current.devConfig !== devConfig) {
+          l.warn({ configured: devConfig, kernel: current.devConfig }, 'LUN exists with a different dev_config; leaving it as it is');
+        }
+        if (!current) {
+          await createTcmuDevice({ name: lun.name, devConfig, size: lun.size, blockSize: lun.blockSize });
+          l.info({ devConfig }, 'LUN created from config');
+        }
+        if ((current?.exports.length ?? 0) === 0) {
+          if (lun.export === 'loop') l.info({ wwn: await exportLoop(lun.name) }, 'LUN exported on tcm_loop');
+          if (lun.export === 'iscsi') {
+            const iqn = await exportIscsi(lun.name, { iqn: lun.iqn, portal: lun.portal, initiators: lun.initiators });
+            l.info({ iqn }, 'LUN exported on iSCSI');
+          }
+        }
+      } catch (err) {
+        l.error({ err }, 'cannot provision LUN from config');
+      }
+    }),
+  );
+}

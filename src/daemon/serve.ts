@@ -1,0 +1,203 @@
+/**
+ * `tcmu-ts serve`: the daemon. It
+ *  - refuses to start when another instance owns the control socket;
+ *  - subscribes to TCM-USER netlink events first, then opens every existing
+ *    device of a handled subtype (so nothing added in between is missed);
+ *  - answers ADDED / REMOVED / RECONFIG for its subtypes. Events for one
+ *    device are handled in order; different devices never wait for each
+ *    other (a slow backend open blocks only its own configfs write);
+ *  - stops every LUN cleanly on SIGINT/SIGTERM.
+ * A LUN that fails to open is logged and skipped: one bad LUN never keeps
+ * the others down.
+ */
+import type { Server as NetServer } from 'node:net';
+import type { Logger } from 'pino';
+import { listTcmuDevices, parseUioName, readUioDevice, type TcmuUioDevice } from '../tcmu/discovery.js';
+import { TcmuNetlink, type TcmuEvent } from '../tcmu/netlink/tcmu-events.js';
+import { startControlServer } from './control.js';
+import { Lun, type LunStatus } from './lun.js';
+import { assertPathAllowed, pathOfDevConfig } from './paths.js';
+import { provisionLuns } from './provision.js';
+import type { LunConfig } from '../config/config.js';
+
+export interface ServeOptions {
+  log: Logger;
+  /** Subtypes this runner answers for (devices with other subtypes belong to other runners). */
+  subtypes: ReadonlySet<string>;
+  /** Listen for netlink device events and declare kernel-reply support (default true). */
+  netlink?: boolean;
+  controlSocket?: string;
+  /** Backing paths must be inside one of these (empty: anywhere). */
+  allowedDirs?: readonly string[];
+  /** LUNs from the config file, created in the kernel if missing. */
+  luns?: readonly LunConfig[];
+  uioRoot?: string;
+  configfsRoot?: string;
+}
+
+/** Negative errno values for netlink replies. */
+const EINVAL = -22;
+const ENODEV = -19;
+
+export class Server {
+  private readonly luns = new Map<string, Lun>();
+  /** Per-device chain so events for one uio run in order. */
+  private readonly queues = new Map<string, Promise<void>>();
+  private netlink?: TcmuNetlink;
+
+  constructor(private readonly opts: ServeOptions) {}
+
+  /** Open every handled device not yet served. Returns how many were opened by this call. */
+  async scan(): Promise<number> {
+    const found = listTcmuDevices(this.opts.uioRoot).filter((d) => this.opts.subtypes.has(d.subtype));
+    const opened = await Promise.all(found.map((d) => this.serialize(d.uio, () => this.open(d, { fresh: false }))));
+    return opened.filter(Boolean).length;
+  }
+
+  async listenForEvents(): Promise<void> {
+    const netlink = new TcmuNetlink();
+    await netlink.open(
+      (ev) => this.onEvent(ev),
+      (err) => this.opts.log.error({ err }, 'netlink socket error'),
+    );
+    this.netlink = netlink;
+    await netlink.enableReplies();
+  }
+
+  list(): LunStatus[] {
+    return [...this.luns.values()].map((l) => l.status());
+  }
+
+  async stop(): Promise<void> {
+    this.netlink?.close();
+    const luns = [...this.luns.values()];
+    this.luns.clear();
+    await Promise.allSettled(luns.map((l) => l.stop()));
+  }
+
+  private serialize<T>(uio: string, work: () => Promise<T>): Promise<T> {
+    const prev = this.queues.get(uio) ?? Promise.resolve();
+    const next = prev.then(work);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(uio, settled);
+    settled.then(() => {
+      if (this.queues.get(uio) === settled) this.queues.delete(uio);
+    });
+    return next;
+  }
+
+  private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<boolean> {
+    if (this.luns.has(device.uio)) return true;
+    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot });
+    try {
+      const path = pathOfDevConfig(device.devConfig);
+      if (path !== undefined) assertPathAllowed(path, this.opts.allowedDirs ?? []);
+      await lun.start(mode);
+      this.luns.set(device.uio, lun);
+      return true;
+    } catch (err) {
+      lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
+      return false;
+    }
+  }
+
+  private onEvent(ev: TcmuEvent): void {
+    const parsed = parseUioName(ev.uioName);
+    if (!parsed || !this.opts.subtypes.has(parsed.subtype)) return; // another runner's device
+    const uio = `uio${ev.minor}`;
+    this.serialize(uio, () => this.handleEvent(ev, uio))
+      .then((status) => this.netlink?.reply(ev, status))
+      .catch((err) => this.opts.log.error({ err, event: ev.kind, uio }, 'could not answer netlink event'));
+  }
+
+  /** Returns the status for the *_DONE reply: 0 or a negative errno. */
+  private async handleEvent(ev: TcmuEvent, uio: string): Promise<number> {
+    const log = this.opts.log.child({ uio, event: ev.kind });
+    switch (ev.kind) {
+      case 'added': {
+        const device = readUioDevice(uio, this.opts.uioRoot);
+        if (!device) return ENODEV;
+        return (await this.open(device, { fresh: true })) ? 0 : EINVAL;
+      }
+      case 'removed': {
+        const lun = this.luns.get(uio);
+        this.luns.delete(uio);
+        if (lun) await lun.stop({ deviceGone: true });
+        return 0;
+      }
+      case 'reconfig': {
+        const lun = this.luns.get(uio);
+        if (!lun) return ENODEV;
+        try {
+          if (ev.devSize !== undefined) await lun.resize(ev.devSize);
+          if (ev.devConfig !== undefined) {
+            const next = ev.devConfig.trim();
+            const subtype = next.split('/')[0];
+            if (subtype !== lun.device.subtype) {
+              log.error({ devConfig: next }, 'refusing reconfig: the subtype cannot change on a live LUN');
+              return EINVAL;
+            }
+            await lun.changeConfig(next);
+          }
+          if (ev.writeCache !== undefined) {
+            log.warn({ writeCache: ev.writeCache }, 'write cache reconfig: the initiator controls WCE via MODE SELECT');
+          }
+          return 0;
+        } catch (err) {
+          log.error({ err }, 'reconfig failed');
+          return EINVAL;
+        }
+      }
+    }
+  }
+}
+
+/** Run until a signal: the body of `tcmu-ts serve`. */
+export async function serveForever(opts: ServeOptions): Promise<void> {
+  const server = new Server(opts);
+  let control: NetServer | undefined;
+  if (opts.controlSocket) {
+    control = await startControlServer(opts.controlSocket, async (req) => {
+      switch (req.cmd) {
+        case 'status':
+          return { pid: process.pid, luns: server.list() };
+        case 'rescan':
+          return { opened: await server.scan() };
+        default:
+          throw new Error(`unknown control command ${JSON.stringify(req.cmd)}`);
+      }
+    });
+  }
+  if (opts.netlink !== false) await server.listenForEvents();
+  const opened = await server.scan();
+  if (opts.luns?.length) {
+    await provisionLuns(opts.luns, opts.log);
+    // Without netlink nobody told us about the devices just created.
+    if (opts.netlink === false) await server.scan();
+  }
+  opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
+
+  process.on('SIGHUP', () => {
+    server.scan().then(
+      (n) => opts.log.info({ opened: n }, 'rescan done'),
+      (err) => opts.log.error({ err }, 'rescan failed'),
+    );
+  });
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      opts.log.info({ signal }, 'stopping');
+      server.stop().finally(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  control?.close();
+  opts.log.info('tcmu-ts stopped');
+}

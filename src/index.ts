@@ -1,0 +1,20 @@
+/**
+ * Public API for handler authors and embedders. A handler module default-
+ * exports (or exports as `handler`) an object satisfying `Handler`; see
+ * docs/HANDLERS.md.
+ */
+export type {
+  Backstore,
+  Extent,
+  Handler,
+  LunStore,
+  MaybePromise,
+  OpenContext,
+  WriteOptions,
+  WriteZeroesOptions,
+} from './backstore/types.js';
+export { StorageError, errorCode, type StorageErrorCode } from './backstore/errors.js';
+export { ConfigError } from './backstore/config-error.js';
+export * from './backstore/options.js';
+export { toLunStore } from './backstore/stack.js';
+export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';

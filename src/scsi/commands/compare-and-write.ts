@@ -1,0 +1,42 @@
+/**
+ * COMPARE AND WRITE (SBC-4 5.3): data-out holds N verify blocks followed
+ * by N write blocks. The range is locked from before the read until the
+ * write completes, so no other COMPARE AND WRITE or WRITE can slip in
+ * between (VMware ATS and cluster lock managers rely on this).
+ */
+import { ScsiStatus, type ScsiCommand } from '../command.js';
+import { readU64, sliceIov } from '../iov.js';
+import { type LogicalUnit, MAX_COMPARE_AND_WRITE_BLOCKS, PROCEED } from '../logical-unit.js';
+import { IoKind } from '../sense-map.js';
+import { CompareMode, compareRange } from './compare-range.js';
+
+export function compareAndWrite(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<number> {
+  const cdb = cmd.cdb;
+  const lba = readU64(cdb, 2);
+  const blocks = cdb[13];
+  // SBC-4: NUMBER OF LOGICAL BLOCKS 0 transfers and changes nothing; not an error.
+  if (blocks === 0) return ScsiStatus.Good;
+  if (blocks > MAX_COMPARE_AND_WRITE_BLOCKS) return lu.invalidCdbField(cmd, 13);
+  const bad = lu.validateIo(cmd, lba, blocks, 13, 2 * blocks * lu.blockSize);
+  if (bad !== PROCEED) return bad;
+  if (lu.store.readOnly) return lu.writeProtected(cmd);
+  return locked(lu, cmd, lba, blocks, (cdb[1] & 0x08) !== 0);
+}
+
+async function locked(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: number, fua: boolean): Promise<number> {
+  const release = await lu.lock.acquire(lba, blocks);
+  const bytes = blocks * lu.blockSize;
+  let phase = IoKind.Read;
+  try {
+    const at = await compareRange(lu, cmd, lba, blocks, CompareMode.Full);
+    if (at === -2) return ScsiStatus.TaskAborted;
+    if (at >= 0) return lu.miscompare(cmd, at);
+    phase = IoKind.Write;
+    await lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, bytes, bytes, -1), { fua: fua || !lu.wce });
+    return ScsiStatus.Good;
+  } catch (err) {
+    return lu.storeFailed(cmd, err, phase);
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,39 @@
+/** INQUIRY (SPC-5 6.7): standard data and the VPD page dispatch. */
+import type { ScsiCommand } from '../command.js';
+import type { LogicalUnit } from '../logical-unit.js';
+import { putAscii } from '../ascii.js';
+import { buildVpdPage } from './vpd.js';
+
+/** Standard data length: 58 fixed bytes + 4 version descriptors (8 bytes). */
+const STANDARD_LENGTH = 66;
+
+/** Version descriptors (SPC-5 table 35): SAM-5, SPC-5, SBC-4, none claimed. */
+const VERSION_DESCRIPTORS = [0x00a0, 0x05c0, 0x0600];
+
+export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
+  const cdb = cmd.cdb;
+  const evpd = (cdb[1] & 0x01) !== 0;
+  const pageCode = cdb[2];
+  const allocation = cdb.readUInt16BE(3);
+  if (!evpd) {
+    // SPC-5: a page code with EVPD=0 is an error.
+    if (pageCode !== 0) return lu.invalidCdbField(cmd, 2);
+    const buf = lu.reply(STANDARD_LENGTH);
+    buf[0] = 0x00; // peripheral qualifier 0 (connected), type 0 direct access block device
+    buf[1] = 0x00; // not removable
+    buf[2] = 0x07; // VERSION: SPC-5
+    buf[3] = 0x12; // HISUP=1, RESPONSE DATA FORMAT=2
+    buf[4] = STANDARD_LENGTH - 5; // ADDITIONAL LENGTH counts the bytes after byte 4
+    buf[5] = 0x00; // no ALUA (TPGS 0), no 3PC, no protection information
+    buf[6] = 0x00;
+    buf[7] = 0x02; // CMDQUE: full task management model
+    putAscii(buf, 8, 8, lu.identity.vendor);
+    putAscii(buf, 16, 16, lu.identity.product);
+    putAscii(buf, 32, 4, lu.identity.revision);
+    for (let i = 0; i < VERSION_DESCRIPTORS.length; i++) buf.writeUInt16BE(VERSION_DESCRIPTORS[i], 58 + 2 * i);
+    return lu.dataIn(cmd, buf, Math.min(STANDARD_LENGTH, allocation));
+  }
+  const length = buildVpdPage(lu, pageCode, lu.reply(lu.scratch.length));
+  if (length < 0) return lu.invalidCdbField(cmd, 2);
+  return lu.dataIn(cmd, lu.scratch, Math.min(length, allocation));
+}

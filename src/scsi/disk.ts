@@ -1,0 +1,75 @@
+/**
+ * ScsiDisk: a direct-access block device (SBC-4) over a LunStore. Decode
+ * order per command: table lookup (INVALID COMMAND OPERATION CODE), unit
+ * attention (SAM-5 5.14), reserved-bit check against the usage mask
+ * (INVALID FIELD IN CDB with a field pointer), then the handler.
+ */
+import type { Logger } from 'pino';
+import type { LunStore } from '../backstore/types.js';
+import { ScsiStatus, type ScsiCommand, type ScsiTarget } from './command.js';
+import { type CommandSpec, UNKNOWN_SERVICE_ACTION, firstReservedByte, highestBit } from './command-table.js';
+import type { DiskIdentity } from './identity.js';
+import { LogicalUnit, isThenable } from './logical-unit.js';
+import { DISK_COMMANDS } from './opcodes.js';
+import { Asc, SenseKey, writeSense } from './sense.js';
+
+export class ScsiDisk implements ScsiTarget {
+  private readonly lu: LogicalUnit;
+
+  constructor(store: LunStore, identity: DiskIdentity, opts: { log?: Logger } = {}) {
+    this.lu = new LogicalUnit(store, identity, opts.log, DISK_COMMANDS);
+    // SAM-5: the first command after power on sees this once.
+    this.lu.addUnitAttention(0x29, 0x00);
+  }
+
+  execute(cmd: ScsiCommand): number | Promise<number> {
+    const lu = this.lu;
+    const cdb = cmd.cdb;
+    cmd.dataInLength = -1;
+    if (cdb.length === 0) return lu.check(cmd, SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+    const found = lu.commands.lookup(cdb[0], cdb.length > 1 ? cdb[1] : 0);
+    if (found === UNKNOWN_SERVICE_ACTION) return lu.invalidCdbField(cmd, 1, 4);
+    if (found === undefined || cdb.length < found.usage.length || (found.available !== undefined && !found.available(lu))) {
+      return lu.check(cmd, SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
+    }
+    if (lu.unitAttentions.length !== 0 && found.ignoresUnitAttention !== true) {
+      lu.takeUnitAttention(cmd.sense);
+      return ScsiStatus.CheckCondition;
+    }
+    const reserved = firstReservedByte(cdb, found.usage);
+    if (reserved >= 0) return lu.invalidCdbField(cmd, reserved, highestBit(cdb[reserved] & ~found.usage[reserved]));
+    return this.run(found, cmd);
+  }
+
+  /** Queue a unit attention (e.g. 2A/09 CAPACITY DATA HAS CHANGED), reported once to the next command. */
+  addUnitAttention(asc: number, ascq: number): void {
+    this.lu.addUnitAttention(asc, ascq);
+  }
+
+  /**
+   * Re-read the store's size after a resize. When the capacity changed,
+   * CAPACITY DATA HAS CHANGED is queued (once, even if the caller adds it too)
+   * so the initiator rereads the capacity.
+   */
+  refresh(): void {
+    if (this.lu.refreshCapacity()) this.lu.addUnitAttention(0x2a, 0x09);
+  }
+
+  private run(spec: CommandSpec, cmd: ScsiCommand): number | Promise<number> {
+    let result: number | Promise<number>;
+    try {
+      result = spec.run(this.lu, cmd);
+    } catch (err) {
+      return this.internalFailure(cmd, spec, err);
+    }
+    if (spec.neverFails === true || !isThenable(result)) return result;
+    return result.then(undefined, (err: unknown) => this.internalFailure(cmd, spec, err));
+  }
+
+  /** A bug in the emulation, not a store error: HARDWARE ERROR / INTERNAL TARGET FAILURE. */
+  private internalFailure(cmd: ScsiCommand, spec: CommandSpec, err: unknown): number {
+    this.lu.log?.error({ err, command: spec.name }, 'SCSI emulation failed');
+    writeSense(cmd.sense, this.lu.dSense, SenseKey.HardwareError, Asc.InternalTargetFailure);
+    return ScsiStatus.CheckCondition;
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The state one emulated disk shares between its command handlers: the
+ * store, capacity, mode page settings, pending unit attentions, the
+ * COMPARE AND WRITE lock, and the small helpers every handler needs
+ * (sense shortcuts, data-in scatter, I/O range validation). Handlers are
+ * plain functions taking this object; ScsiDisk (./disk.ts) dispatches.
+ */
+import type { Logger } from 'pino';
+import type { LunStore } from '../backstore/types.js';
+import { ScsiStatus, type ScsiCommand } from './command.js';
+import type { CommandTable } from './command-table.js';
+import type { DiskIdentity } from './identity.js';
+import { scatter } from './iov.js';
+import { LbaRangeLock } from './lba-lock.js';
+import { IoKind, statusForStoreError } from './sense-map.js';
+import { Asc, SenseKey, setSenseFieldPointer, setSenseInformation, writeSense } from './sense.js';
+
+/** Returned by validation helpers when the command may proceed. */
+export const PROCEED = -1;
+
+/** Size of the shared buffer data-in replies are built in (INQUIRY, MODE SENSE, RSOC ...). */
+const SCRATCH_BYTES = 4096;
+
+/** Default upper bounds advertised in VPD B0 and enforced (in logical blocks). */
+export const MAX_UNMAP_BLOCK_DESCRIPTORS = 256;
+export const MAX_UNMAP_LBA_COUNT = 1 << 22;
+export const MAX_WRITE_SAME_BLOCKS = 1 << 22;
+export const MAX_COMPARE_AND_WRITE_BLOCKS = 255;
+
+export class LogicalUnit {
+  readonly blockSize: number;
+  /** Number of logical blocks; changes on refresh() after a resize. */
+  capacityBlocks: number;
+  /** Largest READ/WRITE transfer in blocks; 0 = no limit. */
+  readonly maxTransferBlocks: number;
+  /** Caching mode page WCE: when false every write is forced to FUA. */
+  wce: boolean;
+  /** Control mode page D_SENSE: descriptor-format sense. */
+  dSense = false;
+  readonly lock = new LbaRangeLock();
+  /**
+   * Replies are built here then scattered into the iov before any await,
+   * so one buffer serves all commands of this LUN.
+   */
+  readonly scratch = Buffer.alloc(SCRATCH_BYTES);
+  /** Pending unit attentions, oldest first, each (asc << 8) | ascq. */
+  readonly unitAttentions: number[] = [];
+
+  constructor(
+    readonly store: LunStore,
+    readonly identity: DiskIdentity,
+    readonly log: Logger | undefined,
+    /** The command table in use (REPORT SUPPORTED OPERATION CODES reads it). */
+    readonly commands: CommandTable,
+  ) {
+    this.blockSize = store.blockSize;
+    this.capacityBlocks = Math.floor(store.size / store.blockSize);
+    this.maxTransferBlocks = identity.maxTransferBlocks ?? 0;
+    this.wce = store.writeCache;
+  }
+
+  // ---- sense shortcuts (each returns CHECK CONDITION) ----
+
+  check(cmd: ScsiCommand, key: SenseKey, asc: Asc): number {
+    writeSense(cmd.sense, this.dSense, key, asc);
+    return ScsiStatus.CheckCondition;
+  }
+
+  /** 05/24/00 with a field pointer into the CDB; bit -1 = whole byte. */
+  invalidCdbField(cmd: ScsiCommand, byte: number, bit = -1): number {
+    writeSense(cmd.sense, this.dSense, SenseKey.IllegalRequest, Asc.InvalidFieldInCdb);
+    setSenseFieldPointer(cmd.sense, true, byte, bit);
+    return ScsiStatus.CheckCondition;
+  }
+
+  /** 05/26/00 with a field pointer into the parameter list. */
+  invalidParameter(cmd: ScsiCommand, byte: number, bit = -1): number {
+    writeSense(cmd.sense, this.dSense, SenseKey.IllegalRequest, Asc.InvalidFieldInParameterList);
+    setSenseFieldPointer(cmd.sense, false, byte, bit);
+    return ScsiStatus.CheckCondition;
+  }
+
+  /** 05/21/00. */
+  lbaOutOfRange(cmd: ScsiCommand): number {
+    return this.check(cmd, SenseKey.IllegalRequest, Asc.LbaOutOfRange);
+  }
+
+  /** 0E/1D/00 with the miscompare offset in INFORMATION (SBC-4 5.3, 5.29). */
+  miscompare(cmd: ScsiCommand, offset: number): number {
+    writeSense(cmd.sense, this.dSense, SenseKey.Miscompare, Asc.MiscompareDuringVerify);
+    setSenseInformation(cmd.sense, offset);
+    return ScsiStatus.CheckCondition;
+  }
+
+  storeFailed(cmd: ScsiCommand, err: unknown, kind: IoKind): number {
+    this.log?.debug({ err, op: cmd.cdb[0] }, 'store operation failed');
+    return statusForStoreError(err, kind, cmd.sense, this.dSense);
+  }
+
+  // ---- data-in ----
+
+  /**
+   * Return `length` bytes built in `src` as data-in, truncated to the
+   * initiator's allocation (the iov), and record the residual.
+   */
+  dataIn(cmd: ScsiCommand, src: Buffer, length: number): number {
+    const copied = scatter(cmd.iov, src, length);
+    cmd.dataInLength = copied < cmd.iovLength ? copied : -1;
+    return ScsiStatus.Good;
+  }
+
+  /** Zeroed scratch of `length` bytes (<= 4 KiB) to build a reply in. */
+  reply(length: number): Buffer {
+    this.scratch.fill(0, 0, length);
+    return this.scratch;
+  }
+
+  // ---- I/O validation ----
+
+  /**
+   * Common checks for a media-access CDB. `lengthByte` is the CDB offset
+   * of the TRANSFER LENGTH field (for the field pointer); `bytesNeeded` is
+   * how much of the iov the command will touch.
+   *
+   * A transfer larger than the iov the kernel gave us is an initiator
+   * error SPC-5 has no dedicated code for. LIO's own core rejects a write
+   * whose data-out is shorter than its CDB with INVALID FIELD IN CDB, and
+   * TCMU has no way to report a data-in overrun residual, so both
+   * directions fail the same way, pointing at the transfer length.
+   * Nothing is read or written past the iov.
+   */
+  validateIo(cmd: ScsiCommand, lba: number, blocks: number, lengthByte: number, bytesNeeded: number): number {
+    if (lba + blocks > this.capacityBlocks) return this.lbaOutOfRange(cmd);
+    if (this.maxTransferBlocks !== 0 && blocks > this.maxTransferBlocks) return this.invalidCdbField(cmd, lengthByte);
+    if (bytesNeeded > cmd.iovLength) return this.invalidCdbField(cmd, lengthByte);
+    return PROCEED;
+  }
+
+  /** Writes refused while the LUN is write protected (07/27/00). */
+  writeProtected(cmd: ScsiCommand): number {
+    return this.check(cmd, SenseKey.DataProtect, Asc.WriteProtected);
+  }
+
+  // ---- unit attention ----
+
+  addUnitAttention(asc: number, ascq: number): void {
+    const code = ((asc & 0xff) << 8) | (ascq & 0xff);
+    if (!this.unitAttentions.includes(code)) this.unitAttentions.push(code);
+  }
+
+  /** Report (and clear) the oldest unit attention as sense into `sense`. */
+  takeUnitAttention(sense: Buffer): void {
+    const code = this.unitAttentions.shift() ?? Asc.NoAdditionalSense;
+    writeSense(sense, this.dSense, SenseKey.UnitAttention, code);
+  }
+
+  refreshCapacity(): boolean {
+    const blocks = Math.floor(this.store.size / this.blockSize);
+    const changed = blocks !== this.capacityBlocks;
+    this.capacityBlocks = blocks;
+    return changed;
+  }
+}
+
+/** Resolves a store promise to GOOD; used as a shared `then` callback (no closure). */
+export function goodStatus(): number {
+  return ScsiStatus.Good;
+}
+
+/** True for a promise-like result of a store call. */
+export function isThenable<T>(r: T | Promise<T>): r is Promise<T> {
+  return r !== undefined && r !== null && typeof (r as { then?: unknown }).then === 'function';
+}

@@ -1,0 +1,249 @@
+/**
+ * LIO target management through configfs, so users need no targetcli:
+ * TCMU devices (core/user_<hba>/<name>) and their exports on tcm_loop
+ * (a local /dev/sdX) or the in-kernel iSCSI target.
+ *
+ * Every write that the kernel may hold until a runner answers (enable,
+ * rmdir of a device, LUN links that trigger a scan) is asynchronous: when
+ * the daemon itself calls these, its event loop must stay free to answer.
+ */
+import { mkdir, readFile, readdir, readlink, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+
+export const CONFIGFS_TARGET = '/sys/kernel/config/target';
+
+export interface CreateDeviceOptions {
+  name: string;
+  devConfig: string;
+  size: number;
+  hbaIndex?: number;
+  blockSize?: number;
+  /** Largest transfer in blocks; the kernel default (128) splits every 64 KiB+ I/O. */
+  maxSectors?: number;
+  /** Seconds before the kernel fails a command the runner has not answered. */
+  cmdTimeOut?: number;
+}
+
+export interface LioDevice {
+  name: string;
+  hbaIndex: number;
+  dir: string;
+  devConfig: string;
+  size: number;
+  enabled: boolean;
+  exports: string[];
+}
+
+const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function validateLunName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new Error(`LUN name "${name}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
+  }
+}
+
+export function validateDevConfig(devConfig: string): void {
+  if (devConfig.length === 0 || devConfig.length > 255) throw new Error('dev_config must be 1-255 characters');
+  if (devConfig.includes(',')) throw new Error('dev_config cannot contain commas (configfs uses them as separators)');
+  if (/\s/.test(devConfig)) throw new Error('dev_config cannot contain whitespace');
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether configfs and the TCMU backend are available, with the reason when not. */
+export async function checkLioAvailable(root = CONFIGFS_TARGET): Promise<void> {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new Error('tcmu-ts must run as root to manage LIO (configfs and /dev/uio*)');
+  }
+  if (!(await exists(join(root, 'core')))) {
+    throw new Error(
+      `${root}/core is missing: load the target modules (modprobe target_core_user) and mount configfs (mount -t configfs none /sys/kernel/config)`,
+    );
+  }
+  const modules = await readFile('/proc/modules', 'utf8').catch(() => '');
+  if (modules && !/^target_core_user /m.test(modules) && !(await exists('/sys/module/target_core_user'))) {
+    throw new Error('kernel module target_core_user is not loaded: modprobe target_core_user');
+  }
+}
+
+export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGFS_TARGET): Promise<string> {
+  validateLunName(opts.name);
+  validateDevConfig(opts.devConfig);
+  if (!Number.isSafeInteger(opts.size) || opts.size <= 0) throw new Error(`size must be a positive byte count`);
+  const blockSize = opts.blockSize ?? 512;
+  if (opts.size % blockSize !== 0) throw new Error(`size ${opts.size} is not a multiple of the block size ${blockSize}`);
+  const dir = join(root, 'core', `user_${opts.hbaIndex ?? 1}`, opts.name);
+  if (await exists(dir)) throw new Error(`a LUN named ${opts.name} already exists (${dir})`);
+  await mkdir(dir, { recursive: true });
+  try {
+    const control = [
+      `dev_config=${opts.devConfig}`,
+      `dev_size=${opts.size}`,
+      `hw_block_size=${blockSize}`,
+      `hw_max_sectors=${opts.maxSectors ?? 1024}`,
+    ];
+    for (const kv of control) await writeFile(join(dir, 'control'), kv);
+    await writeFile(join(dir, 'attrib', 'cmd_time_out'), String(opts.cmdTimeOut ?? 30));
+    // TMR notifications let the runner see ABORT TASK / LUN RESET (absent on old kernels).
+    if (await exists(join(dir, 'attrib', 'tmr_notification'))) {
+      await writeFile(join(dir, 'attrib', 'tmr_notification'), '1');
+    }
+    // Waits for the runner's ADDED_DEVICE_DONE when one is listening with replies on.
+    await writeFile(join(dir, 'enable'), '1');
+  } catch (err) {
+    await rmdir(dir).catch(() => undefined);
+    throw err;
+  }
+  return dir;
+}
+
+/** A stable NAA-style WWN (naa.5 + 15 hex digits) derived from a name. */
+export function wwnFor(name: string, salt: string): string {
+  const hex = createHash('sha256').update(`${salt}:${name}`).digest('hex').slice(0, 15);
+  return `naa.5${hex}`;
+}
+
+async function findDeviceDir(name: string, root: string): Promise<string> {
+  const core = join(root, 'core');
+  for (const hba of await readdir(core).catch(() => [] as string[])) {
+    if (!hba.startsWith('user_')) continue;
+    const dir = join(core, hba, name);
+    if (await exists(dir)) return dir;
+  }
+  throw new Error(`no TCMU LUN named ${name}`);
+}
+
+/** Export on tcm_loop: the LUN appears locally as /dev/sdX. Returns the loopback WWN. */
+export async function exportLoop(name: string, root = CONFIGFS_TARGET): Promise<string> {
+  const dev = await findDeviceDir(name, root);
+  const wwn = wwnFor(name, 'loop-target');
+  const tpg = join(root, 'loopback', wwn, 'tpgt_1');
+  await mkdir(join(tpg, 'lun', 'lun_0'), { recursive: true });
+  await writeFile(join(tpg, 'nexus'), wwnFor(name, 'loop-initiator'));
+  // The kernel scans the LUN while creating this link: the runner must be serving it.
+  await symlink(dev, join(tpg, 'lun', 'lun_0', basename(dev)));
+  return wwn;
+}
+
+export interface IscsiExportOptions {
+  iqn?: string;
+  portal?: string;
+  /** Initiator IQNs allowed to log in; none = demo mode (any initiator). */
+  initiators?: string[];
+}
+
+export async function exportIscsi(name: string, opts: IscsiExportOptions = {}, root = CONFIGFS_TARGET): Promise<string> {
+  const dev = await findDeviceDir(name, root);
+  const iqn = opts.iqn ?? `iqn.2026-11.io.tcmu-ts:${name.toLowerCase()}`;
+  const tpg = join(root, 'iscsi', iqn, 'tpgt_1');
+  await mkdir(join(tpg, 'lun', 'lun_0'), { recursive: true });
+  await symlink(dev, join(tpg, 'lun', 'lun_0', basename(dev)));
+  await mkdir(join(tpg, 'np', opts.portal ?? '0.0.0.0:3260'), { recursive: true });
+  await writeFile(join(tpg, 'attrib', 'authentication'), '0');
+  if (opts.initiators && opts.initiators.length > 0) {
+    for (const initiator of opts.initiators) await mkdir(join(tpg, 'acls', initiator), { recursive: true });
+  } else {
+    await writeFile(join(tpg, 'attrib', 'generate_node_acls'), '1');
+    await writeFile(join(tpg, 'attrib', 'demo_mode_write_protect'), '0');
+  }
+  await writeFile(join(tpg, 'enable'), '1');
+  return iqn;
+}
+
+/** Every fabric LUN directory (…/tpgt_N/lun/lun_M) whose link points at `deviceDir`. */
+async function findExports(deviceDir: string, root: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const fabric of ['loopback', 'iscsi']) {
+    const fabricDir = join(root, fabric);
+    for (const wwn of await readdir(fabricDir).catch(() => [] as string[])) {
+      if (!wwn.startsWith('naa.') && !wwn.startsWith('iqn.')) continue;
+      for (const tpgt of await readdir(join(fabricDir, wwn)).catch(() => [] as string[])) {
+        if (!tpgt.startsWith('tpgt_')) continue;
+        const lunRoot = join(fabricDir, wwn, tpgt, 'lun');
+        for (const lun of await readdir(lunRoot).catch(() => [] as string[])) {
+          for (const entry of await readdir(join(lunRoot, lun)).catch(() => [] as string[])) {
+            const target = await readlink(join(lunRoot, lun, entry)).catch(() => undefined);
+            if (target && basename(target) === basename(deviceDir) && target.includes(basename(join(deviceDir, '..')))) {
+              found.push(join(lunRoot, lun));
+            }
+          }
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** Remove every export of the LUN, tearing down targets left empty. */
+export async function unexport(name: string, root = CONFIGFS_TARGET): Promise<void> {
+  const dev = await findDeviceDir(name, root);
+  for (const lunDir of await findExports(dev, root)) {
+    for (const entry of await readdir(lunDir)) {
+      const p = join(lunDir, entry);
+      if ((await readlink(p).catch(() => undefined)) !== undefined) await unlink(p);
+    }
+    await rmdir(lunDir);
+    const tpg = join(lunDir, '..', '..');
+    const remaining = await readdir(join(tpg, 'lun')).catch(() => [] as string[]);
+    if (remaining.length === 0) await removeTpgAndTarget(tpg);
+  }
+}
+
+async function removeTpgAndTarget(tpg: string): Promise<void> {
+  for (const sub of ['acls', 'np']) {
+    for (const entry of await readdir(join(tpg, sub)).catch(() => [] as string[])) {
+      // ACL dirs hold mapped-LUN dirs that must go first.
+      for (const inner of await readdir(join(tpg, sub, entry)).catch(() => [] as string[])) {
+        if (inner.startsWith('lun_')) {
+          for (const link of await readdir(join(tpg, sub, entry, inner)).catch(() => [] as string[])) {
+            await unlink(join(tpg, sub, entry, inner, link)).catch(() => undefined);
+          }
+          await rmdir(join(tpg, sub, entry, inner)).catch(() => undefined);
+        }
+      }
+      await rmdir(join(tpg, sub, entry)).catch(() => undefined);
+    }
+  }
+  await writeFile(join(tpg, 'enable'), '0').catch(() => undefined);
+  await rmdir(tpg);
+  await rmdir(join(tpg, '..')); // the target (wwn) directory
+}
+
+/** Unexport and remove the device (the kernel sends REMOVED_DEVICE to the runner). */
+export async function deleteTcmuDevice(name: string, root = CONFIGFS_TARGET): Promise<void> {
+  await unexport(name, root);
+  const dev = await findDeviceDir(name, root);
+  await rmdir(dev);
+}
+
+export async function listTcmuLuns(root = CONFIGFS_TARGET): Promise<LioDevice[]> {
+  const core = join(root, 'core');
+  const out: LioDevice[] = [];
+  for (const hba of await readdir(core).catch(() => [] as string[])) {
+    const m = /^user_(\d+)$/.exec(hba);
+    if (!m) continue;
+    for (const name of await readdir(join(core, hba))) {
+      const dir = join(core, hba, name);
+      if (!(await stat(dir)).isDirectory() || name === 'hba_info' || name === 'hba_mode') continue;
+      const read = (p: string) => readFile(join(dir, p), 'utf8').then((s) => s.trim(), () => '');
+      out.push({
+        name,
+        hbaIndex: Number(m[1]),
+        dir,
+        devConfig: await read('attrib/dev_config'),
+        size: Number(await read('attrib/dev_size')) || 0,
+        enabled: (await read('enable')) === '1',
+        exports: await findExports(dir, root),
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,436 @@
+/**
+ * The ring engine: consumes TCMU ring entries, hands commands to a
+ * ScsiTarget, writes completions back and publishes the tail.
+ *
+ * One batch = read head (acquire), consume everything up to it, complete
+ * what finished, publish the tail (release) and kick ONCE. Asynchronous
+ * completions that settle close together share one batch (see `coalesce`).
+ * Back-pressure: at most maxInFlight commands execute; with no free slot the
+ * engine stops consuming (entries wait in the ring, the kernel queues behind
+ * them) and resumes as soon as a completion frees one.
+ *
+ * The engine does not own the mapping: close() stops it, the caller unmaps.
+ */
+import type { Logger } from 'pino';
+import type { ScsiTarget } from '../scsi/command.js';
+import { CommandSlot, createSlots } from './command-slot.js';
+import { decodeCommand } from './entry-decode.js';
+import type { NativeMapping } from './native.js';
+import {
+  CmdRsp,
+  EntryHeader,
+  MAILBOX_VERSION,
+  Mailbox,
+  MailboxFlag,
+  OP_MASK,
+  Op,
+  SENSE_SIZE,
+  TmrEntry,
+  UFlag,
+} from './ring-layout.js';
+import { RingView } from './ring-view.js';
+
+const CHECK_CONDITION = 0x02;
+
+export interface RingEngineOptions {
+  /** Commands executing at once (slot pool size). Default 128 (the kernel's hw_queue_depth). */
+  maxInFlight?: number;
+  log?: Logger;
+  /** A TMR arrived: `cmdIds` are the in-ring commands it aborts (already marked `aborted`). */
+  onTmr?: (type: number, cmdIds: number[]) => void;
+  /**
+   * The ring is unusable (malformed header, notify fd error such as EIO
+   * after device removal). The engine has stopped consuming.
+   */
+  onError?: (err: Error) => void;
+  /**
+   * How asynchronous completions are grouped into one tail update + kick:
+   * 'immediate' (default) waits for the end of the event-loop iteration,
+   * so completions from separate I/O callbacks share a kick; 'microtask'
+   * flushes at the end of the current microtask checkpoint (lower latency,
+   * more kicks when completions arrive from separate callbacks).
+   */
+  coalesce?: 'immediate' | 'microtask';
+}
+
+export interface RingEngineStats {
+  /** Commands completed. */
+  commands: number;
+  /** Commands currently holding a slot. */
+  inFlight: number;
+  /** Highest inFlight seen. */
+  maxInFlight: number;
+  /** Commands failed by the engine (malformed entry, execute threw or returned garbage). */
+  errors: number;
+  /** Kicks sent to the kernel (one per batch that moved the tail). */
+  kicks: number;
+  /** Batches run. */
+  batches: number;
+}
+
+export class RingEngineError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RingEngineError';
+  }
+}
+
+type State = 'idle' | 'running' | 'draining' | 'broken' | 'closed';
+
+export class RingEngine {
+  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0 };
+  /** Mailbox flags the kernel announced. */
+  readonly flags: number;
+
+  private readonly view: RingView;
+  private readonly ooo: boolean;
+  private readonly readLen: boolean;
+  private readonly slots: CommandSlot[];
+  /** Stack of free slot indices. */
+  private readonly freeSlots: Int32Array;
+  private freeCount: number;
+  /** cmd_id -> slot index of the in-flight command, -1 if none (for TMR). */
+  private readonly slotById = new Int16Array(65536).fill(-1);
+  /** In-order mode: slots in ring order, as a circular queue. */
+  private readonly order: Int32Array;
+  private orderHead = 0;
+  private orderCount = 0;
+
+  /** Next entry to consume (ring-relative). */
+  private consumed = 0;
+  /** Our tail (ring-relative); `published` is what the kernel has seen. */
+  private tail = 0;
+  private published = 0;
+
+  private state: State = 'idle';
+  private inBatch = false;
+  private flushScheduled = false;
+  private stalled = false;
+  private drainWaiters: (() => void)[] = [];
+  private readonly runBatchBound = () => this.runBatch();
+  private readonly scheduleBatch: () => void;
+
+  constructor(
+    private readonly mapping: NativeMapping,
+    private readonly target: ScsiTarget,
+    private readonly opts: RingEngineOptions = {},
+  ) {
+    const max = opts.maxInFlight ?? 128;
+    if (!Number.isInteger(max) || max < 1 || max > 65535) {
+      throw new RangeError(`maxInFlight must be an integer in [1, 65535], got ${max}`);
+    }
+    const mb = RingView.readMailboxHeader(mapping.buffer);
+    if (mb.version !== MAILBOX_VERSION) {
+      throw new RingEngineError('EPROTO', `TCMU mailbox version ${mb.version}, only version ${MAILBOX_VERSION} is supported`);
+    }
+    if (mb.cmdrOff < Mailbox.size || mb.cmdrSize < 8 || mb.cmdrSize % 8 !== 0 || mb.cmdrOff % 8 !== 0 || mb.cmdrOff + mb.cmdrSize > mapping.size) {
+      throw new RingEngineError(
+        'EPROTO',
+        `TCMU mailbox describes an impossible ring (cmdr_off ${mb.cmdrOff}, cmdr_size ${mb.cmdrSize}, map ${mapping.size})`,
+      );
+    }
+    this.flags = mb.flags;
+    this.ooo = (mb.flags & MailboxFlag.OutOfOrderCompletion) !== 0;
+    this.readLen = (mb.flags & MailboxFlag.ReadLen) !== 0;
+    this.view = new RingView(mapping.buffer, mapping.size, mb.cmdrOff, mb.cmdrSize);
+    this.slots = createSlots(max);
+    this.freeSlots = new Int32Array(max);
+    for (let i = 0; i < max; i++) this.freeSlots[i] = max - 1 - i;
+    this.freeCount = max;
+    this.order = new Int32Array(max);
+    for (const slot of this.slots) this.bindSlotCallbacks(slot);
+    this.scheduleBatch =
+      opts.coalesce === 'microtask' ? () => queueMicrotask(this.runBatchBound) : () => setImmediate(this.runBatchBound);
+  }
+
+  /** True when the kernel allows out-of-order completion (OOOC). */
+  get outOfOrder(): boolean {
+    return this.ooo;
+  }
+
+  /**
+   * Start (or resume after drain) consuming. Takes the ring as it is: any
+   * entries already between tail and head are consumed at once.
+   */
+  start(): void {
+    if (this.state === 'closed' || this.state === 'broken') {
+      throw new RingEngineError('EBADF', `cannot start a ${this.state} ring engine`);
+    }
+    if (this.state === 'idle') {
+      // Begin where the kernel says we are (a fresh or reset ring has head == tail == 0).
+      const tail = this.mapping.loadAcquire32(Mailbox.cmdTail);
+      this.checkRingOffset(tail, 'cmd_tail');
+      this.consumed = this.tail = this.published = tail;
+      this.mapping.watch(
+        () => this.runBatch(),
+        (err) => this.fail(err),
+      );
+    }
+    this.state = 'running';
+    this.runBatch();
+  }
+
+  /** Stop consuming new entries; resolves once every in-flight command completed and the tail is published. */
+  drain(): Promise<void> {
+    if (this.state === 'running') this.state = 'draining';
+    if (this.stats.inFlight === 0 && !this.flushScheduled) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Stop watching; completions arriving later are dropped. Idempotent. Does not close the mapping. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.mapping.unwatch();
+    this.resolveDrainWaiters();
+  }
+
+  // ---- batch ------------------------------------------------------------
+
+  private runBatch(): void {
+    this.flushScheduled = false;
+    if (this.state === 'closed' || this.state === 'idle') return;
+    this.inBatch = true;
+    this.stats.batches++;
+    try {
+      if (this.state === 'running') this.consume();
+      this.publish();
+    } finally {
+      this.inBatch = false;
+    }
+    if (this.stats.inFlight === 0 && this.state !== 'running') this.resolveDrainWaiters();
+  }
+
+  private requestBatch(): void {
+    if (this.inBatch || this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.scheduleBatch();
+  }
+
+  private publish(): void {
+    this.skipNonCommands();
+    if (this.tail === this.published || this.state === 'closed') return;
+    this.published = this.tail;
+    this.mapping.storeRelease32(Mailbox.cmdTail, this.tail);
+    this.mapping.kick();
+    this.stats.kicks++;
+  }
+
+  // ---- consume ----------------------------------------------------------
+
+  private consume(): void {
+    const head = this.mapping.loadAcquire32(Mailbox.cmdHead);
+    if (!this.checkRingOffset(head, 'cmd_head')) return;
+    const view = this.view;
+    const u32 = view.u32;
+    const cmdrOff = view.cmdrOffset;
+    const cmdrSize = view.cmdrSize;
+    this.stalled = false;
+    while (this.consumed !== head && this.state === 'running') {
+      const at = this.consumed;
+      const base = cmdrOff + at;
+      const lenOp = u32[base >>> 2]!;
+      const op = lenOp & OP_MASK;
+      const len = lenOp - op;
+      const available = head > at ? head - at : cmdrSize - at + head;
+      if (len === 0 || len > available || at + len > cmdrSize) {
+        this.fail(new RingEngineError('EPROTO', `ring entry at ${at} has length ${len} (head ${head}, ring ${cmdrSize}): ring broken`));
+        return;
+      }
+      if (op === Op.Cmd) {
+        if (this.freeCount === 0) {
+          this.stalled = true; // resumes when a completion frees a slot
+          return;
+        }
+        this.consumed = at + len === cmdrSize ? 0 : at + len;
+        this.startCommand(base, at, len);
+      } else {
+        if (op === Op.Tmr) this.handleTmr(base, len);
+        else if (op !== Op.Pad) {
+          this.fail(new RingEngineError('EPROTO', `ring entry at ${at} has unknown op ${op}: ring broken`));
+          return;
+        }
+        this.consumed = at + len === cmdrSize ? 0 : at + len;
+      }
+    }
+  }
+
+  private startCommand(base: number, at: number, len: number): void {
+    const slot = this.slots[this.freeSlots[--this.freeCount]!]!;
+    const cmdId = this.view.u16[(base + EntryHeader.cmdId) >>> 1]!;
+    slot.reset(cmdId, at);
+    this.slotById[cmdId] = slot.index;
+    const inFlight = ++this.stats.inFlight;
+    if (inFlight > this.stats.maxInFlight) this.stats.maxInFlight = inFlight;
+    if (!this.ooo) this.order[(this.orderHead + this.orderCount++) % this.order.length] = slot.index;
+
+    const malformed = decodeCommand(this.view, slot, base, len);
+    if (malformed !== null) {
+      this.opts.log?.error({ cmdId, entry: at }, `malformed TCMU command: ${malformed}`);
+      this.failCommand(slot);
+      return;
+    }
+    let result: number | Promise<number>;
+    try {
+      result = this.target.execute(slot);
+    } catch (err) {
+      this.opts.log?.error({ err, cmdId }, 'ScsiTarget.execute threw');
+      this.failCommand(slot);
+      return;
+    }
+    if (typeof result === 'number') this.complete(slot, result);
+    else result.then(slot.onResolve, slot.onReject);
+  }
+
+  private handleTmr(base: number, len: number): void {
+    const u8 = this.view.u8;
+    const type = u8[base + TmrEntry.tmrType]!;
+    const count = this.view.u32[(base + TmrEntry.cmdCnt) >>> 2]!;
+    if (TmrEntry.cmdIds + 2 * count > len) {
+      this.opts.log?.error({ count, len }, 'TMR entry lists more ids than it holds; ignored');
+      return;
+    }
+    const ids: number[] = [];
+    const first = (base + TmrEntry.cmdIds) >>> 1;
+    for (let i = 0; i < count; i++) {
+      const id = this.view.u16[first + i]!;
+      ids.push(id);
+      const index = this.slotById[id]!;
+      if (index >= 0) this.slots[index]!.aborted = true;
+    }
+    this.opts.log?.debug({ type, ids }, 'TMR');
+    this.opts.onTmr?.(type, ids);
+  }
+
+  // ---- complete ---------------------------------------------------------
+
+  private bindSlotCallbacks(slot: CommandSlot): void {
+    slot.onResolve = (status: number) => this.completeAsync(slot, status);
+    slot.onReject = (err: unknown) => {
+      this.opts.log?.error({ err, cmdId: slot.cmdId }, 'ScsiTarget.execute rejected');
+      if (this.state === 'closed') return;
+      this.failCommand(slot);
+      this.requestBatch();
+    };
+  }
+
+  private completeAsync(slot: CommandSlot, status: number): void {
+    if (this.state === 'closed') return;
+    this.complete(slot, status);
+    this.requestBatch();
+  }
+
+  private complete(slot: CommandSlot, status: number): void {
+    if (!(status >= 0 && status <= 0xff && (status | 0) === status)) {
+      this.opts.log?.error({ status, cmdId: slot.cmdId }, 'ScsiTarget returned an invalid status');
+      this.failCommand(slot);
+      return;
+    }
+    this.stats.commands++;
+    if (this.ooo) {
+      // OOOC: the response goes into the next CMD slot at the tail, whichever entry it was.
+      this.skipNonCommands();
+      const base = this.view.cmdrOffset + this.tail;
+      this.writeResponse(slot, base, status);
+      this.view.u16[(base + EntryHeader.cmdId) >>> 1] = slot.cmdId;
+      this.tail = this.advance(this.tail, base);
+      this.release(slot);
+    } else {
+      this.writeResponse(slot, this.view.cmdrOffset + slot.entryOffset, status);
+      slot.done = true;
+      this.retireCompletedPrefix();
+    }
+  }
+
+  /** In-order mode: move the tail over every completed command at the front. */
+  private retireCompletedPrefix(): void {
+    while (this.orderCount > 0) {
+      const slot = this.slots[this.order[this.orderHead]!]!;
+      if (!slot.done) return;
+      this.skipNonCommands();
+      this.tail = this.advance(this.tail, this.view.cmdrOffset + this.tail);
+      this.orderHead = (this.orderHead + 1) % this.order.length;
+      this.orderCount--;
+      this.release(slot);
+    }
+  }
+
+  /** Fail with CHECK CONDITION, HARDWARE ERROR / INTERNAL TARGET FAILURE (04/44/00). */
+  private failCommand(slot: CommandSlot): void {
+    this.stats.errors++;
+    const sense = slot.sense;
+    sense.fill(0);
+    sense[0] = 0x70; // fixed format, current error
+    sense[2] = 0x04; // HARDWARE ERROR
+    sense[7] = 10; // additional sense length
+    sense[12] = 0x44; // INTERNAL TARGET FAILURE
+    slot.dataInLength = -1;
+    this.complete(slot, CHECK_CONDITION);
+  }
+
+  private writeResponse(slot: CommandSlot, base: number, status: number): void {
+    const u8 = this.view.u8;
+    u8[base + CmdRsp.scsiStatus] = status;
+    let uflags = 0;
+    if (status === CHECK_CONDITION) {
+      u8.set(slot.sense, base + CmdRsp.sense);
+      slot.sense.fill(0, 0, SENSE_SIZE); // next user of the slot starts clean
+    }
+    const produced = slot.dataInLength;
+    if (this.readLen && produced >= 0 && produced < slot.iovLength) {
+      uflags = UFlag.ReadLen;
+      this.view.u32[(base + CmdRsp.readLen) >>> 2] = produced;
+    }
+    u8[base + EntryHeader.uflags] = uflags;
+  }
+
+  private release(slot: CommandSlot): void {
+    if (this.slotById[slot.cmdId] === slot.index) this.slotById[slot.cmdId] = -1;
+    this.freeSlots[this.freeCount++] = slot.index;
+    this.stats.inFlight--;
+    if (this.stalled) this.requestBatch();
+  }
+
+  // ---- ring arithmetic --------------------------------------------------
+
+  /** Move the tail over consumed PAD/TMR entries so their ring space is reclaimed. */
+  private skipNonCommands(): void {
+    const view = this.view;
+    while (this.tail !== this.consumed) {
+      const base = view.cmdrOffset + this.tail;
+      if ((view.u32[base >>> 2]! & OP_MASK) === Op.Cmd) return;
+      this.tail = this.advance(this.tail, base);
+    }
+  }
+
+  /** Ring offset after the entry at `at` (map offset `base`). */
+  private advance(at: number, base: number): number {
+    const next = at + (this.view.u32[base >>> 2]! & ~OP_MASK);
+    return next === this.view.cmdrSize ? 0 : next;
+  }
+
+  private checkRingOffset(offset: number, what: string): boolean {
+    if (offset < this.view.cmdrSize && offset % 8 === 0) return true;
+    this.fail(new RingEngineError('EPROTO', `${what} ${offset} is not a valid ring offset (ring ${this.view.cmdrSize})`));
+    return false;
+  }
+
+  private fail(err: Error): void {
+    if (this.state === 'closed' || this.state === 'broken') return;
+    this.state = 'broken';
+    this.mapping.unwatch();
+    this.opts.log?.error({ err }, 'TCMU ring stopped');
+    this.resolveDrainWaiters();
+    if (this.opts.onError) this.opts.onError(err);
+  }
+
+  private resolveDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    if (waiters.length === 0) return;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,175 @@
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { native, type NativeMapping } from '../../src/tcmu/native.js';
+
+const addon = native();
+const scratch = mkdtempSync(join(tmpdir(), 'tcmu-native-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function sharedPair(size: number): [NativeMapping, NativeMapping] {
+  const path = join('/dev/shm', `tcmu-native-test-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const fd = openSync(path, 'wx+');
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  const [a, b] = addon.socketPair();
+  try {
+    return [addon.openShared(path, size, a, a), addon.openShared(path, size, b, b)];
+  } finally {
+    unlinkSync(path);
+  }
+}
+
+function nextEvent(m: NativeMapping): Promise<number> {
+  return new Promise((resolve, reject) =>
+    m.watch(
+      (ack) => {
+        m.unwatch();
+        resolve(ack);
+      },
+      reject,
+    ),
+  );
+}
+
+describe('native mapping', () => {
+  test('both mappings see the same memory, zero copy', () => {
+    const [a, b] = sharedPair(8192);
+    expect(a.size).toBe(8192);
+    expect(a.buffer.byteLength).toBe(8192);
+    new Uint8Array(a.buffer)[100] = 42;
+    expect(new Uint8Array(b.buffer)[100]).toBe(42);
+    a.storeRelease32(64, 0xdeadbeef);
+    expect(b.loadAcquire32(64)).toBe(0xdeadbeef);
+    expect(new Uint32Array(b.buffer)[16]).toBe(0xdeadbeef);
+    a.close();
+    b.close();
+  });
+
+  test('load/store reject misaligned or out-of-range offsets', () => {
+    const [a, b] = sharedPair(4096);
+    expect(() => a.loadAcquire32(2)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => a.loadAcquire32(4096)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => a.storeRelease32(-4, 1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    a.close();
+    b.close();
+  });
+
+  test('kick wakes the peer; coalesced kicks are drained in one event', async () => {
+    const [a, b] = sharedPair(4096);
+    const event = nextEvent(b);
+    a.kick();
+    a.kick();
+    a.kick();
+    expect(await event).toBe(12); // three 4-byte kicks drained together
+    const again = nextEvent(a);
+    b.kick();
+    expect(await again).toBe(4);
+    a.close();
+    b.close();
+  });
+
+  test('close detaches the buffer, is idempotent, and later calls fail with EBADF', () => {
+    const [a, b] = sharedPair(4096);
+    const view = new Uint8Array(a.buffer);
+    a.close();
+    a.close();
+    expect(a.buffer.byteLength).toBe(0);
+    expect(view.length).toBe(0); // no JS access to unmapped memory
+    expect(() => a.kick()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(() => a.loadAcquire32(0)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    b.close();
+  });
+
+  test('peer close reports EPIPE through onError', async () => {
+    const [a, b] = sharedPair(4096);
+    const failed = new Promise<Error & { code?: string }>((resolve) => b.watch(() => {}, resolve));
+    a.close();
+    expect((await failed).code).toBe('EPIPE');
+    b.close();
+  });
+
+  test('watch twice is EBUSY; unwatch is idempotent', () => {
+    const [a, b] = sharedPair(4096);
+    a.watch(() => {}, () => {});
+    expect(() => a.watch(() => {}, () => {})).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    a.unwatch();
+    a.unwatch();
+    a.close();
+    b.close();
+  });
+
+  test('errors carry errno names', () => {
+    expect(() => addon.openUio(join(scratch, 'no-such-uio'), 4096)).toThrow(
+      expect.objectContaining({ code: 'ENOENT', errno: -2, syscall: 'open' }),
+    );
+    const small = join(scratch, 'small');
+    writeFileSync(small, Buffer.alloc(100));
+    const [x, y] = addon.socketPair();
+    expect(() => addon.openShared(small, 4096, x, y)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    closeSync(x);
+    closeSync(y);
+  });
+});
+
+describe('fallocate', () => {
+  test('punches a hole that reads back as zeros', () => {
+    const path = join(scratch, 'falloc');
+    writeFileSync(path, Buffer.alloc(65536, 0xff));
+    const fd = openSync(path, 'r+');
+    try {
+      addon.fallocate(fd, addon.FALLOC_FL_PUNCH_HOLE | addon.FALLOC_FL_KEEP_SIZE, 4096, 8192);
+    } catch (err) {
+      closeSync(fd);
+      // Some filesystems (overlay on old kernels) lack hole punching.
+      if ((err as { code?: string }).code === 'EOPNOTSUPP' && !process.env.CI) {
+        console.warn('SKIP: filesystem lacks FALLOC_FL_PUNCH_HOLE');
+        return;
+      }
+      throw err;
+    }
+    closeSync(fd);
+    const data = readFileSync(path);
+    expect(statSync(path).size).toBe(65536);
+    expect(data.subarray(4096, 12288).every((b) => b === 0)).toBe(true);
+    expect(data[4095]).toBe(0xff);
+    expect(data[12288]).toBe(0xff);
+  });
+
+  test('a bad fd is EBADF', () => {
+    expect(() => addon.fallocate(99999, 0, 0, 4096)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+});
+
+describe('netlink', () => {
+  test('open, port id, send to an unknown family gets an error reply, close', async () => {
+    const fd = addon.netlinkOpen();
+    expect(fd).toBeGreaterThan(0);
+    expect(addon.netlinkPortId(fd)).toBeGreaterThan(0);
+    // CTRL_CMD_GETFAMILY for a family that does not exist: the kernel
+    // answers NLMSG_ERROR (type 2) with -ENOENT.
+    const name = Buffer.from('no-such-family\0');
+    const attrLen = 4 + name.length;
+    const total = 16 + 4 + ((attrLen + 3) & ~3);
+    const msg = Buffer.alloc(total);
+    msg.writeUInt32LE(total, 0);
+    msg.writeUInt16LE(0x10, 4); // GENL_ID_CTRL
+    msg.writeUInt16LE(0x1 | 0x4, 6); // NLM_F_REQUEST | NLM_F_ACK
+    msg.writeUInt32LE(7, 8); // seq
+    msg[16] = 3; // CTRL_CMD_GETFAMILY
+    msg[17] = 1; // version
+    msg.writeUInt16LE(attrLen, 20);
+    msg.writeUInt16LE(2, 22); // CTRL_ATTR_FAMILY_NAME
+    name.copy(msg, 24);
+    const reply = new Promise<Buffer>((resolve, reject) => addon.netlinkWatch(fd, resolve, reject));
+    expect(() => addon.netlinkWatch(fd, () => {}, () => {})).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    addon.netlinkSend(fd, msg);
+    const datagram = await reply;
+    expect(datagram.readUInt16LE(4)).toBe(2); // NLMSG_ERROR
+    expect(datagram.readUInt32LE(8)).toBe(7); // our seq
+    expect(datagram.readInt32LE(16)).toBe(-2); // -ENOENT
+    addon.netlinkClose(fd);
+    expect(() => addon.netlinkSend(fd, msg)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+});
