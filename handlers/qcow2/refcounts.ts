@@ -27,7 +27,7 @@ export class Refcounts {
   readonly cache: MetadataCache;
   readonly entriesPerBlock: number;
   private readonly bits: number;
-  private readonly maxRefcount: number;
+  readonly maxRefcount: number;
   private hint = 1;
   private queued: number[] = [];
   /** During repair: clusters that are referenced even though their refcount says free. */

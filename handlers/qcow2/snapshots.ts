@@ -46,6 +46,17 @@ async function treeClusters(img: Qcow2Image, l1: Buffer): Promise<number[]> {
   return out;
 }
 
+/** Refuse before changing anything if one more reference would overflow a refcount (narrow refcount_bits). */
+async function assertNoOverflow(img: Qcow2Image, clusters: number[]): Promise<void> {
+  const tally = new Map<number, number>();
+  for (const c of clusters) tally.set(c, (tally.get(c) ?? 0) + 1);
+  for (const [c, n] of tally) {
+    if ((await img.refcounts.get(c)) + n > img.refcounts.maxRefcount) {
+      throw new StorageError('ENOSPC', `qcow2: snapshot would overflow the ${img.header.refcountOrder}-order refcount of cluster ${c}`);
+    }
+  }
+}
+
 async function allocateAndWrite(img: Qcow2Image, data: Buffer): Promise<number> {
   if (data.length === 0) return 0;
   const at = await img.refcounts.allocate(Math.ceil(data.length / img.clusterSize));
@@ -77,8 +88,10 @@ export async function createSnapshot(img: Qcow2Image, name: string): Promise<Sna
   await img.lock.run(async () => {
     const copy = Buffer.from(img.l1);
     for (let i = 0; i < copy.length / 8; i++) setCopiedBit(copy, i, false);
+    const tree = await treeClusters(img, img.l1);
+    await assertNoOverflow(img, tree);
     const l1Offset = await allocateAndWrite(img, copy);
-    for (const c of await treeClusters(img, img.l1)) await img.refcounts.add(c, 1);
+    for (const c of tree) await img.refcounts.add(c, 1);
     // Everything reachable is now shared: no entry may keep COPIED.
     await fixCopiedFlags(img);
     await img.writeMetadata();
@@ -113,7 +126,9 @@ export async function revertSnapshot(img: Qcow2Image, name: string): Promise<voi
     const l1 = Buffer.alloc(Math.max(snap.l1Size, needed) * 8);
     snapL1.copy(l1);
     const oldTree = await treeClusters(img, img.l1);
-    for (const c of await treeClusters(img, l1)) await img.refcounts.add(c, 1);
+    const newTree = await treeClusters(img, l1);
+    await assertNoOverflow(img, newTree);
+    for (const c of newTree) await img.refcounts.add(c, 1);
     const l1Offset = await allocateAndWrite(img, l1);
     await img.writeMetadata();
     const hdr = Buffer.alloc(24);

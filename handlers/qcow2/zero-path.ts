@@ -28,7 +28,13 @@ export async function zeroRange(img: Qcow2Image, offset: number, length: number,
   const end = offset + length;
   const firstFull = Math.ceil(offset / cs);
   const endFull = Math.floor(end / cs);
-  if (firstFull >= endFull) return zeroPartial(img, offset, length);
+  if (firstFull >= endFull) {
+    // No whole cluster inside: at most two partial pieces, one per cluster.
+    const split = Math.min(end, firstFull * cs);
+    await zeroPartial(img, offset, split - offset);
+    if (split < end) await zeroPartial(img, split, end - split);
+    return;
+  }
   if (offset < firstFull * cs) await zeroPartial(img, offset, firstFull * cs - offset);
   if (img.version === 2 && img.backing) {
     // No zero flag in v2: zeros must really be written to hide the base.
@@ -39,6 +45,7 @@ export async function zeroRange(img: Qcow2Image, offset: number, length: number,
   if (endFull * cs < end) await zeroPartial(img, endFull * cs, end - endFull * cs);
 }
 
+/** Zero part of ONE cluster with real zeros, unless it already reads as zeros. */
 async function zeroPartial(img: Qcow2Image, offset: number, length: number): Promise<void> {
   const e = await img.entryAt(Math.floor(offset / img.clusterSize));
   if (e.kind === 'zero' || (e.kind === 'unallocated' && !readsThroughData(img, offset, length))) return;

@@ -32,6 +32,14 @@ done | awk '!seen[$0]++' | while read -r ko; do
 done
 
 install -m 0755 "$HERE/init" "$work/init"
+# The kernel's request_module() runs /sbin/modprobe in PID 1's root (this
+# initramfs): hand it to the host's modprobe over the cached module tree.
+mkdir -p "$work/sbin"
+cat > "$work/sbin/modprobe" <<EOS
+#!/bin/sh
+exec /bin/chroot /newroot /sbin/modprobe -d "$KDIR" "\$@"
+EOS
+chmod 0755 "$work/sbin/modprobe"
 (cd "$work" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$CACHE/initramfs.cpio.gz.tmp"
 mv "$CACHE/initramfs.cpio.gz.tmp" "$CACHE/initramfs.cpio.gz"
 echo "initramfs: $(wc -l < "$work/modules/order") modules, $(du -h "$CACHE/initramfs.cpio.gz" | cut -f1)" >&2

@@ -16,7 +16,7 @@ import type { LunStore } from '../backstore/types.js';
 import { openDevConfig } from '../backstore/registry.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
 import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
-import { RingEngine } from '../tcmu/engine.js';
+import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
 import { native, type NativeMapping } from '../tcmu/native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
@@ -37,11 +37,16 @@ export interface LunStatus {
   thin: boolean;
   writeCache: boolean;
   state: 'starting' | 'serving' | 'stopping' | 'stopped';
-  stats?: RingEngine['stats'];
+  stats?: RingEngineStats;
+  /** Seconds the LUN has had commands in flight without completing any (0 = healthy). */
+  stalledSeconds: number;
+  /** How many times the LUN was detected stuck since it started. */
+  stuckEvents: number;
 }
 
-/** ASC/ASCQ of CAPACITY DATA HAS CHANGED (SPC-5), reported once after a resize. */
-const CAPACITY_CHANGED: [number, number] = [0x2a, 0x09];
+const WATCHDOG_PERIOD_MS = 1000;
+/** A LUN with no completion for this long while commands are in flight is reported stuck. */
+const STUCK_AFTER_MS = 5000;
 
 export class Lun {
   readonly id: string;
@@ -54,6 +59,7 @@ export class Lun {
   private devConfig: string;
   private state: LunStatus['state'] = 'starting';
   private stopping?: Promise<void>;
+  private readonly watchdog = { timer: undefined as NodeJS.Timeout | undefined, lastCommands: 0, stalledMs: 0, stuckEvents: 0 };
   /**
    * The engine talks to this stable target; it forwards to the current disk,
    * so a RECONFIG can swap the store (and disk) under a running ring.
@@ -80,6 +86,8 @@ export class Lun {
       writeCache: this.store?.writeCache ?? false,
       state: this.state,
       stats: this.engine ? { ...this.engine.stats } : undefined,
+      stalledSeconds: this.watchdog.stalledMs / 1000,
+      stuckEvents: this.watchdog.stuckEvents,
     };
   }
 
@@ -94,8 +102,10 @@ export class Lun {
       this.engine = new RingEngine(this.mapping, this.target, {
         log: this.log,
         onTmr: (type, cmdIds) => this.log.warn({ type, cmdIds }, 'task management function'),
+        onError: (err) => this.log.error({ err }, 'ring unusable; LUN stopped serving'),
       });
       this.engine.start();
+      this.watchdog.timer = setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();
     } catch (err) {
       this.closeMapping();
       await this.store.close();
@@ -147,8 +157,8 @@ export class Lun {
     const store = this.requireStore();
     if (newSize === store.size) return;
     await store.resize(newSize);
+    // refresh() re-reads the size and queues CAPACITY DATA HAS CHANGED (06/2A/09).
     this.disk!.refresh();
-    this.disk!.addUnitAttention(...CAPACITY_CHANGED);
     this.log.info({ size: newSize }, 'LUN resized');
   }
 
@@ -160,12 +170,12 @@ export class Lun {
   async changeConfig(newDevConfig: string): Promise<void> {
     const old = this.requireStore();
     const next = await this.openStore(newDevConfig, old.size);
-    await old.flush();
+    // Finish what the old store is doing before anything reaches the new one.
+    await this.engine!.drain();
     this.store = next;
     this.disk = this.createDisk(next);
     this.devConfig = newDevConfig;
-    await this.engine?.drain().catch(() => undefined);
-    this.engine?.start();
+    this.engine!.start();
     await old.close();
     this.log.info({ devConfig: newDevConfig }, 'LUN reconfigured');
   }
@@ -216,7 +226,58 @@ export class Lun {
     return this.store;
   }
 
+  /**
+   * Stuck-I/O detection without per-command cost: every period, if commands
+   * are in flight and none completed since the last look, the LUN is
+   * stalled. A handler that never answers shows up here (and in `status`)
+   * long before the kernel's cmd_time_out fails the commands.
+   */
+  private checkProgress(): void {
+    const stats = this.engine?.stats;
+    if (!stats) return;
+    const w = this.watchdog;
+    if (stats.inFlight > 0 && stats.commands === w.lastCommands) {
+      w.stalledMs += WATCHDOG_PERIOD_MS;
+      if (w.stalledMs === STUCK_AFTER_MS) {
+        w.stuckEvents++;
+        this.log.warn({ inFlight: stats.inFlight, stalledSeconds: w.stalledMs / 1000 }, 'handler I/O is stuck');
+      }
+    } else {
+      if (w.stalledMs >= STUCK_AFTER_MS) this.log.warn({ stalledSeconds: w.stalledMs / 1000 }, 'handler I/O recovered');
+      w.stalledMs = 0;
+    }
+    w.lastCommands = stats.commands;
+  }
+
+  /**
+   * Run `fn` with the LUN quiesced: new commands held by the kernel
+   * (block_dev), in-flight ones finished, the store flushed and closed.
+   * The store is reopened afterwards (even if fn failed) and the initiator
+   * sees a unit attention, because the medium may have changed under it.
+   */
+  async quiesced<T>(fn: () => Promise<T>): Promise<T> {
+    const store = this.requireStore();
+    const engine = this.engine!;
+    this.configfs.setBlocked(true);
+    this.state = 'stopping';
+    try {
+      await engine.drain();
+      await store.close();
+      try {
+        return await fn();
+      } finally {
+        this.store = await this.openStore(this.devConfig, store.size);
+        this.disk = this.createDisk(this.store); // reports POWER ON, RESET (06/29/00) once
+        this.state = 'serving';
+        engine.start();
+      }
+    } finally {
+      this.configfs.setBlocked(false);
+    }
+  }
+
   private closeMapping(): void {
+    if (this.watchdog.timer) clearInterval(this.watchdog.timer);
     this.engine?.close();
     this.mapping?.close();
     this.engine = undefined;

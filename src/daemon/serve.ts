@@ -68,6 +68,38 @@ export class Server {
     return [...this.luns.values()].map((l) => l.status());
   }
 
+  /** A served LUN by its configfs name (`lun0`) or id (`user_1/lun0`). */
+  find(name: string): Lun {
+    for (const lun of this.luns.values()) {
+      if (lun.device.deviceName === name || lun.id === name) return lun;
+    }
+    throw Object.assign(new Error(`no served LUN named ${name}`), { code: 'ENOENT' });
+  }
+
+  /** Internal snapshot operations on a served qcow2 LUN (quiesced while the image changes). */
+  async snapshot(name: string, op: string, snapName?: string): Promise<unknown> {
+    const lun = this.find(name);
+    const path = pathOfDevConfig(lun.device.devConfig);
+    if (lun.device.subtype !== 'qcow2' || !path) throw new Error(`LUN ${name} is not a qcow2 LUN; snapshots need qcow2`);
+    const api = await import('../../handlers/qcow2/api.js');
+    const needName = () => {
+      if (!snapName) throw new Error(`snapshot ${op} needs a snapshot name`);
+      return snapName;
+    };
+    switch (op) {
+      case 'list':
+        return api.snapshotList(path); // the snapshot table only changes through these operations
+      case 'create':
+        return lun.quiesced(() => api.snapshotCreate(path, needName()));
+      case 'revert':
+        return lun.quiesced(() => api.snapshotRevert(path, needName()));
+      case 'delete':
+        return lun.quiesced(() => api.snapshotDelete(path, needName()));
+      default:
+        throw new Error(`unknown snapshot operation ${op}`);
+    }
+  }
+
   async stop(): Promise<void> {
     this.netlink?.close();
     const luns = [...this.luns.values()];
@@ -166,6 +198,8 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
           return { pid: process.pid, luns: server.list() };
         case 'rescan':
           return { opened: await server.scan() };
+        case 'snapshot':
+          return server.snapshot(String(req.lun), String(req.op), req.name === undefined ? undefined : String(req.name));
         default:
           throw new Error(`unknown control command ${JSON.stringify(req.cmd)}`);
       }

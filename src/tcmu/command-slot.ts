@@ -59,7 +59,10 @@ export class CommandSlot implements ScsiCommand {
 
   /** Copy the CDB out of the ring (the entry may be overwritten by an OOOC response). */
   setCdb(source: Uint8Array, offset: number, length: number): void {
-    this.cdbStorage.set(source.subarray(offset, offset + length));
+    // A byte loop: CDBs are 6-16 bytes, where subarray()+set() would
+    // allocate a view per command and cost more than the copy.
+    const storage = this.cdbStorage;
+    for (let i = 0; i < length; i++) storage[i] = source[offset + i]!;
     this.cdb = this.cdbView(length);
   }
 

@@ -282,7 +282,8 @@ export class RingEngine {
       return;
     }
     if (typeof result === 'number') this.complete(slot, result);
-    else result.then(slot.onResolve, slot.onReject);
+    else if (result !== null && typeof (result as { then?: unknown })?.then === 'function') result.then(slot.onResolve, slot.onReject);
+    else this.complete(slot, Number.NaN); // neither a status nor a promise: failed as invalid
   }
 
   private handleTmr(base: number, len: number): void {

@@ -293,7 +293,8 @@ describe('RingEngine: failures', () => {
     execute(cmd: ScsiCommand) {
       if (cmd.cdb[0] === 0x28) throw new Error('boom');
       if (cmd.cdb[0] === 0x2a) return Promise.reject(new Error('async boom'));
-      return 999; // not a status byte
+      if (cmd.cdb[0] === 0x12) return 999; // not a status byte
+      return undefined as unknown as number; // neither status nor promise
     },
   };
 
@@ -301,10 +302,12 @@ describe('RingEngine: failures', () => {
     ['execute throws', read10(0, 1)],
     ['execute rejects', write10(0, 1)],
     ['execute returns a non-status', inquiry(36)],
+    ['execute returns undefined', Buffer.from([0x00, 0, 0, 0, 0, 0])],
   ])('%s -> 04/44/00 and counted', async (_name, cdb) => {
     const { sim, engine } = setup({}, 'sync', {}, throwing);
     const isWrite = cdb[0] === 0x2a;
-    const r = await sim.submit(cdb, isWrite ? { out: Buffer.alloc(BLOCK) } : { inLength: cdb[0] === 0x12 ? 36 : BLOCK });
+    const inLength = cdb[0] === 0x12 ? 36 : cdb[0] === 0x00 ? undefined : BLOCK;
+    const r = await sim.submit(cdb, isWrite ? { out: Buffer.alloc(BLOCK) } : { inLength });
     expect(r.status).toBe(2);
     expect(senseKey(r)).toEqual([0x04, 0x44, 0x00]);
     expect(engine.stats.errors).toBe(1);

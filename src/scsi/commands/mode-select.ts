@@ -6,7 +6,7 @@
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { gather } from '../iov.js';
-import type { LogicalUnit } from '../logical-unit.js';
+import { type LogicalUnit, goodStatus, isThenable } from '../logical-unit.js';
 import { PageControl, findModePage, type ModePage } from '../mode-pages.js';
 import { Asc, SenseKey } from '../sense.js';
 import { IoKind } from '../sense-map.js';
@@ -72,12 +72,7 @@ function modeSelect(lu: LogicalUnit, cmd: ScsiCommand, ten: boolean): number | P
   if (cacheWasOn && !lu.wce) {
     try {
       const r = lu.store.flush();
-      if (r && typeof (r as Promise<void>).then === 'function') {
-        return (r as Promise<void>).then(
-          () => ScsiStatus.Good,
-          (err) => lu.storeFailed(cmd, err, IoKind.Write),
-        );
-      }
+      if (isThenable(r)) return r.then(goodStatus, (err) => lu.storeFailed(cmd, err, IoKind.Write));
     } catch (err) {
       return lu.storeFailed(cmd, err, IoKind.Write);
     }

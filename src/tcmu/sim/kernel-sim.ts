@@ -106,12 +106,6 @@ interface PendingTmr {
   cmdIds: number[];
 }
 
-/** What the sim wrote at a ring offset, to detect tampering. */
-interface EntryRecord {
-  lenOp: number;
-  cmdId: number;
-}
-
 export class KernelSim {
   /** Reason the ring is BROKEN, if it is. */
   broken: string | undefined;
@@ -141,8 +135,12 @@ export class KernelSim {
   private head = 0;
   private lastCleaned = 0;
   private nextCmdId = 1;
-  private readonly inRing = new Map<number, PendingCommand>();
-  private readonly entries = new Map<number, EntryRecord>();
+  /** Commands in the ring by cmd_id (flat array: no Map churn in the benchmark). */
+  private readonly inRing: (PendingCommand | undefined)[] = new Array<PendingCommand | undefined>(65536).fill(undefined);
+  private inRingCount = 0;
+  /** What the sim wrote at each 8-byte ring position (len_op 0 = nothing), to detect tampering. */
+  private readonly entryLenOp: Uint32Array;
+  private readonly entryCmdId: Uint16Array;
   private readonly waiting: (PendingCommand | PendingTmr)[] = [];
   private kickScheduled = false;
   private closed = false;
@@ -156,6 +154,8 @@ export class KernelSim {
     if (opts.ringSize % 8 !== 0 || opts.ringSize < 256) throw new RangeError('ringSize must be a multiple of 8, >= 256');
     if (opts.dataSize % blockSize !== 0 || opts.dataSize <= 0) throw new RangeError('dataSize must be a positive multiple of blockSize');
     this.ringSize = opts.ringSize;
+    this.entryLenOp = new Uint32Array(opts.ringSize / 8);
+    this.entryCmdId = new Uint16Array(opts.ringSize / 8);
     this.mapSize = Mailbox.size + opts.ringSize + opts.dataSize;
     this.collectData = opts.collectData ?? true;
 
@@ -264,13 +264,15 @@ export class KernelSim {
 
   /** cmd_ids of commands currently in the ring (queued, not yet completed). */
   cmdIdsInRing(): number[] {
-    return [...this.inRing.keys()];
+    const ids: number[] = [];
+    this.inRing.forEach((cmd, id) => cmd !== undefined && ids.push(id));
+    return ids;
   }
 
   /** Ring offset of the entry of an in-ring command (for tests that play a broken runner). */
   entryOffsetOf(cmdId: number): number | undefined {
-    for (const [offset, rec] of this.entries) {
-      if (rec.cmdId === cmdId && (rec.lenOp & OP_MASK) === Op.Cmd) return offset;
+    for (let i = 0; i < this.entryLenOp.length; i++) {
+      if (this.entryCmdId[i] === cmdId && (this.entryLenOp[i]! & OP_MASK) === Op.Cmd && this.entryLenOp[i]! !== 0) return i * 8;
     }
     return undefined;
   }
@@ -349,21 +351,18 @@ export class KernelSim {
   }
 
   private placeCommand(cmd: PendingCommand): boolean {
+    // Like the kernel: data blocks first (the entry size depends on how many
+    // iovecs they make), then ring space. A command that got its blocks but
+    // no ring space keeps them: it is first in line and retries.
     if (cmd.pieces.length > 0 && cmd.blocks.length === 0) {
-      let needed = 0;
-      for (const p of cmd.pieces) needed += this.blocks.blocksFor(p);
-      if (needed > this.blocks.freeBlocks) return false;
-    }
-    // Size from the worst case (one iovec per block) is not what the kernel
-    // does; it sizes from the real iovecs, so allocate first, then check ring space.
-    if (cmd.blocks.length === 0 && cmd.pieces.length > 0) {
-      const got = this.blocks.allocate(cmd.pieces)!;
+      const got = this.blocks.allocate(cmd.pieces);
+      if (got === null) return false;
       cmd.blocks = got.blocks;
       cmd.iovs = got.iovs;
     }
     const cdbLen = cmd.cdb.length;
     const length = cmdEntryLength(cmd.iovs.length, cdbLen);
-    if (!this.reserve(length)) return false; // keep the blocks: we are first in line
+    if (!this.reserve(length)) return false;
 
     const cmdId = this.allocateCmdId();
     cmd.cmdId = cmdId;
@@ -392,7 +391,8 @@ export class KernelSim {
     } else if (this.collectData) {
       for (const iov of cmd.iovs) this.u8.fill(0xa5, iov.offset, iov.offset + iov.length);
     }
-    this.inRing.set(cmdId, cmd);
+    this.inRing[cmdId] = cmd;
+    this.inRingCount++;
     this.head = (at + length) % this.ringSize;
     return true;
   }
@@ -417,7 +417,8 @@ export class KernelSim {
     this.u16[(base + EntryHeader.cmdId) >>> 1] = cmdId;
     this.u8[base + EntryHeader.kflags] = 0;
     this.u8[base + EntryHeader.uflags] = 0;
-    this.entries.set(at, { lenOp, cmdId });
+    this.entryLenOp[at >>> 3] = lenOp;
+    this.entryCmdId[at >>> 3] = cmdId;
   }
 
   /** Cyclic in [1, 65535], skipping ids in use (the kernel's xa_alloc_cyclic). */
@@ -425,7 +426,7 @@ export class KernelSim {
     for (;;) {
       const id = this.nextCmdId;
       this.nextCmdId = id === 0xffff ? 1 : id + 1;
-      if (!this.inRing.has(id)) return id;
+      if (this.inRing[id] === undefined) return id;
     }
   }
 
@@ -445,12 +446,12 @@ export class KernelSim {
       if (at === this.head) {
         return this.markBroken(`cmd_tail ${tail} passed cmd_head ${this.head}: completed entries the kernel never queued`);
       }
-      const rec = this.entries.get(at);
-      if (rec === undefined) return this.markBroken(`no entry recorded at ring offset ${at}`);
+      const recLenOp = this.entryLenOp[at >>> 3]!;
+      if (recLenOp === 0) return this.markBroken(`no entry recorded at ring offset ${at}`);
       const base = this.cmdrOffset + at;
       const lenOp = this.u32[base >>> 2]!;
-      if (lenOp !== rec.lenOp) {
-        return this.markBroken(`len_op at ring offset ${at} changed from 0x${rec.lenOp.toString(16)} to 0x${lenOp.toString(16)}`);
+      if (lenOp !== recLenOp) {
+        return this.markBroken(`len_op at ring offset ${at} changed from 0x${recLenOp.toString(16)} to 0x${lenOp.toString(16)}`);
       }
       const length = lenOp & ~OP_MASK;
       const toTail = (tail - at + this.ringSize) % this.ringSize;
@@ -459,15 +460,17 @@ export class KernelSim {
       }
       if ((lenOp & OP_MASK) === Op.Cmd) {
         const cmdId = this.u16[(base + EntryHeader.cmdId) >>> 1]!;
-        if (!(this.flags & MailboxFlag.OutOfOrderCompletion) && cmdId !== rec.cmdId) {
-          return this.markBroken(`entry of cmd_id ${rec.cmdId} answered for cmd_id ${cmdId} without OOOC`);
+        const queuedId = this.entryCmdId[at >>> 3]!;
+        if (!(this.flags & MailboxFlag.OutOfOrderCompletion) && cmdId !== queuedId) {
+          return this.markBroken(`entry of cmd_id ${queuedId} answered for cmd_id ${cmdId} without OOOC`);
         }
-        const cmd = this.inRing.get(cmdId);
+        const cmd = this.inRing[cmdId];
         if (cmd === undefined) return this.markBroken(`cmd_id ${cmdId} unknown or already completed`);
-        this.inRing.delete(cmdId);
+        this.inRing[cmdId] = undefined;
+        this.inRingCount--;
         this.finish(cmd, base);
       }
-      this.entries.delete(at);
+      this.entryLenOp[at >>> 3] = 0;
       this.lastCleaned = (at + length) % this.ringSize;
     }
     this.placeWaiting();
@@ -519,8 +522,12 @@ export class KernelSim {
   }
 
   private failAll(err: Error): void {
-    const pending = [...this.inRing.values(), ...this.waiting.filter((w): w is PendingCommand => w.kind === 'cmd')];
-    this.inRing.clear();
+    const pending = [
+      ...this.inRing.filter((c): c is PendingCommand => c !== undefined),
+      ...this.waiting.filter((w): w is PendingCommand => w.kind === 'cmd'),
+    ];
+    this.inRing.fill(undefined);
+    this.inRingCount = 0;
     this.waiting.length = 0;
     for (const cmd of pending) cmd.done(undefined, err);
   }

@@ -29,8 +29,8 @@ result inq_product "$(sed -n 's/^ *Product identification: *//p' <<<"$out")"
 
 out=$(sg_vpd -p 0x83 "$sd" 2>&1); result vpd83_rc $?
 echo "$out" | sed 's/^/@@LOG vpd83 /'
-result vpd83_designators "$(grep -c 'designator_type' <<<"$out")"
-result vpd83_naa "$(grep -c 'designator_type: NAA' <<<"$out")"
+result vpd83_designators "$(grep -c 'designator type' <<<"$out")"
+result vpd83_naa "$(grep -c 'designator type: NAA' <<<"$out")"
 
 out=$(sg_vpd -p 0xb0 "$sd" 2>&1); result vpdb0_rc $?
 echo "$out" | sed 's/^/@@LOG vpdb0 /'
@@ -82,7 +82,7 @@ OFF=$((768 << 20)); LEN=$((64 << 20))
 dd if=/dev/urandom of="$sd" bs=1M seek=768 count=64 oflag=direct status=none
 sync
 result discard_blocks_before "$(stat -c %b $IMG)"
-check discard blkdiscard -o $OFF -l $LEN "$sd"
+check discard blkdiscard -f -o $OFF -l $LEN "$sd"
 sync
 result discard_blocks_after "$(stat -c %b $IMG)"
 
