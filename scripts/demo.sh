@@ -3,6 +3,9 @@
 # built) with tcmu-ts on tcm_loop, and run a short workload. Needs root and
 # `npm run build` (npm run demo does the build).
 set -euo pipefail
+# The body is one compound command, parsed whole before it runs, so editing
+# this file while a run is in progress cannot derail that run.
+{
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ -f "$ROOT/.cache/vm/initramfs.cpio.gz" ] || bash "$ROOT/scripts/setup.sh"
 [ -f "$ROOT/dist/src/cli/main.js" ] || { echo "demo: run npm run build first" >&2; exit 1; }
@@ -22,3 +25,5 @@ if [ "$rc" != 0 ]; then
 fi
 rm -f "$out" "$out.err"
 exit "$rc"
+exit
+}

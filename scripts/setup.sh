@@ -6,8 +6,11 @@
 #  3. a tiny busybox initramfs (scripts/vm/build-initramfs.sh)
 # Output: .cache/vm/{kernel/,vmlinuz,kver,initramfs.cpio.gz}
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${TCMU_VM_CACHE:-$ROOT/.cache/vm}"
+# The body is one compound command, parsed whole before it runs, so editing
+# this file while a run is in progress cannot derail that run.
+{
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+CACHE="$(realpath -m "${TCMU_VM_CACHE:-$ROOT/.cache/vm}")"
 mkdir -p "$CACHE"
 log() { echo "setup: $*" >&2; }
 
@@ -66,8 +69,14 @@ else
 fi
 
 # -- 3. initramfs -----------------------------------------------------------
+# Rebuilt when its sources change or the cache moved (the initramfs's
+# /sbin/modprobe names the module tree by absolute path).
 if [ ! -f "$CACHE/initramfs.cpio.gz" ] || [ "$ROOT/scripts/vm/init" -nt "$CACHE/initramfs.cpio.gz" ] \
-   || [ "$ROOT/scripts/vm/build-initramfs.sh" -nt "$CACHE/initramfs.cpio.gz" ]; then
+   || [ "$ROOT/scripts/vm/build-initramfs.sh" -nt "$CACHE/initramfs.cpio.gz" ] \
+   || [ "$(cat "$CACHE/initramfs.for" 2>/dev/null || true)" != "$CACHE" ]; then
   bash "$ROOT/scripts/vm/build-initramfs.sh" "$CACHE" "$KVER"
+  echo "$CACHE" > "$CACHE/initramfs.for"
 fi
 log "ready: kernel $KVER, cache $CACHE"
+exit
+}

@@ -16,8 +16,13 @@
 # Exit status: the guest script's when it ran to the end; 124 timeout,
 # 125 kernel panic, 126 no @@EXIT line, 127 setup problem.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${TCMU_VM_CACHE:-$ROOT/.cache/vm}"
+# The body is one compound command, parsed whole before it runs, so editing
+# this file while a run is in progress cannot derail that run.
+{
+# Physical paths: the guest resolves them through 9p, where a host symlink
+# with an absolute target would point outside the mounted root.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+CACHE="$(realpath -m "${TCMU_VM_CACHE:-$ROOT/.cache/vm}")"
 
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" >&2; exit 127; }
 [ $# -ge 1 ] || usage
@@ -43,7 +48,17 @@ command -v qemu-system-x86_64 >/dev/null || setup_fail "qemu-system-x86_64 missi
 [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/initramfs.cpio.gz" ] && [ -f "$CACHE/kver" ] \
   || setup_fail "no kernel/initramfs in $CACHE (run scripts/setup.sh)"
 KVER="$(cat "$CACHE/kver")"
-case "$ROOT" in *[[:space:]]*) setup_fail "checkout path contains spaces: $ROOT" ;; esac
+# An edited init must not silently run stale: rebuild (a second or two).
+if [ "$ROOT/scripts/vm/init" -nt "$CACHE/initramfs.cpio.gz" ] \
+   || [ "$ROOT/scripts/vm/build-initramfs.sh" -nt "$CACHE/initramfs.cpio.gz" ] \
+   || [ "$(cat "$CACHE/initramfs.for" 2>/dev/null)" != "$CACHE" ]; then
+  bash "$ROOT/scripts/vm/build-initramfs.sh" "$CACHE" "$KVER" >&2 && echo "$CACHE" > "$CACHE/initramfs.for" \
+    || setup_fail "initramfs rebuild failed"
+fi
+# Host paths the guest must see even if they lie under a guest tmpfs
+# (/tmp /run /root /var/tmp /mnt): the checkout, the cache, $TCMU_VM_KEEP.
+KEEP_PATHS="$ROOT,$CACHE${TCMU_VM_KEEP:+,$TCMU_VM_KEEP}"
+case "$KEEP_PATHS" in *[[:space:]]*) setup_fail "paths with spaces are not supported: $KEEP_PATHS" ;; esac
 
 mkdir -p "$CACHE/runs"
 RUN="$(mktemp -d "$CACHE/runs/run.XXXXXX")"
@@ -78,7 +93,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu max -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot \
   -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet tcmuts.run=$ROOT/scripts/vm/guest-boot.sh" \
+  -append "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet tcmuts.run=$ROOT/scripts/vm/guest-boot.sh tcmuts.keep=$KEEP_PATHS" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -drive "file=$RUN/scratch.img,if=virtio,format=raw,cache=unsafe" \
   -nic none </dev/null 2>&1 \
@@ -104,6 +119,10 @@ if [ "$STATUS" != ok ]; then
   } >&2
 fi
 [ "$KEEP" = 1 ] && echo "vm-run: kept $RUN" >&2
-if [ "$STATUS" = ok ] && [ "$KEEP" = 0 ] && [ "$LOG" != "$RUN/console.log" ]; then rm -rf "$RUN"; fi
+if [ "$STATUS" = ok ] && [ "$KEEP" = 0 ]; then
+  rm -rf "$RUN"; [ "$LOG" = "$RUN/console.log" ] && LOG=-
+fi
 echo "@@VM status=$STATUS exit=$RC boot_s=${BOOT:-?} total_s=$TOTAL log=$LOG"
 exit "$RC"
+exit
+}

@@ -234,6 +234,11 @@ export class Qcow2Image {
 
   /** Write all dirty metadata in dependency order. Under `lock`. */
   async writeMetadata(): Promise<void> {
+    // Clusters allocated past the old end of file and only partly written
+    // (see write-path.ts) must lie inside the file; growing never races a
+    // write because it never goes below anything allocated.
+    const end = this.refcounts.allocatedEnd;
+    if ((await this.fh.stat()).size < end) await this.fh.truncate(end);
     await this.refcounts.cache.writeDirty();
     await this.l2Cache.writeDirty();
     if (this.l1Dirty) {

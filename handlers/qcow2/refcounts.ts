@@ -29,6 +29,12 @@ export class Refcounts {
   private readonly bits: number;
   readonly maxRefcount: number;
   private hint = 1;
+  /**
+   * End of everything ever allocated or written since open (starts at the
+   * file size). A cluster allocated at or above it has never held data, so
+   * it reads as zeros without being written (sparse file tail).
+   */
+  private highWater: number;
   private queued: number[] = [];
   /** During repair: clusters that are referenced even though their refcount says free. */
   reserved?: (cluster: number) => boolean;
@@ -42,11 +48,29 @@ export class Refcounts {
     /** Refcount block offsets by block index (0 = no block yet). */
     readonly table: number[],
     private readonly onFreed: (hostOffset: number) => void,
+    fileSize: number,
   ) {
     this.bits = 2 ** refcountOrder;
     this.entriesPerBlock = (clusterSize * 8) / this.bits;
     this.maxRefcount = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
     this.cache = new MetadataCache(fh, clusterSize, Math.max(4, Math.floor(CACHE_BYTES / clusterSize)));
+    this.highWater = fileSize;
+  }
+
+  /** Allocate one data cluster; `pristine` means it is known to read as zeros already. */
+  async allocateData(): Promise<{ offset: number; pristine: boolean }> {
+    const before = this.highWater;
+    const offset = await this.allocate(1);
+    return { offset, pristine: offset >= before };
+  }
+
+  /** Bytes the file must span for every allocated cluster to lie inside it. */
+  get allocatedEnd(): number {
+    return this.highWater;
+  }
+
+  private noteUsed(endOffset: number): void {
+    if (endOffset > this.highWater) this.highWater = endOffset;
   }
 
   static async load(
@@ -57,6 +81,7 @@ export class Refcounts {
     tableClusters: number,
     onFreed: (hostOffset: number) => void,
   ): Promise<Refcounts> {
+    const fileSize = (await fh.stat()).size;
     const raw = Buffer.alloc(tableClusters * clusterSize);
     await readFull(fh, raw, tableOffset);
     const table: number[] = [];
@@ -65,7 +90,7 @@ export class Refcounts {
       if (v % clusterSize !== 0) throw new StorageError('ECORRUPT', `qcow2: refcount block ${i} offset 0x${v.toString(16)} is not cluster aligned`);
       table.push(v);
     }
-    return new Refcounts(fh, clusterSize, refcountOrder, tableOffset, tableClusters, table, onFreed);
+    return new Refcounts(fh, clusterSize, refcountOrder, tableOffset, tableClusters, table, onFreed, fileSize);
   }
 
   private readEntry(block: Buffer, i: number): number {
@@ -139,6 +164,9 @@ export class Refcounts {
    */
   async allocate(count: number): Promise<number> {
     let start = -1;
+    // First free cluster seen: with count > 1 a short free run may be skipped,
+    // and the hint must not jump over it. Invariant: all clusters below the hint are in use.
+    let firstFree = -1;
     let c = this.hint;
     let run = 0;
     while (run < count) {
@@ -156,6 +184,7 @@ export class Refcounts {
       }
       if (await this.isFree(c)) {
         if (run === 0) start = c;
+        if (firstFree < 0) firstFree = c;
         run++;
       } else {
         run = 0;
@@ -163,7 +192,8 @@ export class Refcounts {
       c++;
     }
     for (let i = start; i < start + count; i++) await this.set(i, 1);
-    if (start <= this.hint) this.hint = start + count;
+    this.noteUsed((start + count) * this.clusterSize);
+    this.hint = firstFree === start ? start + count : firstFree;
     return start * this.clusterSize;
   }
 
@@ -188,6 +218,7 @@ export class Refcounts {
   private async placeBlockAt(c: number, b: number): Promise<void> {
     const block = Buffer.alloc(this.clusterSize);
     this.writeEntry(block, c % this.entriesPerBlock, 1);
+    this.noteUsed((c + 1) * this.clusterSize);
     await writeFull(this.fh, block, c * this.clusterSize);
     await this.setTableEntry(b, c * this.clusterSize);
     this.cache.installClean(c * this.clusterSize, block);
@@ -227,6 +258,7 @@ export class Refcounts {
       entries = lastBlock + 1;
     }
     const metaEnd = first + tableClusters + (lastBlock - firstBlock + 1);
+    this.noteUsed(metaEnd * cs);
     const newTable = Buffer.alloc(tableClusters * cs);
     this.table.forEach((off, i) => newTable.writeBigUInt64BE(BigInt(off), i * 8));
     const blocks: Array<[number, Buffer]> = [];

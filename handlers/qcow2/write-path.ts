@@ -84,6 +84,13 @@ export function queueFreeEntry(img: Qcow2Image, e: ClusterEntry): void {
   }
 }
 
+/** True if the cluster's current contents are all zeros without reading anything. */
+async function readsAsZeros(img: Qcow2Image, gc: number, e: ClusterEntry): Promise<boolean> {
+  if (e.kind === 'zero') return true;
+  if (e.kind !== 'unallocated') return false;
+  return !img.backing || gc * img.clusterSize >= img.backing.size;
+}
+
 /** The current contents of guest cluster `gc` (described by `e`) into `buf`. */
 async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Buffer): Promise<void> {
   switch (e.kind) {
@@ -102,23 +109,27 @@ async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Bu
 async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: Buffer[]): Promise<void> {
   const release = await claimCluster(img, gc);
   try {
-    type Plan = { inPlace: number } | { old: ClusterEntry; host: number };
+    type Plan = { inPlace: number } | { old: ClusterEntry; host: number; pristine: boolean };
     const plan = await img.lock.run(async (): Promise<Plan> => {
       const old = await img.entryAt(gc);
       if (old.kind === 'normal' && old.copied) return { inPlace: old.host };
       await img.writableL2(gc); // allocate/copy the L2 table now, so step 3 cannot fail on space
-      const host = await img.refcounts.allocate(1);
+      const { offset: host, pristine } = await img.refcounts.allocateData();
       await img.relieveCachePressure();
-      return { old, host };
+      return { old, host, pristine };
     });
     if ('inPlace' in plan) return await inPlace(img, bufs, plan.inPlace + inCluster);
-    const { old, host } = plan;
+    const { old, host, pristine } = plan;
     const cs = img.clusterSize;
     try {
       let len = 0;
       for (const b of bufs) len += b.length;
       if (inCluster === 0 && len === cs) {
         await writevFull(img.fh, bufs, host);
+      } else if (pristine && (await readsAsZeros(img, gc, old))) {
+        // Never-used space past the old end of file: only the guest data needs
+        // writing (flush extends the file over the rest of the cluster).
+        await writevFull(img.fh, bufs, host + inCluster);
       } else {
         const whole = Buffer.alloc(cs);
         await oldContents(img, gc, old, whole);

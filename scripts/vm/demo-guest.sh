@@ -30,6 +30,10 @@ for kind in $LUNS; do
   umount /mnt/$kind
   lun=$((lun + 1))
 done
+if [ -f /mnt/scratch/demo.qcow2 ] && [[ " $LUNS " == *" qcow2 "* ]]; then
+  teardown_all
+  say "qcow2: qemu-img check: $(qemu-img check /mnt/scratch/demo.qcow2 2>&1 | head -1)"
+fi
 say "backing files: $(du -h --apparent-size /mnt/scratch/demo.img | cut -f1) apparent, $(du -h /mnt/scratch/demo.img | cut -f1) allocated"
 teardown_all || fail "teardown"
 runner_stop || fail "runner did not stop cleanly"

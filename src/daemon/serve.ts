@@ -38,6 +38,7 @@ export interface ServeOptions {
 /** Negative errno values for netlink replies. */
 const EINVAL = -22;
 const ENODEV = -19;
+const NEGATIVE_ERRNO: Record<string, number> = { EACCES: -13, ENOENT: -2, EEXIST: -17, EISDIR: -21, EROFS: -30 };
 
 export class Server {
   private readonly luns = new Map<string, Lun>();
@@ -51,7 +52,7 @@ export class Server {
   async scan(): Promise<number> {
     const found = listTcmuDevices(this.opts.uioRoot).filter((d) => this.opts.subtypes.has(d.subtype));
     const opened = await Promise.all(found.map((d) => this.serialize(d.uio, () => this.open(d, { fresh: false }))));
-    return opened.filter(Boolean).length;
+    return opened.filter((status) => status === 0).length;
   }
 
   async listenForEvents(): Promise<void> {
@@ -121,18 +122,19 @@ export class Server {
     return next;
   }
 
-  private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<boolean> {
-    if (this.luns.has(device.uio)) return true;
+  /** Opens the LUN; returns 0 or the negative errno to refuse the device with. */
+  private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<number> {
+    if (this.luns.has(device.uio)) return 0;
     const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot });
     try {
       const path = pathOfDevConfig(device.devConfig);
       if (path !== undefined) assertPathAllowed(path, this.opts.allowedDirs ?? []);
       await lun.start(mode);
       this.luns.set(device.uio, lun);
-      return true;
+      return 0;
     } catch (err) {
       lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
-      return false;
+      return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
     }
   }
 
@@ -152,7 +154,7 @@ export class Server {
       case 'added': {
         const device = readUioDevice(uio, this.opts.uioRoot);
         if (!device) return ENODEV;
-        return (await this.open(device, { fresh: true })) ? 0 : EINVAL;
+        return this.open(device, { fresh: true });
       }
       case 'removed': {
         const lun = this.luns.get(uio);

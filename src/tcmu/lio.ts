@@ -97,7 +97,14 @@ export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGF
       await writeFile(join(dir, 'attrib', 'tmr_notification'), '1');
     }
     // Waits for the runner's ADDED_DEVICE_DONE when one is listening with replies on.
-    await writeFile(join(dir, 'enable'), '1');
+    await writeFile(join(dir, 'enable'), '1').catch((err: NodeJS.ErrnoException) => {
+      throw Object.assign(
+        new Error(
+          `enabling ${opts.name} failed (${err.code}): the runner serving "${opts.devConfig.split('/')[0]}" refused the device; its log says why`,
+        ),
+        { code: err.code },
+      );
+    });
   } catch (err) {
     await rmdir(dir).catch(() => undefined);
     throw err;

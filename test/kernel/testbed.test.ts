@@ -72,7 +72,7 @@ describeKernel('kernel test bed', () => {
 
 describeKernel('kernel test bed failure detection', () => {
   it('reports a hung guest (killed at the timeout) as a failure with the console tail', async () => {
-    const run = await runGuestScript('echo "about to hang"; sleep 600', { timeoutSec: 30 });
+    const run = await runGuestScript('echo "about to hang"; sleep 600', { timeoutSec: 45 });
     expect(run.ok).toBe(false);
     expect(run.status).toBe('timeout');
     expect(run.reason).toMatch(/hung/);

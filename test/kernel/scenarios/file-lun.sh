@@ -11,6 +11,8 @@ finish() { # always: tear down with the runner still answering, then stop it
   mountpoint -q $MNT && umount $MNT
   teardown_all && result teardown ok || result teardown fail
   runner_stop
+  # error/fatal lines (pino levels 50/60): reported, for the host to print
+  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
   dump_log runner "$RUNNER_LOG" 60
   exit "${1:-0}"
 }

@@ -1,0 +1,55 @@
+/**
+ * Child process of crash.test.ts (run with `node --import tsx`): writes and
+ * discards at random, in concurrent batches, with flushes, until SIGKILLed.
+ * Protocol on stdout (synchronous on Linux pipes, so a line the parent sees
+ * really happened before it):
+ *   READY
+ *   W <id> <offset> <length>   issued (printed BEFORE the write starts)
+ *   D <id> <offset> <length>   discard issued
+ *   F <id>                     flush done: every op with id <= <id> is durable
+ * argv: image path, log path, first op id, seed
+ */
+import { openSync, writeSync } from 'node:fs';
+import { openImage } from '../../../handlers/qcow2/api.js';
+import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
+import { fillPattern, SECTOR } from './crash-pattern.js';
+import { rng } from './qemu.js';
+
+const [path, logPath, firstId, seed] = process.argv.slice(2);
+const logFd = openSync(logPath!, 'w');
+const next = rng(Number(seed));
+const store = new Qcow2Backstore(await openImage(path!, { readOnly: false }), SECTOR);
+const sectors = store.size / SECTOR;
+let id = Number(firstId);
+// Synchronous: the line is in the file before the op it announces starts.
+const say = (line: string) => writeSync(logFd, `${line}\n`);
+process.stdout.write('READY\n');
+
+for (;;) {
+  const batch = 1 + Math.floor(next() * 6);
+  const taken: Array<[number, number]> = [];
+  const jobs: Promise<void>[] = [];
+  for (let k = 0; k < batch; k++) {
+    const len = 1 + Math.floor(next() * 128);
+    const start = Math.floor(next() * (sectors - len));
+    // Disjoint within a batch, so the completion order cannot matter.
+    if (taken.some(([a, b]) => start < b && a < start + len)) continue;
+    taken.push([start, start + len]);
+    const opId = ++id;
+    if (next() < 0.15) {
+      say(`D ${opId} ${start * SECTOR} ${len * SECTOR}`);
+      jobs.push(store.discard(start * SECTOR, len * SECTOR));
+    } else {
+      const buf = Buffer.alloc(len * SECTOR);
+      fillPattern(buf, opId, start);
+      say(`W ${opId} ${start * SECTOR} ${len * SECTOR}`);
+      jobs.push(store.write(start * SECTOR, [buf], { fua: false }));
+    }
+  }
+  await Promise.all(jobs);
+  if (next() < 0.3) {
+    const upTo = id;
+    await store.flush();
+    say(`F ${upTo}`);
+  }
+}

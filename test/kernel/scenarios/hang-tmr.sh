@@ -1,0 +1,55 @@
+# Isolation and task management: LUN h0's handler (test/kernel/fixtures/
+# gate-handler.mjs) hangs while a gate file exists. The other LUN must keep
+# serving; the initiator's command timeout aborts the stuck command (ABORT
+# TASK reaches the runner as a TMR), a LUN reset (sg_reset -d) completes, and
+# h0 recovers when the handler returns.
+TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
+GATE=/mnt/scratch/gate
+cat > /mnt/scratch/tcmu-ts.toml <<TOML
+[daemon]
+handlers = { gate = "$TCMU_TS_ROOT/test/kernel/fixtures/gate-handler.mjs" }
+TOML
+runner_start --config /mnt/scratch/tcmu-ts.toml && result runner ok || result runner fail
+truncate -s 256M /mnt/scratch/n0.img
+timeout 60 $TS lun create n0 --backstore file --path /mnt/scratch/n0.img --size 256M >/dev/null && result create_n0 ok || result create_n0 fail
+timeout 60 $TS lun create h0 --backstore gate --path $GATE --size 64M --cmd-timeout 20 >/dev/null && result create_h0 ok || result create_h0 fail
+ndev=$(loop_export n0 0) && result export_n0 "$ndev" || result export_n0 fail
+hdev=$(loop_export h0 1) && result export_h0 "$hdev" || result export_h0 fail
+dd if=/dev/urandom of="$ndev" bs=1M count=64 oflag=direct status=none
+
+iops() { fio --name=$1 --filename="$ndev" --rw=randread --bs=4k --iodepth=16 --ioengine=libaio --direct=1 \
+  --size=64M --time_based --runtime=8 --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{print $8 ";" $5}'; }
+r=$(iops base); result iops_base "${r%%;*}"
+
+# Close the gate: h0's I/O hangs inside the handler.
+touch $GATE
+echo 4 > /sys/block/${hdev#/dev/}/device/timeout   # initiator gives up after 4 s -> ABORT TASK
+dd if="$hdev" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/mnt/scratch/hung-dd.err &
+HUNG=$!
+r=$(iops during); result iops_during "${r%%;*}"; result fio_during_err "${r##*;}"
+sleep 4
+result h0_status "$($TS status --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(s.luns.find((l) => l.id === "user_1/h0")?.stuckEvents ?? "missing")')"
+
+# LUN reset while the command is still stuck; open the gate so everything can finish.
+( timeout 120 sg_reset -d "$hdev"; echo $? > /mnt/scratch/reset.rc ) &
+RESET=$!
+sleep 3
+rm -f $GATE
+wait $RESET; result reset_rc "$(cat /mnt/scratch/reset.rc)"
+wait $HUNG; result hung_dd_rc "$?"
+dump_log hung_dd /mnt/scratch/hung-dd.err 5
+
+# h0 recovered: fresh I/O works again.
+head -c 65536 /dev/urandom > /mnt/scratch/pat
+dd if=/mnt/scratch/pat of="$hdev" bs=64k oflag=direct status=none && dd if="$hdev" of=/mnt/scratch/pat2 bs=64k count=1 iflag=direct status=none \
+  && cmp -s /mnt/scratch/pat /mnt/scratch/pat2 && result h0_recovered ok || result h0_recovered fail
+
+result tmr_abort "$(grep '"msg":"task management function"' "$RUNNER_LOG" | grep -c '"type":1')"
+result tmr_lun_reset "$(grep '"msg":"task management function"' "$RUNNER_LOG" | grep -c '"type":5')"
+result stuck_logged "$(grep -c 'handler I/O is stuck' "$RUNNER_LOG")"
+result recovered_logged "$(grep -c 'handler I/O recovered' "$RUNNER_LOG")"
+result hung_tasks "$(dmesg | grep -c 'blocked for more than')"
+dmesg | grep -iE 'abort|reset|tcmu|timeout' | tail -20 | sed 's/^/@@LOG dmesg /'
+runner_stop
+dump_log runner "$RUNNER_LOG" 40
+echo "@@EXIT 0"
