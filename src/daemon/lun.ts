@@ -136,7 +136,7 @@ export class Lun {
     }
   }
 
-  private async openStore(devConfig: string, size: number): Promise<LunStore> {
+  private async openStore(devConfig: string, size: number | undefined): Promise<LunStore> {
     return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log });
   }
 
@@ -266,8 +266,11 @@ export class Lun {
       try {
         return await fn();
       } finally {
-        this.store = await this.openStore(this.devConfig, store.size);
+        // No size hint: a snapshot revert may bring back a different virtual
+        // size, which the initiator then learns through a unit attention.
+        this.store = await this.openStore(this.devConfig, undefined);
         this.disk = this.createDisk(this.store); // reports POWER ON, RESET (06/29/00) once
+        if (this.store.size !== store.size) this.disk.addUnitAttention(0x2a, 0x09); // CAPACITY DATA HAS CHANGED
         this.state = 'serving';
         engine.start();
       }
