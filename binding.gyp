@@ -10,6 +10,7 @@
         "native/mapping.cc",
         "native/open.cc",
         "native/fallocate.cc",
+        "native/io_ring.cc",
         "native/netlink.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],

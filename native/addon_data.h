@@ -10,6 +10,7 @@ class FdWatcher;
 
 struct AddonData {
   Napi::FunctionReference mappingConstructor;
+  Napi::FunctionReference ioRingConstructor;
   // netlink fd -> its watcher, so netlinkClose can stop it.
   std::unordered_map<int, FdWatcher*> netlinkWatchers;
 };

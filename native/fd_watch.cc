@@ -59,6 +59,12 @@ void FdWatcher::Stop() {
            [](uv_handle_t* h) { delete static_cast<FdWatcher*>(h->data); });
 }
 
+void FdWatcher::SetRef(bool ref) {
+  if (stopped_) return;
+  if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_));
+  else uv_unref(reinterpret_cast<uv_handle_t*>(&poll_));
+}
+
 void FdWatcher::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   auto* self = static_cast<FdWatcher*>(handle->data);
   if (self->stopped_) return;

@@ -23,6 +23,8 @@ class FdWatcher {
   // Idempotent; safe inside callbacks and from an env cleanup hook.
   void Stop();
   bool stopped() const { return stopped_; }
+  // Whether the poll handle keeps the event loop alive (uv_ref/uv_unref).
+  void SetRef(bool ref);
 
  protected:
   FdWatcher(Napi::Env env, int fd, Napi::Function onEvent, Napi::Function onError, const char* resourceName);

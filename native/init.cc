@@ -3,6 +3,7 @@
 
 #include "addon_data.h"
 #include "fallocate.h"
+#include "io_ring.h"
 #include "mapping.h"
 #include "netlink.h"
 #include "open.h"
@@ -12,6 +13,7 @@ namespace tcmu {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->mappingConstructor = Napi::Persistent(Mapping::DefineClass(env));
+  data->ioRingConstructor = Napi::Persistent(IoRing::DefineClass(env));
   env.SetInstanceData<AddonData>(data);
 
   exports.Set("openUio", Napi::Function::New<OpenUio>(env, "openUio"));
@@ -19,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
   exports.Set("fallocate", Napi::Function::New<Fallocate>(env, "fallocate"));
   ExportFallocateConstants(env, exports);
+  exports.Set("ioRingCreate", Napi::Function::New<IoRingCreate>(env, "ioRingCreate"));
   exports.Set("netlinkOpen", Napi::Function::New<NetlinkOpen>(env, "netlinkOpen"));
   exports.Set("netlinkPortId", Napi::Function::New<NetlinkPortId>(env, "netlinkPortId"));
   exports.Set("netlinkJoin", Napi::Function::New<NetlinkJoin>(env, "netlinkJoin"));

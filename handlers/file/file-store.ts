@@ -17,7 +17,7 @@ import { writeZeroesWithWrites } from '../../src/backstore/zero-fill.js';
 import type { Logger } from 'pino';
 import type { BackingFile } from './backing-file.js';
 import { isUnsupported, type Fallocator } from './fallocate.js';
-import { closeFd, datasync, readFully, truncate, writeFully } from './vector-io.js';
+import { closeFd, datasync, truncate, type VectorIo } from './vector-io.js';
 
 export class ReadOnlyFileStore implements Backstore {
   size: number;
@@ -26,9 +26,12 @@ export class ReadOnlyFileStore implements Backstore {
   protected readonly fd: number;
   protected readonly path: string;
   protected fileSize: number;
+  /** io_uring or the thread pool (see ./ring-io.ts); chosen at open. */
+  readonly io: VectorIo;
 
-  constructor(path: string, backing: BackingFile, blockSize: number) {
+  constructor(path: string, backing: BackingFile, blockSize: number, io: VectorIo) {
     this.path = path;
+    this.io = io;
     this.fd = backing.fd;
     this.size = backing.lunSize;
     this.fileSize = backing.fileSize;
@@ -36,7 +39,7 @@ export class ReadOnlyFileStore implements Backstore {
   }
 
   read(offset: number, iov: readonly Buffer[]): Promise<void> {
-    return readFully(this.fd, iov, offset);
+    return this.io.read(this.fd, iov, offset);
   }
 
   close(): Promise<void> {
@@ -58,8 +61,16 @@ export class WritableFileStore extends ReadOnlyFileStore {
   private zeroRangeWorks: boolean;
   private readonly writeBound = this.write.bind(this);
 
-  constructor(path: string, backing: BackingFile, blockSize: number, fallocator: Fallocator | undefined, thin: boolean, log: Logger) {
-    super(path, backing, blockSize);
+  constructor(
+    path: string,
+    backing: BackingFile,
+    blockSize: number,
+    io: VectorIo,
+    fallocator: Fallocator | undefined,
+    thin: boolean,
+    log: Logger,
+  ) {
+    super(path, backing, blockSize, io);
     this.fallocator = fallocator;
     this.zeroRangeWorks = fallocator !== undefined;
     this.thin = thin;
@@ -68,7 +79,7 @@ export class WritableFileStore extends ReadOnlyFileStore {
   }
 
   write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): Promise<void> {
-    return writeFully(this.fd, iov, offset);
+    return this.io.write(this.fd, iov, offset);
   }
 
   flush(): Promise<void> {

@@ -19,14 +19,14 @@ type VectorOp = (
   callback: (err: NodeJS.ErrnoException | null, bytes: number) => void,
 ) => void;
 
-function totalLength(iov: readonly Buffer[]): number {
+export function totalLength(iov: readonly Buffer[]): number {
   let total = 0;
   for (let i = 0; i < iov.length; i++) total += iov[i]!.length;
   return total;
 }
 
 /** The iov without its first `consumed` bytes. */
-function remainder(iov: readonly Buffer[], consumed: number): Buffer[] {
+export function remainder(iov: readonly Buffer[], consumed: number): Buffer[] {
   let index = 0;
   while (consumed >= iov[index]!.length) consumed -= iov[index++]!.length;
   const rest = iov.slice(index);
@@ -55,6 +55,13 @@ function transfer(
   });
 }
 
+/** How the file store moves data: positional vectored reads/writes that complete fully or throw. */
+export interface VectorIo {
+  readonly kind: 'io_uring' | 'threads';
+  read(fd: number, iov: readonly Buffer[], position: number): Promise<void>;
+  write(fd: number, iov: readonly Buffer[], position: number): Promise<void>;
+}
+
 /** Fill every byte of `iov` from `fd` at `position`. */
 export function readFully(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -68,6 +75,9 @@ export function writeFully(fd: number, iov: readonly Buffer[], position: number)
     transfer(fs.writev as VectorOp, 'write', fd, iov, position, totalLength(iov), resolve, reject);
   });
 }
+
+/** libuv's thread pool (fs.readv/fs.writev): the portable fallback. */
+export const threadPoolIo: VectorIo = { kind: 'threads', read: readFully, write: writeFully };
 
 /** fdatasync(2) as a promise. */
 export function datasync(fd: number): Promise<void> {

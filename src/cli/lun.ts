@@ -42,6 +42,7 @@ export function registerLun(program: Command): void {
     .option('--max-sectors <n>', 'largest transfer in blocks', '1024')
     .option('--cmd-timeout <s>', 'seconds before the kernel fails an unanswered command', '30')
     .option('--option <key=value>', 'handler option (repeatable)', collect)
+    .option('--no-netlink-reply', 'do not make the kernel wait for the runner (needed next to tcmu-runner 1.5)')
     .option('--export <fabric>', 'also export: loop or iscsi')
     .action(async (name: string, o) => {
       await checkLioAvailable();
@@ -53,6 +54,7 @@ export function registerLun(program: Command): void {
         blockSize: Number(o.blockSize),
         maxSectors: Number(o.maxSectors),
         cmdTimeOut: Number(o.cmdTimeout),
+        netlinkReply: o.netlinkReply,
       });
       console.log(`created ${dir} (dev_config=${devConfig})`);
       if (o.export === 'loop') console.log(`exported on tcm_loop ${await exportLoop(name)}`);

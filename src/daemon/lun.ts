@@ -11,6 +11,7 @@
  *          store, unmap, unblock. When the device is being removed, skip the
  *          configfs steps: it is going away and no new command can arrive.
  */
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { openDevConfig } from '../backstore/registry.js';
@@ -102,7 +103,7 @@ export class Lun {
       this.engine = new RingEngine(this.mapping, this.target, {
         log: this.log,
         onTmr: (type, cmdIds) => this.log.warn({ type, cmdIds }, 'task management function'),
-        onError: (err) => this.log.error({ err }, 'ring unusable; LUN stopped serving'),
+        onError: (err) => this.onRingError(err),
       });
       this.engine.start();
       this.watchdog.timer = setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();
@@ -224,6 +225,21 @@ export class Lun {
   private requireStore(): LunStore {
     if (!this.store || this.state !== 'serving') throw new Error(`LUN ${this.id} is not serving`);
     return this.store;
+  }
+
+  /**
+   * The ring stopped (the uio fd reported an error). When the kernel removed
+   * the device without waiting for us (nl_reply_supported=-1, or no netlink
+   * replies), that is an ordinary removal; anything else is an error.
+   */
+  private onRingError(err: Error): void {
+    if (!existsSync(`/sys/class/uio/${this.device.uio}`)) {
+      this.log.info('device removed by the kernel; LUN closed');
+      void this.stop({ deviceGone: true });
+      return;
+    }
+    this.state = 'stopped';
+    this.log.error({ err }, 'ring unusable; LUN stopped serving');
   }
 
   /**

@@ -144,7 +144,12 @@ export class Server {
     const uio = `uio${ev.minor}`;
     this.serialize(uio, () => this.handleEvent(ev, uio))
       .then((status) => this.netlink?.reply(ev, status))
-      .catch((err) => this.opts.log.error({ err, event: ev.kind, uio }, 'could not answer netlink event'));
+      .catch((err) => {
+        // ENODEV: the kernel did not wait for this answer (the device was made
+        // with nl_reply_supported=-1); nothing is lost.
+        const level = (err as NodeJS.ErrnoException).code === 'ENODEV' ? 'debug' : 'error';
+        this.opts.log[level]({ err, event: ev.kind, uio }, 'could not answer netlink event');
+      });
   }
 
   /** Returns the status for the *_DONE reply: 0 or a negative errno. */

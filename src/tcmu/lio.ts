@@ -23,6 +23,12 @@ export interface CreateDeviceOptions {
   maxSectors?: number;
   /** Seconds before the kernel fails a command the runner has not answered. */
   cmdTimeOut?: number;
+  /**
+   * false: the kernel does not wait for a runner's netlink reply for this
+   * device (nl_reply_supported=-1). Needed next to runners that answer
+   * events for subtypes they do not own (tcmu-runner 1.5 refuses them).
+   */
+  netlinkReply?: boolean;
 }
 
 export interface LioDevice {
@@ -90,6 +96,7 @@ export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGF
       `hw_block_size=${blockSize}`,
       `hw_max_sectors=${opts.maxSectors ?? 1024}`,
     ];
+    if (opts.netlinkReply === false) control.push('nl_reply_supported=-1');
     for (const kv of control) await writeFile(join(dir, 'control'), kv);
     await writeFile(join(dir, 'attrib', 'cmd_time_out'), String(opts.cmdTimeOut ?? 30));
     // TMR notifications let the runner see ABORT TASK / LUN RESET (absent on old kernels).

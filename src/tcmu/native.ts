@@ -34,6 +34,40 @@ export interface NativeMapping {
   close(): void;
 }
 
+/**
+ * A minimal io_uring (raw syscalls): positional vectored reads/writes whose
+ * page-cache hits complete inside submit() with no thread hand-off; misses
+ * and buffered writes the filesystem cannot do without blocking go to the
+ * kernel's own workers. Mechanism only: the caller owns tags, the in-flight
+ * limit (<= sqEntries, so the completion queue never overflows), short
+ * transfers and error mapping. Buffers must stay alive until their
+ * completion is reaped.
+ */
+export interface NativeIoRing {
+  /** Submission queue size (the kernel may round the requested entries up). */
+  readonly sqEntries: number;
+  /** Completion queue size (2 x sqEntries). */
+  readonly cqEntries: number;
+  /**
+   * Queue a readv/writev of `buffers` at `position` of `fd`; `tag` (u32,
+   * < 2^31) comes back with its completion. False when the submission queue
+   * is full (submit first). The iovec array is copied; the memory is not.
+   */
+  prepReadv(fd: number, buffers: readonly ArrayBufferView[], position: number, tag: number): boolean;
+  prepWritev(fd: number, buffers: readonly ArrayBufferView[], position: number, tag: number): boolean;
+  /** io_uring_enter for every prepared entry; returns how many the kernel took (0 on EAGAIN/EBUSY). */
+  submit(): number;
+  /** Move up to out.length/2 completions into `out` as [tag, result] pairs (result: bytes or -errno). */
+  reap(out: Int32Array): number;
+  /** Poll the ring fd in the event loop: onEvent() whenever completions are waiting. EBUSY if already watching. */
+  watch(onEvent: () => void, onError: (err: Error & { code?: string }) => void): void;
+  unwatch(): void;
+  /** Whether the watch keeps the event loop alive (ref it while operations are in flight). */
+  ref(keepAlive: boolean): void;
+  /** Unwatch, unmap, close the ring fd (the kernel cancels or finishes what is in flight). Idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
   /** Open /dev/uioN O_RDWR|O_CLOEXEC and mmap `size` bytes of map 0 (EBUSY if already open). */
   openUio(devPath: string, size: number): NativeMapping;
@@ -51,6 +85,12 @@ export interface NativeBinding {
   readonly FALLOC_FL_KEEP_SIZE: number;
   readonly FALLOC_FL_PUNCH_HOLE: number;
   readonly FALLOC_FL_ZERO_RANGE: number;
+  /**
+   * io_uring_setup(entries, CLAMP) and map its rings. Throws an Error with
+   * errno `code`: ENOSYS/EPERM where io_uring is missing or forbidden
+   * (seccomp, kernel.io_uring_disabled), ENOTSUP on kernels older than 5.5.
+   */
+  ioRingCreate(entries: number): NativeIoRing;
 
   // Generic netlink (mechanism only: message encoding/decoding is in JS).
   // Errors are thrown as Error with `code` = errno name, `errno` = -errno.

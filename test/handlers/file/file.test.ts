@@ -144,7 +144,7 @@ describe('file handler: sizing and opening', () => {
 
   it('refuses bad config and options with clear errors', async () => {
     await expect(open('relative/path.img', { size: MiB })).rejects.toThrow('file: "relative/path.img" is not an absolute path');
-    await expect(open(imagePath(MiB), { size: MiB, options: { extnd: '1' } })).rejects.toThrow('file: unknown option "extnd" (allowed: create, extend)');
+    await expect(open(imagePath(MiB), { size: MiB, options: { extnd: '1' } })).rejects.toThrow('file: unknown option "extnd" (allowed: create, extend, io)');
     await expect(open(imagePath(MiB), { size: MiB, options: { extend: 'please' } })).rejects.toThrow('file: option extend="please" is not a boolean');
     await expect(open(dir, { size: MiB })).rejects.toThrow(/file: cannot open .*EISDIR|neither a regular file nor a block device/);
     await expect(open('/dev/null', { size: MiB })).rejects.toThrow('file: /dev/null is neither a regular file nor a block device');

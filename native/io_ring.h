@@ -1,0 +1,71 @@
+// A minimal io_uring (raw syscalls, no liburing): queue positional vectored
+// reads/writes, submit them with one io_uring_enter, copy completions out,
+// and poll the ring fd inside libuv. Mechanism only: JS owns the tags, the
+// in-flight limit, short-transfer continuation and error mapping.
+#pragma once
+#include <linux/io_uring.h>
+#include <napi.h>
+#include <sys/uio.h>
+
+#include <vector>
+
+#include "fd_watch.h"
+
+namespace tcmu {
+
+class IoRingWatcher;
+
+class IoRing : public Napi::ObjectWrap<IoRing> {
+ public:
+  static Napi::Function DefineClass(Napi::Env env);
+  explicit IoRing(const Napi::CallbackInfo& info);
+  ~IoRing() override;
+
+  // Called by the watcher when it stops.
+  void ForgetWatcher(IoRingWatcher* w) {
+    if (watcher_ == w) watcher_ = nullptr;
+  }
+
+ private:
+  Napi::Value PrepReadv(const Napi::CallbackInfo& info);
+  Napi::Value PrepWritev(const Napi::CallbackInfo& info);
+  Napi::Value Prep(const Napi::CallbackInfo& info, uint8_t opcode);
+  Napi::Value Submit(const Napi::CallbackInfo& info);
+  Napi::Value Reap(const Napi::CallbackInfo& info);
+  void Watch(const Napi::CallbackInfo& info);
+  void Unwatch(const Napi::CallbackInfo& info);
+  void Ref(const Napi::CallbackInfo& info);
+  void Close(const Napi::CallbackInfo& info);
+  static void OnEnvCleanup(void* arg);
+  void CloseAll();
+  bool CheckOpen(Napi::Env env, const char* what);
+
+  int fd_ = -1;
+  bool closed_ = false;
+  bool cleanupHookRegistered_ = false;
+  void* sqRing_ = nullptr;
+  size_t sqRingSize_ = 0;
+  void* cqRing_ = nullptr;
+  size_t cqRingSize_ = 0;
+  io_uring_sqe* sqes_ = nullptr;
+  size_t sqesSize_ = 0;
+  unsigned* sqHead_ = nullptr;
+  unsigned* sqTail_ = nullptr;
+  unsigned sqMask_ = 0;
+  unsigned sqEntries_ = 0;
+  unsigned* cqHead_ = nullptr;
+  unsigned* cqTail_ = nullptr;
+  unsigned cqMask_ = 0;
+  unsigned cqEntries_ = 0;
+  io_uring_cqe* cqes_ = nullptr;
+  unsigned localTail_ = 0;   // SQ tail including prepared, unsubmitted entries
+  unsigned unsubmitted_ = 0;
+  // iovec storage per SQE slot; valid until the kernel consumed the SQE
+  // (IORING_FEAT_SUBMIT_STABLE: once io_uring_enter returned).
+  std::vector<std::vector<iovec>> iovs_;
+  IoRingWatcher* watcher_ = nullptr;
+};
+
+Napi::Value IoRingCreate(const Napi::CallbackInfo& info);
+
+}  // namespace tcmu
