@@ -17,4 +17,5 @@ export { StorageError, errorCode, type StorageErrorCode } from './backstore/erro
 export { ConfigError } from './backstore/config-error.js';
 export * from './backstore/options.js';
 export { toLunStore } from './backstore/stack.js';
+export * from './iov.js';
 export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';

@@ -7,25 +7,25 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { StorageError } from '../../src/backstore/errors.js';
 import { readvFull } from './file-io.js';
 import { QCOW2_MAGIC } from './format.js';
-import { fillIov, sliceIov } from './iov.js';
+import { fillIov, sliceIov } from '../../src/iov.js';
 
 export interface BackingStore {
   readonly size: number;
   readonly format: 'raw' | 'qcow2';
   /** Fill `iov` from guest offset `offset` of the base; beyond its end: zeros. */
-  read(offset: number, iov: Buffer[]): Promise<void>;
+  read(offset: number, iov: readonly Buffer[]): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Anything with a size and a read that fills buffers (a qcow2 image). */
 export interface SizedReader {
   readonly size: number;
-  read(offset: number, iov: Buffer[]): Promise<void>;
+  read(offset: number, iov: readonly Buffer[]): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Read that clips to `size` and zero-fills the rest. */
-async function clippedRead(size: number, offset: number, iov: Buffer[], inner: (off: number, bufs: Buffer[]) => Promise<void>): Promise<void> {
+async function clippedRead(size: number, offset: number, iov: readonly Buffer[], inner: (off: number, bufs: readonly Buffer[]) => Promise<void>): Promise<void> {
   let len = 0;
   for (const b of iov) len += b.length;
   const inside = Math.max(0, Math.min(len, size - offset));
@@ -36,7 +36,7 @@ async function clippedRead(size: number, offset: number, iov: Buffer[], inner: (
 class RawBacking implements BackingStore {
   readonly format = 'raw' as const;
   constructor(private readonly fh: FileHandle, readonly size: number) {}
-  read(offset: number, iov: Buffer[]): Promise<void> {
+  read(offset: number, iov: readonly Buffer[]): Promise<void> {
     return clippedRead(this.size, offset, iov, (off, bufs) => readvFull(this.fh, bufs, off));
   }
   close(): Promise<void> {
@@ -50,7 +50,7 @@ class Qcow2Backing implements BackingStore {
   get size(): number {
     return this.image.size;
   }
-  read(offset: number, iov: Buffer[]): Promise<void> {
+  read(offset: number, iov: readonly Buffer[]): Promise<void> {
     return clippedRead(this.size, offset, iov, (off, bufs) => this.image.read(off, bufs));
   }
   close(): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import type { Backstore, Extent, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
 import type { Qcow2Image } from './image.js';
-import { iovLength } from './iov.js';
+import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
 import { growImage } from './resize.js';
 import { writeRange } from './write-path.js';

@@ -33,7 +33,7 @@ function totalLength(bufs: readonly Buffer[]): number {
 }
 
 /** One preadv straight into the caller's buffers (zero copy); falls back to per-buffer reads on a short read. */
-export async function readvFull(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+export async function readvFull(fh: FileHandle, bufs: readonly Buffer[], pos: number): Promise<void> {
   if (bufs.length === 1) return readFull(fh, bufs[0]!, pos);
   const want = totalLength(bufs);
   const { bytesRead } = await fh.readv(bufs, pos);

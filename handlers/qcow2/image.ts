@@ -29,7 +29,7 @@ import {
 import { type ClusterEntry, readL1Copied, readL1Offset, readL2, writeL1, setCopiedBit } from './l2-entry.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Mutex } from './mutex.js';
-import { iovLength } from './iov.js';
+import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
 import { Refcounts } from './refcounts.js';
 import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';

@@ -8,7 +8,7 @@ import { readFull, readvFull } from './file-io.js';
 import { decompressCluster } from './compressed.js';
 import type { Qcow2Image } from './image.js';
 import type { ClusterEntry } from './l2-entry.js';
-import { copyIntoIov, fillIov, sliceIov } from './iov.js';
+import { copyIntoIov, fillIov, sliceIov } from '../../src/iov.js';
 
 type Run =
   | { kind: 'host'; host: number; at: number; len: number }
@@ -23,7 +23,7 @@ export async function readCompressed(img: Qcow2Image, e: ClusterEntry): Promise<
 }
 
 /** Where an unallocated range reads from: the backing file, or zeros. */
-export async function readThrough(img: Qcow2Image, guest: number, bufs: Buffer[]): Promise<void> {
+export async function readThrough(img: Qcow2Image, guest: number, bufs: readonly Buffer[]): Promise<void> {
   if (img.backing) await img.backing.read(guest, bufs);
   else fillIov(bufs);
 }

@@ -17,7 +17,7 @@ import { StorageError } from '../../src/backstore/errors.js';
 import { readFull, writeFull, writevFull } from './file-io.js';
 import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-entry.js';
-import { copyFromIov, sliceIov } from './iov.js';
+import { copyFromIov, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
 
 export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number): Promise<void> {
@@ -59,7 +59,7 @@ async function settleAll(jobs: Promise<void>[]): Promise<void> {
   for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
-function inPlace(img: Qcow2Image, bufs: Buffer[], host: number): Promise<void> {
+function inPlace(img: Qcow2Image, bufs: readonly Buffer[], host: number): Promise<void> {
   const p = writevFull(img.fh, bufs, host);
   img.inflightWrites.add(p);
   return p.finally(() => img.inflightWrites.delete(p));
@@ -106,7 +106,7 @@ async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Bu
   }
 }
 
-async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: Buffer[]): Promise<void> {
+async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: readonly Buffer[]): Promise<void> {
   const release = await claimCluster(img, gc);
   try {
     type Plan = { inPlace: number } | { old: ClusterEntry; host: number; pristine: boolean };

@@ -10,7 +10,7 @@ import type { LunStore } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
 import type { DiskIdentity } from './identity.js';
-import { scatter } from './iov.js';
+import { scatter } from '../iov.js';
 import { LbaRangeLock } from './lba-lock.js';
 import { IoKind, statusForStoreError } from './sense-map.js';
 import { Asc, SenseKey, setSenseFieldPointer, setSenseInformation, writeSense } from './sense.js';

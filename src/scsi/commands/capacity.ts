@@ -1,6 +1,6 @@
 /** READ CAPACITY (10) and (16) (SBC-4 5.20, 5.21). */
 import type { ScsiCommand } from '../command.js';
-import { writeU64 } from '../iov.js';
+import { writeU64 } from '../be64.js';
 import type { LogicalUnit } from '../logical-unit.js';
 
 export function readCapacity10(lu: LogicalUnit, cmd: ScsiCommand): number {

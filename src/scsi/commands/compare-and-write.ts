@@ -5,7 +5,8 @@
  * between (VMware ATS and cluster lock managers rely on this).
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { readU64, sliceIov } from '../iov.js';
+import { sliceIov } from '../../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, MAX_COMPARE_AND_WRITE_BLOCKS, PROCEED } from '../logical-unit.js';
 import { IoKind } from '../sense-map.js';
 import { CompareMode, compareRange } from './compare-range.js';
@@ -32,7 +33,7 @@ async function locked(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: nu
     if (at === -2) return ScsiStatus.TaskAborted;
     if (at >= 0) return lu.miscompare(cmd, at);
     phase = IoKind.Write;
-    await lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, bytes, bytes, -1), { fua: fua || !lu.wce });
+    await lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, bytes, bytes), { fua: fua || !lu.wce });
     return ScsiStatus.Good;
   } catch (err) {
     return lu.storeFailed(cmd, err, phase);

@@ -4,7 +4,7 @@
  * WRITE (all off the hot path, so the chunk buffer is allocated per call).
  */
 import type { ScsiCommand } from '../command.js';
-import { compareIov } from '../iov.js';
+import { compareIov } from '../../iov.js';
 import type { LogicalUnit } from '../logical-unit.js';
 
 const CHUNK_BYTES = 1 << 20;

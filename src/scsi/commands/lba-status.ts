@@ -3,7 +3,7 @@
  * blocks from STARTING LOGICAL BLOCK ADDRESS on, from store.blockStatus.
  */
 import type { ScsiCommand } from '../command.js';
-import { readU64, writeU64 } from '../iov.js';
+import { readU64, writeU64 } from '../be64.js';
 import { type LogicalUnit, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
 import type { Extent } from '../../backstore/types.js';
 import { IoKind } from '../sense-map.js';

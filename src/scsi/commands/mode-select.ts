@@ -5,7 +5,7 @@
  * the current values (SPC-5 6.11: otherwise INVALID FIELD IN PARAMETER LIST).
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { gather } from '../iov.js';
+import { gather } from '../../iov.js';
 import { type LogicalUnit, goodStatus, isThenable } from '../logical-unit.js';
 import { PageControl, findModePage, type ModePage } from '../mode-pages.js';
 import { Asc, SenseKey } from '../sense.js';

@@ -1,6 +1,6 @@
 /** MODE SENSE (6) and (10) (SPC-5 6.13, 6.14). */
 import type { ScsiCommand } from '../command.js';
-import { writeU64 } from '../iov.js';
+import { writeU64 } from '../be64.js';
 import type { LogicalUnit } from '../logical-unit.js';
 import { MODE_PAGES, PageControl, findModePage } from '../mode-pages.js';
 import { Asc, SenseKey } from '../sense.js';

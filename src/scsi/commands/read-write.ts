@@ -6,7 +6,8 @@
  * DPO is a cache hint we may ignore; FUA is honoured on writes.
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { readU64, sliceIov } from '../iov.js';
+import { sliceIov } from '../../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, PROCEED, goodStatus, isThenable } from '../logical-unit.js';
 import { IoKind } from '../sense-map.js';
 

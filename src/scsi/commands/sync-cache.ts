@@ -4,7 +4,7 @@
  * answer after the flush: the earlier answer IMMED allows is optional.
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { readU64 } from '../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, goodStatus, isThenable } from '../logical-unit.js';
 import { IoKind } from '../sense-map.js';
 

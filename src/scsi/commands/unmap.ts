@@ -5,7 +5,8 @@
  * discard so a bad list changes nothing.
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { gather, readU64 } from '../iov.js';
+import { gather } from '../../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, MAX_UNMAP_BLOCK_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
 import { Asc, SenseKey } from '../sense.js';
 import { IoKind } from '../sense-map.js';

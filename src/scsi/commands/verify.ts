@@ -3,7 +3,7 @@
  * (SBC-4 5.43, 5.44).
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { readU64 } from '../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, PROCEED } from '../logical-unit.js';
 import { IoKind } from '../sense-map.js';
 import { CompareMode, compareRange } from './compare-range.js';

@@ -10,7 +10,7 @@ import {
   MAX_WRITE_SAME_BLOCKS,
 } from '../logical-unit.js';
 import { naaBytes } from '../identity.js';
-import { writeU64 } from '../iov.js';
+import { writeU64 } from '../be64.js';
 import { putAscii } from '../ascii.js';
 
 const SUPPORTED_PAGES = 0x00;

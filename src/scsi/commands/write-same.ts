@@ -7,7 +7,8 @@
  * an unbounded write is a footgun and Linux never sends it.
  */
 import { ScsiStatus, type ScsiCommand } from '../command.js';
-import { gather, iovIsZero, readU64 } from '../iov.js';
+import { gather, iovIsZero } from '../../iov.js';
+import { readU64 } from '../be64.js';
 import { type LogicalUnit, MAX_WRITE_SAME_BLOCKS, PROCEED } from '../logical-unit.js';
 import { IoKind } from '../sense-map.js';
 

@@ -1,7 +1,8 @@
 /**
- * Helpers over a command's scatter list (several Buffers that are views
- * over the kernel's data area). They never allocate data buffers: they copy
- * between a small source and the views, or build trimmed views.
+ * Helpers over scatter lists ("iovs": several Buffers that are views over
+ * the kernel's data area). They never allocate data buffers: they copy
+ * between a source and the views, or build trimmed views. Shared by SCSI
+ * emulation and handlers; exported to handler authors by src/index.ts.
  */
 
 /** Copy `length` bytes of `src` into the iov from its start; returns bytes copied (bounded by the iov). */
@@ -61,12 +62,12 @@ export function compareIov(iov: readonly Buffer[], from: number, other: Buffer, 
 }
 
 /**
- * Views covering exactly bytes [from, from + length) of the iov. Returns
- * the iov itself when it already is exactly that, so the common READ/WRITE
- * case allocates nothing.
+ * Views covering exactly bytes [from, from + length) of the iov. Pass the
+ * iov's total length as `total` to get the iov itself back when it already
+ * is exactly that range, so the common READ/WRITE case allocates nothing.
  */
-export function sliceIov(iov: readonly Buffer[], from: number, length: number, iovLength: number): readonly Buffer[] {
-  if (from === 0 && length === iovLength) return iov;
+export function sliceIov(iov: readonly Buffer[], from: number, length: number, total = -1): readonly Buffer[] {
+  if (from === 0 && length === total) return iov;
   const out: Buffer[] = [];
   let skip = from;
   let left = length;
@@ -102,13 +103,30 @@ export function iovIsZero(iov: readonly Buffer[], from: number, length: number):
   return true;
 }
 
-/** Big-endian 64-bit field as a JS number (exact below 2^53; larger values stay larger). */
-export function readU64(buf: Buffer, at: number): number {
-  return buf.readUInt32BE(at) * 0x1_0000_0000 + buf.readUInt32BE(at + 4);
+export function iovLength(iov: readonly Buffer[]): number {
+  let n = 0;
+  for (const b of iov) n += b.length;
+  return n;
 }
 
-/** Write a JS number (< 2^53) as a big-endian 64-bit field. */
-export function writeU64(buf: Buffer, at: number, value: number): void {
-  buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), at);
-  buf.writeUInt32BE(value >>> 0, at + 4);
+export function fillIov(iov: readonly Buffer[], value = 0): void {
+  for (const b of iov) b.fill(value);
+}
+
+/** Copy bytes of `src` (starting at srcStart) into `dst` buffers. */
+export function copyIntoIov(dst: readonly Buffer[], src: Buffer, srcStart: number): void {
+  let at = srcStart;
+  for (const b of dst) {
+    src.copy(b, 0, at, at + b.length);
+    at += b.length;
+  }
+}
+
+/** Copy the caller's buffers into `dst` at dstStart. */
+export function copyFromIov(dst: Buffer, src: readonly Buffer[], dstStart: number): void {
+  let at = dstStart;
+  for (const b of src) {
+    b.copy(dst, at);
+    at += b.length;
+  }
 }
