@@ -11,7 +11,7 @@ FdWatcher::FdWatcher(Napi::Env env, int fd, Napi::Function onEvent, Napi::Functi
       onEvent_(Napi::Persistent(onEvent)),
       onError_(Napi::Persistent(onError)),
       receiver_(Napi::Persistent(Napi::Object::New(env))),
-      asyncContext_(env, resourceName) {
+      asyncContext_(std::make_unique<Napi::AsyncContext>(env, resourceName)) {
   poll_.data = this;
 }
 
@@ -54,6 +54,7 @@ void FdWatcher::Stop() {
   onEvent_.Reset();
   onError_.Reset();
   receiver_.Reset();
+  asyncContext_.reset();
   uv_poll_stop(&poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_),
            [](uv_handle_t* h) { delete static_cast<FdWatcher*>(h->data); });
@@ -91,7 +92,7 @@ void FdWatcher::Call(Napi::FunctionReference& fn, const std::initializer_list<na
   // MakeCallback (not Call): we are entered from libuv, so the callback
   // scope must drain the microtask queue when it closes, exactly as for
   // Node's own I/O callbacks.
-  fn.MakeCallback(receiver_.Value(), args, asyncContext_);
+  fn.MakeCallback(receiver_.Value(), args, *asyncContext_);
   if (env_.IsExceptionPending()) {
     Napi::Error error = env_.GetAndClearPendingException();
     napi_fatal_exception(env_, error.Value());

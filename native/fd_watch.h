@@ -10,6 +10,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <memory>
+
 namespace tcmu {
 
 class FdWatcher {
@@ -54,7 +56,9 @@ class FdWatcher {
   Napi::FunctionReference onEvent_;
   Napi::FunctionReference onError_;
   Napi::ObjectReference receiver_;  // napi_make_callback needs an object `this`
-  Napi::AsyncContext asyncContext_;
+  // Destroyed in Stop(), while the env is certainly alive: the handle itself
+  // may only be freed later, during env teardown, when napi calls crash.
+  std::unique_ptr<Napi::AsyncContext> asyncContext_;
   bool stopped_ = false;
   bool cleanupHookRegistered_ = false;
   bool inCleanupHook_ = false;

@@ -19,6 +19,7 @@ import { StorageError } from '../../src/backstore/errors.js';
 import { native, type NativeIoRing } from '../../src/tcmu/native.js';
 import { remainder, totalLength, type VectorIo } from './vector-io.js';
 
+const IOV_MAX = 1024;
 const READ = 0;
 const WRITE = 1;
 
@@ -148,9 +149,12 @@ export class RingVectorIo implements VectorIo {
   }
 
   private prep(op: Op): boolean {
+    // The kernel takes at most IOV_MAX iovecs per call: submit the first
+    // IOV_MAX; the short result is then continued like any short transfer.
+    const iov = op.iov.length > IOV_MAX ? op.iov.slice(0, IOV_MAX) : op.iov;
     return op.kind === READ
-      ? this.ring.prepReadv(op.fd, op.iov, op.position, op.tag)
-      : this.ring.prepWritev(op.fd, op.iov, op.position, op.tag);
+      ? this.ring.prepReadv(op.fd, iov, op.position, op.tag)
+      : this.ring.prepWritev(op.fd, iov, op.position, op.tag);
   }
 
   /** Submit everything prepared, then take the completions that are already there (page-cache hits). */

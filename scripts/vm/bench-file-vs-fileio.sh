@@ -15,8 +15,9 @@ tcmu_create tcmu file//mnt/scratch/tcmu.img $SIZE >/dev/null || fail "tcmu devic
 runner_start || fail "runner did not start"
 ref=$(loop_export ref 0) || fail "export fileio"
 dut=$(loop_export tcmu 1) || fail "export tcmu-ts"
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE cpus=$(nproc)"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc)"
 bench_prefill "$ref" && bench_prefill "$dut" || fail "prefill"
+bench_warmup "$ref" "$dut" || fail "warm-up"
 bench_compare fileio "$ref" tcmu-ts "$dut"
 teardown_all
 runner_stop

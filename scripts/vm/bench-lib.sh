@@ -7,6 +7,7 @@ BENCH_RUNTIME=${BENCH_RUNTIME:-10}   # seconds per fio run
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}      # A B rounds per job
 BENCH_SIZE=${BENCH_SIZE:-256M}       # region of each LUN the jobs touch
 BENCH_JOBS=${BENCH_JOBS:-"randread4k randwrite4k seqread1m seqwrite1m"}
+BENCH_WARMUP=${BENCH_WARMUP:-3}     # seconds of untimed warm-up per LUN and pattern (0: none)
 
 _bench_args() {
   case "$1" in
@@ -23,6 +24,22 @@ _bench_args() {
 bench_prefill() {
   fio --name=prefill --eta=never --filename="$1" --rw=write --bs=1M --iodepth=8 --ioengine=libaio \
       --direct=1 --size="$BENCH_SIZE" --output=/dev/null
+}
+
+# bench_warmup DEV...: short untimed random and sequential reads and writes on
+# every LUN before anything is measured. A freshly started runner's V8 takes
+# several seconds under TCG to compile its hot path (the first timed job on a
+# cold runner measured ~0.3x of the same job a minute later); every LUN,
+# the in-kernel reference included, gets the same warm-up.
+bench_warmup() {
+  [ "${BENCH_WARMUP:-0}" != 0 ] || return 0
+  local dev rw
+  for dev in "$@"; do
+    for rw in randread randwrite read write; do
+      fio --name=warmup --eta=never --filename="$dev" --rw=$rw --bs=4k --iodepth=16 --ioengine=libaio \
+          --direct=1 --size="$BENCH_SIZE" --time_based --runtime="$BENCH_WARMUP" --output=/dev/null || return 1
+    done
+  done
 }
 
 # bench_job JOB DEV -> "iops mbps"  (terse v3: read bw/iops are fields 7/8,

@@ -173,3 +173,99 @@ describe('netlink', () => {
     expect(() => addon.netlinkSend(fd, msg)).toThrow(expect.objectContaining({ code: 'EBADF' }));
   });
 });
+
+/** io_uring may be forbidden where the tests run (seccomp, kernel.io_uring_disabled): those tests skip. */
+function ringOrSkip(): boolean {
+  try {
+    addon.ioRingCreate(4).close();
+    return true;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOSYS' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EACCES') return false;
+    throw err;
+  }
+}
+
+describe.skipIf(!ringOrSkip())('io_ring', () => {
+  function reapUntil(ring: ReturnType<typeof addon.ioRingCreate>, want: number): Promise<Array<[number, number]>> {
+    const got: Array<[number, number]> = [];
+    const out = new Int32Array(16);
+    const take = () => {
+      const n = ring.reap(out);
+      for (let i = 0; i < n; i++) got.push([out[2 * i]!, out[2 * i + 1]!]);
+    };
+    take();
+    if (got.length >= want) return Promise.resolve(got);
+    return new Promise((resolve, reject) => {
+      ring.watch(() => {
+        take();
+        if (got.length >= want) {
+          ring.unwatch();
+          resolve(got);
+        }
+      }, reject);
+    });
+  }
+
+  test('vectored writes and reads at a position, zero copy, results tagged', async () => {
+    const path = join(scratch, 'ring.img');
+    writeFileSync(path, Buffer.alloc(65536));
+    const fd = openSync(path, 'r+');
+    const ring = addon.ioRingCreate(8);
+    expect(ring.sqEntries).toBe(8);
+    expect(ring.cqEntries).toBeGreaterThanOrEqual(16);
+    const a = Buffer.alloc(4096, 1);
+    const b = new Uint8Array(1024).fill(2);
+    expect(ring.prepWritev(fd, [a, b], 8192, 7)).toBe(true);
+    expect(ring.submit()).toBe(1);
+    expect(await reapUntil(ring, 1)).toEqual([[7, 5120]]);
+    const x = Buffer.alloc(1024);
+    const y = Buffer.alloc(4096);
+    expect(ring.prepReadv(fd, [x, y], 8192, 1)).toBe(true);
+    expect(ring.prepReadv(fd, [Buffer.alloc(100)], 65536, 2)).toBe(true); // at EOF: 0 bytes
+    expect(ring.submit()).toBe(2);
+    const results = await reapUntil(ring, 2);
+    expect(results.sort((p, q) => p[0] - q[0])).toEqual([
+      [1, 5120],
+      [2, 0],
+    ]);
+    expect(x.every((v) => v === 1)).toBe(true);
+    expect(y.subarray(0, 3072).every((v) => v === 1) && y.subarray(3072).every((v) => v === 2)).toBe(true);
+    expect(readFileSync(path).subarray(8192 + 4096, 8192 + 5120).every((v) => v === 2)).toBe(true);
+    ring.close();
+    closeSync(fd);
+  });
+
+  test('a full submission queue says false; errors come back as -errno', async () => {
+    const ring = addon.ioRingCreate(2);
+    const fd = openSync(join(scratch, 'ring2.img'), 'w+');
+    closeSync(fd); // now a closed descriptor number
+    expect(ring.prepReadv(fd, [Buffer.alloc(8)], 0, 1)).toBe(true);
+    expect(ring.prepReadv(fd, [Buffer.alloc(8)], 0, 2)).toBe(true);
+    expect(ring.prepReadv(fd, [Buffer.alloc(8)], 0, 3)).toBe(false);
+    expect(ring.submit()).toBe(2);
+    expect(ring.submit()).toBe(0); // nothing left to submit
+    const results = await reapUntil(ring, 2);
+    expect(results.map((r) => r[1])).toEqual([-9, -9]); // EBADF
+    ring.close();
+  });
+
+  test('argument checks and use after close', () => {
+    expect(() => addon.ioRingCreate(0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    const ring = addon.ioRingCreate(2);
+    expect(() => ring.prepReadv(0, [], 0, 1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => ring.prepReadv(0, [Buffer.alloc(1)], -1, 1)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => ring.prepReadv(0, [{} as Buffer], 0, 1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => ring.reap(new Uint32Array(2) as unknown as Int32Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    ring.watch(
+      () => {},
+      () => {},
+    );
+    expect(() => ring.watch(() => {}, () => {})).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    ring.ref(false);
+    ring.close();
+    ring.close();
+    expect(() => ring.submit()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(() => ring.reap(new Int32Array(2))).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+});

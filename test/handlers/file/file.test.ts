@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import fileHandler, { createFileHandler } from '../../../handlers/file/index.js';
 import type { Fallocator } from '../../../handlers/file/fallocate.js';
+import type { VectorIo } from '../../../handlers/file/vector-io.js';
 import { toLunStore } from '../../../src/backstore/stack.js';
 import type { Backstore, OpenContext } from '../../../src/backstore/types.js';
 import { openContext } from '../../backstore/context.js';
@@ -33,9 +34,10 @@ function open(path: string, ctx: Partial<OpenContext> = {}, handler = fileHandle
 
 const allBytes = (buf: Buffer, value: number) => buf.every((b) => b === value);
 
-describe('file handler: I/O', () => {
+describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) => {
+  const options = { io };
   it('writes and reads multi-buffer iovs at an offset, asynchronously', async () => {
-    const lun = toLunStore(await open(imagePath(4 * MiB), { size: 4 * MiB }));
+    const lun = toLunStore(await open(imagePath(4 * MiB), { size: 4 * MiB, options }));
     const a = Buffer.alloc(512, 1);
     const b = Buffer.alloc(4096, 2);
     const c = Buffer.alloc(1536, 3);
@@ -51,7 +53,7 @@ describe('file handler: I/O', () => {
 
   it('continues short transfers (more iovecs than IOV_MAX)', async () => {
     const path = imagePath(2 * MiB);
-    const lun = toLunStore(await open(path, { size: 2 * MiB }));
+    const lun = toLunStore(await open(path, { size: 2 * MiB, options }));
     const pieces = Array.from({ length: 3000 }, (_, i) => Buffer.alloc(512, i & 0xff));
     await lun.write(0, pieces, { fua: false });
     const onDisk = fs.readFileSync(path);
@@ -59,22 +61,46 @@ describe('file handler: I/O', () => {
     const back = Array.from({ length: 3000 }, () => Buffer.alloc(512));
     const readv = vi.spyOn(fs, 'readv');
     await lun.read(0, back);
-    // libuv clamps a readv to IOV_MAX (1024) buffers: the handler had to continue.
-    expect(readv.mock.calls.length).toBeGreaterThan(1);
+    // libuv clamps a readv to IOV_MAX (1024) buffers, io_uring takes at
+    // most IOV_MAX: either way the handler had to continue.
+    if (io === 'threads') expect(readv.mock.calls.length).toBeGreaterThan(1);
+    else expect(readv).not.toHaveBeenCalled();
     expect(back.every((buf, i) => allBytes(buf, i & 0xff))).toBe(true);
     await lun.close();
   });
 
   it('fails a read with EIO when the file was truncated under it', async () => {
     const path = imagePath(MiB);
-    const lun = toLunStore(await open(path, { size: MiB }));
+    const lun = toLunStore(await open(path, { size: MiB, options }));
     fs.truncateSync(path, 4096);
     await expect(lun.read(8192, [Buffer.alloc(512)])).rejects.toMatchObject({ code: 'EIO', message: expect.stringContaining('end of the file') });
     await lun.close();
   });
 
+  it('reports errno codes of failed transfers', async () => {
+    const path = imagePath(MiB);
+    const store = (await open(path, { size: MiB, options })) as unknown as { io: VectorIo; close(): Promise<void> };
+    const closed = fs.openSync(path, 'r');
+    fs.closeSync(closed); // a descriptor number that is not open
+    await expect(store.io.read(closed, [Buffer.alloc(512)], 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(store.io.write(closed, [Buffer.alloc(512)], 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await store.close();
+  });
+
+  it('keeps many operations in flight, beyond the io_uring queue size', async () => {
+    const path = imagePath(2 * MiB);
+    const lun = toLunStore(await open(path, { size: 2 * MiB, options }));
+    const n = 700; // > RING_ENTRIES (256): the rest wait their turn
+    await Promise.all(Array.from({ length: n }, (_, i) => lun.write(i * 2048, [Buffer.alloc(2048, i & 0xff)], { fua: false })));
+    const back = Array.from({ length: n }, () => Buffer.alloc(2048));
+    await Promise.all(back.map((buf, i) => lun.read(i * 2048, [buf])));
+    expect(back.every((buf, i) => allBytes(buf, i & 0xff))).toBe(true);
+    await lun.close();
+  });
+
   it('implements FUA as write then fdatasync (the core default), and flush as fdatasync', async () => {
-    const lun = toLunStore(await open(imagePath(MiB), { size: MiB }));
+    if (io !== 'threads') return; // observed through the fs spies
+    const lun = toLunStore(await open(imagePath(MiB), { size: MiB, options }));
     expect(lun.writeCache).toBe(true);
     const order: string[] = [];
     const writev = fs.writev;
@@ -94,6 +120,33 @@ describe('file handler: I/O', () => {
     await lun.flush();
     expect(order).toEqual(['writev', 'writev', 'fdatasync', 'fdatasync']);
     await lun.close();
+  });
+});
+
+describe('file handler: choosing the I/O path', () => {
+  it('uses io_uring by default where available, else the thread pool', async () => {
+    const path = imagePath(MiB, 5);
+    const auto = (await open(path, { size: MiB })) as unknown as { io: { kind: string }; close(): Promise<void> };
+    expect(['io_uring', 'threads']).toContain(auto.io.kind);
+    await auto.close();
+    const noRing = createFileHandler({ ringIo: () => null });
+    const fallback = (await open(path, { size: MiB }, noRing)) as unknown as { io: { kind: string }; close(): Promise<void> };
+    expect(fallback.io.kind).toBe('threads');
+    const lun = toLunStore(fallback as unknown as Backstore);
+    const buf = Buffer.alloc(512);
+    await lun.read(0, [buf]);
+    expect(allBytes(buf, 5)).toBe(true);
+    await lun.close();
+    const threads = (await open(path, { size: MiB, options: { io: 'threads' } })) as unknown as { io: { kind: string }; close(): Promise<void> };
+    expect(threads.io.kind).toBe('threads');
+    await threads.close();
+  });
+
+  it('refuses io=uring where io_uring is unavailable, and unknown io modes', async () => {
+    const path = imagePath(MiB);
+    const noRing = createFileHandler({ ringIo: () => null });
+    await expect(open(path, { size: MiB, options: { io: 'uring' } }, noRing)).rejects.toThrow('io=uring, but io_uring is unavailable');
+    await expect(open(path, { size: MiB, options: { io: 'aio' } })).rejects.toThrow('file: option io="aio" is not one of auto, uring, threads');
   });
 });
 
