@@ -2,16 +2,25 @@
 # Host side of `scripts/bench qcow2`: tcmu-ts qcow2 vs Debian tcmu-runner's qcow
 # handler in one VM boot (guest side: scripts/vm/bench-qcow2.sh).
 # Table -> scripts/results/bench-qcow2.txt (ratio column = tcmu-ts/tcmu-runner).
-# Needs tcmu-runner installed on the host (the guest sees the host's root):
-#   apt-get install tcmu-runner
+# Needs tcmu-runner on the host (the guest sees the host's root); as root it
+# is installed on demand.
 # Env: BENCH_RUNTIME (s per fio run, 10), BENCH_ROUNDS (A B rounds, 2),
 #      BENCH_SIZE (allocated region for the *-alloc jobs, 256M).
 set -uo pipefail
 {
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# The reference is only needed here, not by the tests, so it is installed on
+# demand rather than by scripts/setup.sh (it pulls in Ceph's client libraries).
 if [ ! -x /usr/bin/tcmu-runner ]; then
-  echo "bench qcow2: /usr/bin/tcmu-runner not found; install it with: apt-get install tcmu-runner" >&2
-  exit 2
+  if [ "$(id -u)" = 0 ]; then
+    echo "bench qcow2: installing Debian's tcmu-runner (the reference)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcmu-runner >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcmu-runner >/dev/null; } \
+      || { echo "bench qcow2: apt-get install tcmu-runner failed" >&2; exit 2; }
+  else
+    echo "bench qcow2: /usr/bin/tcmu-runner not found; install it with: apt-get install tcmu-runner" >&2
+    exit 2
+  fi
 fi
 [ -f "$ROOT/dist/src/cli/main.js" ] || { echo "bench qcow2: not built (npm run build)" >&2; exit 1; }
 [ -f "$ROOT/.cache/vm/vmlinuz" ] || bash "$ROOT/scripts/setup.sh"
