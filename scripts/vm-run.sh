@@ -87,9 +87,11 @@ mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 -d "$RUN/stage" "$RUN/
 # Console lines are cleaned of CRs and SeaBIOS's terminal escapes so that
 # guest lines start at column 0 (the host greps `^@@`).
 T0=$(date +%s.%N)
+# --foreground keeps timeout (and QEMU) in our process group, so killing the
+# group (vm.ts does when vitest gives up) also ends QEMU.
 # panic=-1: reboot at once on panic; -no-reboot turns that reboot into a QEMU
 # exit. oops=panic: a kernel bug ends the run instead of hanging it.
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
+timeout --foreground --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu max -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot \
   -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" \

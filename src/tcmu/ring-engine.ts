@@ -423,9 +423,11 @@ export class RingEngine {
     if (this.state === 'closed' || this.state === 'broken') return;
     this.state = 'broken';
     this.mapping.unwatch();
-    this.opts.log?.error({ err }, 'TCMU ring stopped');
     this.resolveDrainWaiters();
+    // The owner knows whether this is an ordinary device removal; only log
+    // here when nobody else will.
     if (this.opts.onError) this.opts.onError(err);
+    else this.opts.log?.error({ err }, 'TCMU ring stopped');
   }
 
   private resolveDrainWaiters(): void {

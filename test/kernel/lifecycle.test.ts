@@ -20,7 +20,7 @@ function boot(name: string, timeoutSec: number): { run: () => GuestRun; r: (k: s
 }
 
 describeKernel('daemon: LUN churn, config file, single instance, confinement', () => {
-  const { run, r, why } = boot('lun-churn', 1200);
+  const { run, r, why } = boot('lun-churn', 900);
 
   it('creates, serves and exports the LUN declared in the config file', () => {
     expect(r('runner'), why('tcmu-ts serve --config')).toBe('ok');
@@ -47,7 +47,7 @@ describeKernel('daemon: LUN churn, config file, single instance, confinement', (
 });
 
 describeKernel('daemon: SIGKILL and restart 10 times under fio --verify', () => {
-  const { run, r, why } = boot('restart', 1500);
+  const { run, r, why } = boot('restart', 900);
 
   it('restarts 10 times while fio writes and verifies', () => {
     expect(r('create'), why('lun create')).toBe('ok');
@@ -70,7 +70,7 @@ describeKernel('daemon: SIGKILL and restart 10 times under fio --verify', () => 
 });
 
 describeKernel('daemon: online resize through RECONFIG', () => {
-  const { run, r, why } = boot('resize', 900);
+  const { run, r, why } = boot('resize', 600);
 
   it('grows the LUN: backing file, unit attention, new capacity', () => {
     expect(r('cap_before'), why('capacity before')).toBe(String(256 << 20));
@@ -92,7 +92,7 @@ describeKernel('daemon: online resize through RECONFIG', () => {
 });
 
 describeKernel('daemon: hung handler isolation, ABORT TASK and LUN RESET', () => {
-  const { run, r, why } = boot('hang-tmr', 1200);
+  const { run, r, why } = boot('hang-tmr', 600);
 
   it('serves both LUNs', () => {
     expect(r('runner'), why('runner with a user handler from the config')).toBe('ok');

@@ -23,7 +23,7 @@ describeKernel('qcow2 overlay LUN on tcm_loop served by tcmu-ts', () => {
   };
 
   beforeAll(async () => {
-    run = await runGuestScript(SCENARIO, { timeoutSec: 1200 });
+    run = await runGuestScript(SCENARIO, { timeoutSec: 900 });
     console.log(`[qcow2-lun] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s`);
     const errs = Number(r('runner_log_errors') ?? 0);
     if (errs > 0) console.warn(`[qcow2-lun] runner logged ${errs} error line(s):\n${(run.logs.get('runner') ?? []).filter((l) => /"level":[56]0/.test(l)).join('\n')}`);

@@ -53,7 +53,7 @@ export function testBedMissing(): string | undefined {
  */
 export function describeKernel(name: string, fn: () => void): void {
   const missing = testBedMissing();
-  if (!missing) return describe(name, fn);
+  if (!missing) { describe(name, fn); return; }
   if (process.env.CI) {
     describe(name, () => it('has a kernel test bed', () => { throw new Error(`kernel test bed unavailable in CI: ${missing}`); }));
     return;
@@ -109,7 +109,12 @@ export async function runGuestScript(script: string, opts: GuestOpts = {}): Prom
   const verbose = !!process.env.TCMU_VM_VERBOSE;
   try {
     const { out, err, code } = await new Promise<{ out: string; err: string; code: number }>((res, rej) => {
-      const p = spawn('bash', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Own process group, killed if this process exits first (a vitest hook
+      // timeout would otherwise leave QEMU running until its own timeout).
+      const p = spawn('bash', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const killGroup = () => { try { process.kill(-p.pid!, 'SIGTERM'); } catch { /* already gone */ } };
+      process.once('exit', killGroup);
+      p.on('close', () => process.removeListener('exit', killGroup));
       const o: Buffer[] = [];
       const e: Buffer[] = [];
       p.stdout.on('data', (b: Buffer) => { o.push(b); if (verbose) process.stderr.write(b); });

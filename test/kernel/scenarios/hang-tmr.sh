@@ -35,8 +35,10 @@ result h0_status "$($TS status --json | node -e 'const s = JSON.parse(require("f
 RESET=$!
 sleep 3
 rm -f $GATE
-wait $RESET; result reset_rc "$(cat /mnt/scratch/reset.rc)"
-wait $HUNG; result hung_dd_rc "$?"
+# Bounded waits: a command stuck in the kernel must fail this scenario, not hang it.
+wait_gone() { local pid=$1 n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.2; n=$((n+1)); done; ! kill -0 "$pid" 2>/dev/null; }
+wait_gone $RESET && result reset_rc "$(cat /mnt/scratch/reset.rc)" || result reset_rc stuck
+if wait_gone $HUNG; then wait $HUNG; result hung_dd_rc "$?"; else result hung_dd_rc stuck; fi
 dump_log hung_dd /mnt/scratch/hung-dd.err 5
 
 # h0 recovered: fresh I/O works again.
