@@ -124,11 +124,11 @@ export function registerLun(program: Command): void {
       }
       if (o.json) return console.log(JSON.stringify(status, null, 2));
       console.log(`tcmu-ts daemon pid ${status.pid}, ${status.luns.length} LUN(s)`);
-      console.log('LUN                   state     size            in-flight  max  commands    errors  stuck  dev_config');
+      console.log('LUN                   state     size            in-flight peak  commands    errors  stuck  dev_config');
       for (const l of status.luns) {
         const s = l.stats ?? {};
         console.log(
-          `${l.id.padEnd(21)} ${l.state.padEnd(9)} ${String(l.size).padEnd(15)} ${String(s.inFlight ?? 0).padStart(9)}  ${String(s.maxInFlight ?? 0).padStart(3)}  ${String(s.commands ?? 0).padStart(10)}  ${String(s.errors ?? 0).padStart(6)}  ${String(l.stuck ?? 0).padStart(5)}  ${l.devConfig}`,
+          `${l.id.padEnd(21)} ${l.state.padEnd(9)} ${String(l.size).padEnd(15)} ${String(s.inFlight ?? 0).padStart(9)}  ${String(s.maxInFlight ?? 0).padStart(3)}  ${String(s.commands ?? 0).padStart(10)}  ${String(s.errors ?? 0).padStart(6)}  ${String(l.stuckEvents ?? 0).padStart(5)}  ${l.devConfig}`,
         );
       }
     });
