@@ -202,7 +202,8 @@ export class RingVectorIo implements VectorIo {
     if (result === 0) {
       // The file shrank under us (someone truncated it): the LUN's bytes are gone.
       const what = op.kind === READ ? 'read' : 'write';
-      return this.finish(op, new StorageError('EIO', `file: ${what} at byte ${op.position} hit the end of the file (${op.expected} bytes missing)`));
+      const eof = new StorageError('EIO', `file: ${what} at byte ${op.position} hit the end of the file (${op.expected} bytes missing)`);
+      return this.finish(op, Object.assign(eof, { endOfFile: true }));
     }
     op.iov = remainder(op.iov, result);
     op.position += result;

@@ -4,6 +4,15 @@
  * cluster allocated at the end of the file may not be written yet).
  */
 import type { FileHandle } from 'node:fs/promises';
+import { sharedRingIo } from '../file/ring-io.js';
+
+/**
+ * Guest data goes through the process-wide io_uring when there is one (one
+ * submit per ring batch instead of a thread-pool hand-off per command, see
+ * handlers/file/ring-io.ts); metadata and the rare end-of-file case use the
+ * FileHandle paths below.
+ */
+const dataRing = () => sharedRingIo();
 
 /** Fill `buf` from `pos`; bytes beyond the end of the file read as zeros. */
 export async function readFull(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
@@ -34,6 +43,16 @@ function totalLength(bufs: readonly Buffer[]): number {
 
 /** One preadv straight into the caller's buffers (zero copy); falls back to per-buffer reads on a short read. */
 export async function readvFull(fh: FileHandle, bufs: readonly Buffer[], pos: number): Promise<void> {
+  const ring = dataRing();
+  if (ring) {
+    try {
+      return await ring.read(fh.fd, bufs, pos);
+    } catch (err) {
+      // A cluster at the end of the file may be allocated but not written
+      // yet: the path below reads what exists and zero-fills the rest.
+      if (!(err as { endOfFile?: boolean }).endOfFile) throw err;
+    }
+  }
   if (bufs.length === 1) return readFull(fh, bufs[0]!, pos);
   const want = totalLength(bufs);
   const { bytesRead } = await fh.readv(bufs, pos);
@@ -47,6 +66,8 @@ export async function readvFull(fh: FileHandle, bufs: readonly Buffer[], pos: nu
 
 /** One pwritev of the caller's buffers; finishes a short write buffer by buffer. */
 export async function writevFull(fh: FileHandle, bufs: readonly Buffer[], pos: number): Promise<void> {
+  const ring = dataRing();
+  if (ring) return ring.write(fh.fd, bufs, pos);
   if (bufs.length === 1) return writeFull(fh, bufs[0]!, pos);
   const want = totalLength(bufs);
   const { bytesWritten } = await fh.writev(bufs as Buffer[], pos);
