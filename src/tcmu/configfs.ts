@@ -45,10 +45,6 @@ export class TcmuConfigfs {
     return this.readNumber('attrib/hw_max_sectors');
   }
 
-  writeCacheEnabled(): boolean {
-    return this.readNumber('attrib/emulate_write_cache') !== 0;
-  }
-
   /** LIO's unit serial (a UUID it generated or the admin set); stable across restarts. */
   unitSerial(): string | undefined {
     try {
