@@ -113,6 +113,8 @@ describeKernel('daemon: hung handler isolation, ABORT TASK and LUN RESET', () =>
     expect(Number(r('recovered_logged')), why('recovered log line')).toBeGreaterThanOrEqual(1);
   });
   it('ABORT TASK and LUN RESET reach the runner and complete', () => {
+    expect(r('abort_seen'), why('the initiator timeout sent ABORT TASK')).toBe('ok');
+    expect(r('abort_done'), why('ABORT TASK completed')).toBe('ok');
     expect(Number(r('tmr_abort')), why('ABORT TASK TMRs seen by the runner')).toBeGreaterThanOrEqual(1);
     expect(Number(r('tmr_lun_reset')), why('LUN RESET TMRs seen by the runner')).toBeGreaterThanOrEqual(1);
     expect(r('reset_rc'), why('sg_reset -d exit status')).toBe('0');

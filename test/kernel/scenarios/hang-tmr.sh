@@ -12,7 +12,7 @@ TOML
 runner_start --config /mnt/scratch/tcmu-ts.toml && result runner ok || result runner fail
 truncate -s 256M /mnt/scratch/n0.img
 timeout 60 $TS lun create n0 --backstore file --path /mnt/scratch/n0.img --size 256M >/dev/null && result create_n0 ok || result create_n0 fail
-timeout 60 $TS lun create h0 --backstore gate --path $GATE --size 64M --cmd-timeout 20 >/dev/null && result create_h0 ok || result create_h0 fail
+timeout 60 $TS lun create h0 --backstore gate --path $GATE --size 64M --cmd-timeout 10 >/dev/null && result create_h0 ok || result create_h0 fail
 ndev=$(loop_export n0 0) && result export_n0 "$ndev" || result export_n0 fail
 hdev=$(loop_export h0 1) && result export_h0 "$hdev" || result export_h0 fail
 dd if=/dev/urandom of="$ndev" bs=1M count=64 oflag=direct status=none
@@ -27,10 +27,19 @@ echo 4 > /sys/block/${hdev#/dev/}/device/timeout   # initiator gives up after 4 
 dd if="$hdev" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/mnt/scratch/hung-dd.err &
 HUNG=$!
 r=$(iops during); result iops_during "${r%%;*}"; result fio_during_err "${r##*;}"
-sleep 4
 result h0_status "$($TS status --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(s.luns.find((l) => l.id === "user_1/h0")?.stuckEvents ?? "missing")')"
 
-# LUN reset while the command is still stuck; open the gate so everything can finish.
+# Let the ABORT TASK finish (the kernel completes the stuck command after
+# h0's cmd_time_out) before the LUN RESET, with a long initiator timeout so
+# no second abort starts meanwhile. A LUN RESET that overtakes a pending
+# ABORT TASK on the same tcm_loop nexus hangs the initiator's error handler
+# forever in Linux 6.1 (tcm_loop_issue_tmr never hears back): a kernel race
+# this test must not provoke.
+wait_for 30 sh -c 'dmesg | grep -q "ABORT_TASK: Found referenced"' && result abort_seen ok || result abort_seen fail
+echo 60 > /sys/block/${hdev#/dev/}/device/timeout
+wait_for 60 sh -c 'dmesg | grep -q "ABORT_TASK: Sending TMR_FUNCTION_COMPLETE"' && result abort_done ok || result abort_done fail
+
+# LUN reset while a command is still stuck in the handler; open the gate so everything can finish.
 ( timeout 120 sg_reset -d "$hdev"; echo $? > /mnt/scratch/reset.rc ) &
 RESET=$!
 sleep 3
@@ -39,8 +48,6 @@ rm -f $GATE
 wait_gone() { local pid=$1 n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.2; n=$((n+1)); done; ! kill -0 "$pid" 2>/dev/null; }
 wait_gone $RESET && result reset_rc "$(cat /mnt/scratch/reset.rc)" || result reset_rc stuck
 if wait_gone $HUNG; then wait $HUNG; result hung_dd_rc "$?"; else result hung_dd_rc stuck; fi
-dump_log hung_dd /mnt/scratch/hung-dd.err 5
-
 # h0 recovered: fresh I/O works again.
 head -c 65536 /dev/urandom > /mnt/scratch/pat
 dd if=/mnt/scratch/pat of="$hdev" bs=64k oflag=direct status=none && dd if="$hdev" of=/mnt/scratch/pat2 bs=64k count=1 iflag=direct status=none \
