@@ -131,6 +131,30 @@ teardown_all() {
   [ -z "$left" ] || { echo "teardown_all: left behind: $left" >&2; return 1; }
 }
 
+# -- filesystem round trip -----------------------------------------------------------
+# tree_sum DIR: one sha256 over every file of DIR (sorted paths and contents).
+tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
+# ext4_roundtrip DEV MNT NDIRS [MKFS_OPTS...]: mkfs.ext4 DEV, copy NDIRS
+# directories of /usr/share/doc onto it, unmount, drop caches, remount and
+# checksum again. Results: tree_files, mkfs, mount, copy, umount, remount,
+# tree_sum_src, tree_sum_copy.
+ext4_roundtrip() {
+  local dev="$1" mnt="$2" ndirs="$3" src=/tmp/tree-src sum_src; shift 3
+  mkdir -p $src && (cd /usr/share/doc && ls | head -"$ndirs" | xargs cp -a -t $src 2>/dev/null)
+  result tree_files "$(find $src -type f | wc -l)"
+  sum_src=$(tree_sum $src)
+  mkdir -p "$mnt"
+  if check mkfs mkfs.ext4 -q -F "$@" "$dev" && check mount mount "$dev" "$mnt"; then
+    check copy cp -a $src "$mnt/tree"
+    check umount umount "$mnt"
+    echo 3 > /proc/sys/vm/drop_caches
+    check remount mount "$dev" "$mnt"
+    result tree_sum_src "$sum_src"
+    result tree_sum_copy "$(tree_sum "$mnt/tree")"
+    umount "$mnt"
+  fi
+}
+
 # -- the runner ----------------------------------------------------------------
 # runner_start [serve args...]: start `tcmu-ts serve` in the background (log in
 # $RUNNER_LOG) and wait until it holds every tcm-user uio device open (the

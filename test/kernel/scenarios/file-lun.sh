@@ -57,21 +57,7 @@ result modes_control "$(grep -c '^>> Control' <<<"$out")"
 
 # -- a filesystem round trip ------------------------------------------------------
 # A fixed subset of /usr/share/doc (host root, read-only) is the payload.
-tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
-SRC=/tmp/tree-src
-mkdir -p $SRC && (cd /usr/share/doc && ls | head -250 | xargs cp -a -t $SRC 2>/dev/null)
-result tree_files "$(find $SRC -type f | wc -l)"
-SUM_SRC=$(tree_sum $SRC)
-mkdir -p $MNT
-if check mkfs mkfs.ext4 -q -F "$sd" && check mount mount "$sd" $MNT; then
-  check copy cp -a $SRC $MNT/tree
-  check umount umount $MNT
-  echo 3 > /proc/sys/vm/drop_caches
-  check remount mount "$sd" $MNT
-  result tree_sum_src "$SUM_SRC"
-  result tree_sum_copy "$(tree_sum $MNT/tree)"
-  umount $MNT
-fi
+ext4_roundtrip "$sd" $MNT 250
 
 # -- fio with data verification -----------------------------------------------------
 check fio fio --name=verify --filename="$sd" --rw=randwrite --bsrange=4k-1M \

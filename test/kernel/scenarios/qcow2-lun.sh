@@ -64,23 +64,9 @@ result zero_region_expect "$(zeros_sum 8)"
 result zero_region_lun "$(region "$sd" 960 8)"   # never written anywhere: zeros
 
 # -- ext4 round trip ----------------------------------------------------------------------
-tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
-SRC=/tmp/tree-src
-mkdir -p $SRC && (cd /usr/share/doc && ls | head -200 | xargs cp -a -t $SRC 2>/dev/null)
-result tree_files "$(find $SRC -type f | wc -l)"
-SUM_SRC=$(tree_sum $SRC)
-mkdir -p $MNT
 # -E nodiscard: the base region at 900 MiB must survive mkfs for the final
 # cross-check; UNMAP over backing data is checked on its own below.
-if check mkfs mkfs.ext4 -q -F -E nodiscard "$sd" && check mount mount "$sd" $MNT; then
-  check copy cp -a $SRC $MNT/tree
-  check umount umount $MNT
-  echo 3 > /proc/sys/vm/drop_caches
-  check remount mount "$sd" $MNT
-  result tree_sum_src "$SUM_SRC"
-  result tree_sum_copy "$(tree_sum $MNT/tree)"
-  umount $MNT
-fi
+ext4_roundtrip "$sd" $MNT 200 -E nodiscard
 
 # -- fio with data verification (allocating writes into the overlay) ------------------
 check fio fio --name=verify --filename="$sd" --rw=randwrite --bsrange=4k-1M \
