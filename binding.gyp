@@ -11,6 +11,7 @@
         "native/open.cc",
         "native/fallocate.cc",
         "native/io_ring.cc",
+        "native/io_ring_batch.cc",
         "native/netlink.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],

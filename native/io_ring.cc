@@ -53,6 +53,9 @@ Napi::Function IoRing::DefineClass(Napi::Env env) {
                                              InstanceMethod<&IoRing::PrepReadv>("prepReadv"),
                                              InstanceMethod<&IoRing::PrepWritev>("prepWritev"),
                                              InstanceMethod<&IoRing::Submit>("submit"),
+                                             InstanceMethod<&IoRing::RegisterBuffer>("registerBuffer"),
+                                             InstanceMethod<&IoRing::UnregisterBuffer>("unregisterBuffer"),
+                                             InstanceMethod<&IoRing::Run>("run"),
                                              InstanceMethod<&IoRing::Reap>("reap"),
                                              InstanceMethod<&IoRing::Watch>("watch"),
                                              InstanceMethod<&IoRing::Unwatch>("unwatch"),
@@ -171,6 +174,10 @@ void IoRing::CloseAll() {
     w->Detach();
     w->Stop();
   }
+  for (napi_ref& ref : buffers_) {
+    if (ref != nullptr) napi_delete_reference(Env(), ref);
+    ref = nullptr;
+  }
   if (sqes_ != nullptr) munmap(sqes_, sqesSize_);
   if (cqRing_ != nullptr && cqRing_ != sqRing_) munmap(cqRing_, cqRingSize_);
   if (sqRing_ != nullptr) munmap(sqRing_, sqRingSize_);
@@ -265,18 +272,25 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
 Napi::Value IoRing::Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!CheckOpen(env, "io_ring submit after close")) return Napi::Value();
-  if (unsubmitted_ == 0) return Napi::Number::New(env, 0);
+  int rc = EnterAll();
+  if (rc < 0) {
+    ThrowErrno(env, -rc, "io_uring_enter");
+    return Napi::Value();
+  }
+  return Napi::Number::New(env, rc);
+}
+
+// io_uring_enter for every prepared entry: how many the kernel took (0 on
+// EAGAIN/EBUSY, when it is short of resources), or -errno.
+int IoRing::EnterAll() {
+  if (unsubmitted_ == 0) return 0;
   int rc;
   do {
     rc = SysEnter(fd_, unsubmitted_);
   } while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
-    if (errno == EAGAIN || errno == EBUSY) return Napi::Number::New(env, 0);
-    ThrowErrno(env, errno, "io_uring_enter");
-    return Napi::Value();
-  }
+  if (rc < 0) return errno == EAGAIN || errno == EBUSY ? 0 : -errno;
   unsubmitted_ -= static_cast<unsigned>(rc) > unsubmitted_ ? unsubmitted_ : static_cast<unsigned>(rc);
-  return Napi::Number::New(env, rc);
+  return rc;
 }
 
 // reap(out: Int32Array) -> n; out[2k] = tag, out[2k+1] = result (bytes or -errno).
@@ -289,8 +303,12 @@ Napi::Value IoRing::Reap(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   Napi::Int32Array out = info[0].As<Napi::Int32Array>();
-  int32_t* dst = out.Data();
-  size_t room = out.ElementLength() / 2;
+  size_t n = ReapInto(out.Data(), out.ElementLength() / 2);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// Move up to `room` completions into pairs[2k] = tag, pairs[2k+1] = result.
+size_t IoRing::ReapInto(int32_t* dst, size_t room) {
   unsigned head = *cqHead_;
   unsigned tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
   size_t n = 0;
@@ -302,7 +320,7 @@ Napi::Value IoRing::Reap(const Napi::CallbackInfo& info) {
     head++;
   }
   __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
-  return Napi::Number::New(env, static_cast<double>(n));
+  return n;
 }
 
 void IoRing::Watch(const Napi::CallbackInfo& info) {

@@ -31,6 +31,13 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   Napi::Value PrepWritev(const Napi::CallbackInfo& info);
   Napi::Value Prep(const Napi::CallbackInfo& info, uint8_t opcode);
   Napi::Value Submit(const Napi::CallbackInfo& info);
+  // io_ring_batch.cc: the numbers-only batch interface of the hot path.
+  Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
+  void UnregisterBuffer(const Napi::CallbackInfo& info);
+  void Run(const Napi::CallbackInfo& info);
+  bool ResolveBuffer(Napi::Env env, uint32_t id, uint8_t** data, size_t* length);
+  size_t ReapInto(int32_t* pairs, size_t room);
+  int EnterAll();
   Napi::Value Reap(const Napi::CallbackInfo& info);
   void Watch(const Napi::CallbackInfo& info);
   void Unwatch(const Napi::CallbackInfo& info);
@@ -64,6 +71,10 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   // (IORING_FEAT_SUBMIT_STABLE: once io_uring_enter returned).
   std::vector<std::vector<iovec>> iovs_;
   IoRingWatcher* watcher_ = nullptr;
+  // Registered ArrayBuffers (weak references), indexed by the id JS uses in
+  // batch records; freed ids are reused.
+  std::vector<napi_ref> buffers_;
+  std::vector<uint32_t> freeBufferIds_;
 };
 
 Napi::Value IoRingCreate(const Napi::CallbackInfo& info);

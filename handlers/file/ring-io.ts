@@ -3,12 +3,18 @@
  * instead of libuv's thread pool. Under the thread pool every command costs
  * a hand-off (queue work, futex wake, worker preadv, async wake back); here
  * every read and write issued while the ring engine consumes one batch is
- * prepared, then submitted together with ONE io_uring_enter at the end of
- * that microtask checkpoint. Page-cache hits complete inside that call and
- * are reaped at once, in the same event-loop turn; anything the kernel
- * cannot do without blocking (cache misses, buffered writes on most
- * filesystems) runs on the kernel's io-wq workers and is reaped when the
- * ring fd becomes readable. The event loop never waits on storage.
+ * staged as plain numbers, and at the end of that microtask checkpoint ONE
+ * native call prepares them all, enters the kernel once and hands back the
+ * completions already there (page-cache hits), in the same event-loop turn.
+ * Anything the kernel cannot do without blocking (cache misses, buffered
+ * writes on most filesystems) runs on the kernel's io-wq workers and is
+ * reaped when the ring fd becomes readable. The event loop never waits on
+ * storage.
+ *
+ * Memory is named to the addon by (registered ArrayBuffer id, offset,
+ * length), not by passing Buffer objects: per-operation N-API calls were
+ * most of the runner's own CPU time per command under emulation. Buffers
+ * over a SharedArrayBuffer take the per-operation prepReadv path instead.
  *
  * At most sqEntries operations hold a tag (so the completion queue, twice
  * as large, cannot overflow); more wait in a FIFO here. Short transfers are
@@ -22,6 +28,9 @@ import { remainder, totalLength, type VectorIo } from './vector-io.js';
 const IOV_MAX = 1024;
 const READ = 0;
 const WRITE = 1;
+/** Batch record layout (see NativeIoRing.run): 5 header slots, 3 per iovec. */
+const RECORD_HEADER = 5;
+const RECORD_PER_IOVEC = 3;
 
 type Kind = typeof READ | typeof WRITE;
 
@@ -68,8 +77,20 @@ export class RingVectorIo implements VectorIo {
   private readonly waiting: Pending[] = [];
   private waitingHead = 0;
   private inFlight = 0;
-  /** Prepared but not yet taken by the kernel. */
-  private prepared = 0;
+  /** Whether the ring watch currently keeps the event loop alive. */
+  private refd = false;
+  /** Operations prepared but not yet taken by the kernel (legacy prep, or EAGAIN from run). */
+  private unsubmitted = 0;
+  /** Records staged for the next run(). */
+  private stage = new Float64Array(1024);
+  private stageAt = 0;
+  private stagedOps = 0;
+  /** [count, unsubmitted, tag, result, ...] from run(). */
+  private readonly runOut: Int32Array;
+  private readonly bufferIds = new WeakMap<ArrayBuffer, number>();
+  private readonly bufferRegistry: FinalizationRegistry<number>;
+  private lastArrayBuffer: ArrayBuffer | undefined;
+  private lastBufferId = -1;
   private submitScheduled = false;
   private retryScheduled = false;
   private broken: Error | undefined;
@@ -89,8 +110,15 @@ export class RingVectorIo implements VectorIo {
     }
     this.freeCount = capacity;
     this.results = new Int32Array(2 * ring.cqEntries);
+    this.runOut = new Int32Array(2 + 2 * Math.max(capacity, ring.cqEntries));
+    this.bufferRegistry = new FinalizationRegistry((id) => {
+      if (!this.broken) ring.unregisterBuffer(id);
+    });
     ring.watch(
-      () => this.reapAll(),
+      () => {
+        this.reapAll();
+        this.syncRef();
+      },
       (err) => this.fail(err),
     );
     ring.ref(false);
@@ -120,11 +148,72 @@ export class RingVectorIo implements VectorIo {
     op.expected = expected;
     op.resolve = resolve;
     op.reject = reject;
-    if (this.inFlight++ === 0) this.ring.ref(true);
+    this.inFlight++;
     this.prepare(op);
   }
 
   private prepare(op: Op): void {
+    if (!this.stageRecord(op)) this.prepareNow(op);
+    if (!this.submitScheduled) {
+      this.submitScheduled = true;
+      queueMicrotask(this.flushBound);
+    }
+  }
+
+  /** Append op to the batch; false when a buffer is not over a plain ArrayBuffer. */
+  private stageRecord(op: Op): boolean {
+    const iov = op.iov;
+    const count = iov.length > IOV_MAX ? IOV_MAX : iov.length;
+    const need = this.stageAt + RECORD_HEADER + RECORD_PER_IOVEC * count;
+    if (need > this.stage.length) this.growStage(need);
+    const stage = this.stage;
+    let at = this.stageAt + RECORD_HEADER;
+    for (let i = 0; i < count; i++, at += RECORD_PER_IOVEC) {
+      const buf = iov[i]!;
+      const id = this.bufferId(buf.buffer);
+      if (id < 0) return false;
+      stage[at] = id;
+      stage[at + 1] = buf.byteOffset;
+      stage[at + 2] = buf.byteLength;
+    }
+    const base = this.stageAt;
+    stage[base] = op.kind;
+    stage[base + 1] = op.fd;
+    stage[base + 2] = op.position;
+    stage[base + 3] = op.tag;
+    stage[base + 4] = count;
+    this.stageAt = at;
+    this.stagedOps++;
+    return true;
+  }
+
+  private growStage(need: number): void {
+    let size = this.stage.length * 2;
+    while (size < need) size *= 2;
+    const bigger = new Float64Array(size);
+    bigger.set(this.stage.subarray(0, this.stageAt));
+    this.stage = bigger;
+  }
+
+  /** The addon's id for an ArrayBuffer, registered on first sight; -1 for a SharedArrayBuffer. */
+  private bufferId(ab: ArrayBufferLike): number {
+    if (ab === this.lastArrayBuffer) return this.lastBufferId;
+    if (!(ab instanceof ArrayBuffer)) return -1;
+    let id = this.bufferIds.get(ab);
+    if (id === undefined) {
+      id = this.ring.registerBuffer(ab);
+      this.bufferIds.set(ab, id);
+      this.bufferRegistry.register(ab, id);
+    }
+    // The last buffer is held strongly until another one is used: a mapping
+    // lives far longer than that, and a pool slab is cheap to keep.
+    this.lastArrayBuffer = ab;
+    this.lastBufferId = id;
+    return id;
+  }
+
+  /** The per-operation path (SharedArrayBuffer memory): prepare the SQE directly. */
+  private prepareNow(op: Op): void {
     let ok: boolean;
     try {
       ok = this.prep(op);
@@ -141,11 +230,7 @@ export class RingVectorIo implements VectorIo {
       this.finish(op, new StorageError('EIO', 'file: io_uring submission queue stayed full'));
       return;
     }
-    this.prepared++;
-    if (!this.submitScheduled) {
-      this.submitScheduled = true;
-      queueMicrotask(this.flushBound);
-    }
+    this.unsubmitted++;
   }
 
   private prep(op: Op): boolean {
@@ -157,25 +242,41 @@ export class RingVectorIo implements VectorIo {
       : this.ring.prepWritev(op.fd, iov, op.position, op.tag);
   }
 
-  /** Submit everything prepared, then take the completions that are already there (page-cache hits). */
+  /** Submit everything staged or prepared, then take the completions that are already there (page-cache hits). */
   private flush(): void {
     this.submitScheduled = false;
     if (this.broken) return;
-    if (this.prepared > 0) {
-      let submitted: number;
+    if (this.stagedOps > 0 || this.unsubmitted > 0) {
+      const out = this.runOut;
+      const ops = this.stagedOps;
+      this.stagedOps = 0;
+      this.stageAt = 0;
       try {
-        submitted = this.ring.submit();
+        this.ring.run(this.stage, ops, out);
       } catch (err) {
         this.fail(err as Error);
         return;
       }
-      this.prepared -= submitted;
-      if (this.prepared > 0 && !this.retryScheduled) {
+      const n = out[0]!;
+      this.unsubmitted = out[1]!;
+      if (this.unsubmitted > 0 && !this.retryScheduled) {
         this.retryScheduled = true; // EAGAIN/EBUSY: the kernel is short of resources; try next turn
         setImmediate(this.retryBound);
       }
+      for (let i = 0; i < n; i++) this.complete(out[2 + 2 * i]!, out[3 + 2 * i]!);
+      if (2 + 2 * n === out.length) this.reapAll(); // out was full: more may wait
+    } else {
+      this.reapAll();
     }
-    this.reapAll();
+    this.syncRef();
+  }
+
+  /** Keep the event loop alive exactly while operations are in the kernel (one N-API call per change, not per operation). */
+  private syncRef(): void {
+    const want = this.inFlight > 0 && !this.broken;
+    if (want === this.refd) return;
+    this.refd = want;
+    this.ring.ref(want);
   }
 
   private reapAll(): void {
@@ -227,7 +328,6 @@ export class RingVectorIo implements VectorIo {
       }
       this.start(next.kind, next.fd, next.iov, next.position, next.resolve, next.reject);
     }
-    if (this.inFlight === 0 && !this.broken) this.ring.ref(false);
     if (err === undefined) resolve();
     else reject(err);
   }

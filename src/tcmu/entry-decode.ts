@@ -4,7 +4,7 @@
  * kernel gave is checked against the map; a bad entry is reported (the
  * engine fails that command with INTERNAL TARGET FAILURE), never trusted.
  */
-import { Buffer } from 'node:buffer';
+import type { Buffer } from 'node:buffer';
 import type { CommandSlot } from './command-slot.js';
 import { CmdReq, MAX_CDB_LENGTH, cdbLength } from './ring-layout.js';
 import type { RingView } from './ring-view.js';
@@ -66,7 +66,7 @@ function dataView(view: RingView, iovOff: number): Buffer | null {
   const start = view.u64(iovOff + CmdReq.iovBase);
   const length = view.u64(iovOff + CmdReq.iovLen);
   if (start < view.dataOffset || start + length > view.mapSize) return null;
-  return Buffer.from(view.buffer, start, length);
+  return view.dataView(start, length);
 }
 
 function iovError(view: RingView, iovOff: number, index: number): string {

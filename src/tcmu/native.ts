@@ -55,6 +55,23 @@ export interface NativeIoRing {
    */
   prepReadv(fd: number, buffers: readonly ArrayBufferView[], position: number, tag: number): boolean;
   prepWritev(fd: number, buffers: readonly ArrayBufferView[], position: number, tag: number): boolean;
+  /**
+   * Name an ArrayBuffer for batch records (held weakly; unregister when it
+   * is collected). Returns its id.
+   */
+  registerBuffer(buffer: ArrayBuffer): number;
+  unregisterBuffer(id: number): void;
+  /**
+   * The hot path in one call: prepare `ops` records from `stage` (per
+   * record: kind 0 read / 1 write, fd, position, tag, iovec count, then per
+   * iovec: buffer id, byte offset, length), submit everything prepared
+   * (these and any prepReadv/prepWritev entries), and reap. out[0] =
+   * completions written as [tag, result] pairs from out[2]; out[1] = entries
+   * the kernel did not take yet (EAGAIN/EBUSY: run again later). A record
+   * whose memory is not inside its registered buffer completes with -EFAULT.
+   * `out` must hold 2 + 2 x ops int32s at least.
+   */
+  run(stage: Float64Array, ops: number, out: Int32Array): void;
   /** io_uring_enter for every prepared entry; returns how many the kernel took (0 on EAGAIN/EBUSY). */
   submit(): number;
   /** Move up to out.length/2 completions into `out` as [tag, result] pairs (result: bytes or -errno). */

@@ -98,6 +98,24 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
     await lun.close();
   });
 
+  it('takes memory from ArrayBuffers, pool slabs and SharedArrayBuffers in one batch', async () => {
+    const lun = toLunStore(await open(imagePath(MiB), { size: MiB, options }));
+    const shared = Buffer.from(new SharedArrayBuffer(8192), 4096, 2048).fill(7); // per-operation path under io_uring
+    const pooled = Buffer.from('pool slab bytes!'.repeat(32)); // 512 bytes of Node's shared pool
+    const own = Buffer.alloc(1024, 9);
+    await Promise.all([
+      lun.write(0, [shared], { fua: false }),
+      lun.write(4096, [pooled, own], { fua: false }),
+      lun.write(8192, [own, shared], { fua: false }),
+    ]);
+    const back = [Buffer.alloc(2048), Buffer.from(new SharedArrayBuffer(1536)), Buffer.alloc(3072)];
+    await Promise.all([lun.read(0, [back[0]!]), lun.read(4096, [back[1]!]), lun.read(8192, [back[2]!])]);
+    expect(allBytes(back[0]!, 7)).toBe(true);
+    expect(back[1]!.equals(Buffer.concat([pooled, own]))).toBe(true);
+    expect(back[2]!.equals(Buffer.concat([own, shared]))).toBe(true);
+    await lun.close();
+  });
+
   it('implements FUA as write then fdatasync (the core default), and flush as fdatasync', async () => {
     if (io !== 'threads') return; // observed through the fs spies
     const lun = toLunStore(await open(imagePath(MiB), { size: MiB, options }));

@@ -1,0 +1,186 @@
+// The batch interface of the I/O hot path. Per operation, prepReadv() costs
+// several N-API calls (argument checks, array element reads, typed-array
+// info); under emulation those dominated the runner's own CPU time. Here JS
+// writes a whole batch as plain numbers into a Float64Array and ONE call
+// prepares every entry, enters the kernel once and copies the completions
+// that are already there (page-cache hits) back out.
+//
+// Memory is named by (buffer id, byte offset, length) instead of pointers:
+// an id stands for an ArrayBuffer registered once (held weakly), and every
+// range is checked against that buffer's current size, so a detached buffer
+// (an unmapped TCMU ring) fails the operation with EFAULT instead of
+// handing the kernel a stale address.
+#include <errno.h>
+#include <string.h>
+
+#include "errno_error.h"
+#include "io_ring.h"
+
+namespace tcmu {
+
+namespace {
+
+constexpr uint32_t kIovMax = 1024;
+// Record layout, in float64 slots: kind (0 read, 1 write), fd, position,
+// tag, iovec count, then per iovec: buffer id, byte offset, length.
+constexpr size_t kHeader = 5;
+constexpr size_t kPerIovec = 3;
+
+bool IsIndex(double v, double max) { return v >= 0 && v <= max && v == static_cast<double>(static_cast<uint64_t>(v)); }
+
+}  // namespace
+
+// registerBuffer(ab: ArrayBuffer) -> id (weakly held; unregister when done).
+Napi::Value IoRing::RegisterBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckOpen(env, "io_ring registerBuffer after close")) return Napi::Value();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "registerBuffer(buffer: ArrayBuffer)");
+    return Napi::Value();
+  }
+  napi_ref ref;
+  if (napi_create_reference(env, info[0], 0, &ref) != napi_ok) return Napi::Value();
+  uint32_t id;
+  if (!freeBufferIds_.empty()) {
+    id = freeBufferIds_.back();
+    freeBufferIds_.pop_back();
+    buffers_[id] = ref;
+  } else {
+    id = static_cast<uint32_t>(buffers_.size());
+    buffers_.push_back(ref);
+  }
+  return Napi::Number::New(env, id);
+}
+
+void IoRing::UnregisterBuffer(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) return;
+  double v = info[0].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(v, static_cast<double>(buffers_.size()) - 1)) return;
+  uint32_t id = static_cast<uint32_t>(v);
+  if (buffers_[id] == nullptr) return;
+  napi_delete_reference(Env(), buffers_[id]);
+  buffers_[id] = nullptr;
+  freeBufferIds_.push_back(id);
+}
+
+// The memory behind id now; false if the id is unknown or its buffer is gone.
+bool IoRing::ResolveBuffer(Napi::Env env, uint32_t id, uint8_t** data, size_t* length) {
+  if (id >= buffers_.size() || buffers_[id] == nullptr) return false;
+  napi_value value;
+  if (napi_get_reference_value(env, buffers_[id], &value) != napi_ok || value == nullptr) return false;
+  void* base = nullptr;
+  if (napi_get_arraybuffer_info(env, value, &base, length) != napi_ok) return false;
+  *data = static_cast<uint8_t*>(base);
+  return base != nullptr || *length == 0;
+}
+
+// run(stage: Float64Array, ops: number, out: Int32Array): prepare `ops`
+// records from `stage`, submit everything prepared, reap what completed.
+// out[0] = completions written, out[1] = entries still unsubmitted (the
+// kernel said EAGAIN/EBUSY: call again later), then [tag, result] pairs.
+// Records whose memory does not check out complete at once with -EFAULT.
+void IoRing::Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!CheckOpen(env, "io_ring run after close")) return;
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "run(stage: Float64Array, ops: number, out: Int32Array)");
+    return;
+  }
+  Napi::Float64Array stageArray = info[0].As<Napi::Float64Array>();
+  const double* stage = stageArray.Data();
+  size_t stageLen = stageArray.ElementLength();
+  uint32_t ops = info[1].As<Napi::Number>().Uint32Value();
+  Napi::Int32Array outArray = info[2].As<Napi::Int32Array>();
+  int32_t* out = outArray.Data();
+  size_t room = outArray.ElementLength() < 2 ? 0 : (outArray.ElementLength() - 2) / 2;
+  if (room < ops) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "out must have room for a result per record");
+    return;
+  }
+  size_t done = 0;
+  // Records mostly name the same buffer (the TCMU data area): resolve once.
+  uint32_t cachedId = UINT32_MAX;
+  uint8_t* cachedData = nullptr;
+  size_t cachedLength = 0;
+  bool cachedOk = false;
+
+  size_t at = 0;
+  for (uint32_t op = 0; op < ops; op++) {
+    if (at + kHeader > stageLen) {
+      ThrowArgError(env, "ERR_OUT_OF_RANGE", "stage ends inside a record");
+      return;
+    }
+    const double* rec = stage + at;
+    double count = rec[4];
+    if (!IsIndex(count, kIovMax) || count < 1 || at + kHeader + kPerIovec * static_cast<size_t>(count) > stageLen ||
+        !(rec[0] == 0 || rec[0] == 1) || !IsIndex(rec[2], 9007199254740991.0) || !IsIndex(rec[3], 2147483647.0) ||
+        !IsIndex(rec[1], 2147483647.0)) {
+      ThrowArgError(env, "ERR_OUT_OF_RANGE", "malformed batch record");
+      return;
+    }
+    uint32_t n = static_cast<uint32_t>(count);
+    at += kHeader + kPerIovec * n;
+    int32_t tag = static_cast<int32_t>(rec[3]);
+    unsigned head = __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE);
+    if (localTail_ - head >= sqEntries_) {
+      // The caller keeps in-flight operations <= sqEntries, so this is a bug there.
+      ThrowErrno(env, EOVERFLOW, "io_ring run (submission queue full)");
+      return;
+    }
+    unsigned index = localTail_ & sqMask_;
+    std::vector<iovec>& iov = iovs_[index];
+    iov.resize(n);
+    bool ok = true;
+    for (uint32_t i = 0; i < n && ok; i++) {
+      const double* v = rec + kHeader + kPerIovec * i;
+      if (!IsIndex(v[0], 4294967294.0) || !IsIndex(v[1], 9007199254740991.0) || !IsIndex(v[2], 2147483647.0)) {
+        ok = false;
+        break;
+      }
+      uint32_t id = static_cast<uint32_t>(v[0]);
+      if (id != cachedId) {
+        cachedId = id;
+        cachedOk = ResolveBuffer(env, id, &cachedData, &cachedLength);
+      }
+      size_t offset = static_cast<size_t>(v[1]);
+      size_t length = static_cast<size_t>(v[2]);
+      ok = cachedOk && offset <= cachedLength && length <= cachedLength - offset;
+      if (ok) {
+        iov[i].iov_base = cachedData + offset;
+        iov[i].iov_len = length;
+      }
+    }
+    if (!ok) {
+      out[2 + 2 * done] = tag;
+      out[2 + 2 * done + 1] = -EFAULT;
+      done++;
+      continue;
+    }
+    io_uring_sqe* sqe = &sqes_[index];
+    memset(sqe, 0, sizeof *sqe);
+    // Always the vectored opcodes: IORING_OP_WRITE for a single buffer was
+    // measured slower on Linux 6.1 ext4 buffered writes (4.6-6.4k vs
+    // 7.8-9.6k IOPS, 4k random, VM bench) and IORING_OP_READ no faster.
+    sqe->opcode = rec[0] == 1 ? IORING_OP_WRITEV : IORING_OP_READV;
+    sqe->fd = static_cast<int>(rec[1]);
+    sqe->off = static_cast<uint64_t>(rec[2]);
+    sqe->addr = reinterpret_cast<uint64_t>(iov.data());
+    sqe->len = n;
+    sqe->user_data = static_cast<uint32_t>(tag);
+    localTail_++;
+    unsubmitted_++;
+  }
+  __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
+  int rc = EnterAll();
+  if (rc < 0) {
+    ThrowErrno(env, -rc, "io_uring_enter");
+    return;
+  }
+  done += ReapInto(out + 2 + 2 * done, room - done);
+  out[0] = static_cast<int32_t>(done);
+  out[1] = static_cast<int32_t>(unsubmitted_);
+}
+
+}  // namespace tcmu
