@@ -214,7 +214,10 @@ export class RingEngine {
     this.skipNonCommands();
     if (this.tail === this.published || this.state === 'closed') return;
     this.published = this.tail;
-    this.mapping.storeRelease32(Mailbox.cmdTail, this.tail);
+    // Atomics.store is sequentially consistent (at least release): every
+    // response written above is visible before the kernel sees the tail.
+    // JS, not the addon's storeRelease32: one N-API call less per batch.
+    Atomics.store(this.view.u32, Mailbox.cmdTail >>> 2, this.tail);
     this.mapping.kick();
     this.stats.kicks++;
   }
@@ -222,7 +225,9 @@ export class RingEngine {
   // ---- consume ----------------------------------------------------------
 
   private consume(): void {
-    const head = this.mapping.loadAcquire32(Mailbox.cmdHead);
+    // Sequentially consistent, so at least acquire: entries up to head are
+    // read after it (and without an N-API call, unlike loadAcquire32).
+    const head = Atomics.load(this.view.u32, Mailbox.cmdHead >>> 2);
     if (!this.checkRingOffset(head, 'cmd_head')) return;
     const view = this.view;
     const u32 = view.u32;
