@@ -28,6 +28,13 @@ import { remainder, totalLength, type VectorIo } from './vector-io.js';
 const IOV_MAX = 1024;
 const READ = 0;
 const WRITE = 1;
+/**
+ * Microtasks hang off this settled promise rather than queueMicrotask(),
+ * which builds an AsyncResource and a bound function per call (once per
+ * batch here; no IOPS change measurable under TCG, but nothing to pay).
+ */
+const SETTLED = Promise.resolve();
+
 /** Batch record layout (see NativeIoRing.run): 5 header slots, 3 per iovec. */
 const RECORD_HEADER = 5;
 const RECORD_PER_IOVEC = 3;
@@ -95,7 +102,13 @@ export class RingVectorIo implements VectorIo {
   private retryScheduled = false;
   private broken: Error | undefined;
   private readonly results: Int32Array;
-  private readonly flushBound = () => this.flush();
+  private readonly flushBound = () => {
+    try {
+      this.flush();
+    } catch (err) {
+      this.fail(err as Error); // e.g. the ring was closed under us: fail what is queued, never leave it hanging
+    }
+  };
   private readonly retryBound = () => {
     this.retryScheduled = false;
     this.flush();
@@ -156,7 +169,7 @@ export class RingVectorIo implements VectorIo {
     if (!this.stageRecord(op)) this.prepareNow(op);
     if (!this.submitScheduled) {
       this.submitScheduled = true;
-      queueMicrotask(this.flushBound);
+      SETTLED.then(this.flushBound);
     }
   }
 
