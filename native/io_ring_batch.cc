@@ -1,6 +1,6 @@
 // The batch interface of the I/O hot path. Per operation, prepReadv() costs
 // several N-API calls (argument checks, array element reads, typed-array
-// info); under emulation those dominated the runner's own CPU time. Here JS
+// info), a visible share of the runner's CPU per command. Here JS
 // writes a whole batch as plain numbers into a Float64Array and ONE call
 // prepares every entry, enters the kernel once and copies the completions
 // that are already there (page-cache hits) back out.

@@ -12,9 +12,10 @@
  * storage.
  *
  * Memory is named to the addon by (registered ArrayBuffer id, offset,
- * length), not by passing Buffer objects: per-operation N-API calls were
- * most of the runner's own CPU time per command under emulation. Buffers
- * over a SharedArrayBuffer take the per-operation prepReadv path instead.
+ * length), not by passing Buffer objects: the per-operation N-API calls
+ * (argument checks, array reads, typed-array info) were a visible share of
+ * the runner's CPU per command in a guest profile. Buffers over a
+ * SharedArrayBuffer take the per-operation prepReadv path instead.
  *
  * At most sqEntries operations hold a tag (so the completion queue, twice
  * as large, cannot overflow); more wait in a FIFO here. Short transfers are
