@@ -103,35 +103,22 @@ IoRing::IoRing(const Napi::CallbackInfo& info) : ObjectWrap<IoRing>(info) {
   cqRingSize_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
   bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
   if (single) sqRingSize_ = cqRingSize_ = std::max(sqRingSize_, cqRingSize_);
-  void* sq = mmap(nullptr, sqRingSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
-  if (sq == MAP_FAILED) {
+  // Map one region of the ring; on failure release everything and throw.
+  auto mapRegion = [&](size_t size, off_t offset, const char* what) -> void* {
+    void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset);
+    if (m != MAP_FAILED) return m;
     int err = errno;
     CloseAll();
-    ThrowErrno(env, err, "mmap (io_uring sq)");
-    return;
-  }
-  sqRing_ = sq;
-  if (single) {
-    cqRing_ = sq;
-  } else {
-    void* cq = mmap(nullptr, cqRingSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
-    if (cq == MAP_FAILED) {
-      int err = errno;
-      CloseAll();
-      ThrowErrno(env, err, "mmap (io_uring cq)");
-      return;
-    }
-    cqRing_ = cq;
-  }
+    ThrowErrno(env, err, what);
+    return nullptr;
+  };
+  sqRing_ = mapRegion(sqRingSize_, IORING_OFF_SQ_RING, "mmap (io_uring sq)");
+  if (sqRing_ == nullptr) return;
+  cqRing_ = single ? sqRing_ : mapRegion(cqRingSize_, IORING_OFF_CQ_RING, "mmap (io_uring cq)");
+  if (cqRing_ == nullptr) return;
   sqesSize_ = p.sq_entries * sizeof(io_uring_sqe);
-  void* sqes = mmap(nullptr, sqesSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
-  if (sqes == MAP_FAILED) {
-    int err = errno;
-    CloseAll();
-    ThrowErrno(env, err, "mmap (io_uring sqes)");
-    return;
-  }
-  sqes_ = static_cast<io_uring_sqe*>(sqes);
+  sqes_ = static_cast<io_uring_sqe*>(mapRegion(sqesSize_, IORING_OFF_SQES, "mmap (io_uring sqes)"));
+  if (sqes_ == nullptr) return;
   sqHead_ = At<unsigned>(sqRing_, p.sq_off.head);
   sqTail_ = At<unsigned>(sqRing_, p.sq_off.tail);
   sqMask_ = *At<unsigned>(sqRing_, p.sq_off.ring_mask);
@@ -213,8 +200,7 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
     return Napi::Value();
   }
   uint32_t tag = info[3].As<Napi::Number>().Uint32Value();
-  unsigned head = __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE);
-  if (localTail_ - head >= sqEntries_) return Napi::Boolean::New(env, false);
+  if (SqFull()) return Napi::Boolean::New(env, false);
 
   napi_value array = info[1];
   uint32_t count = 0;
@@ -253,18 +239,27 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
     iov[i].iov_base = data;
     iov[i].iov_len = length;
   }
+  QueueVectored(index, opcode, fd, static_cast<uint64_t>(position), tag);
+  __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
+  return Napi::Boolean::New(env, true);
+}
+
+bool IoRing::SqFull() const { return localTail_ - __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE) >= sqEntries_; }
+
+// Fill the SQE at `index` as a readv/writev over iovs_[index] and count it as
+// prepared (the caller publishes the SQ tail). Shared by prep and run.
+void IoRing::QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag) {
+  const std::vector<iovec>& iov = iovs_[index];
   io_uring_sqe* sqe = &sqes_[index];
   memset(sqe, 0, sizeof *sqe);
   sqe->opcode = opcode;
   sqe->fd = fd;
-  sqe->off = static_cast<uint64_t>(position);
+  sqe->off = offset;
   sqe->addr = reinterpret_cast<uint64_t>(iov.data());
-  sqe->len = count;
+  sqe->len = static_cast<uint32_t>(iov.size());
   sqe->user_data = tag;
   localTail_++;
   unsubmitted_++;
-  __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
-  return Napi::Boolean::New(env, true);
 }
 
 // submit() -> how many prepared entries the kernel took (0 on EAGAIN/EBUSY:

@@ -30,6 +30,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   Napi::Value PrepReadv(const Napi::CallbackInfo& info);
   Napi::Value PrepWritev(const Napi::CallbackInfo& info);
   Napi::Value Prep(const Napi::CallbackInfo& info, uint8_t opcode);
+  bool SqFull() const;
+  void QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   // io_ring_batch.cc: the numbers-only batch interface of the hot path.
   Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
