@@ -56,6 +56,7 @@ Napi::Function IoRing::DefineClass(Napi::Env env) {
                                              InstanceMethod<&IoRing::RegisterBuffer>("registerBuffer"),
                                              InstanceMethod<&IoRing::UnregisterBuffer>("unregisterBuffer"),
                                              InstanceMethod<&IoRing::Run>("run"),
+                                             InstanceMethod<&IoRing::TryNow>("tryNow"),
                                              InstanceMethod<&IoRing::Reap>("reap"),
                                              InstanceMethod<&IoRing::Watch>("watch"),
                                              InstanceMethod<&IoRing::Unwatch>("unwatch"),

@@ -37,6 +37,23 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
   void UnregisterBuffer(const Napi::CallbackInfo& info);
   void Run(const Napi::CallbackInfo& info);
+  Napi::Value TryNow(const Napi::CallbackInfo& info);
+  struct Record {
+    bool write = false;
+    int fd = -1;
+    uint64_t position = 0;
+    int32_t tag = -1;
+  };
+  // The last buffer a batch resolved (records mostly name the same one).
+  struct BufferCache {
+    uint32_t id = UINT32_MAX;
+    uint8_t* data = nullptr;
+    size_t length = 0;
+    bool ok = false;
+  };
+  enum class RecordStatus { Ok, Fault, Malformed };
+  RecordStatus DecodeRecord(Napi::Env env, const double* stage, size_t stageLen, size_t* at, Record* rec,
+                            std::vector<iovec>* iov, BufferCache* cache);
   bool ResolveBuffer(Napi::Env env, uint32_t id, uint8_t** data, size_t* length);
   size_t ReapInto(int32_t* pairs, size_t room);
   int EnterAll();
@@ -72,6 +89,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   // iovec storage per SQE slot; valid until the kernel consumed the SQE
   // (IORING_FEAT_SUBMIT_STABLE: once io_uring_enter returned).
   std::vector<std::vector<iovec>> iovs_;
+  // iovecs of the synchronous tryNow() call.
+  std::vector<iovec> nowIov_;
   IoRingWatcher* watcher_ = nullptr;
   // Registered ArrayBuffers (weak references), indexed by the id JS uses in
   // batch records; freed ids are reused.

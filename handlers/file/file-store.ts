@@ -38,7 +38,7 @@ export class ReadOnlyFileStore implements Backstore {
     this.blockSize = blockSize;
   }
 
-  read(offset: number, iov: readonly Buffer[]): Promise<void> {
+  read(offset: number, iov: readonly Buffer[]): void | Promise<void> {
     return this.io.read(this.fd, iov, offset);
   }
 

@@ -58,7 +58,8 @@ function transfer(
 /** How the file store moves data: positional vectored reads/writes that complete fully or throw. */
 export interface VectorIo {
   readonly kind: 'io_uring' | 'threads';
-  read(fd: number, iov: readonly Buffer[], position: number): Promise<void>;
+  /** Nothing returned: the read already completed, synchronously. */
+  read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void>;
   write(fd: number, iov: readonly Buffer[], position: number): Promise<void>;
 }
 

@@ -72,6 +72,14 @@ export interface NativeIoRing {
    * `out` must hold 2 + 2 x ops int32s at least.
    */
   run(stage: Float64Array, ops: number, out: Int32Array): void;
+  /**
+   * Do the first record of `stage` (layout as in run(); its tag is ignored)
+   * right now with preadv2/pwritev2(RWF_NOWAIT): returns the bytes moved or
+   * -errno; -EAGAIN when the kernel would have to wait (page-cache miss),
+   * -EOPNOTSUPP when the file cannot do non-blocking I/O, -EFAULT for
+   * memory outside its registered buffer. Throws on a malformed record.
+   */
+  tryNow(stage: Float64Array): number;
   /** io_uring_enter for every prepared entry; returns how many the kernel took (0 on EAGAIN/EBUSY). */
   submit(): number;
   /** Move up to out.length/2 completions into `out` as [tag, result] pairs (result: bytes or -errno). */

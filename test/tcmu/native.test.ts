@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -330,6 +331,30 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     );
     ring.close();
     expect(() => ring.run(new Float64Array(0), 0, out)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    closeSync(fd);
+  });
+
+  test('tryNow: a page-cache hit is read at once; a miss is refused with EAGAIN, never waited for', () => {
+    const path = join(scratch, 'nowait.img');
+    // Written with O_DIRECT: the data is on disk but not in the page cache.
+    execFileSync('dd', ['if=/dev/urandom', `of=${path}`, 'bs=4096', 'count=4', 'oflag=direct', 'status=none']);
+    const fd = openSync(path, 'r');
+    const ring = addon.ioRingCreate(2);
+    const area = new ArrayBuffer(8192);
+    const id = ring.registerBuffer(area);
+    const record = (position: number, offset: number, length: number) => Float64Array.from([0, fd, position, 0, 1, id, offset, length]);
+    expect(ring.tryNow(record(4096, 0, 4096))).toBe(-11); // EAGAIN: would have to wait for the disk
+    expect(Buffer.from(area, 0, 4096).every((v) => v === 0)).toBe(true);
+    const onDisk = readFileSync(path); // now cached
+    expect(ring.tryNow(Float64Array.from([0, fd, 4096, 0, 2, id, 0, 100, id, 4096, 3996]))).toBe(4096);
+    expect(Buffer.concat([Buffer.from(area, 0, 100), Buffer.from(area, 4096, 3996)]).equals(onDisk.subarray(4096, 8192))).toBe(true);
+    expect(ring.tryNow(record(16384 - 512, 0, 4096))).toBe(512); // short at the end of the file
+    expect(ring.tryNow(record(0, 8000, 4096))).toBe(-14); // EFAULT: past the registered buffer
+    expect(ring.tryNow(Float64Array.from([0, fd, 0, 0, 1, id + 7, 0, 8]))).toBe(-14); // unknown id
+    expect(() => ring.tryNow(Float64Array.from([0, fd, 0, 0, 2, id, 0, 8]))).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => ring.tryNow(new Int32Array(8) as unknown as Float64Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    ring.close();
+    expect(() => ring.tryNow(record(0, 0, 8))).toThrow(expect.objectContaining({ code: 'EBADF' }));
     closeSync(fd);
   });
 

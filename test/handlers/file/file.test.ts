@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +138,33 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
     expect(order).toEqual(['writev', 'writev', 'fdatasync']);
     await lun.flush();
     expect(order).toEqual(['writev', 'writev', 'fdatasync', 'fdatasync']);
+    await lun.close();
+  });
+});
+
+describe('file handler: io_uring reads served from the page cache', () => {
+  it('completes a cached read synchronously (no promise), an uncached or partly cached one through the ring', async () => {
+    const path = imagePath();
+    // O_DIRECT: on disk, not in the page cache.
+    execFileSync('dd', ['if=/dev/urandom', `of=${path}`, 'bs=4096', 'count=64', 'oflag=direct', 'status=none']);
+    const lun = toLunStore(await open(path, { size: 64 * 4096, options: { io: 'uring' } }));
+    const cold = [Buffer.alloc(4096), Buffer.alloc(8192)];
+    const miss = lun.read(16384, cold);
+    expect(miss).toBeInstanceOf(Promise);
+    await miss;
+    const onDisk = fs.readFileSync(path);
+    expect(Buffer.concat(cold).equals(onDisk.subarray(16384, 16384 + 12288))).toBe(true);
+    // Everything is cached now (the readFileSync above).
+    const warm = [Buffer.alloc(512), Buffer.alloc(3584)];
+    expect(lun.read(40960, warm)).toBeUndefined();
+    expect(Buffer.concat(warm).equals(onDisk.subarray(40960, 45056))).toBe(true);
+    // A read that crosses the end of the file: the cached part at once, the rest through the ring (EOF error).
+    fs.truncateSync(path, 64 * 4096 - 1024);
+    const tail = Buffer.alloc(4096);
+    const short = lun.read(63 * 4096, [tail]);
+    expect(short).toBeInstanceOf(Promise);
+    await expect(short).rejects.toMatchObject({ code: 'EIO', message: expect.stringContaining('end of the file') });
+    expect(tail.subarray(0, 3072).equals(onDisk.subarray(63 * 4096, 63 * 4096 + 3072))).toBe(true);
     await lun.close();
   });
 });
