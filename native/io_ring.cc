@@ -57,6 +57,7 @@ Napi::Function IoRing::DefineClass(Napi::Env env) {
                                              InstanceMethod<&IoRing::UnregisterBuffer>("unregisterBuffer"),
                                              InstanceMethod<&IoRing::Run>("run"),
                                              InstanceMethod<&IoRing::TryNow>("tryNow"),
+                                             InstanceMethod<&IoRing::SetNowStage>("setNowStage"),
                                              InstanceMethod<&IoRing::Reap>("reap"),
                                              InstanceMethod<&IoRing::Watch>("watch"),
                                              InstanceMethod<&IoRing::Unwatch>("unwatch"),
@@ -166,6 +167,7 @@ void IoRing::CloseAll() {
     if (ref != nullptr) napi_delete_reference(Env(), ref);
     ref = nullptr;
   }
+  ForgetNowStage();
   if (sqes_ != nullptr) munmap(sqes_, sqesSize_);
   if (cqRing_ != nullptr && cqRing_ != sqRing_) munmap(cqRing_, cqRingSize_);
   if (sqRing_ != nullptr) munmap(sqRing_, sqRingSize_);

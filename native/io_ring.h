@@ -38,6 +38,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   void UnregisterBuffer(const Napi::CallbackInfo& info);
   void Run(const Napi::CallbackInfo& info);
   Napi::Value TryNow(const Napi::CallbackInfo& info);
+  void SetNowStage(const Napi::CallbackInfo& info);
+  void ForgetNowStage();
   struct Record {
     bool write = false;
     int fd = -1;
@@ -89,7 +91,10 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   // iovec storage per SQE slot; valid until the kernel consumed the SQE
   // (IORING_FEAT_SUBMIT_STABLE: once io_uring_enter returned).
   std::vector<std::vector<iovec>> iovs_;
-  // iovecs of the synchronous tryNow() call.
+  // The record of the synchronous tryNow() call (setNowStage) and its iovecs.
+  napi_ref nowStageRef_ = nullptr;
+  const double* nowStage_ = nullptr;
+  size_t nowStageLen_ = 0;
   std::vector<iovec> nowIov_;
   IoRingWatcher* watcher_ = nullptr;
   // Registered ArrayBuffers (weak references), indexed by the id JS uses in

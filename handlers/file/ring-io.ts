@@ -106,7 +106,7 @@ export class RingVectorIo implements VectorIo {
   private retryScheduled = false;
   private broken: Error | undefined;
   private readonly results: Int32Array;
-  /** The record readNow() hands to tryNow(). */
+  /** The record readNow() hands to tryNow() (registered with the ring). */
   private nowStage = new Float64Array(RECORD_HEADER + RECORD_PER_IOVEC * 4);
   /** Files that refused RWF_NOWAIT (EOPNOTSUPP), by fd. */
   private readonly noNowait = new Set<number>();
@@ -143,6 +143,7 @@ export class RingVectorIo implements VectorIo {
       (err) => this.fail(err),
     );
     ring.ref(false);
+    ring.setNowStage(this.nowStage);
   }
 
   /**
@@ -180,7 +181,10 @@ export class RingVectorIo implements VectorIo {
     const count = iov.length;
     if (this.broken || count === 0 || count > IOV_MAX || this.noNowait.has(fd)) return 0;
     const need = RECORD_HEADER + RECORD_PER_IOVEC * count;
-    if (need > this.nowStage.length) this.nowStage = new Float64Array(need);
+    if (need > this.nowStage.length) {
+      this.nowStage = new Float64Array(need);
+      this.ring.setNowStage(this.nowStage);
+    }
     const stage = this.nowStage;
     let expected = 0;
     for (let i = 0, at = RECORD_HEADER; i < count; i++, at += RECORD_PER_IOVEC) {
@@ -189,8 +193,8 @@ export class RingVectorIo implements VectorIo {
       if (id < 0) return 0;
       stage[at] = id;
       stage[at + 1] = buf.byteOffset;
-      stage[at + 2] = buf.byteLength;
-      expected += buf.byteLength;
+      stage[at + 2] = buf.length; // == byteLength for a Buffer, and inlined by V8 (byteLength is a call)
+      expected += buf.length;
     }
     if (expected === 0) return -1;
     stage[0] = READ;
@@ -198,7 +202,7 @@ export class RingVectorIo implements VectorIo {
     stage[2] = position;
     stage[3] = 0;
     stage[4] = count;
-    const n = this.ring.tryNow(stage);
+    const n = this.ring.tryNow();
     if (n === expected) return -1;
     if (n > 0) return n;
     // Remembered by fd number: if a later file reuses the number, it only loses this fast path.
@@ -248,7 +252,7 @@ export class RingVectorIo implements VectorIo {
       if (id < 0) return false;
       stage[at] = id;
       stage[at + 1] = buf.byteOffset;
-      stage[at + 2] = buf.byteLength;
+      stage[at + 2] = buf.length;
     }
     const base = this.stageAt;
     stage[base] = op.kind;

@@ -10,7 +10,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { closeSync, ftruncateSync, mkdirSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -54,10 +54,16 @@ class BenchRamTarget implements ScsiTarget {
   }
 }
 
+interface BenchTarget {
+  target: ScsiTarget;
+  /** Release what the target opened (files), after the run. */
+  close?: () => Promise<void>;
+}
+
 interface Scenario {
   name: string;
   ooo: boolean;
-  makeTarget: () => Promise<ScsiTarget>;
+  makeTarget: () => Promise<BenchTarget>;
   engine: RingEngineOptions;
 }
 
@@ -103,7 +109,7 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   await next('ready'); // the worker wrote the mailbox
   const mapping = addon.openShared(path, mapSize, runnerFd, runnerFd);
   unlinkSync(path);
-  const target = await s.makeTarget();
+  const { target, close } = await s.makeTarget();
   const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine });
   engine.start();
 
@@ -126,6 +132,7 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   await engine.drain();
   engine.close();
   mapping.close();
+  await close?.();
   worker.postMessage({ type: 'close' });
   await new Promise((r) => worker.once('exit', r));
   const report = done.report!;
@@ -141,7 +148,7 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   };
 }
 
-async function scsiDiskTarget(): Promise<ScsiTarget> {
+async function scsiDiskTarget(): Promise<BenchTarget> {
   // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
   const scsi = await import('../scsi/index.js');
   const stack = await import('../backstore/stack.js');
@@ -149,7 +156,34 @@ async function scsiDiskTarget(): Promise<ScsiTarget> {
   const store = stack.toLunStore(new ramDisk.RamDisk(RAM_BYTES, 512, false));
   // Prefill so reads copy real data rather than a zero-fill shortcut path.
   store.write(0, [Buffer.alloc(RAM_BYTES, 0x5a)], { fua: false });
-  return new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'));
+  return { target: new scsi.ScsiDisk(store, scsi.deriveIdentity('bench')) };
+}
+
+/**
+ * The full read path of a `file` LUN: SCSI emulation, the file handler and
+ * its io_uring/RWF_NOWAIT I/O, over a file the page cache holds (as in the
+ * VM bench, whose fio region is prefilled and warm).
+ */
+async function fileDiskTarget(): Promise<BenchTarget> {
+  const scsi = await import('../scsi/index.js');
+  const stack = await import('../backstore/stack.js');
+  const file = await import('../../handlers/file/index.js');
+  const { pino } = await import('pino');
+  const path = join(tmpdir(), `tcmu-bench-${process.pid}-${Date.now()}.img`);
+  writeFileSync(path, Buffer.alloc(RAM_BYTES, 0x5a), { mode: 0o600 });
+  try {
+    const opened = await file.default.open(path, {
+      size: RAM_BYTES,
+      blockSize: 512,
+      readOnly: false,
+      log: pino({ level: 'silent' }),
+      options: { io: 'uring' },
+    });
+    const store = stack.toLunStore(opened);
+    return { target: new scsi.ScsiDisk(store, scsi.deriveIdentity('bench')), close: async () => store.close() };
+  } finally {
+    unlinkSync(path); // the open descriptor keeps the data until close
+  }
 }
 
 function medianRow(rows: Row[]): Row {
@@ -200,13 +234,14 @@ async function main(): Promise<void> {
   const out = arg('--out') ?? join(root, 'scripts', 'results', 'bench-sim.txt');
   const only = arg('--only');
 
-  const ram = (asyncCompletion: boolean) => async () => new BenchRamTarget(asyncCompletion);
+  const ram = (asyncCompletion: boolean) => async () => ({ target: new BenchRamTarget(asyncCompletion) });
   const scenarios: Scenario[] = [
     { name: 'RAM target, sync, OOOC', ooo: true, makeTarget: ram(false), engine: {} },
     { name: 'RAM target, sync, in-order', ooo: false, makeTarget: ram(false), engine: {} },
     { name: 'RAM target, promise, OOOC, coalesce=immediate', ooo: true, makeTarget: ram(true), engine: { coalesce: 'immediate' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' } },
     { name: 'ScsiDisk over ram handler, OOOC', ooo: true, makeTarget: scsiDiskTarget, engine: {} },
+    { name: 'ScsiDisk over file handler (page cache), OOOC', ooo: true, makeTarget: fileDiskTarget, engine: {} },
   ];
   const repeat = Number(arg('--repeat') ?? 3);
   const chosen = scenarios.filter((s) => only === undefined || s.name.includes(only));

@@ -73,13 +73,19 @@ export interface NativeIoRing {
    */
   run(stage: Float64Array, ops: number, out: Int32Array): void;
   /**
-   * Do the first record of `stage` (layout as in run(); its tag is ignored)
-   * right now with preadv2/pwritev2(RWF_NOWAIT): returns the bytes moved or
-   * -errno; -EAGAIN when the kernel would have to wait (page-cache miss),
-   * -EOPNOTSUPP when the file cannot do non-blocking I/O, -EFAULT for
-   * memory outside its registered buffer. Throws on a malformed record.
+   * Register the Float64Array tryNow() reads its record from (held until
+   * replaced or close; register again after allocating a bigger one).
    */
-  tryNow(stage: Float64Array): number;
+  setNowStage(stage: Float64Array): void;
+  /**
+   * Do the record in the registered stage (layout as in run(); its tag is
+   * ignored) right now with preadv2/pwritev2(RWF_NOWAIT): returns the bytes
+   * moved or -errno; -EAGAIN when the kernel would have to wait (page-cache
+   * miss), -EOPNOTSUPP when the file cannot do non-blocking I/O, -EFAULT
+   * for memory outside its registered buffer. Throws on a malformed record
+   * or when no stage is registered.
+   */
+  tryNow(): number;
   /** io_uring_enter for every prepared entry; returns how many the kernel took (0 on EAGAIN/EBUSY). */
   submit(): number;
   /** Move up to out.length/2 completions into `out` as [tag, result] pairs (result: bytes or -errno). */

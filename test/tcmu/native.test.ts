@@ -342,19 +342,30 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const ring = addon.ioRingCreate(2);
     const area = new ArrayBuffer(8192);
     const id = ring.registerBuffer(area);
-    const record = (position: number, offset: number, length: number) => Float64Array.from([0, fd, position, 0, 1, id, offset, length]);
-    expect(ring.tryNow(record(4096, 0, 4096))).toBe(-11); // EAGAIN: would have to wait for the disk
+    expect(() => ring.tryNow()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_STATE' }));
+    const stage = new Float64Array(16);
+    ring.setNowStage(stage);
+    const tryNow = (record: number[]) => {
+      stage.set(record);
+      return ring.tryNow();
+    };
+    const record = (position: number, offset: number, length: number) => [0, fd, position, 0, 1, id, offset, length];
+    expect(tryNow(record(4096, 0, 4096))).toBe(-11); // EAGAIN: would have to wait for the disk
     expect(Buffer.from(area, 0, 4096).every((v) => v === 0)).toBe(true);
     const onDisk = readFileSync(path); // now cached
-    expect(ring.tryNow(Float64Array.from([0, fd, 4096, 0, 2, id, 0, 100, id, 4096, 3996]))).toBe(4096);
+    expect(tryNow([0, fd, 4096, 0, 2, id, 0, 100, id, 4096, 3996])).toBe(4096);
     expect(Buffer.concat([Buffer.from(area, 0, 100), Buffer.from(area, 4096, 3996)]).equals(onDisk.subarray(4096, 8192))).toBe(true);
-    expect(ring.tryNow(record(16384 - 512, 0, 4096))).toBe(512); // short at the end of the file
-    expect(ring.tryNow(record(0, 8000, 4096))).toBe(-14); // EFAULT: past the registered buffer
-    expect(ring.tryNow(Float64Array.from([0, fd, 0, 0, 1, id + 7, 0, 8]))).toBe(-14); // unknown id
-    expect(() => ring.tryNow(Float64Array.from([0, fd, 0, 0, 2, id, 0, 8]))).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
-    expect(() => ring.tryNow(new Int32Array(8) as unknown as Float64Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(tryNow(record(16384 - 512, 0, 4096))).toBe(512); // short at the end of the file
+    expect(tryNow(record(0, 8000, 4096))).toBe(-14); // EFAULT: past the registered buffer
+    expect(tryNow([0, fd, 0, 0, 1, id + 7, 0, 8])).toBe(-14); // unknown id
+    expect(() => tryNow([0, fd, 0, 0, 5, id, 0, 8])).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' })); // 5 iovecs do not fit
+    // A bigger stage replaces the first one.
+    const bigger = Float64Array.from([0, fd, 0, 0, 1, id, 0, 4096, ...new Array<number>(30).fill(0)]);
+    ring.setNowStage(bigger);
+    expect(ring.tryNow()).toBe(4096);
+    expect(() => ring.setNowStage(new Int32Array(8) as unknown as Float64Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     ring.close();
-    expect(() => ring.tryNow(record(0, 0, 8))).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(() => ring.tryNow()).toThrow(expect.objectContaining({ code: 'EBADF' }));
     closeSync(fd);
   });
 
