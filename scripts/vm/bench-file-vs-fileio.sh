@@ -1,6 +1,6 @@
 # Guest scenario for `scripts/bench vm`: one tcm_loop target, LUN 0 the
 # in-kernel fileio backstore (reference), LUN 1 a tcmu-ts `file` LUN, both
-# backed by 1 GiB sparse files on the scratch ext4; fio interleaved A B A B.
+# backed by 1 GiB sparse files on the scratch ext4; fio interleaved A B, B A, ...
 # fileio runs buffered (fd_buffered_io=1, write cache on) because tcmu-ts's
 # file handler goes through the page cache too; set BENCH_FILEIO_OPTS="" for
 # the O_DSYNC default.

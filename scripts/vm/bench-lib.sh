@@ -1,10 +1,10 @@
 # Guest-side fio benchmarking helpers (bash, sourced after guest-lib.sh).
 # Emulation (TCG) makes absolute numbers drift between boots, so LUNs are
-# always compared inside one boot, interleaved A B A B, and read as ratios.
+# always compared inside one boot, interleaved A B, B A, ... and read as ratios.
 # Output lines: @@BENCH job=<job> lun=<label> round=<n> iops=<x> mbps=<y>
 
 BENCH_RUNTIME=${BENCH_RUNTIME:-10}   # seconds per fio run
-BENCH_ROUNDS=${BENCH_ROUNDS:-2}      # A B rounds per job
+BENCH_ROUNDS=${BENCH_ROUNDS:-4}      # rounds per job (A B, then B A, ...)
 BENCH_SIZE=${BENCH_SIZE:-256M}       # region of each LUN the jobs touch
 BENCH_JOBS=${BENCH_JOBS:-"randread4k randwrite4k seqread1m seqwrite1m"}
 BENCH_WARMUP=${BENCH_WARMUP:-3}     # seconds of untimed warm-up per LUN and pattern (0: none)
@@ -53,12 +53,14 @@ bench_job() {
     awk -F';' '{ r = $8 + $49; b = ($7 + $48) / 1024; printf "%.0f %.1f\n", r, b }'
 }
 
-# bench_compare LABEL_A DEV_A LABEL_B DEV_B: every job, interleaved A B A B.
+# bench_compare LABEL_A DEV_A LABEL_B DEV_B: every job, interleaved A B, B A,
+# A B ... so that a drift in the machine's speed favours neither side.
 bench_compare() {
-  local la="$1" da="$2" lb="$3" db="$4" job round out
+  local la="$1" da="$2" lb="$3" db="$4" job round out pairs
   for job in $BENCH_JOBS; do
     for round in $(seq 1 "$BENCH_ROUNDS"); do
-      for pair in "$la $da" "$lb $db"; do
+      if [ $((round % 2)) = 1 ]; then pairs=("$la $da" "$lb $db"); else pairs=("$lb $db" "$la $da"); fi
+      for pair in "${pairs[@]}"; do
         set -- $pair
         out=$(bench_job "$job" "$2") || out="0 0"
         set -- "$1" $out

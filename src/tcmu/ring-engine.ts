@@ -50,12 +50,12 @@ export interface RingEngineOptions {
   onError?: (err: Error) => void;
   /**
    * How asynchronous completions are grouped into one tail update + kick:
-   * 'microtask' (default) flushes at the end of the current microtask
-   * checkpoint, which holds every completion one I/O callback delivered
-   * (io_uring hands back a whole batch at once); 'immediate' waits for the
-   * end of the event-loop iteration, so completions from separate I/O
-   * callbacks (e.g. the libuv thread pool) share a kick, at the price of
-   * a setImmediate per batch.
+   * 'microtask' (default) publishes them at the end of the current
+   * microtask checkpoint, which holds every completion one I/O callback
+   * delivered (io_uring hands back a whole batch at once); 'immediate'
+   * waits for the end of the event-loop iteration, so completions from
+   * separate I/O callbacks (e.g. the libuv thread pool) share a kick, at
+   * the price of a setImmediate per batch.
    */
   coalesce?: 'immediate' | 'microtask';
 }
@@ -117,7 +117,13 @@ export class RingEngine {
   private flushScheduled = false;
   private stalled = false;
   private drainWaiters: (() => void)[] = [];
+  private resumeScheduled = false;
   private readonly runBatchBound = () => this.runBatch();
+  private readonly publishBatchBound = () => this.publishBatch();
+  private readonly resumeBound = () => {
+    this.resumeScheduled = false;
+    this.runBatch();
+  };
   private readonly scheduleBatch: () => void;
 
   constructor(
@@ -150,7 +156,7 @@ export class RingEngine {
     this.order = new Int32Array(max);
     for (const slot of this.slots) this.bindSlotCallbacks(slot);
     this.scheduleBatch =
-      opts.coalesce === 'immediate' ? () => setImmediate(this.runBatchBound) : () => void SETTLED.then(this.runBatchBound);
+      opts.coalesce === 'immediate' ? () => setImmediate(this.runBatchBound) : () => void SETTLED.then(this.publishBatchBound);
   }
 
   /** True when the kernel allows out-of-order completion (OOOC). */
@@ -207,6 +213,30 @@ export class RingEngine {
       this.publish();
     } finally {
       this.inBatch = false;
+    }
+    if (this.stats.inFlight === 0 && this.state !== 'running') this.resolveDrainWaiters();
+  }
+
+  /**
+   * The microtask batch publishes completions and nothing else. Consuming
+   * here could chain microtasks without end (I/O that completes inline
+   * while the kernel keeps adding commands) and starve the event loop:
+   * timers, signals, other LUNs. New entries come with their own uio
+   * event; an engine stalled on back-pressure resumes from the event loop.
+   */
+  private publishBatch(): void {
+    this.flushScheduled = false;
+    if (this.state === 'closed' || this.state === 'idle') return;
+    this.inBatch = true;
+    this.stats.batches++;
+    try {
+      this.publish();
+    } finally {
+      this.inBatch = false;
+    }
+    if (this.stalled && this.state === 'running' && !this.resumeScheduled) {
+      this.resumeScheduled = true;
+      setImmediate(this.resumeBound);
     }
     if (this.stats.inFlight === 0 && this.state !== 'running') this.resolveDrainWaiters();
   }

@@ -158,6 +158,33 @@ describe('RingEngine: batching and back-pressure', () => {
     expect(engine.stats.kicks).toBe(1);
   });
 
+  test('a batch run from a microtask only publishes: new entries wait for the event loop, so a busy LUN cannot starve it', async () => {
+    // Command A, while executing, makes the "kernel" add B and queues a
+    // macrotask. A completes in a microtask; if that batch consumed B, B
+    // would run before the macrotask, and with I/O that always completes
+    // inline the event loop would never get a turn.
+    const ram = new RamTarget(64, 'microtask');
+    let macrotaskRan = false;
+    let macrotaskRanBeforeB: boolean | undefined;
+    let second: Promise<SimResult> | undefined;
+    const target: ScsiTarget = {
+      execute(cmd) {
+        if (cmd.cdb.readUInt32BE(2) === 0) {
+          second = sim!.submit(read10(1, 1), { inLength: BLOCK });
+          setImmediate(() => (macrotaskRan = true));
+        } else {
+          macrotaskRanBeforeB = macrotaskRan;
+        }
+        return ram.execute(cmd);
+      },
+    };
+    const { sim: s } = setup({}, 'sync', {}, target);
+    expect((await s.submit(read10(0, 1), { inLength: BLOCK })).status).toBe(0);
+    await waitFor(() => second !== undefined, 'B submitted');
+    expect((await second!).status).toBe(0);
+    expect(macrotaskRanBeforeB).toBe(true);
+  });
+
   test('maxInFlight exhaustion stops consuming, then recovers', async () => {
     const { sim, ram, engine } = setup({}, 'manual', { maxInFlight: 4 });
     const results = Array.from({ length: 10 }, (_, i) => sim.submit(read10(i, 1), { inLength: BLOCK }));
