@@ -242,7 +242,7 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
     iov[i].iov_base = data;
     iov[i].iov_len = length;
   }
-  QueueVectored(index, opcode, fd, static_cast<uint64_t>(position), tag);
+  QueueVectored(index, opcode, fd, static_cast<uint64_t>(position), tag, false);
   __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
   return Napi::Boolean::New(env, true);
 }
@@ -251,11 +251,12 @@ bool IoRing::SqFull() const { return localTail_ - __atomic_load_n(sqHead_, __ATO
 
 // Fill the SQE at `index` as a readv/writev over iovs_[index] and count it as
 // prepared (the caller publishes the SQ tail). Shared by prep and run.
-void IoRing::QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag) {
+void IoRing::QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag, bool offload) {
   const std::vector<iovec>& iov = iovs_[index];
   io_uring_sqe* sqe = &sqes_[index];
   memset(sqe, 0, sizeof *sqe);
   sqe->opcode = opcode;
+  if (offload) sqe->flags = IOSQE_ASYNC;
   sqe->fd = fd;
   sqe->off = offset;
   sqe->addr = reinterpret_cast<uint64_t>(iov.data());

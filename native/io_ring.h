@@ -31,7 +31,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   Napi::Value PrepWritev(const Napi::CallbackInfo& info);
   Napi::Value Prep(const Napi::CallbackInfo& info, uint8_t opcode);
   bool SqFull() const;
-  void QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag);
+  // offload: IOSQE_ASYNC, i.e. always on an io-wq worker, never inline.
+  void QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag, bool offload);
   Napi::Value Submit(const Napi::CallbackInfo& info);
   // io_ring_batch.cc: the numbers-only batch interface of the hot path.
   Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
@@ -42,6 +43,7 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   void ForgetNowStage();
   struct Record {
     bool write = false;
+    bool offload = false;
     int fd = -1;
     uint64_t position = 0;
     int32_t tag = -1;

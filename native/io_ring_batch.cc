@@ -22,8 +22,9 @@ namespace tcmu {
 namespace {
 
 constexpr uint32_t kIovMax = 1024;
-// Record layout, in float64 slots: kind (0 read, 1 write), fd, position,
-// tag, iovec count, then per iovec: buffer id, byte offset, length.
+// Record layout, in float64 slots: kind (0 read, 1 write; + 2: offload to
+// an io-wq worker), fd, position, tag, iovec count, then per iovec: buffer
+// id, byte offset, length.
 constexpr size_t kHeader = 5;
 constexpr size_t kPerIovec = 3;
 
@@ -84,13 +85,14 @@ IoRing::RecordStatus IoRing::DecodeRecord(Napi::Env env, const double* stage, si
   const double* r = stage + *at;
   double count = r[4];
   if (!IsIndex(count, kIovMax) || count < 1 || *at + kHeader + kPerIovec * static_cast<size_t>(count) > stageLen ||
-      !(r[0] == 0 || r[0] == 1) || !IsIndex(r[2], 9007199254740991.0) || !IsIndex(r[3], 2147483647.0) ||
+      !IsIndex(r[0], 3) || !IsIndex(r[2], 9007199254740991.0) || !IsIndex(r[3], 2147483647.0) ||
       !IsIndex(r[1], 2147483647.0)) {
     return RecordStatus::Malformed;
   }
   uint32_t n = static_cast<uint32_t>(count);
   *at += kHeader + kPerIovec * n;
-  rec->write = r[0] == 1;
+  rec->write = (static_cast<int>(r[0]) & 1) != 0;
+  rec->offload = (static_cast<int>(r[0]) & 2) != 0;
   rec->fd = static_cast<int>(r[1]);
   rec->position = static_cast<uint64_t>(r[2]);
   rec->tag = static_cast<int32_t>(r[3]);
@@ -165,7 +167,8 @@ void IoRing::Run(const Napi::CallbackInfo& info) {
     // Always the vectored opcodes: IORING_OP_WRITE for a single buffer was
     // measured slower on Linux 6.1 ext4 buffered writes (4.6-6.4k vs
     // 7.8-9.6k IOPS, 4k random, VM bench) and IORING_OP_READ no faster.
-    QueueVectored(index, rec.write ? IORING_OP_WRITEV : IORING_OP_READV, rec.fd, rec.position, static_cast<uint32_t>(rec.tag));
+    QueueVectored(index, rec.write ? IORING_OP_WRITEV : IORING_OP_READV, rec.fd, rec.position, static_cast<uint32_t>(rec.tag),
+                  rec.offload);
   }
   __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
   int rc = EnterAll();

@@ -279,9 +279,16 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     expect(file.subarray(0, 4096).every((v) => v === 0xa1)).toBe(true);
     expect(file.subarray(8192, 8704).every((v) => v === 0xb2)).toBe(true);
     expect(file.subarray(8704, 8804).every((v) => v === 0xa1)).toBe(true);
-    // read them back into the second half of the area
+    // read them back into the second half of the area, the second time
+    // offloaded to an io-wq worker (kind 2: never completes inline)
     const read = await runBatch(ring, [[0, fd, 8192, 9, 1, id, 8192, 612]], 1);
     expect(read).toEqual([[9, 612]]);
+    new Uint8Array(area, 8192, 612).fill(0);
+    const stage = Float64Array.from([2, fd, 8192, 10, 1, id, 8192, 612]);
+    const out = new Int32Array(2 + 2 * 4);
+    ring.run(stage, 1, out);
+    expect(out[0]).toBe(0); // not inline, even though the page cache holds it
+    expect(await reapUntil(ring, 1)).toEqual([[10, 612]]);
     expect(Buffer.from(area, 8192, 512).every((v) => v === 0xb2)).toBe(true);
     expect(Buffer.from(area, 8704, 100).every((v) => v === 0xa1)).toBe(true);
     ring.close();
@@ -319,7 +326,7 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     ]);
     // a structurally broken record is a caller bug: thrown, nothing submitted
     const out = new Int32Array(8);
-    expect(() => ring.run(Float64Array.from([2, fd, 0, 1, 1, id, 0, 8]), 1, out)).toThrow(
+    expect(() => ring.run(Float64Array.from([4, fd, 0, 1, 1, id, 0, 8]), 1, out)).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }),
     );
     expect(() => ring.run(Float64Array.from([0, fd, 0, 1, 3, id, 0, 8]), 1, out)).toThrow(

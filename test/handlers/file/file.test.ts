@@ -143,7 +143,7 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
 });
 
 describe('file handler: io_uring reads served from the page cache', () => {
-  it('completes a cached read synchronously (no promise), an uncached or partly cached one through the ring', async () => {
+  it('completes a cached read synchronously (no promise); an uncached, partly cached or large one through the ring', async () => {
     const path = imagePath();
     // O_DIRECT: on disk, not in the page cache.
     execFileSync('dd', ['if=/dev/urandom', `of=${path}`, 'bs=4096', 'count=64', 'oflag=direct', 'status=none']);
@@ -158,6 +158,12 @@ describe('file handler: io_uring reads served from the page cache', () => {
     const warm = [Buffer.alloc(512), Buffer.alloc(3584)];
     expect(lun.read(40960, warm)).toBeUndefined();
     expect(Buffer.concat(warm).equals(onDisk.subarray(40960, 45056))).toBe(true);
+    // A large read goes to an io_uring worker even when cached (its copy runs off the event loop).
+    const large = Buffer.alloc(256 * 1024);
+    const offloaded = lun.read(0, [large]);
+    expect(offloaded).toBeInstanceOf(Promise);
+    await offloaded;
+    expect(large.equals(onDisk.subarray(0, 256 * 1024))).toBe(true);
     // A read that crosses the end of the file: the cached part at once, the rest through the ring (EOF error).
     fs.truncateSync(path, 64 * 4096 - 1024);
     const tail = Buffer.alloc(4096);
