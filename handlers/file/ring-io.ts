@@ -164,10 +164,11 @@ export class RingVectorIo implements VectorIo {
    * through the ring. A miss costs one refused syscall.
    */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
-    if (totalLength(iov) >= OFFLOAD_READ_BYTES) {
+    const total = totalLength(iov);
+    if (total >= OFFLOAD_READ_BYTES) {
       return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, resolve, reject));
     }
-    const done = this.readNow(fd, iov, position);
+    const done = this.readNow(fd, iov, position, total);
     if (done < 0) return; // all of it
     if (done > 0) {
       iov = remainder(iov, done);
@@ -190,33 +191,18 @@ export class RingVectorIo implements VectorIo {
    * memory, more than IOV_MAX iovecs, a file that refuses RWF_NOWAIT); any
    * error is left for the ring path to report.
    */
-  private readNow(fd: number, iov: readonly Buffer[], position: number): number {
+  private readNow(fd: number, iov: readonly Buffer[], position: number, total: number): number {
     const count = iov.length;
-    if (this.broken || count === 0 || count > IOV_MAX || this.noNowait.has(fd)) return 0;
+    if (this.broken || count > IOV_MAX || this.noNowait.has(fd)) return 0;
+    if (total === 0) return -1;
     const need = RECORD_HEADER + RECORD_PER_IOVEC * count;
     if (need > this.nowStage.length) {
       this.nowStage = new Float64Array(need);
       this.ring.setNowStage(this.nowStage);
     }
-    const stage = this.nowStage;
-    let expected = 0;
-    for (let i = 0, at = RECORD_HEADER; i < count; i++, at += RECORD_PER_IOVEC) {
-      const buf = iov[i]!;
-      const id = this.bufferId(buf.buffer);
-      if (id < 0) return 0;
-      stage[at] = id;
-      stage[at + 1] = buf.byteOffset;
-      stage[at + 2] = buf.length; // == byteLength for a Buffer, and inlined by V8 (byteLength is a call)
-      expected += buf.length;
-    }
-    if (expected === 0) return -1;
-    stage[0] = READ;
-    stage[1] = fd;
-    stage[2] = position;
-    stage[3] = 0;
-    stage[4] = count;
+    if (!this.writeRecord(this.nowStage, 0, READ, fd, position, 0, iov, count)) return 0;
     const n = this.ring.tryNow();
-    if (n === expected) return -1;
+    if (n === total) return -1;
     if (n > 0) return n;
     // Remembered by fd number: if a later file reuses the number, it only loses this fast path.
     if (n === -EOPNOTSUPP) this.noNowait.add(fd);
@@ -253,28 +239,44 @@ export class RingVectorIo implements VectorIo {
 
   /** Append op to the batch; false when a buffer is not over a plain ArrayBuffer. */
   private stageRecord(op: Op): boolean {
-    const iov = op.iov;
-    const count = iov.length > IOV_MAX ? IOV_MAX : iov.length;
+    const count = op.iov.length > IOV_MAX ? IOV_MAX : op.iov.length;
     const need = this.stageAt + RECORD_HEADER + RECORD_PER_IOVEC * count;
     if (need > this.stage.length) this.growStage(need);
-    const stage = this.stage;
-    let at = this.stageAt + RECORD_HEADER;
-    for (let i = 0; i < count; i++, at += RECORD_PER_IOVEC) {
+    // READ, WRITE, READ_OFFLOADED are the addon's record kinds.
+    if (!this.writeRecord(this.stage, this.stageAt, op.kind, op.fd, op.position, op.tag, op.iov, count)) return false;
+    this.stageAt = need;
+    this.stagedOps++;
+    return true;
+  }
+
+  /**
+   * One record (see NativeIoRing.run) at stage[base], for the first `count`
+   * iovecs; false, with nothing to use, when a buffer is not over a plain
+   * ArrayBuffer.
+   */
+  private writeRecord(
+    stage: Float64Array,
+    base: number,
+    kind: Kind,
+    fd: number,
+    position: number,
+    tag: number,
+    iov: readonly Buffer[],
+    count: number,
+  ): boolean {
+    for (let i = 0, at = base + RECORD_HEADER; i < count; i++, at += RECORD_PER_IOVEC) {
       const buf = iov[i]!;
       const id = this.bufferId(buf.buffer);
       if (id < 0) return false;
       stage[at] = id;
       stage[at + 1] = buf.byteOffset;
-      stage[at + 2] = buf.length;
+      stage[at + 2] = buf.length; // == byteLength for a Buffer, and inlined by V8 (byteLength is a call)
     }
-    const base = this.stageAt;
-    stage[base] = op.kind; // READ, WRITE, READ_OFFLOADED are the addon's record kinds
-    stage[base + 1] = op.fd;
-    stage[base + 2] = op.position;
-    stage[base + 3] = op.tag;
+    stage[base] = kind;
+    stage[base + 1] = fd;
+    stage[base + 2] = position;
+    stage[base + 3] = tag;
     stage[base + 4] = count;
-    this.stageAt = at;
-    this.stagedOps++;
     return true;
   }
 

@@ -118,11 +118,11 @@ export class RingEngine {
   private stalled = false;
   private drainWaiters: (() => void)[] = [];
   private resumeScheduled = false;
-  private readonly runBatchBound = () => this.runBatch();
-  private readonly publishBatchBound = () => this.publishBatch();
+  private readonly runBatchBound = () => this.runBatch(true);
+  private readonly publishBatchBound = () => this.runBatch(false);
   private readonly resumeBound = () => {
     this.resumeScheduled = false;
-    this.runBatch();
+    this.runBatch(true);
   };
   private readonly scheduleBatch: () => void;
 
@@ -178,12 +178,12 @@ export class RingEngine {
       this.checkRingOffset(tail, 'cmd_tail');
       this.consumed = this.tail = this.published = tail;
       this.mapping.watch(
-        () => this.runBatch(),
+        () => this.runBatch(true),
         (err) => this.fail(err),
       );
     }
     this.state = 'running';
-    this.runBatch();
+    this.runBatch(true);
   }
 
   /** Stop consuming new entries; resolves once every in-flight command completed and the tail is published. */
@@ -203,38 +203,26 @@ export class RingEngine {
 
   // ---- batch ------------------------------------------------------------
 
-  private runBatch(): void {
-    this.flushScheduled = false;
-    if (this.state === 'closed' || this.state === 'idle') return;
-    this.inBatch = true;
-    this.stats.batches++;
-    try {
-      if (this.state === 'running') this.consume();
-      this.publish();
-    } finally {
-      this.inBatch = false;
-    }
-    if (this.stats.inFlight === 0 && this.state !== 'running') this.resolveDrainWaiters();
-  }
-
   /**
-   * The microtask batch publishes completions and nothing else. Consuming
-   * here could chain microtasks without end (I/O that completes inline
+   * One batch: consume what the kernel added (when `consume`), publish the
+   * completions, kick once. Batches run from a microtask do not consume:
+   * that could chain microtasks without end (I/O that completes inline
    * while the kernel keeps adding commands) and starve the event loop:
    * timers, signals, other LUNs. New entries come with their own uio
    * event; an engine stalled on back-pressure resumes from the event loop.
    */
-  private publishBatch(): void {
+  private runBatch(consume: boolean): void {
     this.flushScheduled = false;
     if (this.state === 'closed' || this.state === 'idle') return;
     this.inBatch = true;
     this.stats.batches++;
     try {
+      if (consume && this.state === 'running') this.consume();
       this.publish();
     } finally {
       this.inBatch = false;
     }
-    if (this.stalled && this.state === 'running' && !this.resumeScheduled) {
+    if (!consume && this.stalled && this.state === 'running' && !this.resumeScheduled) {
       this.resumeScheduled = true;
       setImmediate(this.resumeBound);
     }
