@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "addon_data.h"
+#include "bound_method.h"
 #include "errno_error.h"
 
 namespace tcmu {
@@ -55,8 +56,6 @@ Napi::Function IoRing::DefineClass(Napi::Env env) {
                                              InstanceMethod<&IoRing::Submit>("submit"),
                                              InstanceMethod<&IoRing::RegisterBuffer>("registerBuffer"),
                                              InstanceMethod<&IoRing::UnregisterBuffer>("unregisterBuffer"),
-                                             InstanceMethod<&IoRing::Run>("run"),
-                                             InstanceMethod<&IoRing::TryNow>("tryNow"),
                                              InstanceMethod<&IoRing::SetNowStage>("setNowStage"),
                                              InstanceMethod<&IoRing::Reap>("reap"),
                                              InstanceMethod<&IoRing::Watch>("watch"),
@@ -141,6 +140,9 @@ IoRing::IoRing(const Napi::CallbackInfo& info) : ObjectWrap<IoRing>(info) {
       Napi::PropertyDescriptor::Value("sqEntries", Napi::Number::New(env, sqEntries_), napi_enumerable),
       Napi::PropertyDescriptor::Value("cqEntries", Napi::Number::New(env, cqEntries_), napi_enumerable),
   });
+  // The per-command calls skip napi_unwrap (bound_method.h).
+  DefineBoundMethod<IoRing, &IoRing::Run>(self, this, "run");
+  DefineBoundMethod<IoRing, &IoRing::TryNow>(self, this, "tryNow");
   napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
   cleanupHookRegistered_ = true;
 }

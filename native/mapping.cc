@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "addon_data.h"
+#include "bound_method.h"
 #include "errno_error.h"
 #include "notify_watcher.h"
 
@@ -28,7 +29,6 @@ Napi::Function Mapping::DefineClass(Napi::Env env) {
                                           {
                                               InstanceMethod<&Mapping::LoadAcquire32>("loadAcquire32"),
                                               InstanceMethod<&Mapping::StoreRelease32>("storeRelease32"),
-                                              InstanceMethod<&Mapping::Kick>("kick"),
                                               InstanceMethod<&Mapping::Watch>("watch"),
                                               InstanceMethod<&Mapping::Unwatch>("unwatch"),
                                               InstanceMethod<&Mapping::Close>("close"),
@@ -67,6 +67,8 @@ Mapping::Mapping(const Napi::CallbackInfo& info) : ObjectWrap<Mapping>(info) {
       Napi::PropertyDescriptor::Value("size", Napi::Number::New(env, static_cast<double>(region_->size)),
                                       napi_enumerable),
   });
+  // Kicked once per batch: skips napi_unwrap (bound_method.h).
+  DefineBoundMethod<Mapping, &Mapping::Kick>(self, this, "kick");
   napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
   cleanupHookRegistered_ = true;
 }

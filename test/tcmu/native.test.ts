@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, test } from 'vitest';
 import { native, type NativeMapping } from '../../src/tcmu/native.js';
 
@@ -407,5 +409,42 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     ring.close();
     expect(() => ring.submit()).toThrow(expect.objectContaining({ code: 'EBADF' }));
     expect(() => ring.reap(new Int32Array(2))).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+});
+
+describe('per-command methods bound to their object', () => {
+  // tryNow, run and kick are own properties whose function carries its C++
+  // object (no napi_unwrap per call). The function must keep that object
+  // alive: kept alone and called after collections, it still answers.
+  function collectGarbage(): void {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    for (let i = 0; i < 5; i++) gc();
+  }
+
+  test('a detached tryNow keeps its io_ring alive and ignores its receiver', () => {
+    const take = (): (() => number) => {
+      const ring = addon.ioRingCreate(2);
+      const id = ring.registerBuffer(new ArrayBuffer(4096));
+      const stage = new Float64Array(8);
+      ring.setNowStage(stage);
+      stage.set([0, 0, 0, 0, 1, id + 1, 0, 8]); // an unknown buffer id: EFAULT, no syscall
+      return ring.tryNow;
+    };
+    const tryNow = take();
+    collectGarbage();
+    expect(tryNow.call(undefined)).toBe(-14);
+    expect(Object.keys(addon.ioRingCreate(2))).not.toContain('tryNow'); // not enumerable
+  });
+
+  test('a detached kick keeps its mapping alive; after close it throws EBADF', async () => {
+    const [a, b] = sharedPair(4096);
+    const kick = b.kick;
+    const event = nextEvent(a);
+    kick.call(null);
+    expect(await event).toBe(4);
+    b.close();
+    expect(() => kick()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    a.close();
   });
 });
