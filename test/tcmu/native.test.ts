@@ -434,10 +434,16 @@ describe('per-command methods bound to their object', () => {
     const tryNow = take();
     collectGarbage();
     expect(tryNow.call(undefined)).toBe(-14);
-    expect(Object.keys(addon.ioRingCreate(2))).not.toContain('tryNow'); // not enumerable
+    // The ring is reachable only through the function now.
+    const owners = Object.getOwnPropertySymbols(tryNow).map((key) => (tryNow as unknown as Record<symbol, unknown>)[key]);
+    expect(owners).toHaveLength(1);
+    const ring = owners[0] as ReturnType<typeof addon.ioRingCreate>;
+    expect(Object.keys(ring)).not.toContain('tryNow'); // not enumerable
+    ring.close();
+    expect(() => tryNow()).toThrow(expect.objectContaining({ code: 'EBADF' }));
   });
 
-  test('a detached kick keeps its mapping alive; after close it throws EBADF', async () => {
+  test('a detached kick still signals its peer; after close it throws EBADF', async () => {
     const [a, b] = sharedPair(4096);
     const kick = b.kick;
     const event = nextEvent(a);
