@@ -75,6 +75,11 @@ class Op {
   constructor(readonly tag: number) {}
 }
 
+/** What an op does, for messages: READ and READ_OFFLOADED are both reads. */
+function verb(kind: Kind): 'read' | 'write' {
+  return kind === WRITE ? 'write' : 'read';
+}
+
 function errnoError(result: number, op: Op): Error {
   let code: string;
   try {
@@ -82,11 +87,11 @@ function errnoError(result: number, op: Op): Error {
   } catch {
     code = 'EIO';
   }
-  const what = op.kind !== WRITE ? 'read' : 'write';
+  const what = verb(op.kind);
   return Object.assign(new Error(`file: ${what} of ${op.expected} bytes at byte ${op.position} failed: ${code}`), {
     code,
     errno: result,
-    syscall: op.kind !== WRITE ? 'preadv' : 'pwritev',
+    syscall: `p${what}v`,
   });
 }
 
@@ -395,7 +400,7 @@ export class RingVectorIo implements VectorIo {
     if (result < 0) return this.finish(op, errnoError(result, op));
     if (result === 0) {
       // The file shrank under us (someone truncated it): the LUN's bytes are gone.
-      const what = op.kind !== WRITE ? 'read' : 'write';
+      const what = verb(op.kind);
       const eof = new StorageError('EIO', `file: ${what} at byte ${op.position} hit the end of the file (${op.expected} bytes missing)`);
       return this.finish(op, Object.assign(eof, { endOfFile: true }));
     }
