@@ -15,7 +15,7 @@
 # On failure the console tail (last 60 lines) is repeated on stderr.
 # Exit status: the guest script's when it ran to the end; 124 timeout,
 # 125 kernel panic, 126 no @@EXIT line, 127 setup problem.
-# TCMU_VM_CPU overrides the emulated CPU model (default max,-erms, see below).
+# TCMU_VM_CPU overrides the emulated CPU model (default max; scripts/bench uses max,-erms).
 set -uo pipefail
 # The body is one compound command, parsed whole before it runs, so editing
 # this file while a run is in progress cannot derail that run.
@@ -92,14 +92,8 @@ T0=$(date +%s.%N)
 # group (vm.ts does when vitest gives up) also ends QEMU.
 # panic=-1: reboot at once on panic; -no-reboot turns that reboot into a QEMU
 # exit. oops=panic: a kernel bug ends the run instead of hanging it.
-# -erms: TCG emulates `rep movsb` one byte per iteration, so with ERMS the
-# guest kernel's copies (memcpy_erms, copy_user_enhanced_fast_string) crawl.
-# A guest profile of 1 MiB reads measured them at ~320 MB/s per vCPU, against
-# ~1500 MB/s for the inline copy fileio's read path uses; that artefact alone
-# made tcmu-ts's two copies look 2.6x slower. Without ERMS the kernel copies
-# with `rep movsq`, as on a CPU without the feature.
 timeout --foreground --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
-  -accel tcg -cpu "${TCMU_VM_CPU:-max,-erms}" -smp "$SMP" -m "$MEM" \
+  -accel tcg -cpu "${TCMU_VM_CPU:-max}" -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot \
   -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" \
   -append "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet tcmuts.run=$ROOT/scripts/vm/guest-boot.sh tcmuts.keep=$KEEP_PATHS" \
