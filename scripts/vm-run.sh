@@ -25,7 +25,8 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 CACHE="$(realpath -m "${TCMU_VM_CACHE:-$ROOT/.cache/vm}")"
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" >&2; exit 127; }
+# The header comment, however long it grows: lines 2.. up to the first non-comment.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" >&2; exit 127; }
 [ $# -ge 1 ] || usage
 SCRIPT="$1"; shift
 TIMEOUT=600 MEM=2048 SMP=2 SCRATCH=4G LOG="" KEEP=0
