@@ -53,19 +53,55 @@ bench_job() {
     awk -F';' '{ r = $8 + $49; b = ($7 + $48) / 1024; printf "%.0f %.1f\n", r, b }'
 }
 
-# bench_compare LABEL_A DEV_A LABEL_B DEV_B: every job, interleaved A B, B A,
-# A B ... so that a drift in the machine's speed favours neither side.
+# bench_compare LABEL_1 DEV_1 LABEL_2 DEV_2 [LABEL_3 DEV_3 ...]: every job,
+# each round in a rotated order (1 2 3, 2 3 1, 3 1 2, ...; for two LUNs
+# A B, B A, A B ...) so that a drift in the machine's speed favours no LUN.
 bench_compare() {
-  local la="$1" da="$2" lb="$3" db="$4" job round out pairs
+  local labels=() devs=() n job round i k out
+  while [ $# -ge 2 ]; do labels+=("$1"); devs+=("$2"); shift 2; done
+  n=${#labels[@]}
   for job in $BENCH_JOBS; do
     for round in $(seq 1 "$BENCH_ROUNDS"); do
-      if [ $((round % 2)) = 1 ]; then pairs=("$la $da" "$lb $db"); else pairs=("$lb $db" "$la $da"); fi
-      for pair in "${pairs[@]}"; do
-        set -- $pair
-        out=$(bench_job "$job" "$2") || out="0 0"
-        set -- "$1" $out
-        echo "@@BENCH job=$job lun=$1 round=$round iops=$2 mbps=$3"
+      for i in $(seq 0 $((n - 1))); do
+        k=$(( (round - 1 + i) % n ))
+        out=$(bench_job "$job" "${devs[$k]}") || out="0 0"
+        set -- $out
+        echo "@@BENCH job=$job lun=${labels[$k]} round=$round iops=$1 mbps=$2"
       done
     done
   done
 }
+
+# -- Debian's tcmu-runner, the reference runner ---------------------------------
+# tcmu-runner looks target_core_user up in /lib/modules/$(uname -r) (libkmod)
+# and exits ("couldn't load module") when it finds nothing, even if the module
+# is loaded. The guest's modules live in $TCMU_VM_KDIR and the root is
+# read-only, so tcmu-runner gets a private mount namespace in which /usr/lib
+# is an overlay (upper on tmpfs) with a `modules` link to the cached tree.
+# Its log goes to $TR_LOG, its console to $TR_OUT.
+TR_LOG=/run/tcmu-runner.log
+TR_OUT=${TR_OUT:-/run/tcmu-runner.out}
+TR_PID=
+tr_start() {
+  local o=/run/tcmu-runner-ovl
+  if [ ! -d $o/upper ]; then
+    mkdir -p $o/upper $o/work && ln -s "$TCMU_VM_KDIR/lib/modules" $o/upper/modules
+    modprobe -d "$TCMU_VM_KDIR" overlay 2>/dev/null
+  fi
+  unshare -m --propagation private sh -c \
+    "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir=$o/upper,workdir=$o/work /usr/lib && exec tcmu-runner --tcmu-log-dir /run" \
+    >>"$TR_OUT" 2>&1 &
+  TR_PID=$!   # unshare and sh exec: this becomes tcmu-runner's pid
+}
+tr_stop() {
+  [ -n "$TR_PID" ] || return 0
+  local n=0
+  kill -TERM "$TR_PID" 2>/dev/null
+  while kill -0 "$TR_PID" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
+  kill -0 "$TR_PID" 2>/dev/null && { echo "bench: tcmu-runner ignored SIGTERM, killing" >&2; kill -KILL "$TR_PID"; }
+  wait "$TR_PID" 2>/dev/null; TR_PID=
+}
+# holds_uio PID UIO: PID has /dev/UIO open
+holds_uio() { ls -l /proc/"$1"/fd 2>/dev/null | grep -q "/dev/$2\$"; }
+# uio_of NAME -> uioN of the TCMU device NAME
+uio_of() { local u; u=$(uio_sysfs "$1") && echo "${u##*/}"; }

@@ -9,19 +9,8 @@
 set -uo pipefail
 {
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# The reference is only needed here, not by the tests, so it is installed on
-# demand rather than by scripts/setup.sh (it pulls in Ceph's client libraries).
-if [ ! -x /usr/bin/tcmu-runner ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "bench qcow2: installing Debian's tcmu-runner (the reference)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcmu-runner >/dev/null \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcmu-runner >/dev/null; } \
-      || { echo "bench qcow2: apt-get install tcmu-runner failed" >&2; exit 2; }
-  else
-    echo "bench qcow2: /usr/bin/tcmu-runner not found; install it with: apt-get install tcmu-runner" >&2
-    exit 2
-  fi
-fi
+. "$ROOT/scripts/vm/need-tcmu-runner.sh"
+need_tcmu_runner "bench qcow2" || exit 2
 [ -f "$ROOT/dist/src/cli/main.js" ] || { echo "bench qcow2: not built (npm run build)" >&2; exit 1; }
 [ -f "$ROOT/.cache/vm/vmlinuz" ] || bash "$ROOT/scripts/setup.sh"
 out="$(mktemp)"; script="$(mktemp)"

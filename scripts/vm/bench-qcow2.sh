@@ -22,41 +22,12 @@ set -u
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 S=/mnt/scratch
 SIZE=1073741824
-TR_LOG=/run/tcmu-runner.log
-TR_PID=
+TR_OUT=$S/tcmu-runner.out
 
-# holds_uio PID UIO: PID has /dev/UIO open
-holds_uio() { ls -l /proc/"$1"/fd 2>/dev/null | grep -q "/dev/$2\$"; }
-uio_of() { local u; u=$(uio_sysfs "$1") && echo "${u##*/}"; }
-
-# tcmu-runner looks target_core_user up in /lib/modules/$(uname -r) (libkmod)
-# and exits ("couldn't load module") when it finds nothing, even if the module
-# is loaded. The guest's modules live in $TCMU_VM_KDIR and the root is
-# read-only, so tcmu-runner gets a private mount namespace in which /usr/lib
-# is an overlay (upper on tmpfs) with a `modules` link to the cached tree.
-tr_start() {
-  local o=/run/tcmu-runner-ovl
-  if [ ! -d $o/upper ]; then
-    mkdir -p $o/upper $o/work && ln -s "$TCMU_VM_KDIR/lib/modules" $o/upper/modules
-    modprobe -d "$TCMU_VM_KDIR" overlay 2>/dev/null
-  fi
-  unshare -m --propagation private sh -c \
-    "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir=$o/upper,workdir=$o/work /usr/lib && exec tcmu-runner --tcmu-log-dir /run" \
-    >>"$S/tcmu-runner.out" 2>&1 &
-  TR_PID=$!   # unshare and sh exec: this becomes tcmu-runner's pid
-}
-tr_stop() {
-  [ -n "$TR_PID" ] || return 0
-  local n=0
-  kill -TERM "$TR_PID" 2>/dev/null
-  while kill -0 "$TR_PID" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
-  kill -0 "$TR_PID" 2>/dev/null && { echo "bench: tcmu-runner ignored SIGTERM, killing" >&2; kill -KILL "$TR_PID"; }
-  wait "$TR_PID" 2>/dev/null; TR_PID=
-}
 fail() {
   echo "bench: $*" >&2
   teardown_all; runner_stop; tr_stop
-  dump_log runner "$RUNNER_LOG" 30; dump_log tcmu-runner "$TR_LOG" 30; dump_log tcmu-runner-out "$S/tcmu-runner.out" 30
+  dump_log runner "$RUNNER_LOG" 30; dump_log tcmu-runner "$TR_LOG" 30; dump_log tcmu-runner-out "$TR_OUT" 30
   exit 1
 }
 

@@ -1,34 +1,62 @@
 #!/usr/bin/env bash
-# Turn @@BENCH lines (stdin) into a table: mean IOPS and MB/s per job and LUN,
-# the ratio of the means B/A, the median per-round ratio, and the lowest and
-# highest per-round ratio (how much emulation noise there was).
-# Usage: bench-table.sh LABEL_A LABEL_B < console
-A="$1" B="$2"
-awk -v A="$A" -v B="$B" '
+# Turn @@BENCH lines (stdin) into two tables: mean IOPS and MB/s per job and
+# LUN, then every other LUN's ratio to the first (the reference): the ratio
+# of the means, the geometric mean of the per-round ratios with its 95%
+# confidence interval (Student t over the rounds' log ratios; a round's runs
+# are adjacent in time, so pairing them cancels most of the machine's drift),
+# the median and the lowest and highest per-round ratio.
+# Usage: bench-table.sh REFERENCE_LABEL LABEL... < console
+# Labels with no results are left out.
+awk -v labels="$*" '
+  # two-sided 95% Student t quantile for df degrees of freedom
+  function t95(df) {
+    split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086", t, " ")
+    return df < 1 ? 0 : df <= 20 ? t[df] : df <= 30 ? 2.05 : 2.0
+  }
   /^@@BENCH-INFO / { sub(/^@@BENCH-INFO /, ""); info = $0 }
   /^@@BENCH / {
+    delete f
     for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    k = f["job"] SUBSEP f["lun"]; iops[k] += f["iops"]; mbps[k] += f["mbps"]; n[k]++
-    r = f["job"] SUBSEP f["lun"] SUBSEP f["round"]; round_iops[r] = f["iops"]; if (f["round"] > rounds) rounds = f["round"]
+    k = f["job"] SUBSEP f["lun"]; iops[k] += f["iops"]; mbps[k] += f["mbps"]; n[k]++; has[f["lun"]] = 1
+    round_iops[f["job"], f["lun"], f["round"]] = f["iops"]; if (f["round"] > rounds) rounds = f["round"]
     if (!(f["job"] in seen)) { seen[f["job"]] = 1; order[++nj] = f["job"] }
   }
   END {
-    printf "# %s vs %s, same boot, interleaved (TCG emulation: read the ratios)\n# %s\n", B, A, info
-    printf "%-12s %12s %12s %10s %10s %8s %8s %s\n", "job", A " IOPS", B " IOPS", A " MB/s", B " MB/s", B "/" A, "median", "  per round"
+    nl = 0; split(labels, given, " ")
+    for (i = 1; i in given; i++) if (given[i] in has) lab[++nl] = given[i]
+    if (nl < 2) { print "bench-table: need results for the reference and at least one other LUN" > "/dev/stderr"; exit 1 }
+    ref = lab[1]; others = lab[2]
+    for (l = 3; l <= nl; l++) others = others ", " lab[l]
+    printf "# %s vs %s: same boot, interleaved by round (TCG emulation: read the ratios)\n# %s\n", others, ref, info
+    printf "%-12s", "job"; for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " IOPS"), lab[l] " IOPS"
+    for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " MB/s"), lab[l] " MB/s"; printf "\n"
     for (j = 1; j <= nj; j++) {
-      ka = order[j] SUBSEP A; kb = order[j] SUBSEP B
-      ia = n[ka] ? iops[ka] / n[ka] : 0; ib = n[kb] ? iops[kb] / n[kb] : 0
-      ma = n[ka] ? mbps[ka] / n[ka] : 0; mb = n[kb] ? mbps[kb] / n[kb] : 0
-      nq = 0
-      for (rd = 1; rd <= rounds; rd++) {
-        ra = round_iops[order[j], A, rd]; rb = round_iops[order[j], B, rd]
-        if (ra == "" || rb == "" || ra + 0 <= 0) continue
-        q = rb / ra
-        for (x = ++nq; x > 1 && qs[x - 1] > q; x--) qs[x] = qs[x - 1]  # insertion sort
-        qs[x] = q
-      }
-      median = nq == 0 ? "n/a" : sprintf("%.2f", nq % 2 ? qs[(nq + 1) / 2] : (qs[nq / 2] + qs[nq / 2 + 1]) / 2)
-      spread = nq == 0 ? "" : sprintf("  %.2f-%.2f", qs[1], qs[nq])
-      printf "%-12s %12.0f %12.0f %10.1f %10.1f %8s %8s%s\n", order[j], ia, ib, ma, mb, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), median, spread
+      printf "%-12s", order[j]
+      for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.0f", w(lab[l] " IOPS"), n[k] ? iops[k] / n[k] : 0 }
+      for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.1f", w(lab[l] " MB/s"), n[k] ? mbps[k] / n[k] : 0 }
+      printf "\n"
     }
+    printf "\n# ratio to %s per job (%s = ratio of the mean IOPS; geo mean and its 95%% CI over the per-round ratios)\n", ref, "means"
+    printf "%-12s %-12s %6s %8s %11s %7s %11s %7s\n", "job", "lun", "means", "geo mean", "95% CI", "median", "per round", "rounds"
+    for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l])
+  }
+  function w(s) { return length(s) < 10 ? 10 : length(s) }
+  function row(job, lun,   ka, kb, ia, ib, nq, rd, ra, rb, q, x, qs, sum, sq, m, sd, h, median) {
+    ka = job SUBSEP ref; kb = job SUBSEP lun
+    ia = n[ka] ? iops[ka] / n[ka] : 0; ib = n[kb] ? iops[kb] / n[kb] : 0
+    nq = 0; sum = 0; sq = 0
+    for (rd = 1; rd <= rounds; rd++) {
+      ra = round_iops[job, ref, rd]; rb = round_iops[job, lun, rd]
+      if (ra == "" || rb == "" || ra + 0 <= 0 || rb + 0 <= 0) continue
+      q = rb / ra; sum += log(q); sq += log(q) * log(q)
+      for (x = ++nq; x > 1 && qs[x - 1] > q; x--) qs[x] = qs[x - 1]  # insertion sort
+      qs[x] = q
+    }
+    if (nq == 0) { printf "%-12s %-12s %6s %8s %11s %7s %11s %7d\n", job, lun, "n/a", "n/a", "n/a", "n/a", "n/a", 0; return }
+    m = sum / nq
+    sd = nq > 1 && sq - nq * m * m > 0 ? sqrt((sq - nq * m * m) / (nq - 1)) : 0
+    h = t95(nq - 1) * sd / sqrt(nq)
+    median = nq % 2 ? qs[(nq + 1) / 2] : (qs[nq / 2] + qs[nq / 2 + 1]) / 2
+    printf "%-12s %-12s %6s %8.2f %11s %7.2f %11s %7d\n", job, lun, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), exp(m),
+      (nq > 1 ? sprintf("%.2f-%.2f", exp(m - h), exp(m + h)) : "n/a"), median, sprintf("%.2f-%.2f", qs[1], qs[nq]), nq
   }'
