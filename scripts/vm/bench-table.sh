@@ -36,7 +36,7 @@ awk -v labels="$*" '
       for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.1f", w(lab[l] " MB/s"), n[k] ? mbps[k] / n[k] : 0 }
       printf "\n"
     }
-    printf "\n# ratio to %s per job (%s = ratio of the mean IOPS; geo mean and its 95%% CI over the per-round ratios)\n", ref, "means"
+    printf "\n# ratio to %s per job (means = ratio of the mean IOPS; geo mean and its 95%% CI over the per-round ratios)\n", ref
     printf "%-12s %-12s %6s %8s %11s %7s %11s %7s\n", "job", "lun", "means", "geo mean", "95% CI", "median", "per round", "rounds"
     for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l])
   }
