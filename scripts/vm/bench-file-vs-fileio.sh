@@ -1,8 +1,18 @@
-# Guest scenario for `scripts/bench vm`: one tcm_loop target, LUN 0 the
-# in-kernel fileio backstore (reference), LUN 1 a tcmu-ts `file` LUN and,
-# unless BENCH_REFERENCE=none, LUN 2 the same kind of LUN served by Debian's
-# tcmu-runner (the C reference runner). All are backed by 1 GiB sparse files
-# on the scratch ext4; fio runs each job on each LUN in a rotated order.
+# Guest scenario for `scripts/bench vm`: the in-kernel fileio backstore (the
+# reference), a tcmu-ts `file` LUN and, unless BENCH_REFERENCE=none, the same
+# kind of LUN served by Debian's tcmu-runner (the C reference runner). All are
+# backed by 1 GiB sparse files on the scratch ext4; fio runs each job on each
+# LUN in a rotated order.
+#
+# Two tcm_loop targets, because LIO's completion affinity is a per-target
+# setting (param/cmd_completion_affinity):
+# - target A, kernel default (-1, complete on the submitting CPU): fileio, the
+#   reference, as an administrator gets it without tuning;
+# - target B, BENCH_COMPLETION_AFFINITY (default current = -2, complete on the
+#   CPU that completed the command; what `tcmu-ts lun export` sets on
+#   tcm_loop): the TCMU LUNs, whose commands complete on the runner's CPU,
+#   and fileio again ("fileio-cur") as the control that shows whether the
+#   setting changes fileio itself (it completes inline, on the submitter).
 #
 # fileio runs buffered (fd_buffered_io=1, write cache on) because tcmu-ts's
 # file handler goes through the page cache too; set BENCH_FILEIO_OPTS="" for
@@ -33,27 +43,39 @@ case "$reference" in
   *) fail "BENCH_REFERENCE must be tcmu-runner or none, not '$reference'" ;;
 esac
 
+case "${BENCH_COMPLETION_AFFINITY:=current}" in
+  current) affinity=-2 ;;
+  submitter) affinity=-1 ;;
+  *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
+esac
+TCMU_WWN=naa.5001405aa0000011 TCMU_NEXUS=naa.5001405aa0000012
+tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }
+# The target exists before its first LUN link, so even the kernel's scan completes as set.
+mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo $affinity > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
+  || fail "cannot set cmd_completion_affinity=$affinity on the TCMU target"
+
 truncate -s $SIZE $S/ref.img $S/tcmu.img
 fileio_create ref $S/ref.img $SIZE "${BENCH_FILEIO_OPTS-fd_buffered_io=1}" || fail "fileio"
 tcmu_create tcmu file/$S/tcmu.img $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
 RUNNER_EXPECT=$(uio_of tcmu) runner_start --subtypes file || fail "runner did not start"
-luns=(fileio "$(loop_export ref 0)" tcmu-ts "$(loop_export tcmu 1)")
+luns=(fileio "$(loop_export ref 0)" tcmu-ts "$(tcmu_target_export tcmu 0)")
 if [ "$reference" = tcmu-runner ]; then
   truncate -s $SIZE $S/reference.img
   tcmu_create reference qcow/$S/reference.img $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
   tr_start
   wait_for 60 holds_uio "$TR_PID" "$(uio_of reference)" || fail "tcmu-runner did not open its device"
-  luns+=(tcmu-runner "$(loop_export reference 2)")
+  luns+=(tcmu-runner "$(tcmu_target_export reference 1)")
 fi
-for dev in "${luns[@]:1:1}" "${luns[@]:3:1}" "${luns[@]:5:1}"; do
-  [ -b "$dev" ] || fail "a LUN has no block device (${luns[*]})"
+luns+=(fileio-cur "$(tcmu_target_export ref 2)")
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
 version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version"
-for i in 1 3 5; do
-  [ -n "${luns[$i]:-}" ] || continue
-  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  # fileio-cur is the fileio backstore again: already filled
+  [ "${luns[$((i - 1))]}" = fileio-cur ] || bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
   bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
 done
 bench_compare "${luns[@]}"

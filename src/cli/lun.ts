@@ -11,6 +11,7 @@ import {
   exportIscsi,
   exportLoop,
   listTcmuLuns,
+  parseCompletionAffinity,
   unexport,
 } from '../tcmu/lio.js';
 import { parseSize } from '../config/size.js';
@@ -29,6 +30,10 @@ function parseOptions(list: string[] | undefined): Record<string, string> {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+const AFFINITY_HELP =
+  'where LIO runs completion work: current (the CPU that completed the command, for TCMU the runner\'s; default on loop) or submitter (the kernel default; default on iscsi)';
+const affinityOption = (value: string) => parseCompletionAffinity(value, '--completion-affinity');
+
 export function registerLun(program: Command): void {
   const lun = program.command('lun').description('create, export, list and delete TCMU LUNs in the kernel (configfs)');
 
@@ -44,6 +49,7 @@ export function registerLun(program: Command): void {
     .option('--option <key=value>', 'handler option (repeatable)', collect)
     .option('--no-netlink-reply', 'do not make the kernel wait for the runner (needed next to tcmu-runner 1.5)')
     .option('--export <fabric>', 'also export: loop or iscsi')
+    .option('--completion-affinity <where>', AFFINITY_HELP, affinityOption)
     .action(async (name: string, o) => {
       await checkLioAvailable();
       const devConfig = formatDevConfig(o.backstore, o.path, parseOptions(o.option));
@@ -57,8 +63,9 @@ export function registerLun(program: Command): void {
         netlinkReply: o.netlinkReply,
       });
       console.log(`created ${dir} (dev_config=${devConfig})`);
-      if (o.export === 'loop') console.log(`exported on tcm_loop ${await exportLoop(name)}`);
-      else if (o.export === 'iscsi') console.log(`exported on iSCSI ${await exportIscsi(name)}`);
+      const completionAffinity = o.completionAffinity;
+      if (o.export === 'loop') console.log(`exported on tcm_loop ${await exportLoop(name, { completionAffinity })}`);
+      else if (o.export === 'iscsi') console.log(`exported on iSCSI ${await exportIscsi(name, { completionAffinity })}`);
       else if (o.export) throw new Error(`--export ${o.export}: expected loop or iscsi`);
     });
 
@@ -69,10 +76,14 @@ export function registerLun(program: Command): void {
     .option('--iqn <iqn>', 'iSCSI target name')
     .option('--portal <ip:port>', 'iSCSI portal', '0.0.0.0:3260')
     .option('--initiator <iqn>', 'allowed initiator (repeatable; none = any)', collect)
+    .option('--completion-affinity <where>', AFFINITY_HELP, affinityOption)
     .action(async (name: string, o) => {
       await checkLioAvailable();
-      if (o.fabric === 'loop') console.log(await exportLoop(name));
-      else if (o.fabric === 'iscsi') console.log(await exportIscsi(name, { iqn: o.iqn, portal: o.portal, initiators: o.initiator }));
+      const completionAffinity = o.completionAffinity;
+      if (o.fabric === 'loop') console.log(await exportLoop(name, { completionAffinity }));
+      else if (o.fabric === 'iscsi') {
+        console.log(await exportIscsi(name, { iqn: o.iqn, portal: o.portal, initiators: o.initiator, completionAffinity }));
+      }
       else throw new Error(`--fabric ${o.fabric}: expected loop or iscsi`);
     });
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseSize } from './size.js';
-import { validateLunName } from '../tcmu/lio.js';
+import { COMPLETION_AFFINITIES, type CompletionAffinity, validateLunName } from '../tcmu/lio.js';
 
 export interface LunConfig {
   name: string;
@@ -22,6 +22,8 @@ export interface LunConfig {
   iqn?: string;
   portal?: string;
   initiators: string[];
+  /** Where LIO completes commands of the export's target (see lio.ts); unset: the fabric's default. */
+  completionAffinity?: CompletionAffinity;
 }
 
 export interface DaemonConfig {
@@ -117,7 +119,7 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     }
     if (!isTable(raw)) fail(`lun.${name}`, 'expected a table');
     const t = raw as Table;
-    known(t, p, ['backstore', 'path', 'size', 'block_size', 'options', 'export', 'iqn', 'portal', 'initiators']);
+    known(t, p, ['backstore', 'path', 'size', 'block_size', 'options', 'export', 'iqn', 'portal', 'initiators', 'completion_affinity']);
     const backstore = t.backstore === undefined ? fail(`${p}backstore`, 'missing (file, ram, qcow2 or a user handler)') : str(t.backstore, `${p}backstore`);
     const path = t.path === undefined ? '' : str(t.path, `${p}path`);
     if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
@@ -141,6 +143,15 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     const exp = t.export === undefined ? 'none' : str(t.export, `${p}export`);
     if (!['none', 'loop', 'iscsi'].includes(exp)) fail(`${p}export`, `"${exp}" is not one of none, loop, iscsi`);
     if (exp !== 'iscsi') for (const k of ['iqn', 'portal', 'initiators']) if (t[k] !== undefined) fail(`${p}${k}`, 'only valid with export = "iscsi"');
+    let completionAffinity: CompletionAffinity | undefined;
+    if (t.completion_affinity !== undefined) {
+      if (exp === 'none') fail(`${p}completion_affinity`, 'only valid with export = "loop" or "iscsi"');
+      const value = str(t.completion_affinity, `${p}completion_affinity`);
+      if (!(COMPLETION_AFFINITIES as readonly string[]).includes(value)) {
+        fail(`${p}completion_affinity`, `"${value}" is not one of ${COMPLETION_AFFINITIES.join(', ')}`);
+      }
+      completionAffinity = value as CompletionAffinity;
+    }
     config.luns.push({
       name,
       backstore,
@@ -152,6 +163,7 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
       iqn: t.iqn === undefined ? undefined : str(t.iqn, `${p}iqn`),
       portal: t.portal === undefined ? undefined : str(t.portal, `${p}portal`),
       initiators: t.initiators === undefined ? [] : strList(t.initiators, `${p}initiators`),
+      completionAffinity,
     });
   }
   return config;

@@ -25,9 +25,10 @@ export async function provisionLuns(luns: readonly LunConfig[], log: Logger): Pr
           l.info({ devConfig }, 'LUN created from config');
         }
         if ((current?.exports.length ?? 0) === 0) {
-          if (lun.export === 'loop') l.info({ wwn: await exportLoop(lun.name) }, 'LUN exported on tcm_loop');
+          const completionAffinity = lun.completionAffinity;
+          if (lun.export === 'loop') l.info({ wwn: await exportLoop(lun.name, { completionAffinity }) }, 'LUN exported on tcm_loop');
           if (lun.export === 'iscsi') {
-            const iqn = await exportIscsi(lun.name, { iqn: lun.iqn, portal: lun.portal, initiators: lun.initiators });
+            const iqn = await exportIscsi(lun.name, { iqn: lun.iqn, portal: lun.portal, initiators: lun.initiators, completionAffinity });
             l.info({ iqn }, 'LUN exported on iSCSI');
           }
         }

@@ -32,6 +32,7 @@ path = "/var/lib/tcmu-ts/db1.img"
 size = "1G"
 options = { extend = 1 }
 export = "loop"
+completion_affinity = "submitter"
 
 [lun.scratch]
 backstore = "ram"
@@ -44,7 +45,8 @@ initiators = ["iqn.1993-08.org.debian:01:abc"]
     expect(c.allowedDirs).toEqual(['/var/lib/tcmu-ts']);
     expect(c.handlers).toEqual({ mine: '/etc/tcmu-ts/mine.js' });
     expect(c.luns).toHaveLength(2);
-    expect(c.luns[0]).toMatchObject({ name: 'db1', backstore: 'file', size: 2 ** 30, options: { extend: '1' }, export: 'loop' });
+    expect(c.luns[0]).toMatchObject({ name: 'db1', backstore: 'file', size: 2 ** 30, options: { extend: '1' }, export: 'loop', completionAffinity: 'submitter' });
+    expect(c.luns[1].completionAffinity).toBeUndefined();
     expect(c.luns[1]).toMatchObject({ name: 'scratch', blockSize: 4096, export: 'iscsi', initiators: ['iqn.1993-08.org.debian:01:abc'] });
   });
 
@@ -60,6 +62,8 @@ initiators = ["iqn.1993-08.org.debian:01:abc"]
     ['[lun.a]\nbackstore = "ram"\nsize = "1M"\nblock_size = 1024', /lun\.a\.block_size: must be 512 or 4096/],
     ['[lun.a]\nbackstore = "ram"\nsize = "1M"\nexport = "fc"', /lun\.a\.export: "fc" is not one of/],
     ['[lun.a]\nbackstore = "ram"\nsize = "1M"\niqn = "iqn.x"', /lun\.a\.iqn: only valid with export = "iscsi"/],
+    ['[lun.a]\nbackstore = "ram"\nsize = "1M"\nexport = "loop"\ncompletion_affinity = "cpu0"', /lun\.a\.completion_affinity: "cpu0" is not one of current, submitter/],
+    ['[lun.a]\nbackstore = "ram"\nsize = "1M"\ncompletion_affinity = "current"', /lun\.a\.completion_affinity: only valid with export = "loop" or "iscsi"/],
     ['[lun."bad name"]\nbackstore = "ram"\nsize = "1M"', /lun\.bad name: LUN name "bad name" is invalid/],
     ['[lun.a]\nsize = "1M"', /lun\.a\.backstore: missing/],
     ['[lun.a\nsize = 1', /^config:\d+:\d+: /],

@@ -26,6 +26,10 @@ describeKernel('daemon: LUN churn, config file, single instance, confinement', (
     expect(r('runner'), why('tcmu-ts serve --config')).toBe('ok');
     expect(r('config_lun_disk'), why('config LUN exported on tcm_loop')).toBe('ok');
   });
+  it("sets the export's completion affinity: current (-2) by default on tcm_loop, submitter (-1) when asked", () => {
+    expect(r('config_lun_affinity'), why('cmd_completion_affinity of the config LUN target')).toBe('-2');
+    expect(r('cli_export_affinity'), why('cmd_completion_affinity after lun export --completion-affinity submitter')).toBe('-1');
+  });
   it('refuses to start a second daemon', () => {
     expect(r('second_rc'), why('second instance exit code')).not.toBe('0');
     expect(r('second_refused'), why('second instance message')).toBe('ok');

@@ -18,6 +18,8 @@ runner_start --config /mnt/scratch/tcmu-ts.toml && result runner ok || result ru
 # The config LUN is created, served and exported by the daemon itself.
 wait_for 60 sh -c 'ls /sys/block | grep -q "^sd"' && result config_lun_disk ok || result config_lun_disk fail
 dump_log status_after_config <($TS status) 10
+# Its target (the only one so far) completes commands on the completing CPU.
+result config_lun_affinity "$(cat /sys/kernel/config/target/loopback/naa.*/param/cmd_completion_affinity 2>&1 | tr '\n' ' ' | sed 's/ $//')"
 
 # A second daemon must refuse to start.
 out=$(timeout 30 $TS serve 2>&1); rc=$?
@@ -46,6 +48,9 @@ for i in $(seq 1 20); do
   fi && created=$((created+1))
 done
 result churn_created "$created"
+# An explicit affinity through the CLI; the export goes with the LUN's deletion below.
+wwn=$(timeout 60 $TS lun export churn1 --fabric loop --completion-affinity submitter 2>>/mnt/scratch/churn.err)
+result cli_export_affinity "$(cat /sys/kernel/config/target/loopback/$wwn/param/cmd_completion_affinity 2>&1)"
 served=$($TS status --json | grep -c '"id": "user_1/churn')
 result churn_served "$served"
 deleted=0
