@@ -36,9 +36,12 @@ const WRITE = 1;
  * A read on an io-wq worker (IOSQE_ASYNC), even when the page cache holds
  * it. Reads this large are dominated by copying; done inline, every copy
  * runs serially on the event-loop thread, which also does the kernel's copy
- * to the initiator at each kick. On a worker they run on other cores, in
- * parallel. Measured in the VM (1 MiB sequential reads, same boot, three
- * rounds): 187-242 vs 165-230 reads/s, every round ahead.
+ * to the initiator at each kick. On a worker they can run on another core.
+ * Measured in the VM (1 MiB sequential reads, same boot, three rounds):
+ * 187-242 vs 165-230 reads/s, every round ahead. A later same-boot run (5
+ * rounds) had both ways level (0.57x vs 0.59x of fileio), and a scheduler
+ * trace showed why the gain is small on two vCPUs: the worker is mostly
+ * woken on the event loop's CPU and preempts it there.
  */
 const READ_OFFLOADED = 2;
 const OFFLOAD_READ_BYTES = 256 * 1024;

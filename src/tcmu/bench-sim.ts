@@ -15,10 +15,11 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
+import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../scsi/command.js';
+import { Asc, SenseKey } from '../scsi/sense.js';
 import { native } from './native.js';
 import { RingEngine, type RingEngineOptions } from './ring-engine.js';
-import { Mailbox } from './ring-layout.js';
+import { Mailbox, SENSE_SIZE } from './ring-layout.js';
 import type { BenchWorkerConfig, BenchWorkerReport } from './sim/bench-worker.js';
 
 const RING_SIZE = 8 * 1024 * 1024 - 128; // the kernel's default cmdr_size
@@ -148,6 +149,20 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   };
 }
 
+/**
+ * A ScsiDisk answers its first command with the power-on UNIT ATTENTION
+ * (29/00), as a real disk does; Linux's scan takes it with a TEST UNIT
+ * READY. Do the same here, so that 'failed' counts only real failures.
+ */
+function afterPowerOn(disk: ScsiTarget): ScsiTarget {
+  const tur: ScsiCommand = { cdb: Buffer.alloc(6), iov: [], iovLength: 0, bidiIov: [], sense: Buffer.alloc(SENSE_SIZE), dataInLength: -1, aborted: false };
+  const status = disk.execute(tur);
+  if (status !== ScsiStatus.CheckCondition || (tur.sense[2]! & 0x0f) !== SenseKey.UnitAttention || tur.sense.readUInt16BE(12) !== Asc.PowerOnResetOccurred) {
+    throw new Error(`bench: the first TEST UNIT READY did not report the power-on UNIT ATTENTION (status ${String(status)})`);
+  }
+  return disk;
+}
+
 async function scsiDiskTarget(): Promise<BenchTarget> {
   // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
   const scsi = await import('../scsi/index.js');
@@ -156,7 +171,7 @@ async function scsiDiskTarget(): Promise<BenchTarget> {
   const store = stack.toLunStore(new ramDisk.RamDisk(RAM_BYTES, 512, false));
   // Prefill so reads copy real data rather than a zero-fill shortcut path.
   store.write(0, [Buffer.alloc(RAM_BYTES, 0x5a)], { fua: false });
-  return { target: new scsi.ScsiDisk(store, scsi.deriveIdentity('bench')) };
+  return { target: afterPowerOn(new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'))) };
 }
 
 /**
@@ -180,7 +195,7 @@ async function fileDiskTarget(): Promise<BenchTarget> {
       options: { io: 'uring' },
     });
     const store = stack.toLunStore(opened);
-    return { target: new scsi.ScsiDisk(store, scsi.deriveIdentity('bench')), close: async () => store.close() };
+    return { target: afterPowerOn(new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'))), close: async () => store.close() };
   } finally {
     unlinkSync(path); // the open descriptor keeps the data until close
   }

@@ -142,10 +142,8 @@ async function findDeviceDir(name: string, root: string): Promise<string> {
  * CPU that completed it (-2), which for a TCMU LUN is the runner's, because
  * the runner's kick completes the commands. On tcm_loop the submitting CPU
  * is the initiator's, busy with the application's own I/O: in the VM bed
- * 4 KiB random reads went from 0.83x to 0.99x of in-kernel fileio with
- * 'current' (same boot); 1 MiB sequential reads lost (0.55x vs 0.46x in
- * separate runs): the runner's CPU, busy with the copies, then also runs
- * the completions.
+ * 4 KiB random reads went from 0.86x to 1.04x of in-kernel fileio with
+ * 'current' (same boot); 1 MiB sequential reads stayed (0.52x, 0.55x).
  */
 export type CompletionAffinity = 'current' | 'submitter';
 
