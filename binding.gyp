@@ -9,6 +9,7 @@
         "native/notify_watcher.cc",
         "native/mapping.cc",
         "native/open.cc",
+        "native/open_beneath.cc",
         "native/fallocate.cc",
         "native/io_ring.cc",
         "native/io_ring_batch.cc",

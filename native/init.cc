@@ -7,6 +7,7 @@
 #include "mapping.h"
 #include "netlink.h"
 #include "open.h"
+#include "open_beneath.h"
 
 namespace tcmu {
 
@@ -21,6 +22,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
   exports.Set("fallocate", Napi::Function::New<Fallocate>(env, "fallocate"));
   ExportFallocateConstants(env, exports);
+  exports.Set("openBeneath", Napi::Function::New<OpenBeneath>(env, "openBeneath"));
+  ExportOpenBeneathConstants(env, exports);
   exports.Set("ioRingCreate", Napi::Function::New<IoRingCreate>(env, "ioRingCreate"));
   exports.Set("netlinkOpen", Napi::Function::New<NetlinkOpen>(env, "netlinkOpen"));
   exports.Set("netlinkPortId", Napi::Function::New<NetlinkPortId>(env, "netlinkPortId"));

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ConfigError } from '../../src/backstore/config-error.js';
+import { ConfinementError, type FileOpener, type OpenFileOptions } from '../../src/backstore/confine.js';
 import { truncate } from './vector-io.js';
 
 export interface BackingRequest {
@@ -18,6 +19,8 @@ export interface BackingRequest {
   readOnly: boolean;
   create: boolean;
   extend: boolean;
+  /** Opens the file confined to the allowed directories (OpenContext.files). */
+  files: FileOpener;
 }
 
 export interface BackingFile {
@@ -29,9 +32,6 @@ export interface BackingFile {
   isBlockDevice: boolean;
 }
 
-function openFd(path: string, flags: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(path, flags, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
-}
 
 function fstat(fd: number): Promise<fs.Stats> {
   return new Promise((resolve, reject) => fs.fstat(fd, (err, stats) => (err ? reject(err) : resolve(stats))));
@@ -57,10 +57,11 @@ async function blockDeviceSize(path: string, rdev: number): Promise<number> {
 
 async function openOrCreate(request: BackingRequest): Promise<{ fd: number; created: boolean }> {
   const { path, readOnly, create } = request;
-  const flags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+  const mode: OpenFileOptions = { write: !readOnly };
   try {
-    return { fd: await openFd(path, flags), created: false };
+    return { fd: request.files.openFd(path, mode), created: false };
   } catch (err) {
+    if (err instanceof ConfinementError) throw err; // keeps code EACCES for the kernel's answer
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new ConfigError(`file: cannot open ${path}: ${(err as Error).message}`, { cause: err });
     }
@@ -70,8 +71,9 @@ async function openOrCreate(request: BackingRequest): Promise<{ fd: number; crea
   if (request.lunSize === undefined) throw new ConfigError(`file: cannot create ${path} without knowing the LUN size (dev_size)`);
   try {
     // O_EXCL: if someone created it meanwhile, refuse rather than size a file we did not make.
-    return { fd: await openFd(path, flags | fs.constants.O_CREAT | fs.constants.O_EXCL), created: true };
+    return { fd: request.files.openFd(path, { ...mode, create: true }), created: true };
   } catch (err) {
+    if (err instanceof ConfinementError) throw err;
     throw new ConfigError(`file: cannot create ${path}: ${(err as Error).message}`, { cause: err });
   }
 }

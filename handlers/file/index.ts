@@ -15,6 +15,7 @@
  *             io_uring is unavailable.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
+import { openerOf } from '../../src/backstore/confine.js';
 import { booleanOption, rejectUnknownOptions } from '../../src/backstore/options.js';
 import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
 import { openBackingFile, type BackingFile } from './backing-file.js';
@@ -86,6 +87,7 @@ export function createFileHandler(deps: FileHandlerDeps = {}): Handler {
         readOnly: ctx.readOnly,
         create,
         extend,
+        files: openerOf(ctx),
       });
       if (ctx.readOnly) return new ReadOnlyFileStore(config, backing, ctx.blockSize, io);
       const fallocator = getFallocator();

@@ -4,6 +4,7 @@
  * serving (the daemon quiesces a LUN and calls the same snapshot functions).
  */
 import { stat } from 'node:fs/promises';
+import type { FileOpener } from '../../src/backstore/confine.js';
 import { type CheckResult, checkConsistency } from './check.js';
 import { type CreateOptions, createImage as create } from './create.js';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './format.js';
@@ -36,8 +37,9 @@ export function createImage(path: string, opts: CreateOptions): Promise<void> {
   return create(path, opts);
 }
 
-async function withImage<T>(path: string, readOnly: boolean, fn: (img: Qcow2Image) => Promise<T>): Promise<T> {
-  const img = await openImage(path, { readOnly });
+/** `files`: the daemon's confined opener for a served LUN's image; the CLI leaves it unconfined. */
+async function withImage<T>(path: string, readOnly: boolean, fn: (img: Qcow2Image) => Promise<T>, files?: FileOpener): Promise<T> {
+  const img = await openImage(path, { readOnly, files });
   try {
     return await fn(img);
   } finally {
@@ -71,18 +73,18 @@ export function checkImage(path: string, opts?: { repair?: 'leaks' }): Promise<C
   return withImage(path, opts?.repair === undefined, (img) => img.lock.run(() => checkConsistency(img, opts?.repair)));
 }
 
-export async function snapshotCreate(path: string, name: string): Promise<SnapshotInfo> {
-  return withImage(path, false, (img) => createSnapshot(img, name));
+export async function snapshotCreate(path: string, name: string, files?: FileOpener): Promise<SnapshotInfo> {
+  return withImage(path, false, (img) => createSnapshot(img, name), files);
 }
 
-export function snapshotList(path: string): Promise<SnapshotInfo[]> {
-  return withImage(path, true, async (img) => listSnapshots(img));
+export function snapshotList(path: string, files?: FileOpener): Promise<SnapshotInfo[]> {
+  return withImage(path, true, async (img) => listSnapshots(img), files);
 }
 
-export function snapshotRevert(path: string, name: string): Promise<void> {
-  return withImage(path, false, (img) => revertSnapshot(img, name));
+export function snapshotRevert(path: string, name: string, files?: FileOpener): Promise<void> {
+  return withImage(path, false, (img) => revertSnapshot(img, name), files);
 }
 
-export function snapshotDelete(path: string, name: string): Promise<void> {
-  return withImage(path, false, (img) => deleteSnapshot(img, name));
+export function snapshotDelete(path: string, name: string, files?: FileOpener): Promise<void> {
+  return withImage(path, false, (img) => deleteSnapshot(img, name), files);
 }

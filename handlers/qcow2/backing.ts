@@ -3,7 +3,8 @@
  * raw file or another qcow2 image (opened read-only, so chains of any depth
  * work by recursion). Reads past the end of a shorter base return zeros.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { type FileOpener, requestedPath } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import { readvFull } from './file-io.js';
 import { QCOW2_MAGIC } from './format.js';
@@ -58,15 +59,23 @@ class Qcow2Backing implements BackingStore {
   }
 }
 
+/** A backing file name as the image header gives it, and the directory a relative name is relative to. */
+export interface BackingName {
+  path: string;
+  relativeTo: string;
+}
+
 export async function openBacking(
-  path: string,
+  name: BackingName,
   format: string | undefined,
+  files: FileOpener,
   openQcow2: (path: string) => Promise<SizedReader>,
 ): Promise<BackingStore> {
+  const path = requestedPath(name.path, name.relativeTo);
   let fmt = format;
   if (fmt === undefined) {
     // No backing format extension: probe, as QEMU does, but only between the two we support.
-    const fh = await open(path, 'r');
+    const fh = await files.openHandle(path);
     try {
       const magic = Buffer.alloc(4);
       await fh.read(magic, 0, 4, 0);
@@ -77,7 +86,7 @@ export async function openBacking(
   }
   if (fmt === 'qcow2') return new Qcow2Backing(await openQcow2(path));
   if (fmt === 'raw' || fmt === 'file') {
-    const fh = await open(path, 'r');
+    const fh = await files.openHandle(path);
     return new RawBacking(fh, (await fh.stat()).size);
   }
   throw new StorageError('ENOTSUP', `qcow2: backing file format '${fmt}' is not supported (raw or qcow2 only)`);

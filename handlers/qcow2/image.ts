@@ -11,10 +11,11 @@
  * order); for power loss the single barrier per flush is a documented
  * trade-off: flushed data is durable, a crash between flushes may leak.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { StorageError } from '../../src/backstore/errors.js';
+import { type FileOpener, openerOf } from '../../src/backstore/confine.js';
 import { type BackingStore, openBacking } from './backing.js';
 import { readFull, writeFull } from './file-io.js';
 import {
@@ -43,6 +44,8 @@ export interface OpenImageOptions {
   log?: Pick<Logger, 'warn' | 'error' | 'debug'>;
   /** Called on a dirty image opened writable; check.ts provides it (avoids an import cycle). */
   repairDirty?: (img: Qcow2Image) => Promise<void>;
+  /** Opens the image and its backing chain, confined to the allowed directories (default: unconfined). */
+  files?: FileOpener;
 }
 
 const silentLog = { warn: () => {}, error: () => {}, debug: () => {} };
@@ -64,6 +67,8 @@ export class Qcow2Image {
   refcounts!: Refcounts;
   snapshots: SnapshotEntry[] = [];
   backing?: BackingStore;
+  /** How this image (and so its backing files) was opened. */
+  files: FileOpener = openerOf({});
   readonly log: Pick<Logger, 'warn' | 'error' | 'debug'>;
 
   private constructor(
@@ -94,7 +99,8 @@ export class Qcow2Image {
 
   static async open(path: string, opts: OpenImageOptions): Promise<Qcow2Image> {
     const log = opts.log ?? silentLog;
-    const fh = await open(path, opts.readOnly ? 'r' : 'r+');
+    const files = openerOf(opts);
+    const fh = await files.openHandle(path, { write: !opts.readOnly });
     try {
       const fileSize = (await fh.stat()).size;
       const first = Buffer.alloc(Math.min(HEADER_PROBE, Math.max(fileSize, 512)));
@@ -109,7 +115,8 @@ export class Qcow2Image {
         log.warn({ path }, 'qcow2: persistent bitmaps are not maintained; they become inconsistent (autoclear bit cleared)');
       }
       if (readOnly && !opts.readOnly) await fh.close().catch(() => {});
-      const img = new Qcow2Image(path, readOnly && !opts.readOnly ? await open(path, 'r') : fh, header, readOnly, log);
+      const img = new Qcow2Image(path, readOnly && !opts.readOnly ? await files.openHandle(path) : fh, header, readOnly, log);
+      img.files = files;
       await img.load();
       if (header.incompatible & INCOMPAT_DIRTY) {
         if (readOnly) {
@@ -142,8 +149,9 @@ export class Qcow2Image {
     );
     this.snapshots = await readSnapshotTable(this.fh, h.snapshotsOffset, h.nbSnapshots);
     if (h.backingFile) {
-      const base = isAbsolute(h.backingFile) ? h.backingFile : resolve(dirname(this.path), h.backingFile);
-      this.backing = await openBacking(base, h.backingFormat, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log }));
+      // Relative names are relative to this image's directory; the opener confines the result.
+      const base = { path: h.backingFile, relativeTo: dirname(this.path) };
+      this.backing = await openBacking(base, h.backingFormat, this.files, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, files: this.files }));
     }
   }
 
@@ -287,6 +295,6 @@ export class Qcow2Image {
   }
 
   async fileSize(): Promise<number> {
-    return (await stat(this.path)).size;
+    return (await this.fh.stat()).size; // the opened file, not whatever the path names now
   }
 }

@@ -7,6 +7,7 @@
  * a warning, since hiding the tail of a guest disk silently would be worse.
  */
 import { isAbsolute } from 'node:path';
+import { openerOf } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
 import { Qcow2Backstore } from './backstore.js';
@@ -17,7 +18,7 @@ const qcow2Handler: Handler = {
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
-    const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log });
+    const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx) });
     const store = new Qcow2Backstore(image, ctx.blockSize);
     if (ctx.size !== undefined && ctx.size > store.size) {
       await image.close();

@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError } from './config-error.js';
+import { type FileOpener, unconfinedOpener } from './confine.js';
 import type { Handler } from './types.js';
 
 /**
@@ -103,12 +104,30 @@ export function isModulePath(specifier: string): boolean {
 }
 
 /**
+ * The file URL to import for a module path: the module file is opened
+ * through `files` (confined to the allowed directories) and imported by the
+ * canonical path of what was opened, so a symlink cannot redirect it.
+ * Undefined when the file does not exist.
+ */
+function confinedModuleUrl(specifier: string, files: FileOpener): string | undefined {
+  const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolve(specifier);
+  try {
+    return pathToFileURL(files.canonicalPath(path)).href;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError(`handler module "${specifier}": ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
  * Load a user handler from a file path (absolute, or relative to the current
  * directory) or an npm package name (resolved from tcmu-ts's own install).
+ * A path is confined by `files` (the daemon's allowed directories).
  * Returns undefined if nothing by that name exists.
  */
-export async function loadHandlerModule(specifier: string): Promise<Handler | undefined> {
-  const url = isModulePath(specifier) && !specifier.startsWith('file:') ? pathToFileURL(resolve(specifier)).href : specifier;
+export async function loadHandlerModule(specifier: string, files: FileOpener = unconfinedOpener): Promise<Handler | undefined> {
+  const url = isModulePath(specifier) ? confinedModuleUrl(specifier, files) : specifier;
+  if (url === undefined) return undefined;
   const source = `handler module "${specifier}"`;
   const mod = await importModule(url, source);
   return mod && handlerFromModule(mod, source);

@@ -4,6 +4,7 @@
  * daemon uses (`openDevConfig`).
  */
 import { ConfigError } from './config-error.js';
+import { type FileOpener, openerOf } from './confine.js';
 import { HANDLER_NAME, parseDevConfig } from './dev-config.js';
 import { builtinHandlerNames, isModulePath, loadBuiltinHandler, loadHandlerModule, validateHandler } from './handler-loader.js';
 import { composeLayers } from './layers.js';
@@ -69,12 +70,12 @@ export function registerUserHandler(name: string, specifier: string): void {
   forgetResolved(name);
 }
 
-async function findHandler(name: string, allowModules: boolean): Promise<Handler> {
+async function findHandler(name: string, allowModules: boolean, files: FileOpener): Promise<Handler> {
   const own = registered.get(name);
   if (own) return own;
   const specifier = userModules.get(name);
   if (specifier !== undefined) {
-    const user = await loadHandlerModule(specifier);
+    const user = await loadHandlerModule(specifier, files);
     if (!user) throw new ConfigError(`handler "${name}": cannot find module "${specifier}"`);
     return user;
   }
@@ -86,7 +87,7 @@ async function findHandler(name: string, allowModules: boolean): Promise<Handler
   if (!allowModules) {
     throw new ConfigError(`unknown handler "${name}": not registered and no built-in handlers/${name} (${builtins})`);
   }
-  const user = await loadHandlerModule(name);
+  const user = await loadHandlerModule(name, files);
   if (user) return user;
   throw new ConfigError(`unknown handler "${name}": no built-in handlers/${name}, and no module or package of that name (${builtins})`);
 }
@@ -95,13 +96,14 @@ async function findHandler(name: string, allowModules: boolean): Promise<Handler
  * Resolve a handler by name, module path or package name (loaded once, then
  * cached). With `allowModules: false` only registered names and built-ins
  * resolve: names that come from the kernel (dev_config) must not make the
- * daemon import arbitrary installed packages.
+ * daemon import arbitrary installed packages. A module given by path is
+ * opened through `files` (confined to the allowed directories).
  */
-export function resolveHandler(name: string, allowModules = true): Promise<Handler> {
+export function resolveHandler(name: string, allowModules = true, files?: FileOpener): Promise<Handler> {
   const key = `${allowModules ? 'any' : 'named'}:${name}`;
   let pending = resolved.get(key);
   if (!pending) {
-    pending = findHandler(name, allowModules);
+    pending = findHandler(name, allowModules, openerOf({ files }));
     resolved.set(key, pending);
     // A failed lookup is not cached: the operator may install the module and retry.
     pending.catch(() => resolved.delete(key));
@@ -148,7 +150,8 @@ export async function openStack(
   if (layers.length === 0) throw new ConfigError('openStack: no layers given');
   // Resolve everything first: an unknown handler must not leave files open.
   const allowModules = resolveOptions.allowModules ?? true;
-  const handlers = await Promise.all(layers.map((layer) => resolveHandler(layer.handler, allowModules)));
+  const files = openerOf(base);
+  const handlers = await Promise.all(layers.map((layer) => resolveHandler(layer.handler, allowModules, files)));
   checkLayering(handlers);
 
   const opened: Backstore[] = [];
@@ -158,6 +161,7 @@ export async function openStack(
       const isTop = index === layers.length - 1;
       const ctx: OpenContext = {
         ...base,
+        files,
         size: isTop ? base.size : undefined,
         log: base.log.child({ handler: handler.name }),
         lower: opened.at(-1),

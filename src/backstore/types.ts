@@ -19,6 +19,7 @@
  *   (./errors.ts). The core maps codes to SCSI sense in one place.
  */
 import type { Logger } from 'pino';
+import type { FileOpener } from './confine.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -95,6 +96,13 @@ export interface OpenContext {
   lower?: Backstore;
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
+  /**
+   * The only way a handler opens a file (image, backing file, key file): it
+   * confines the opened file to the admin's allowed_dirs (./confine.ts).
+   * The core always sets it; absent (a test calling a handler directly)
+   * means the unconfined opener: use `openerOf(ctx)`.
+   */
+  files?: FileOpener;
 }
 
 export interface Handler {

@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { openDevConfig } from '../backstore/registry.js';
+import type { FileOpener } from '../backstore/confine.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
 import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
 import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
@@ -27,6 +28,8 @@ export interface LunOptions {
   /** How long stop() waits for in-flight commands before closing anyway. */
   drainTimeoutMs?: number;
   configfsRoot?: string;
+  /** Confined opener for the handlers (the daemon's allowed_dirs); default unconfined. */
+  files?: FileOpener;
 }
 
 export interface LunStatus {
@@ -138,7 +141,7 @@ export class Lun {
   }
 
   private async openStore(devConfig: string, size: number | undefined): Promise<LunStore> {
-    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log });
+    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files });
   }
 
   private createDisk(store: LunStore): ScsiDisk {

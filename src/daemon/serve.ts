@@ -16,7 +16,8 @@ import { listTcmuDevices, parseUioName, readUioDevice, type TcmuUioDevice } from
 import { TcmuNetlink, type TcmuEvent } from '../tcmu/netlink/tcmu-events.js';
 import { startControlServer } from './control.js';
 import { Lun, type LunStatus } from './lun.js';
-import { assertPathAllowed, pathOfDevConfig } from './paths.js';
+import { pathOfDevConfig } from './paths.js';
+import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
 import type { LunConfig } from '../config/config.js';
 
@@ -27,7 +28,7 @@ export interface ServeOptions {
   /** Listen for netlink device events and declare kernel-reply support (default true). */
   netlink?: boolean;
   controlSocket?: string;
-  /** Backing paths must be inside one of these (empty: anywhere). */
+  /** Every file a handler opens must lie beneath one of these (empty: anywhere); see backstore/confine.ts. */
   allowedDirs?: readonly string[];
   /** LUNs from the config file, created in the kernel if missing. */
   luns?: readonly LunConfig[];
@@ -45,8 +46,12 @@ export class Server {
   /** Per-device chain so events for one uio run in order. */
   private readonly queues = new Map<string, Promise<void>>();
   private netlink?: TcmuNetlink;
+  /** The one opener every LUN's handlers use, on add and on RECONFIG alike. */
+  private readonly files: FileOpener;
 
-  constructor(private readonly opts: ServeOptions) {}
+  constructor(private readonly opts: ServeOptions) {
+    this.files = createFileOpener(opts.allowedDirs ?? []);
+  }
 
   /** Open every handled device not yet served. Returns how many were opened by this call. */
   async scan(): Promise<number> {
@@ -89,13 +94,13 @@ export class Server {
     };
     switch (op) {
       case 'list':
-        return api.snapshotList(path); // the snapshot table only changes through these operations
+        return api.snapshotList(path, this.files); // the snapshot table only changes through these operations
       case 'create':
-        return lun.quiesced(() => api.snapshotCreate(path, needName()));
+        return lun.quiesced(() => api.snapshotCreate(path, needName(), this.files));
       case 'revert':
-        return lun.quiesced(() => api.snapshotRevert(path, needName()));
+        return lun.quiesced(() => api.snapshotRevert(path, needName(), this.files));
       case 'delete':
-        return lun.quiesced(() => api.snapshotDelete(path, needName()));
+        return lun.quiesced(() => api.snapshotDelete(path, needName(), this.files));
       default:
         throw new Error(`unknown snapshot operation ${op}`);
     }
@@ -125,10 +130,9 @@ export class Server {
   /** Opens the LUN; returns 0 or the negative errno to refuse the device with. */
   private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<number> {
     if (this.luns.has(device.uio)) return 0;
-    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot });
+    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot, files: this.files });
     try {
-      const path = pathOfDevConfig(device.devConfig);
-      if (path !== undefined) assertPathAllowed(path, this.opts.allowedDirs ?? []);
+      // Confinement happens inside the handler's own opens (this.files).
       await lun.start(mode);
       this.luns.set(device.uio, lun);
       return 0;
@@ -186,8 +190,8 @@ export class Server {
           }
           return 0;
         } catch (err) {
-          log.error({ err }, 'reconfig failed');
-          return EINVAL;
+          log.error({ err, devConfig: ev.devConfig }, 'reconfig refused; the LUN keeps its current store');
+          return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
         }
       }
     }

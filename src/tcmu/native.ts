@@ -144,6 +144,23 @@ export interface NativeBinding {
   netlinkWatch(fd: number, onDatagram: (datagram: Buffer) => void, onError: (err: Error & { code?: string }) => void): void;
   /** Stop watching (if watched) and close the fd. */
   netlinkClose(fd: number): void;
+
+  // Confined opens (native/open_beneath.cc); the policy is src/backstore/confine.ts.
+  /**
+   * openat2(dirfd, path, {flags | O_CLOEXEC, mode, resolve}); returns the fd.
+   * Where the kernel lacks openat2 (ENOSYS), or `forceFallback`, a
+   * RESOLVE_BENEATH open is done as O_PATH open + /proc/self/fd canonical
+   * path check + reopen (O_CREAT: parent checked, leaf created O_NOFOLLOW);
+   * the fallback refuses resolve flags it cannot honour with ENOSYS. An
+   * escape fails with `code` EXDEV (or ELOOP for a refused magic link).
+   */
+  openBeneath(dirfd: number, path: string, flags: number, mode: number, resolve: number, forceFallback?: boolean): number;
+  readonly O_PATH: number;
+  readonly AT_FDCWD: number;
+  readonly RESOLVE_BENEATH: number;
+  readonly RESOLVE_NO_MAGICLINKS: number;
+  readonly RESOLVE_NO_SYMLINKS: number;
+  readonly RESOLVE_NO_XDEV: number;
 }
 
 function findPackageRoot(start: string): string {
