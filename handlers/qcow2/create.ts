@@ -3,7 +3,8 @@
  * laid out contiguously and all counted, written with one pwrite each and
  * an fdatasync, so a fresh image passes `qemu-img check` with no leaks.
  */
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { unconfinedOpener } from '../../src/backstore/confine.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { StorageError } from '../../src/backstore/errors.js';
 import { writeFull } from './file-io.js';
@@ -103,7 +104,8 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
   for (let b = 0; b < blocks; b++) meta.writeBigUInt64BE(BigInt((blocksAt + b) * cs), (b * 8));
   const blocksStart = (blocksAt - 1) * cs;
   for (let c = 0; c < total; c++) meta.writeUInt16BE(1, blocksStart + c * 2);
-  const fh = await open(path, 'wx');
+  // The CLI's own shell: unconfined, but through the one opener (0666 & umask, as `qemu-img create`).
+  const fh = await unconfinedOpener.openHandle(path, { create: true, mode: 0o666 });
   try {
     await writeFull(fh, meta, cs);
     await writeFull(fh, first, 0);

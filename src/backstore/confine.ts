@@ -37,8 +37,10 @@ export class ConfinementError extends Error {
 export interface OpenFileOptions {
   /** Open read-write (default read-only). */
   write?: boolean;
-  /** Create the file, failing with EEXIST if it exists (O_CREAT | O_EXCL, mode 0600). */
+  /** Create the file, failing with EEXIST if it exists (O_CREAT | O_EXCL). */
   create?: boolean;
+  /** Permission bits of a created file (default 0600: LUN images hold guest data); the umask applies. */
+  mode?: number;
   /**
    * A relative `path` is taken relative to this directory (a qcow2 backing
    * file relative to its image's directory, as QEMU does). Without it the
@@ -121,7 +123,7 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
   const dirs = [...allowedDirs];
   const n = () => native();
 
-  function openConfined(full: string, flags: number): number {
+  function openConfined(full: string, flags: number, mode: number): number {
     const wanted = segments(full);
     let lastEscape: unknown;
     for (const dir of dirs) {
@@ -130,7 +132,7 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
         const rest = wanted.slice(prefix.length).join('/') || '.';
         const dirFd = fs.openSync(`/${prefix.join('/')}`, n().O_PATH | fs.constants.O_DIRECTORY);
         try {
-          return n().openBeneath(dirFd, rest, flags, 0o600, n().RESOLVE_BENEATH | n().RESOLVE_NO_MAGICLINKS, deps.forceFallback);
+          return n().openBeneath(dirFd, rest, flags, mode, n().RESOLVE_BENEATH | n().RESOLVE_NO_MAGICLINKS, deps.forceFallback);
         } catch (err) {
           if (!ESCAPE_CODES.has((err as NodeJS.ErrnoException).code ?? '')) throw withPath(err, full);
           lastEscape = err; // a nested allowed directory may still hold it
@@ -148,14 +150,15 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
   function openFd(path: string, opts: OpenFileOptions = {}): number {
     const full = requestedPath(path, opts.relativeTo);
     const flags = flagsOf(opts);
+    const mode = opts.mode ?? 0o600;
     if (dirs.length === 0) {
       try {
-        return n().openBeneath(n().AT_FDCWD, full, flags, 0o600, 0, deps.forceFallback);
+        return n().openBeneath(n().AT_FDCWD, full, flags, mode, 0, deps.forceFallback);
       } catch (err) {
         throw withPath(err, full);
       }
     }
-    return openConfined(full, flags);
+    return openConfined(full, flags, mode);
   }
 
   return {
