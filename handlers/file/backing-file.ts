@@ -112,7 +112,7 @@ export async function openBackingFile(request: BackingRequest): Promise<BackingF
   } catch (err) {
     fs.closeSync(fd);
     // Do not leave behind an empty file that only this failed open created.
-    if (created) fs.rmSync(request.path, { force: true });
+    if (created) request.files.removeFile(request.path);
     throw err;
   }
 }

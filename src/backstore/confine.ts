@@ -61,6 +61,12 @@ export interface FileOpener {
    * consumers that only take a path (import() of a handler module).
    */
   canonicalPath(path: string, opts?: OpenFileOptions): string;
+  /**
+   * Remove a file (a failed open's leftover that this process created):
+   * the parent directory is opened confined and the name is unlinked
+   * beneath that fd, so a directory swapped in meanwhile is not followed.
+   */
+  removeFile(path: string, opts?: Pick<OpenFileOptions, 'relativeTo'>): void;
 }
 
 export interface OpenerDeps {
@@ -148,9 +154,10 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
   }
 
   function openFd(path: string, opts: OpenFileOptions = {}): number {
-    const full = requestedPath(path, opts.relativeTo);
-    const flags = flagsOf(opts);
-    const mode = opts.mode ?? 0o600;
+    return openWithFlags(requestedPath(path, opts.relativeTo), flagsOf(opts), opts.mode ?? 0o600);
+  }
+
+  function openWithFlags(full: string, flags: number, mode: number): number {
     if (dirs.length === 0) {
       try {
         return n().openBeneath(n().AT_FDCWD, full, flags, mode, 0, deps.forceFallback);
@@ -173,6 +180,21 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
         return await openHandle(`/proc/self/fd/${fd}`, reopenFlags);
       } finally {
         fs.closeSync(fd);
+      }
+    },
+    removeFile(path, opts = {}) {
+      const full = requestedPath(path, opts.relativeTo);
+      const slash = full.lastIndexOf('/');
+      const leaf = full.slice(slash + 1);
+      if (leaf === '' || leaf === '.' || leaf === '..') {
+        throw Object.assign(new Error(`cannot remove "${full}": it names no file`), { code: 'EINVAL' });
+      }
+      const dirFd = openWithFlags(full.slice(0, slash) || '/', n().O_PATH | fs.constants.O_DIRECTORY, 0);
+      try {
+        // The magic link pins the confined directory; only the last name is looked up in it.
+        fs.rmSync(`/proc/self/fd/${dirFd}/${leaf}`, { force: true });
+      } finally {
+        fs.closeSync(dirFd);
       }
     },
     canonicalPath(path, opts = {}) {

@@ -96,6 +96,17 @@ for (const forceFallback of [false, true]) {
       expect(existsSync(join(outside, 'created.img'))).toBe(false);
     });
 
+    it('removes a file only beneath the confined directory', () => {
+      writeFileSync(join(allowed, 'leftover.img'), 'x');
+      files.removeFile(join(allowed, 'leftover.img'));
+      expect(existsSync(join(allowed, 'leftover.img'))).toBe(false);
+      files.removeFile(join(allowed, 'never-existed.img')); // like rm -f
+      writeFileSync(join(outside, 'keep.img'), 'x');
+      refused(() => files.removeFile(join(allowed, 'outdir', 'keep.img')));
+      refused(() => files.removeFile(join(allowed, '..', 'outside', 'keep.img')));
+      expect(existsSync(join(outside, 'keep.img'))).toBe(true);
+    });
+
     it('passes ordinary errors through with the path (ENOENT, EEXIST)', () => {
       expect(() => files.openFd(join(allowed, 'missing.img'))).toThrow(expect.objectContaining({ code: 'ENOENT', path: join(allowed, 'missing.img') }));
       expect(() => files.openFd(join(allowed, 'lun.img'), { create: true })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
@@ -180,6 +191,12 @@ describe('handlers open through the context opener', () => {
     writeFileSync(join(allowed, 'disk.img'), Buffer.alloc(4096));
     const store = await openDevConfig(`file/${join(allowed, 'disk.img')}`, base);
     await store.close();
+  });
+
+  it('file handler: a file it created for a failed open is removed again, through the confined directory', async () => {
+    const path = join(allowed, 'odd-size.img');
+    await expect(openDevConfig(`file/${path};create=1`, { ...base, readOnly: false, size: 1000 })).rejects.toThrow(/not a positive multiple/);
+    expect(existsSync(path)).toBe(false);
   });
 
   it('file handler: "?" in the path is part of the path (the confined path is the opened path)', async () => {
