@@ -145,54 +145,106 @@ bool ReadInt(const Napi::CallbackInfo& info, size_t index, const char* what, int
   return true;
 }
 
-}  // namespace
+// The whole open, errno set on failure; `syscall` names what failed.
+int DoOpenBeneath(int dirfd, const std::string& path, int flags, mode_t mode, uint64_t resolve, bool forceFallback,
+                  const char** syscallName) {
+  *syscallName = "openat2";
+  if (!forceFallback) {
+    int fd = Openat2(dirfd, path, flags, mode, resolve);
+    if (fd >= 0 || errno != ENOSYS) return fd;
+  }
+  *syscallName = "openat (openat2 fallback)";
+  if ((resolve & ~kFallbackResolve) != 0) {
+    // RESOLVE_NO_SYMLINKS and friends cannot be checked after the fact.
+    errno = ENOSYS;
+    return -1;
+  }
+  if (resolve & RESOLVE_BENEATH) return FallbackOpen(dirfd, path, flags, mode);
+  return RetryOpenat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+}
 
-// openBeneath(dirfd, path, flags, mode, resolve, forceFallback?) -> fd
-Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
+struct OpenRequest {
+  int dirfd = -1;
+  std::string path;
+  int flags = 0;
+  mode_t mode = 0;
+  uint64_t resolve = 0;
+  bool forceFallback = false;
+};
+
+// Runs the open on a libuv pool thread: a path walk can wait on a slow or
+// hung filesystem, and the event loop serves every other LUN meanwhile.
+class OpenBeneathWorker : public Napi::AsyncWorker {
+ public:
+  OpenBeneathWorker(Napi::Function callback, OpenRequest request)
+      : Napi::AsyncWorker(callback, "tcmu.openBeneath"), request_(std::move(request)) {}
+
+  void Execute() override {
+    fd_ = DoOpenBeneath(request_.dirfd, request_.path, request_.flags, request_.mode, request_.resolve,
+                        request_.forceFallback, &syscall_);
+    err_ = fd_ < 0 ? errno : 0;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (fd_ < 0) {
+      Callback().Call({ErrnoError(env, err_, syscall_).Value(), env.Undefined()});
+    } else {
+      Callback().Call({env.Null(), Napi::Number::New(env, fd_)});
+    }
+  }
+
+ private:
+  OpenRequest request_;
+  int fd_ = -1;
+  int err_ = 0;
+  const char* syscall_ = "openat2";
+};
+
+bool ReadRequest(const Napi::CallbackInfo& info, OpenRequest* out) {
   Napi::Env env = info.Env();
   int64_t dirfd, flags, mode, resolve;
-  if (!ReadInt(info, 0, "dirfd", AT_FDCWD, &dirfd)) return Napi::Value();
+  if (!ReadInt(info, 0, "dirfd", AT_FDCWD, &dirfd)) return false;
   if (info.Length() < 2 || !info[1].IsString()) {
     ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "path must be a string");
-    return Napi::Value();
+    return false;
   }
-  std::string path = info[1].As<Napi::String>().Utf8Value();
-  if (path.find('\0') != std::string::npos) {
+  out->path = info[1].As<Napi::String>().Utf8Value();
+  if (out->path.find('\0') != std::string::npos) {
     ThrowArgError(env, "ERR_INVALID_ARG_VALUE", "path must not contain NUL bytes");
-    return Napi::Value();
+    return false;
   }
   if (!ReadInt(info, 2, "flags", 0, &flags) || !ReadInt(info, 3, "mode", 0, &mode) ||
       !ReadInt(info, 4, "resolve", 0, &resolve)) {
-    return Napi::Value();
+    return false;
   }
-  bool forceFallback = info.Length() > 5 && info[5].ToBoolean().Value();
-  int fd = -1;
-  bool fallback = forceFallback;
-  if (!fallback) {
-    fd = Openat2(static_cast<int>(dirfd), path, static_cast<int>(flags), static_cast<mode_t>(mode),
-                 static_cast<uint64_t>(resolve));
-    fallback = fd < 0 && errno == ENOSYS;
+  out->dirfd = static_cast<int>(dirfd);
+  out->flags = static_cast<int>(flags);
+  out->mode = static_cast<mode_t>(mode);
+  out->resolve = static_cast<uint64_t>(resolve);
+  out->forceFallback = info.Length() > 5 && info[5].ToBoolean().Value();
+  return true;
+}
+
+}  // namespace
+
+// openBeneath(dirfd, path, flags, mode, resolve, forceFallback, callback?):
+// with a callback, runs on the thread pool and calls back (err, fd);
+// without, returns the fd (or throws).
+Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpenRequest request;
+  if (!ReadRequest(info, &request)) return Napi::Value();
+  if (info.Length() > 6 && info[6].IsFunction()) {
+    auto* worker = new OpenBeneathWorker(info[6].As<Napi::Function>(), std::move(request));
+    worker->Queue();  // deletes itself after OnOK
+    return env.Undefined();
   }
-  if (fallback) {
-    if ((static_cast<uint64_t>(resolve) & ~kFallbackResolve) != 0) {
-      // RESOLVE_NO_SYMLINKS and friends cannot be checked after the fact.
-      ThrowErrno(env, ENOSYS, "openat2 (fallback cannot honour these resolve flags)");
-      return Napi::Value();
-    }
-    if (resolve & RESOLVE_BENEATH) {
-      fd = FallbackOpen(static_cast<int>(dirfd), path, static_cast<int>(flags), static_cast<mode_t>(mode));
-    } else {
-      fd = RetryOpenat(static_cast<int>(dirfd), path.c_str(), static_cast<int>(flags) | O_CLOEXEC,
-                       static_cast<mode_t>(mode));
-    }
-    if (fd < 0) {
-      ThrowErrno(env, errno, "openat (openat2 fallback)");
-      return Napi::Value();
-    }
-    return Napi::Number::New(env, fd);
-  }
+  const char* syscallName = "openat2";
+  int fd = DoOpenBeneath(request.dirfd, request.path, request.flags, request.mode, request.resolve,
+                         request.forceFallback, &syscallName);
   if (fd < 0) {
-    ThrowErrno(env, errno, "openat2");
+    ThrowErrno(env, errno, syscallName);
     return Napi::Value();
   }
   return Napi::Number::New(env, fd);

@@ -59,7 +59,7 @@ async function openOrCreate(request: BackingRequest): Promise<{ fd: number; crea
   const { path, readOnly, create } = request;
   const mode: OpenFileOptions = { write: !readOnly };
   try {
-    return { fd: request.files.openFd(path, mode), created: false };
+    return { fd: await request.files.openFd(path, mode), created: false };
   } catch (err) {
     if (err instanceof ConfinementError) throw err; // keeps code EACCES for the kernel's answer
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -71,7 +71,7 @@ async function openOrCreate(request: BackingRequest): Promise<{ fd: number; crea
   if (request.lunSize === undefined) throw new ConfigError(`file: cannot create ${path} without knowing the LUN size (dev_size)`);
   try {
     // O_EXCL: if someone created it meanwhile, refuse rather than size a file we did not make.
-    return { fd: request.files.openFd(path, { ...mode, create: true }), created: true };
+    return { fd: await request.files.openFd(path, { ...mode, create: true }), created: true };
   } catch (err) {
     if (err instanceof ConfinementError) throw err;
     throw new ConfigError(`file: cannot create ${path}: ${(err as Error).message}`, { cause: err });
@@ -112,7 +112,7 @@ export async function openBackingFile(request: BackingRequest): Promise<BackingF
   } catch (err) {
     fs.closeSync(fd);
     // Do not leave behind an empty file that only this failed open created.
-    if (created) request.files.removeFile(request.path);
+    if (created) await request.files.removeFile(request.path);
     throw err;
   }
 }

@@ -12,12 +12,20 @@
  * /proc magic link that would leave the directory; relative symlinks that
  * stay inside are fine.
  *
+ * The walk yields an O_PATH fd: nothing is really opened yet. Only a
+ * regular file or a block device is then reopened, with the wanted flags,
+ * through its /proc/self/fd magic link (exactly that inode; Node 20 has no
+ * other way to make a FileHandle from an fd). So a FIFO never blocks the
+ * daemon and a character device is never opened. Opens run on the thread
+ * pool: a slow filesystem holds up only the LUN that waits for it.
+ *
  * With no allowed directories the same function opens the path as given
  * (no confinement, the CLI's and tests' case), so there is one code path.
  */
 import fs from 'node:fs';
-import { open as openHandle, type FileHandle } from 'node:fs/promises';
+import { open as openHandle, readlink, realpath, rm, type FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { promisify } from 'node:util';
 import { native } from '../tcmu/native.js';
 
 /** A refused open: the file would lie outside every allowed directory. */
@@ -53,20 +61,20 @@ export interface FileOpener {
   /** The directories every opened file must lie beneath (empty: anywhere). */
   readonly allowedDirs: readonly string[];
   /** Open and return a numeric fd (the caller closes it). */
-  openFd(path: string, opts?: OpenFileOptions): number;
+  openFd(path: string, opts?: OpenFileOptions): Promise<number>;
   /** Open and return a FileHandle over exactly the confined file. */
   openHandle(path: string, opts?: OpenFileOptions): Promise<FileHandle>;
   /**
    * The canonical path of a file, read from the fd of a confined open, for
    * consumers that only take a path (import() of a handler module).
    */
-  canonicalPath(path: string, opts?: OpenFileOptions): string;
+  canonicalPath(path: string, opts?: OpenFileOptions): Promise<string>;
   /**
    * Remove a file (a failed open's leftover that this process created):
    * the parent directory is opened confined and the name is unlinked
    * beneath that fd, so a directory swapped in meanwhile is not followed.
    */
-  removeFile(path: string, opts?: Pick<OpenFileOptions, 'relativeTo'>): void;
+  removeFile(path: string, opts?: Pick<OpenFileOptions, 'relativeTo'>): Promise<void>;
 }
 
 export interface OpenerDeps {
@@ -110,10 +118,10 @@ function withPath(err: unknown, path: string): Error {
 }
 
 /** Spellings an allowed directory may be written in: as configured and its canonical path. */
-function dirSpellings(dir: string): string[][] {
+async function dirSpellings(dir: string): Promise<string[][]> {
   const spellings = [segments(dir)];
   try {
-    const real = segments(fs.realpathSync(dir));
+    const real = segments(await realpath(dir));
     if (real.join('/') !== spellings[0]!.join('/')) spellings.push(real);
   } catch {
     // A missing allowed directory: nothing can be opened beneath it anyway.
@@ -125,25 +133,52 @@ function startsWith(path: readonly string[], prefix: readonly string[]): boolean
   return prefix.length <= path.length && prefix.every((s, i) => path[i] === s);
 }
 
+const fsOpen = promisify(fs.open);
+const fsClose = promisify(fs.close);
+const fsFstat = promisify(fs.fstat);
+
+/**
+ * What a handler may open: regular files and block devices. Anything else
+ * is refused while only an O_PATH fd exists, so a FIFO never blocks the
+ * open and a character device (a watchdog, a tape) is never really opened.
+ */
+async function assertOpenable(pathFd: number, path: string): Promise<void> {
+  const st = await fsFstat(pathFd);
+  if (st.isFile() || st.isBlockDevice()) return;
+  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device' : st.isSocket() ? 'a socket' : 'not a file';
+  const code = st.isDirectory() ? 'EISDIR' : 'EINVAL';
+  throw Object.assign(new Error(`${code}: ${path} is ${kind}, not a regular file or block device; not opened`), { code, path });
+}
+
+/** The magic link that reopens exactly the file behind `fd`. */
+const procFd = (fd: number) => `/proc/self/fd/${fd}`;
+
 export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDeps = {}): FileOpener {
   const dirs = [...allowedDirs];
   const n = () => native();
+  const forceFallback = deps.forceFallback ?? false;
 
-  function openConfined(full: string, flags: number, mode: number): number {
+  function openBeneath(dirFd: number, rest: string, flags: number, mode: number, resolve: number): Promise<number> {
+    return new Promise((resolvePromise, reject) =>
+      n().openBeneath(dirFd, rest, flags, mode, resolve, forceFallback, (err, fd) => (err ? reject(err) : resolvePromise(fd!))),
+    );
+  }
+
+  async function openConfined(full: string, flags: number, mode: number): Promise<number> {
     const wanted = segments(full);
     let lastEscape: unknown;
     for (const dir of dirs) {
-      for (const prefix of dirSpellings(dir)) {
+      for (const prefix of await dirSpellings(dir)) {
         if (!startsWith(wanted, prefix)) continue;
         const rest = wanted.slice(prefix.length).join('/') || '.';
-        const dirFd = fs.openSync(`/${prefix.join('/')}`, n().O_PATH | fs.constants.O_DIRECTORY);
+        const dirFd = await fsOpen(`/${prefix.join('/')}`, n().O_PATH | fs.constants.O_DIRECTORY);
         try {
-          return n().openBeneath(dirFd, rest, flags, mode, n().RESOLVE_BENEATH | n().RESOLVE_NO_MAGICLINKS, deps.forceFallback);
+          return await openBeneath(dirFd, rest, flags, mode, n().RESOLVE_BENEATH | n().RESOLVE_NO_MAGICLINKS);
         } catch (err) {
           if (!ESCAPE_CODES.has((err as NodeJS.ErrnoException).code ?? '')) throw withPath(err, full);
           lastEscape = err; // a nested allowed directory may still hold it
         } finally {
-          fs.closeSync(dirFd);
+          await fsClose(dirFd);
         }
       }
     }
@@ -153,56 +188,66 @@ export function createFileOpener(allowedDirs: readonly string[], deps: OpenerDep
     throw new ConfinementError(full, dirs, reason, { cause: lastEscape });
   }
 
-  function openFd(path: string, opts: OpenFileOptions = {}): number {
-    return openWithFlags(requestedPath(path, opts.relativeTo), flagsOf(opts), opts.mode ?? 0o600);
+  /** The one open: confined beneath an allowed directory, or (none configured) as given. */
+  async function openWithFlags(full: string, flags: number, mode: number): Promise<number> {
+    if (dirs.length > 0) return openConfined(full, flags, mode);
+    try {
+      return await openBeneath(n().AT_FDCWD, full, flags, mode, 0);
+    } catch (err) {
+      throw withPath(err, full);
+    }
   }
 
-  function openWithFlags(full: string, flags: number, mode: number): number {
-    if (dirs.length === 0) {
-      try {
-        return n().openBeneath(n().AT_FDCWD, full, flags, mode, 0, deps.forceFallback);
-      } catch (err) {
-        throw withPath(err, full);
-      }
+  /** Run `use` on an O_PATH fd of an existing, openable file; the fd is closed afterwards. */
+  async function withPathFd<T>(path: string, opts: OpenFileOptions, use: (pathFd: number) => Promise<T>): Promise<T> {
+    const full = requestedPath(path, opts.relativeTo);
+    const pathFd = await openWithFlags(full, n().O_PATH, 0);
+    try {
+      await assertOpenable(pathFd, full);
+      return await use(pathFd);
+    } finally {
+      await fsClose(pathFd);
     }
-    return openConfined(full, flags, mode);
+  }
+
+  /** O_CREAT|O_EXCL cannot go through O_PATH; the new file is a regular file by construction. */
+  function create(path: string, opts: OpenFileOptions): Promise<number> {
+    return openWithFlags(requestedPath(path, opts.relativeTo), flagsOf(opts), opts.mode ?? 0o600);
   }
 
   return {
     allowedDirs: dirs,
-    openFd,
+    async openFd(path, opts = {}) {
+      if (opts.create) return create(path, opts);
+      return withPathFd(path, opts, (pathFd) => fsOpen(procFd(pathFd), flagsOf(opts)));
+    },
     async openHandle(path, opts = {}) {
-      const fd = openFd(path, opts);
+      // Node 20 cannot wrap an fd in a FileHandle; opening through the /proc
+      // magic link reaches exactly the inode the confined open found.
+      if (!opts.create) return withPathFd(path, opts, (pathFd) => openHandle(procFd(pathFd), flagsOf(opts)));
+      const fd = await create(path, opts);
       try {
-        // Node 20 cannot wrap an fd in a FileHandle; reopening through the
-        // /proc magic link reaches exactly the inode the confined open found.
-        const reopenFlags = flagsOf({ write: opts.write || opts.create });
-        return await openHandle(`/proc/self/fd/${fd}`, reopenFlags);
+        return await openHandle(procFd(fd), flagsOf({ write: true }));
       } finally {
-        fs.closeSync(fd);
+        await fsClose(fd);
       }
     },
-    removeFile(path, opts = {}) {
+    canonicalPath(path, opts = {}) {
+      return withPathFd(path, opts, (pathFd) => readlink(procFd(pathFd)));
+    },
+    async removeFile(path, opts = {}) {
       const full = requestedPath(path, opts.relativeTo);
       const slash = full.lastIndexOf('/');
       const leaf = full.slice(slash + 1);
       if (leaf === '' || leaf === '.' || leaf === '..') {
         throw Object.assign(new Error(`cannot remove "${full}": it names no file`), { code: 'EINVAL' });
       }
-      const dirFd = openWithFlags(full.slice(0, slash) || '/', n().O_PATH | fs.constants.O_DIRECTORY, 0);
+      const dirFd = await openWithFlags(full.slice(0, slash) || '/', n().O_PATH | fs.constants.O_DIRECTORY, 0);
       try {
         // The magic link pins the confined directory; only the last name is looked up in it.
-        fs.rmSync(`/proc/self/fd/${dirFd}/${leaf}`, { force: true });
+        await rm(`${procFd(dirFd)}/${leaf}`, { force: true });
       } finally {
-        fs.closeSync(dirFd);
-      }
-    },
-    canonicalPath(path, opts = {}) {
-      const fd = openFd(path, opts);
-      try {
-        return fs.readlinkSync(`/proc/self/fd/${fd}`);
-      } finally {
-        fs.closeSync(fd);
+        await fsClose(dirFd);
       }
     },
   };

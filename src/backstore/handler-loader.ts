@@ -109,10 +109,10 @@ export function isModulePath(specifier: string): boolean {
  * canonical path of what was opened, so a symlink cannot redirect it.
  * Undefined when the file does not exist.
  */
-function confinedModuleUrl(specifier: string, files: FileOpener): string | undefined {
+async function confinedModuleUrl(specifier: string, files: FileOpener): Promise<string | undefined> {
   const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolve(specifier);
   try {
-    return pathToFileURL(files.canonicalPath(path)).href;
+    return pathToFileURL(await files.canonicalPath(path)).href;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ConfigError(`handler module "${specifier}": ${(err as Error).message}`, { cause: err });
@@ -126,7 +126,7 @@ function confinedModuleUrl(specifier: string, files: FileOpener): string | undef
  * Returns undefined if nothing by that name exists.
  */
 export async function loadHandlerModule(specifier: string, files: FileOpener = unconfinedOpener): Promise<Handler | undefined> {
-  const url = isModulePath(specifier) ? confinedModuleUrl(specifier, files) : specifier;
+  const url = isModulePath(specifier) ? await confinedModuleUrl(specifier, files) : specifier;
   if (url === undefined) return undefined;
   const source = `handler module "${specifier}"`;
   const mod = await importModule(url, source);

@@ -153,8 +153,19 @@ export interface NativeBinding {
    * path check + reopen (O_CREAT: parent checked, leaf created O_NOFOLLOW);
    * the fallback refuses resolve flags it cannot honour with ENOSYS. An
    * escape fails with `code` EXDEV (or ELOOP for a refused magic link).
+   * With `callback` the open runs on the libuv thread pool (a path walk may
+   * wait on a slow filesystem) and calls back (err, fd) instead.
    */
   openBeneath(dirfd: number, path: string, flags: number, mode: number, resolve: number, forceFallback?: boolean): number;
+  openBeneath(
+    dirfd: number,
+    path: string,
+    flags: number,
+    mode: number,
+    resolve: number,
+    forceFallback: boolean,
+    callback: (err: (Error & { code?: string }) | null, fd?: number) => void,
+  ): void;
   readonly O_PATH: number;
   readonly AT_FDCWD: number;
   readonly RESOLVE_BENEATH: number;

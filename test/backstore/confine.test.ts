@@ -5,7 +5,7 @@
  * openat2 (RESOLVE_BENEATH) and with the pre-5.6 fallback (O_PATH open,
  * /proc/self/fd check, reopen).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs, { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfinementError, createFileOpener, unconfinedOpener } from '../../src/backstore/confine.js';
 import { loadHandlerModule } from '../../src/backstore/handler-loader.js';
 import { openDevConfig } from '../../src/backstore/registry.js';
+import { native } from '../../src/tcmu/native.js';
 import qcow2Handler from '../../handlers/qcow2/index.js';
 import { qemuImgAvailable, qemuImgOk } from '../handlers/qcow2/qemu.js';
 import { openContext, silentLog } from './context.js';
@@ -41,9 +42,9 @@ function readFd(fd: number): string {
   }
 }
 
-const refused = (fn: () => unknown) => {
+const refused = async (fn: () => Promise<unknown>) => {
   try {
-    fn();
+    await fn();
   } catch (err) {
     expect(err).toBeInstanceOf(ConfinementError);
     expect(err).toMatchObject({ code: 'EACCES' });
@@ -57,59 +58,68 @@ for (const forceFallback of [false, true]) {
   describe(`confined open (${forceFallback ? 'pre-openat2 fallback' : 'openat2 RESOLVE_BENEATH'})`, () => {
     const files = createFileOpener([allowed], { forceFallback });
 
-    it('opens files inside, including through symlinks that stay inside', () => {
-      expect(readFd(files.openFd(join(allowed, 'lun.img')))).toBe('inside!!');
-      expect(readFd(files.openFd(join(allowed, 'sub', 'deep.img')))).toBe('deep');
-      expect(readFd(files.openFd(join(allowed, 'alias.img')))).toBe('inside!!');
-      expect(readFd(files.openFd(join(allowed, 'sub', 'up-alias.img')))).toBe('inside!!');
-      expect(readFd(files.openFd(join(allowed, 'sub', '..', 'lun.img')))).toBe('inside!!');
+    it('opens files inside, including through symlinks that stay inside', async () => {
+      expect(readFd(await files.openFd(join(allowed, 'lun.img')))).toBe('inside!!');
+      expect(readFd(await files.openFd(join(allowed, 'sub', 'deep.img')))).toBe('deep');
+      expect(readFd(await files.openFd(join(allowed, 'alias.img')))).toBe('inside!!');
+      expect(readFd(await files.openFd(join(allowed, 'sub', 'up-alias.img')))).toBe('inside!!');
+      expect(readFd(await files.openFd(join(allowed, 'sub', '..', 'lun.img')))).toBe('inside!!');
     });
 
-    it('refuses a path outside, naming the path and the allowed directories', () => {
-      const message = refused(() => files.openFd(join(outside, 'secret')));
+    it('refuses a path outside, naming the path and the allowed directories', async () => {
+      const message = await refused(() => files.openFd(join(outside, 'secret')));
       expect(message).toContain(join(outside, 'secret'));
-      refused(() => files.openFd('/etc/passwd'));
+      await refused(() => files.openFd('/etc/passwd'));
     });
 
-    it('refuses a ".." escape', () => {
-      refused(() => files.openFd(join(allowed, '..', 'outside', 'secret')));
-      refused(() => files.openFd(join(allowed, 'sub', '..', '..', 'outside', 'secret')));
+    it('refuses a ".." escape', async () => {
+      await refused(() => files.openFd(join(allowed, '..', 'outside', 'secret')));
+      await refused(() => files.openFd(join(allowed, 'sub', '..', '..', 'outside', 'secret')));
     });
 
-    it('refuses symlinks that lead out (absolute, relative, via a directory)', () => {
-      refused(() => files.openFd(join(allowed, 'abs-escape.img')));
-      refused(() => files.openFd(join(allowed, 'rel-escape.img')));
-      refused(() => files.openFd(join(allowed, 'outdir', 'secret')));
+    it('refuses symlinks that lead out (absolute, relative, via a directory)', async () => {
+      await refused(() => files.openFd(join(allowed, 'abs-escape.img')));
+      await refused(() => files.openFd(join(allowed, 'rel-escape.img')));
+      await refused(() => files.openFd(join(allowed, 'outdir', 'secret')));
     });
 
-    it('refuses a /proc magic link even when the allowed directory is in /proc', () => {
+    it('refuses a /proc magic link even when the allowed directory is in /proc', async () => {
       const procFiles = createFileOpener(['/proc/self'], { forceFallback });
-      expect(() => procFiles.openFd('/proc/self/root/etc/passwd')).toThrow(ConfinementError);
+      await expect(procFiles.openFd('/proc/self/root/etc/passwd')).rejects.toBeInstanceOf(ConfinementError);
     });
 
-    it('creates inside, and never creates through a directory symlink that leads out', () => {
-      const fd = files.openFd(join(allowed, 'new.img'), { create: true });
+    it('creates inside, and never creates through a directory symlink that leads out', async () => {
+      const fd = await files.openFd(join(allowed, 'new.img'), { create: true });
       fs.closeSync(fd);
       expect(existsSync(join(allowed, 'new.img'))).toBe(true);
       fs.rmSync(join(allowed, 'new.img'));
-      refused(() => files.openFd(join(allowed, 'outdir', 'created.img'), { create: true }));
+      await refused(() => files.openFd(join(allowed, 'outdir', 'created.img'), { create: true }));
       expect(existsSync(join(outside, 'created.img'))).toBe(false);
     });
 
-    it('removes a file only beneath the confined directory', () => {
+    it('removes a file only beneath the confined directory', async () => {
       writeFileSync(join(allowed, 'leftover.img'), 'x');
-      files.removeFile(join(allowed, 'leftover.img'));
+      await files.removeFile(join(allowed, 'leftover.img'));
       expect(existsSync(join(allowed, 'leftover.img'))).toBe(false);
-      files.removeFile(join(allowed, 'never-existed.img')); // like rm -f
+      await files.removeFile(join(allowed, 'never-existed.img')); // like rm -f
       writeFileSync(join(outside, 'keep.img'), 'x');
-      refused(() => files.removeFile(join(allowed, 'outdir', 'keep.img')));
-      refused(() => files.removeFile(join(allowed, '..', 'outside', 'keep.img')));
+      await refused(() => files.removeFile(join(allowed, 'outdir', 'keep.img')));
+      await refused(() => files.removeFile(join(allowed, '..', 'outside', 'keep.img')));
       expect(existsSync(join(outside, 'keep.img'))).toBe(true);
     });
 
-    it('passes ordinary errors through with the path (ENOENT, EEXIST)', () => {
-      expect(() => files.openFd(join(allowed, 'missing.img'))).toThrow(expect.objectContaining({ code: 'ENOENT', path: join(allowed, 'missing.img') }));
-      expect(() => files.openFd(join(allowed, 'lun.img'), { create: true })).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    it('never really opens a FIFO, a character device or a directory (refused from the O_PATH fd)', async () => {
+      const fifo = join(allowed, `pipe-${forceFallback}`);
+      if (!existsSync(fifo)) execFileSync('mkfifo', [fifo]);
+      // Opening a FIFO for reading would block until a writer came: this returns at once.
+      await expect(files.openFd(fifo)).rejects.toMatchObject({ code: 'EINVAL', message: /a FIFO, not a regular file/ });
+      await expect(createFileOpener(['/dev'], { forceFallback }).openFd('/dev/null', { write: true })).rejects.toMatchObject({ code: 'EINVAL', message: /character device/ });
+      await expect(files.openFd(join(allowed, 'sub'))).rejects.toMatchObject({ code: 'EISDIR' });
+    });
+
+    it('passes ordinary errors through with the path (ENOENT, EEXIST)', async () => {
+      await expect(files.openFd(join(allowed, 'missing.img'))).rejects.toMatchObject({ code: 'ENOENT', path: join(allowed, 'missing.img') });
+      await expect(files.openFd(join(allowed, 'lun.img'), { create: true })).rejects.toMatchObject({ code: 'EEXIST' });
     });
 
     it('gives FileHandles over exactly the confined file', async () => {
@@ -123,19 +133,39 @@ for (const forceFallback of [false, true]) {
       await expect(files.openHandle(join(allowed, 'rel-escape.img'))).rejects.toBeInstanceOf(ConfinementError);
     });
 
-    it('resolves relative names against a base directory, without lexical ".." shortcuts', () => {
-      expect(readFd(files.openFd('deep.img', { relativeTo: join(allowed, 'sub') }))).toBe('deep');
-      expect(readFd(files.openFd('../lun.img', { relativeTo: join(allowed, 'sub') }))).toBe('inside!!');
-      refused(() => files.openFd('../../outside/secret', { relativeTo: join(allowed, 'sub') }));
-      expect(() => files.openFd('relative.img')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    it('resolves relative names against a base directory, without lexical ".." shortcuts', async () => {
+      expect(readFd(await files.openFd('deep.img', { relativeTo: join(allowed, 'sub') }))).toBe('deep');
+      expect(readFd(await files.openFd('../lun.img', { relativeTo: join(allowed, 'sub') }))).toBe('inside!!');
+      await refused(() => files.openFd('../../outside/secret', { relativeTo: join(allowed, 'sub') }));
+      await expect(files.openFd('relative.img')).rejects.toMatchObject({ code: 'EINVAL' });
     });
   });
 }
 
+describe('native openBeneath, synchronous form (mechanism)', () => {
+  it('refuses escapes with EXDEV and opens inside, with openat2 and with the fallback', () => {
+    const n = native();
+    const dirFd = fs.openSync(allowed, n.O_PATH | fs.constants.O_DIRECTORY);
+    try {
+      for (const fallback of [false, true]) {
+        const resolve = n.RESOLVE_BENEATH | n.RESOLVE_NO_MAGICLINKS;
+        expect(readFd(n.openBeneath(dirFd, 'alias.img', fs.constants.O_RDONLY, 0, resolve, fallback))).toBe('inside!!');
+        expect(() => n.openBeneath(dirFd, 'rel-escape.img', fs.constants.O_RDONLY, 0, resolve, fallback)).toThrow(expect.objectContaining({ code: 'EXDEV' }));
+        expect(() => n.openBeneath(dirFd, '../outside/secret', fs.constants.O_RDONLY, 0, resolve, fallback)).toThrow(expect.objectContaining({ code: 'EXDEV' }));
+      }
+      // The fallback cannot check RESOLVE_NO_SYMLINKS after the fact: it says so instead of ignoring it.
+      expect(() => n.openBeneath(dirFd, 'lun.img', 0, 0, n.RESOLVE_BENEATH | n.RESOLVE_NO_SYMLINKS, true)).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+      expect(() => n.openBeneath(dirFd, 'alias.img', 0, 0, n.RESOLVE_BENEATH | n.RESOLVE_NO_SYMLINKS, false)).toThrow(expect.objectContaining({ code: 'ELOOP' }));
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  });
+});
+
 describe('no allowed directories: the same code path, unconfined', () => {
-  it('opens anything, as before', () => {
-    expect(readFd(unconfinedOpener.openFd(join(outside, 'secret')))).toBe('SECRET!!');
-    expect(readFd(createFileOpener([], { forceFallback: true }).openFd(join(allowed, 'abs-escape.img')))).toBe('SECRET!!');
+  it('opens anything, as before', async () => {
+    expect(readFd(await unconfinedOpener.openFd(join(outside, 'secret')))).toBe('SECRET!!');
+    expect(readFd(await createFileOpener([], { forceFallback: true }).openFd(join(allowed, 'abs-escape.img')))).toBe('SECRET!!');
   });
 });
 
@@ -164,7 +194,7 @@ describe('a symlink swapped while opening cannot win', () => {
     const deadline = Date.now() + 1200;
     while (Date.now() < deadline) {
       try {
-        const fd = files.openFd(swap);
+        const fd = await files.openFd(swap);
         const target = readlinkSync(`/proc/self/fd/${fd}`);
         fs.closeSync(fd);
         expect(target).toBe(join(allowed, 'lun.img'));
@@ -173,8 +203,7 @@ describe('a symlink swapped while opening cannot win', () => {
         if ((err as NodeJS.ErrnoException).code !== 'EACCES' && (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         refusedCount++;
       }
-      if (opened + refusedCount > 200) await new Promise((r) => setImmediate(r));
-    }
+          }
     await exited;
     // Both outcomes must have happened, or the race was not exercised.
     expect(opened).toBeGreaterThan(0);
