@@ -17,8 +17,10 @@ export class CommandSlot implements ScsiCommand {
   iov: readonly Buffer[] = NO_BUFFERS;
   iovLength = 0;
   bidiIov: readonly Buffer[] = NO_BUFFERS;
+  /** Sum of the bidiIov lengths. */
+  bidiLength = 0;
   readonly sense: Buffer;
-  dataInLength = -1;
+  dataInLength = 0;
   aborted = false;
 
   // Engine bookkeeping, not part of ScsiCommand.
@@ -81,10 +83,11 @@ export class CommandSlot implements ScsiCommand {
     this.entryOffset = entryOffset;
     this.done = false;
     this.aborted = false;
-    this.dataInLength = -1;
+    this.dataInLength = 0;
     this.iov = NO_BUFFERS;
     this.bidiIov = NO_BUFFERS;
     this.iovLength = 0;
+    this.bidiLength = 0;
   }
 
   private cdbView(length: number): Buffer {

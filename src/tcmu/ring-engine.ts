@@ -11,6 +11,7 @@
  *
  * The engine does not own the mapping: close() stops it, the caller unmaps.
  */
+import type { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
@@ -73,6 +74,8 @@ export interface RingEngineStats {
   kicks: number;
   /** Batches run. */
   batches: number;
+  /** Data-in bytes zero-filled because no command produced them (see limitDataIn). */
+  zeroFilledBytes: number;
 }
 
 export class RingEngineError extends Error {
@@ -88,7 +91,7 @@ export class RingEngineError extends Error {
 type State = 'idle' | 'running' | 'draining' | 'broken' | 'closed';
 
 export class RingEngine {
-  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0 };
+  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0, zeroFilledBytes: 0 };
   /** Mailbox flags the kernel announced. */
   readonly flags: number;
 
@@ -398,7 +401,6 @@ export class RingEngine {
     sense[2] = 0x04; // HARDWARE ERROR
     sense[7] = 10; // additional sense length
     sense[12] = 0x44; // INTERNAL TARGET FAILURE
-    slot.dataInLength = -1;
     this.complete(slot, CHECK_CONDITION);
   }
 
@@ -407,15 +409,38 @@ export class RingEngine {
     u8[base + CmdRsp.scsiStatus] = status;
     let uflags = 0;
     if (status === CHECK_CONDITION) {
+      // Sense only: without READ_LEN the kernel copies no data-in at all.
       u8.set(slot.sense, base + CmdRsp.sense);
       slot.sense.fill(0, 0, SENSE_SIZE); // next user of the slot starts clean
-    }
-    const produced = slot.dataInLength;
-    if (this.readLen && produced >= 0 && produced < slot.iovLength) {
-      uflags = UFlag.ReadLen;
-      this.view.u32[(base + CmdRsp.readLen) >>> 2] = produced;
+    } else {
+      uflags = this.limitDataIn(slot, base);
     }
     u8[base + EntryHeader.uflags] = uflags;
+  }
+
+  /**
+   * The one place that decides how much data-in the kernel hands the
+   * initiator; returns the uflags to set. Every status but CHECK CONDITION
+   * makes the kernel copy the whole data-in buffer unless READ_LEN says
+   * less, and the data area holds whatever earlier commands left there, so
+   * nothing past `dataInLength` (what the command produced) may go out.
+   * The kernel ignores READ_LEN with read_len 0, and honours it only for
+   * plain data-in commands on rings that announce it: everything else gets
+   * the unproduced part zero-filled instead.
+   */
+  private limitDataIn(slot: CommandSlot, base: number): number {
+    const bidi = slot.bidiIov.length > 0;
+    const total = bidi ? slot.bidiLength : slot.iovLength;
+    const claimed = slot.dataInLength;
+    if (claimed >= total) return 0;
+    const produced = claimed > 0 ? Math.floor(claimed) : 0; // NaN, negative: nothing
+    if (produced > 0 && this.readLen && !bidi) {
+      this.view.u32[(base + CmdRsp.readLen) >>> 2] = produced;
+      return UFlag.ReadLen;
+    }
+    zeroIovFrom(bidi ? slot.bidiIov : slot.iov, produced);
+    this.stats.zeroFilledBytes += total - produced;
+    return 0;
   }
 
   private release(slot: CommandSlot): void {
@@ -465,5 +490,18 @@ export class RingEngine {
     if (waiters.length === 0) return;
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
+  }
+}
+
+/** Zero every byte of the iov from byte `from` on. */
+function zeroIovFrom(iov: readonly Buffer[], from: number): void {
+  let skip = from;
+  for (const part of iov) {
+    if (skip >= part.length) {
+      skip -= part.length;
+      continue;
+    }
+    part.fill(0, skip);
+    skip = 0;
   }
 }

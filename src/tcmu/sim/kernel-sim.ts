@@ -81,7 +81,7 @@ export interface SimResult {
   sense: Buffer;
   /** read_len when the runner set UFLAG READ_LEN, else undefined. */
   readLen: number | undefined;
-  /** Data-in as the kernel would transfer it (short when readLen says so). */
+  /** Data-in as the kernel would transfer it (short when a valid READ_LEN says so; empty for CHECK CONDITION without one). */
   dataIn: Buffer | undefined;
   uflags: number;
 }
@@ -479,12 +479,19 @@ export class KernelSim {
   private finish(cmd: PendingCommand, base: number): void {
     const status = this.u8[base + CmdRsp.scsiStatus]!;
     const uflags = this.u8[base + EntryHeader.uflags]!;
+    // As tcmu_handle_completion: READ_LEN counts only on a ring that
+    // announced it and only when read_len is not 0; CHECK CONDITION copies
+    // data-in only with a valid READ_LEN; every other status copies all of
+    // it (stale data-area bytes included) unless READ_LEN says less.
     let readLen: number | undefined;
     let inBytes = cmd.inLength;
+    let readLenValid = false;
     if (uflags & UFlag.ReadLen) {
       readLen = this.u32[(base + CmdRsp.readLen) >>> 2]!;
-      if (readLen < inBytes) inBytes = readLen;
+      readLenValid = (this.flags & MailboxFlag.ReadLen) !== 0 && readLen !== 0;
+      if (readLenValid && readLen < inBytes) inBytes = readLen;
     }
+    if (status === 0x02 && !readLenValid) inBytes = 0;
     this.blocks.release(cmd.blocks);
     this.completed++;
     if (!this.collectData) {
