@@ -21,12 +21,15 @@ import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
 import { native, type NativeMapping } from '../tcmu/native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
+import type { FaultGuard, FaultOwner } from './fault-guard.js';
 
 export interface LunOptions {
   log: Logger;
   /** How long stop() waits for in-flight commands before closing anyway. */
   drainTimeoutMs?: number;
   configfsRoot?: string;
+  /** Attributes process-level faults to this LUN (see fault-guard.ts). */
+  faultGuard?: FaultGuard;
 }
 
 export interface LunStatus {
@@ -52,7 +55,7 @@ const WATCHDOG_PERIOD_MS = 1000;
 /** A LUN with no completion for this long while commands are in flight is reported stuck. */
 const STUCK_AFTER_MS = 5000;
 
-export class Lun {
+export class Lun implements FaultOwner {
   readonly id: string;
   readonly log: Logger;
   private readonly configfs: TcmuConfigfs;
@@ -70,8 +73,13 @@ export class Lun {
    * so a RECONFIG can swap the store (and disk) under a running ring.
    */
   private readonly target: ScsiTarget = {
-    execute: (cmd: ScsiCommand) => this.disk!.execute(cmd),
+    execute: (cmd: ScsiCommand) => {
+      const guard = this.opts.faultGuard;
+      return guard ? guard.within(this, this.executeBound, cmd) : this.disk!.execute(cmd);
+    },
   };
+  /** The disk's execute, for running inside this LUN's fault context (no closure per command). */
+  private readonly executeBound = (cmd: ScsiCommand) => this.disk!.execute(cmd);
 
   constructor(readonly device: TcmuUioDevice, private readonly opts: LunOptions) {
     this.id = `user_${device.hbaIndex}/${device.deviceName}`;

@@ -19,6 +19,8 @@ import { Lun, type LunStatus } from './lun.js';
 import { assertPathAllowed, pathOfDevConfig } from './paths.js';
 import { provisionLuns } from './provision.js';
 import type { LunConfig } from '../config/config.js';
+import { FaultGuard, type FaultCounts } from './fault-guard.js';
+import { sharedRingIo } from '../../handlers/file/ring-io.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -45,8 +47,17 @@ export class Server {
   /** Per-device chain so events for one uio run in order. */
   private readonly queues = new Map<string, Promise<void>>();
   private netlink?: TcmuNetlink;
+  /** Process-level faults fail the LUN they come from (installed by serveForever). */
+  readonly faultGuard: FaultGuard;
 
-  constructor(private readonly opts: ServeOptions) {}
+  constructor(private readonly opts: ServeOptions) {
+    this.faultGuard = new FaultGuard(opts.log);
+  }
+
+  /** Process-level faults seen so far (see fault-guard.ts). */
+  faults(): FaultCounts {
+    return { ...this.faultGuard.counts };
+  }
 
   /** Open every handled device not yet served. Returns how many were opened by this call. */
   async scan(): Promise<number> {
@@ -125,7 +136,7 @@ export class Server {
   /** Opens the LUN; returns 0 or the negative errno to refuse the device with. */
   private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<number> {
     if (this.luns.has(device.uio)) return 0;
-    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot });
+    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot, faultGuard: this.faultGuard });
     try {
       const path = pathOfDevConfig(device.devConfig);
       if (path !== undefined) assertPathAllowed(path, this.opts.allowedDirs ?? []);
@@ -197,12 +208,16 @@ export class Server {
 /** Run until a signal: the body of `tcmu-ts serve`. */
 export async function serveForever(opts: ServeOptions): Promise<void> {
   const server = new Server(opts);
+  server.faultGuard.install();
+  // The io_uring every LUN's file/qcow2 I/O shares is created here, outside
+  // any LUN's fault context, so its callbacks are nobody's in particular.
+  sharedRingIo();
   let control: NetServer | undefined;
   if (opts.controlSocket) {
     control = await startControlServer(opts.controlSocket, async (req) => {
       switch (req.cmd) {
         case 'status':
-          return { pid: process.pid, luns: server.list() };
+          return { pid: process.pid, luns: server.list(), faults: server.faults() };
         case 'rescan':
           return { opened: await server.scan() };
         case 'snapshot':
@@ -240,5 +255,6 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
   });
   control?.close();
+  server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }
