@@ -53,6 +53,8 @@ export interface KernelSimOptions {
   seed?: number;
   /** Copy data-in out and pre-fill data-in buffers with 0xA5 (default true; the benchmark turns it off). */
   collectData?: boolean;
+  /** Byte data-in buffers are pre-filled with when collectData is on (default 0xA5): what earlier commands left in the data area. */
+  canary?: number;
   /** Mailbox version to write (default 2; tests of the runner's refusal use others). */
   mailboxVersion?: number;
   /** Called once when the ring becomes BROKEN. */
@@ -72,6 +74,8 @@ export interface SimData {
   inLength?: number;
   /** Split the data into iovecs of these lengths (sum must equal the data length). */
   iovSplit?: number[];
+  /** Pre-fill byte of this command's data-in buffer (default: the sim's canary). */
+  canary?: number;
 }
 
 export interface SimResult {
@@ -94,6 +98,7 @@ interface PendingCommand {
   out: Buffer | undefined;
   inLength: number;
   pieces: number[];
+  canary: number | undefined;
   done: SimDone;
   cmdId: number;
   blocks: number[];
@@ -252,7 +257,7 @@ export class KernelSim {
       done(undefined, new Error(`ring broken: ${this.broken}`));
       return;
     }
-    const cmd: PendingCommand = { kind: 'cmd', cdb, out: data.out, inLength: data.inLength ?? 0, pieces, done, cmdId: 0, blocks: [], iovs: [] };
+    const cmd: PendingCommand = { kind: 'cmd', cdb, out: data.out, inLength: data.inLength ?? 0, pieces, canary: data.canary, done, cmdId: 0, blocks: [], iovs: [] };
     this.enqueue(cmd);
   }
 
@@ -389,7 +394,8 @@ export class KernelSim {
         from += iov.length;
       }
     } else if (this.collectData) {
-      for (const iov of cmd.iovs) this.u8.fill(0xa5, iov.offset, iov.offset + iov.length);
+      const canary = cmd.canary ?? this.opts.canary ?? 0xa5;
+      for (const iov of cmd.iovs) this.u8.fill(canary, iov.offset, iov.offset + iov.length);
     }
     this.inRing[cmdId] = cmd;
     this.inRingCount++;
