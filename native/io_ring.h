@@ -55,7 +55,11 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
     size_t length = 0;
     bool ok = false;
   };
-  enum class RecordStatus { Ok, Fault, Malformed };
+  // Ok; Fault: memory outside its buffer (-EFAULT for that operation);
+  // Invalid: kind/fd/position out of range (-EINVAL for that operation);
+  // Malformed: the record cannot even be delimited or attributed (a bug in
+  // the caller's staging: the whole call throws).
+  enum class RecordStatus { Ok, Fault, Invalid, Malformed };
   RecordStatus DecodeRecord(Napi::Env env, const double* stage, size_t stageLen, size_t* at, Record* rec,
                             std::vector<iovec>* iov, BufferCache* cache);
   bool ResolveBuffer(Napi::Env env, uint32_t id, uint8_t** data, size_t* length);

@@ -78,24 +78,27 @@ bool IoRing::ResolveBuffer(Napi::Env env, uint32_t id, uint8_t** data, size_t* l
 
 // Check the record at stage[at] and point `iov` at its memory. Advances
 // `at` past the record. Malformed: the caller throws; Fault: a range does
-// not lie inside its registered buffer (the operation gets -EFAULT).
+// not lie inside its registered buffer (the operation gets -EFAULT);
+// Invalid: kind, fd or position out of range (the operation gets -EINVAL).
 IoRing::RecordStatus IoRing::DecodeRecord(Napi::Env env, const double* stage, size_t stageLen, size_t* at, Record* rec,
                                           std::vector<iovec>* iov, BufferCache* cache) {
   if (*at + kHeader > stageLen) return RecordStatus::Malformed;
   const double* r = stage + *at;
   double count = r[4];
   if (!IsIndex(count, kIovMax) || count < 1 || *at + kHeader + kPerIovec * static_cast<size_t>(count) > stageLen ||
-      !IsIndex(r[0], 3) || !IsIndex(r[2], 9007199254740991.0) || !IsIndex(r[3], 2147483647.0) ||
-      !IsIndex(r[1], 2147483647.0)) {
+      !IsIndex(r[3], 2147483647.0)) {
     return RecordStatus::Malformed;
   }
   uint32_t n = static_cast<uint32_t>(count);
   *at += kHeader + kPerIovec * n;
+  rec->tag = static_cast<int32_t>(r[3]);
+  // One operation's bad argument fails that operation, never the batch:
+  // the batch carries other LUNs' I/O.
+  if (!IsIndex(r[0], 3) || !IsIndex(r[2], 9007199254740991.0) || !IsIndex(r[1], 2147483647.0)) return RecordStatus::Invalid;
   rec->write = (static_cast<int>(r[0]) & 1) != 0;
   rec->offload = (static_cast<int>(r[0]) & 2) != 0;
   rec->fd = static_cast<int>(r[1]);
   rec->position = static_cast<uint64_t>(r[2]);
-  rec->tag = static_cast<int32_t>(r[3]);
   iov->resize(n);
   for (uint32_t i = 0; i < n; i++) {
     const double* v = r + kHeader + kPerIovec * i;
@@ -158,9 +161,9 @@ void IoRing::Run(const Napi::CallbackInfo& info) {
       ThrowArgError(env, "ERR_OUT_OF_RANGE", "malformed batch record");
       return;
     }
-    if (status == RecordStatus::Fault) {
+    if (status == RecordStatus::Fault || status == RecordStatus::Invalid) {
       out[2 + 2 * done] = rec.tag;
-      out[2 + 2 * done + 1] = -EFAULT;
+      out[2 + 2 * done + 1] = status == RecordStatus::Fault ? -EFAULT : -EINVAL;
       done++;
       continue;
     }
@@ -229,6 +232,7 @@ Napi::Value IoRing::TryNow(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   if (status == RecordStatus::Fault) return Napi::Number::New(env, -EFAULT);
+  if (status == RecordStatus::Invalid) return Napi::Number::New(env, -EINVAL);
   int count = static_cast<int>(nowIov_.size());
   ssize_t n;
   do {

@@ -98,6 +98,17 @@ function errnoError(result: number, op: Op): Error {
   });
 }
 
+/** Highest file offset a JS number names exactly (and the batch record can carry). */
+const MAX_POSITION = Number.MAX_SAFE_INTEGER;
+
+/** Why (fd, position, length) cannot be an operation, or undefined when it can. */
+export function invalidArgument(fd: number, position: number, length: number): string | undefined {
+  if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) return `on an invalid file descriptor (${fd})`;
+  if (!Number.isInteger(position) || position < 0 || position > MAX_POSITION) return `at an invalid offset (${position})`;
+  if (!Number.isInteger(length) || position + length > MAX_POSITION) return `of ${length} bytes at byte ${position} runs past 2^53`;
+  return undefined;
+}
+
 export class RingVectorIo implements VectorIo {
   readonly kind = 'io_uring';
   private readonly ops: Op[] = [];
@@ -173,7 +184,7 @@ export class RingVectorIo implements VectorIo {
    */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
     const total = totalLength(iov);
-    if (total >= OFFLOAD_READ_BYTES) {
+    if (total >= OFFLOAD_READ_BYTES || invalidArgument(fd, position, total) !== undefined) {
       return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, resolve, reject));
     }
     const done = this.readNow(fd, iov, position, total);
@@ -220,6 +231,11 @@ export class RingVectorIo implements VectorIo {
   private start(kind: Kind, fd: number, iov: readonly Buffer[], position: number, resolve: () => void, reject: (err: unknown) => void): void {
     if (this.broken) return reject(this.broken);
     const expected = totalLength(iov);
+    // Checked here, before staging: the ring and its batches are shared by
+    // every LUN, so one operation's bad argument must fail only that
+    // operation (the addon also answers such a record with -EINVAL alone).
+    const invalid = invalidArgument(fd, position, expected);
+    if (invalid !== undefined) return reject(new StorageError('EINVAL', `file: ${verb(kind)} ${invalid}`));
     if (expected === 0) return resolve();
     if (this.freeCount === 0) {
       this.waiting.push({ kind, fd, iov, position, resolve, reject });

@@ -22,6 +22,7 @@ import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
 import { native, type NativeMapping } from '../tcmu/native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
+import type { FaultGuard, FaultOwner } from './fault-guard.js';
 
 export interface LunOptions {
   log: Logger;
@@ -30,6 +31,8 @@ export interface LunOptions {
   configfsRoot?: string;
   /** Confined opener for the handlers (the daemon's allowed_dirs); default unconfined. */
   files?: FileOpener;
+  /** Attributes process-level faults to this LUN (see fault-guard.ts). */
+  faultGuard?: FaultGuard;
 }
 
 export interface LunStatus {
@@ -40,7 +43,10 @@ export interface LunStatus {
   blockSize: number;
   thin: boolean;
   writeCache: boolean;
-  state: 'starting' | 'serving' | 'stopping' | 'stopped';
+  /** 'failed': this LUN alone stopped serving (ring protocol broken, or a fault attributed to it); its device is blocked. */
+  state: 'starting' | 'serving' | 'stopping' | 'stopped' | 'failed';
+  /** Why the LUN failed (state 'failed'). */
+  error?: string;
   stats?: RingEngineStats;
   /** Seconds the LUN has had commands in flight without completing any (0 = healthy). */
   stalledSeconds: number;
@@ -52,7 +58,7 @@ const WATCHDOG_PERIOD_MS = 1000;
 /** A LUN with no completion for this long while commands are in flight is reported stuck. */
 const STUCK_AFTER_MS = 5000;
 
-export class Lun {
+export class Lun implements FaultOwner {
   readonly id: string;
   readonly log: Logger;
   private readonly configfs: TcmuConfigfs;
@@ -62,6 +68,7 @@ export class Lun {
   private disk?: ScsiDisk;
   private devConfig: string;
   private state: LunStatus['state'] = 'starting';
+  private failure?: string;
   private stopping?: Promise<void>;
   private readonly watchdog = { timer: undefined as NodeJS.Timeout | undefined, lastCommands: 0, stalledMs: 0, stuckEvents: 0 };
   /**
@@ -69,8 +76,13 @@ export class Lun {
    * so a RECONFIG can swap the store (and disk) under a running ring.
    */
   private readonly target: ScsiTarget = {
-    execute: (cmd: ScsiCommand) => this.disk!.execute(cmd),
+    execute: (cmd: ScsiCommand) => {
+      const guard = this.opts.faultGuard;
+      return guard ? guard.within(this, this.executeBound, cmd) : this.disk!.execute(cmd);
+    },
   };
+  /** The disk's execute, for running inside this LUN's fault context (no closure per command). */
+  private readonly executeBound = (cmd: ScsiCommand) => this.disk!.execute(cmd);
 
   constructor(readonly device: TcmuUioDevice, private readonly opts: LunOptions) {
     this.id = `user_${device.hbaIndex}/${device.deviceName}`;
@@ -92,6 +104,7 @@ export class Lun {
       stats: this.engine ? { ...this.engine.stats } : undefined,
       stalledSeconds: this.watchdog.stalledMs / 1000,
       stuckEvents: this.watchdog.stuckEvents,
+      ...(this.failure !== undefined ? { error: this.failure } : {}),
     };
   }
 
@@ -115,8 +128,10 @@ export class Lun {
       await this.store.close();
       throw err;
     } finally {
-      if (!fresh) this.configfs.setBlocked(false);
+      // A LUN that failed while starting (a ring already broken) stays blocked.
+      if (!fresh && (this.state as LunStatus['state']) !== 'failed') this.configfs.setBlocked(false);
     }
+    if ((this.state as LunStatus['state']) === 'failed') return;
     this.state = 'serving';
     this.log.info(
       { devConfig: this.devConfig, size: this.store.size, thin: this.store.thin, writeCache: this.store.writeCache },
@@ -231,9 +246,10 @@ export class Lun {
   }
 
   /**
-   * The ring stopped (the uio fd reported an error). When the kernel removed
-   * the device without waiting for us (nl_reply_supported=-1, or no netlink
-   * replies), that is an ordinary removal; anything else is an error.
+   * The ring stopped: the uio fd reported an error, or the kernel side broke
+   * the ring protocol. When the kernel removed the device without waiting
+   * for us (nl_reply_supported=-1, or no netlink replies), that is an
+   * ordinary removal; anything else fails this LUN.
    */
   private onRingError(err: Error): void {
     if (!existsSync(`/sys/class/uio/${this.device.uio}`)) {
@@ -241,8 +257,29 @@ export class Lun {
       void this.stop({ deviceGone: true });
       return;
     }
-    this.state = 'stopped';
-    this.log.error({ err }, 'ring unusable; LUN stopped serving');
+    this.fail(err, 'ring');
+  }
+
+  /**
+   * Fail this LUN and only this one: stop consuming its ring (commands in
+   * flight are abandoned; the kernel times them out), block the device so
+   * new commands get BUSY instead of piling up, and report 'failed' with
+   * the reason in status. Other LUNs are not touched. stop() (device
+   * removal, daemon shutdown) still cleans up and unblocks.
+   */
+  fail(err: unknown, source: string): void {
+    if (this.state === 'failed' || this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'failed';
+    const message = err instanceof Error ? err.message : String(err);
+    this.failure = `${source}: ${message}`;
+    this.log.error({ err, source }, 'LUN failed: stopped serving, device blocked');
+    if (this.watchdog.timer) clearInterval(this.watchdog.timer);
+    this.engine?.close();
+    try {
+      this.configfs.setBlocked(true);
+    } catch (blockErr) {
+      this.log.warn({ err: blockErr }, 'could not block the failed LUN');
+    }
   }
 
   /**

@@ -20,6 +20,8 @@ import { pathOfDevConfig } from './paths.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
 import type { LunConfig } from '../config/config.js';
+import { FaultGuard, type FaultCounts } from './fault-guard.js';
+import { sharedRingIo } from '../../handlers/file/ring-io.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -48,9 +50,17 @@ export class Server {
   private netlink?: TcmuNetlink;
   /** The one opener every LUN's handlers use, on add and on RECONFIG alike. */
   private readonly files: FileOpener;
+  /** Process-level faults fail the LUN they come from (installed by serveForever). */
+  readonly faultGuard: FaultGuard;
 
   constructor(private readonly opts: ServeOptions) {
     this.files = createFileOpener(opts.allowedDirs ?? []);
+    this.faultGuard = new FaultGuard(opts.log);
+  }
+
+  /** Process-level faults seen so far (see fault-guard.ts). */
+  faults(): FaultCounts {
+    return { ...this.faultGuard.counts };
   }
 
   /** Open every handled device not yet served. Returns how many were opened by this call. */
@@ -130,7 +140,12 @@ export class Server {
   /** Opens the LUN; returns 0 or the negative errno to refuse the device with. */
   private async open(device: TcmuUioDevice, mode: { fresh: boolean }): Promise<number> {
     if (this.luns.has(device.uio)) return 0;
-    const lun = new Lun(device, { log: this.opts.log, configfsRoot: this.opts.configfsRoot, files: this.files });
+    const lun = new Lun(device, {
+      log: this.opts.log,
+      configfsRoot: this.opts.configfsRoot,
+      files: this.files,
+      faultGuard: this.faultGuard,
+    });
     try {
       // Confinement happens inside the handler's own opens (this.files).
       await lun.start(mode);
@@ -201,12 +216,16 @@ export class Server {
 /** Run until a signal: the body of `tcmu-ts serve`. */
 export async function serveForever(opts: ServeOptions): Promise<void> {
   const server = new Server(opts);
+  server.faultGuard.install();
+  // The io_uring every LUN's file/qcow2 I/O shares is created here, outside
+  // any LUN's fault context, so its callbacks are nobody's in particular.
+  sharedRingIo();
   let control: NetServer | undefined;
   if (opts.controlSocket) {
     control = await startControlServer(opts.controlSocket, async (req) => {
       switch (req.cmd) {
         case 'status':
-          return { pid: process.pid, luns: server.list() };
+          return { pid: process.pid, luns: server.list(), faults: server.faults() };
         case 'rescan':
           return { opened: await server.scan() };
         case 'snapshot':
@@ -244,5 +263,6 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
   });
   control?.close();
+  server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }

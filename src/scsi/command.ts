@@ -23,9 +23,13 @@ export interface ScsiCommand {
    */
   readonly sense: Buffer;
   /**
-   * Bytes of data-in actually produced, when fewer than `iovLength`
-   * (short INQUIRY, MODE SENSE ...). -1 means "all of iovLength". The engine
-   * reports it with READ_LEN so the initiator sees the right residual.
+   * How many bytes at the start of the data-in buffer (`iov`, or `bidiIov`
+   * for a bidirectional command) the command produced. The engine presets 0
+   * and, on every completion that is not CHECK CONDITION, makes sure no byte
+   * beyond it reaches the initiator (READ_LEN, or zero-filled where READ_LEN
+   * cannot say it): the data area holds whatever earlier commands left there.
+   * A command that read `iov` as data-out sets it to `iovLength` (those bytes
+   * are the initiator's own). Never -1 / "all": say how many.
    */
   dataInLength: number;
   /** Set by the engine when a TMR aborted this command; long operations may check it. */

@@ -25,7 +25,7 @@ export class ScsiDisk implements ScsiTarget {
   execute(cmd: ScsiCommand): number | Promise<number> {
     const lu = this.lu;
     const cdb = cmd.cdb;
-    cmd.dataInLength = -1;
+    cmd.dataInLength = 0; // nothing produced until a data-in command says how much
     if (cdb.length === 0) return lu.check(cmd, SenseKey.IllegalRequest, Asc.InvalidCommandOperationCode);
     const found = lu.commands.lookup(cdb[0], cdb.length > 1 ? cdb[1] : 0);
     if (found === UNKNOWN_SERVICE_ACTION) return lu.invalidCdbField(cmd, 1, 4);
@@ -56,6 +56,12 @@ export class ScsiDisk implements ScsiTarget {
   }
 
   private run(spec: CommandSpec, cmd: ScsiCommand): number | Promise<number> {
+    // A data-out command's buffer holds the initiator's own bytes. (TCMU
+    // entries do not carry the transfer direction: if the initiator declared
+    // data-in for a WRITE, the data area's old bytes became the payload and
+    // reached the medium before any completion; zeroing them afterwards would
+    // cost a memset per write and hide nothing.)
+    if (spec.direction === 'out') cmd.dataInLength = cmd.iovLength;
     let result: number | Promise<number>;
     try {
       result = spec.run(this.lu, cmd);

@@ -105,7 +105,7 @@ export class LogicalUnit {
    */
   dataIn(cmd: ScsiCommand, src: Buffer, length: number): number {
     const copied = scatter(cmd.iov, src, length);
-    cmd.dataInLength = copied < cmd.iovLength ? copied : -1;
+    cmd.dataInLength = copied;
     return ScsiStatus.Good;
   }
 

@@ -49,6 +49,7 @@ class BenchRamTarget implements ScsiTarget {
         this.ram.copy(buf, 0, at, at + buf.length);
         at += buf.length;
       }
+      cmd.dataInLength = cmd.iovLength;
       return 0;
     }
     return 2;
@@ -155,7 +156,7 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
  * READY. Do the same here, so that 'failed' counts only real failures.
  */
 function afterPowerOn(disk: ScsiTarget): ScsiTarget {
-  const tur: ScsiCommand = { cdb: Buffer.alloc(6), iov: [], iovLength: 0, bidiIov: [], sense: Buffer.alloc(SENSE_SIZE), dataInLength: -1, aborted: false };
+  const tur: ScsiCommand = { cdb: Buffer.alloc(6), iov: [], iovLength: 0, bidiIov: [], sense: Buffer.alloc(SENSE_SIZE), dataInLength: 0, aborted: false };
   const status = disk.execute(tur);
   if (status !== ScsiStatus.CheckCondition || (tur.sense[2]! & 0x0f) !== SenseKey.UnitAttention || tur.sense.readUInt16BE(12) !== Asc.PowerOnResetOccurred) {
     throw new Error(`bench: the first TEST UNIT READY did not report the power-on UNIT ATTENTION (status ${String(status)})`);

@@ -17,8 +17,10 @@ export class CommandSlot implements ScsiCommand {
   iov: readonly Buffer[] = NO_BUFFERS;
   iovLength = 0;
   bidiIov: readonly Buffer[] = NO_BUFFERS;
+  /** Sum of the bidiIov lengths. */
+  bidiLength = 0;
   readonly sense: Buffer;
-  dataInLength = -1;
+  dataInLength = 0;
   aborted = false;
 
   // Engine bookkeeping, not part of ScsiCommand.
@@ -26,6 +28,8 @@ export class CommandSlot implements ScsiCommand {
   cmdId = 0;
   /** Ring-relative offset of the entry (in-order completion writes there). */
   entryOffset = 0;
+  /** The entry's len_op when consumed (checked unchanged before the response is written). */
+  entryLenOp = 0;
   /** Completed (status known) but not yet passed by the tail (in-order mode). */
   done = false;
 
@@ -76,15 +80,17 @@ export class CommandSlot implements ScsiCommand {
   }
 
   /** Reset the per-command fields before a new entry is decoded into the slot. */
-  reset(cmdId: number, entryOffset: number): void {
+  reset(cmdId: number, entryOffset: number, entryLenOp: number): void {
     this.cmdId = cmdId;
     this.entryOffset = entryOffset;
+    this.entryLenOp = entryLenOp;
     this.done = false;
     this.aborted = false;
-    this.dataInLength = -1;
+    this.dataInLength = 0;
     this.iov = NO_BUFFERS;
     this.bidiIov = NO_BUFFERS;
     this.iovLength = 0;
+    this.bidiLength = 0;
   }
 
   private cdbView(length: number): Buffer {

@@ -49,12 +49,15 @@ export function decodeCommand(view: RingView, slot: CommandSlot, base: number, e
   }
   if (bidiCount > 0) {
     const views = slot.bidiArray(bidiCount);
+    let total = 0;
     for (let i = 0; i < bidiCount; i++, iovOff += CmdReq.iovSize) {
       const buf = dataView(view, iovOff);
       if (buf === null) return iovError(view, iovOff, dataCount + i);
       views[i] = buf;
+      total += buf.length;
     }
     slot.bidiIov = views;
+    slot.bidiLength = total;
   }
   // Protection-information iovecs are not supported (no DIF); they are
   // counted in the entry size above but not exposed.

@@ -11,6 +11,7 @@
  *
  * The engine does not own the mapping: close() stops it, the caller unmaps.
  */
+import type { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
@@ -73,6 +74,8 @@ export interface RingEngineStats {
   kicks: number;
   /** Batches run. */
   batches: number;
+  /** Data-in bytes zero-filled because no command produced them (see limitDataIn). */
+  zeroFilledBytes: number;
 }
 
 export class RingEngineError extends Error {
@@ -88,7 +91,7 @@ export class RingEngineError extends Error {
 type State = 'idle' | 'running' | 'draining' | 'broken' | 'closed';
 
 export class RingEngine {
-  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0 };
+  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0, zeroFilledBytes: 0 };
   /** Mailbox flags the kernel announced. */
   readonly flags: number;
 
@@ -108,6 +111,17 @@ export class RingEngine {
 
   /** Next entry to consume (ring-relative). */
   private consumed = 0;
+  /**
+   * Entries consumed but not yet passed by the tail, in ring order: their
+   * offset and len_op as read when consumed. The tail moves by these
+   * recorded lengths, never by re-reading the ring (a kernel that rewrites
+   * len_op in flight must not steer the tail), and each entry's len_op is
+   * checked unchanged before the tail passes it.
+   */
+  private pendingOffset: Int32Array;
+  private pendingLenOp: Uint32Array;
+  private pendingHead = 0;
+  private pendingCount = 0;
   /** Our tail (ring-relative); `published` is what the kernel has seen. */
   private tail = 0;
   private published = 0;
@@ -154,6 +168,8 @@ export class RingEngine {
     for (let i = 0; i < max; i++) this.freeSlots[i] = max - 1 - i;
     this.freeCount = max;
     this.order = new Int32Array(max);
+    this.pendingOffset = new Int32Array(Math.max(64, 2 * max));
+    this.pendingLenOp = new Uint32Array(this.pendingOffset.length);
     for (const slot of this.slots) this.bindSlotCallbacks(slot);
     this.scheduleBatch =
       opts.coalesce === 'immediate' ? () => setImmediate(this.runBatchBound) : () => void SETTLED.then(this.publishBatchBound);
@@ -175,7 +191,8 @@ export class RingEngine {
     if (this.state === 'idle') {
       // Begin where the kernel says we are (a fresh or reset ring has head == tail == 0).
       const tail = this.mapping.loadAcquire32(Mailbox.cmdTail);
-      this.checkRingOffset(tail, 'cmd_tail');
+      const head = this.mapping.loadAcquire32(Mailbox.cmdHead);
+      if (!this.checkRingOffset(tail, 'cmd_tail') || !this.checkRingOffset(head, 'cmd_head')) return;
       this.consumed = this.tail = this.published = tail;
       this.mapping.watch(
         () => this.runBatch(true),
@@ -189,7 +206,8 @@ export class RingEngine {
   /** Stop consuming new entries; resolves once every in-flight command completed and the tail is published. */
   drain(): Promise<void> {
     if (this.state === 'running') this.state = 'draining';
-    if (this.stats.inFlight === 0 && !this.flushScheduled) return Promise.resolve();
+    // A broken or closed engine answers nothing more: nothing to wait for.
+    if ((this.stats.inFlight === 0 && !this.flushScheduled) || this.state === 'broken' || this.state === 'closed') return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -236,8 +254,9 @@ export class RingEngine {
   }
 
   private publish(): void {
+    if (this.state === 'closed' || this.state === 'broken') return;
     this.skipNonCommands();
-    if (this.tail === this.published || this.state === 'closed') return;
+    if (this.tail === this.published || this.broken) return;
     this.published = this.tail;
     // Atomics.store is sequentially consistent (at least release): every
     // response written above is visible before the kernel sees the tail.
@@ -259,14 +278,16 @@ export class RingEngine {
     const cmdrOff = view.cmdrOffset;
     const cmdrSize = view.cmdrSize;
     this.stalled = false;
-    while (this.consumed !== head && this.state === 'running') {
+    // Every pass moves `consumed` forward by at least 8 bytes towards head,
+    // so this ends within cmdrSize / 8 passes; the cap makes that explicit.
+    for (let passes = cmdrSize >>> 3; this.consumed !== head && this.state === 'running'; passes--) {
       const at = this.consumed;
       const base = cmdrOff + at;
       const lenOp = u32[base >>> 2]!;
       const op = lenOp & OP_MASK;
       const len = lenOp - op;
       const available = head > at ? head - at : cmdrSize - at + head;
-      if (len === 0 || len > available || at + len > cmdrSize) {
+      if (len === 0 || len > available || at + len > cmdrSize || passes <= 0) {
         this.fail(new RingEngineError('EPROTO', `ring entry at ${at} has length ${len} (head ${head}, ring ${cmdrSize}): ring broken`));
         return;
       }
@@ -276,22 +297,53 @@ export class RingEngine {
           return;
         }
         this.consumed = at + len === cmdrSize ? 0 : at + len;
-        this.startCommand(base, at, len);
+        this.pushPending(at, lenOp);
+        this.startCommand(base, at, lenOp);
       } else {
-        if (op === Op.Tmr) this.handleTmr(base, len);
-        else if (op !== Op.Pad) {
+        if (op === Op.Tmr) {
+          if (!this.handleTmr(base, at, len)) return;
+        } else if (op !== Op.Pad) {
           this.fail(new RingEngineError('EPROTO', `ring entry at ${at} has unknown op ${op}: ring broken`));
           return;
         }
         this.consumed = at + len === cmdrSize ? 0 : at + len;
+        this.pushPending(at, lenOp);
       }
     }
   }
 
-  private startCommand(base: number, at: number, len: number): void {
+  private pushPending(at: number, lenOp: number): void {
+    let capacity = this.pendingOffset.length;
+    if (this.pendingCount === capacity) {
+      // Only TMR/PAD entries queued behind a slow command grow this; the
+      // ring itself bounds it (an entry is at least 8 bytes).
+      const offsets = new Int32Array(capacity * 2);
+      const lenOps = new Uint32Array(capacity * 2);
+      for (let i = 0; i < this.pendingCount; i++) {
+        const j = (this.pendingHead + i) % capacity;
+        offsets[i] = this.pendingOffset[j]!;
+        lenOps[i] = this.pendingLenOp[j]!;
+      }
+      this.pendingOffset = offsets;
+      this.pendingLenOp = lenOps;
+      this.pendingHead = 0;
+      capacity *= 2;
+    }
+    const j = (this.pendingHead + this.pendingCount++) % capacity;
+    this.pendingOffset[j] = at;
+    this.pendingLenOp[j] = lenOp;
+  }
+
+  private startCommand(base: number, at: number, lenOp: number): void {
+    const len = lenOp & ~OP_MASK;
     const slot = this.slots[this.freeSlots[--this.freeCount]!]!;
     const cmdId = this.view.u16[(base + EntryHeader.cmdId) >>> 1]!;
-    slot.reset(cmdId, at);
+    if (this.slotById[cmdId] !== -1) {
+      this.freeCount++;
+      this.fail(new RingEngineError('EPROTO', `ring entry at ${at} reuses cmd_id ${cmdId} of a command in flight: ring broken`));
+      return;
+    }
+    slot.reset(cmdId, at, lenOp);
     this.slotById[cmdId] = slot.index;
     const inFlight = ++this.stats.inFlight;
     if (inFlight > this.stats.maxInFlight) this.stats.maxInFlight = inFlight;
@@ -299,8 +351,9 @@ export class RingEngine {
 
     const malformed = decodeCommand(this.view, slot, base, len);
     if (malformed !== null) {
-      this.opts.log?.error({ cmdId, entry: at }, `malformed TCMU command: ${malformed}`);
-      this.failCommand(slot);
+      // The kernel builds every entry itself: a bad one means the ring (or
+      // whoever else writes it) cannot be trusted any more.
+      this.fail(new RingEngineError('EPROTO', `ring entry at ${at} (cmd_id ${cmdId}) is malformed: ${malformed}: ring broken`));
       return;
     }
     let result: number | Promise<number>;
@@ -316,13 +369,14 @@ export class RingEngine {
     else this.complete(slot, Number.NaN); // neither a status nor a promise: failed as invalid
   }
 
-  private handleTmr(base: number, len: number): void {
+  /** False when the TMR entry broke the protocol (the engine has failed). */
+  private handleTmr(base: number, at: number, len: number): boolean {
     const u8 = this.view.u8;
     const type = u8[base + TmrEntry.tmrType]!;
     const count = this.view.u32[(base + TmrEntry.cmdCnt) >>> 2]!;
     if (TmrEntry.cmdIds + 2 * count > len) {
-      this.opts.log?.error({ count, len }, 'TMR entry lists more ids than it holds; ignored');
-      return;
+      this.fail(new RingEngineError('EPROTO', `TMR entry at ${at} lists ${count} ids in ${len} bytes: ring broken`));
+      return false;
     }
     const ids: number[] = [];
     const first = (base + TmrEntry.cmdIds) >>> 1;
@@ -334,6 +388,7 @@ export class RingEngine {
     }
     this.opts.log?.debug({ type, ids }, 'TMR');
     this.opts.onTmr?.(type, ids);
+    return true;
   }
 
   // ---- complete ---------------------------------------------------------
@@ -342,14 +397,15 @@ export class RingEngine {
     slot.onResolve = (status: number) => this.completeAsync(slot, status);
     slot.onReject = (err: unknown) => {
       this.opts.log?.error({ err, cmdId: slot.cmdId }, 'ScsiTarget.execute rejected');
-      if (this.state === 'closed') return;
+      if (this.state === 'closed' || this.state === 'broken') return;
       this.failCommand(slot);
       this.requestBatch();
     };
   }
 
   private completeAsync(slot: CommandSlot, status: number): void {
-    if (this.state === 'closed') return;
+    // A broken ring is not written any more: the kernel times these out.
+    if (this.state === 'closed' || this.state === 'broken') return;
     this.complete(slot, status);
     this.requestBatch();
   }
@@ -360,17 +416,24 @@ export class RingEngine {
       this.failCommand(slot);
       return;
     }
-    this.stats.commands++;
+    if (this.broken) return;
     if (this.ooo) {
       // OOOC: the response goes into the next CMD slot at the tail, whichever entry it was.
       this.skipNonCommands();
+      if (this.broken || !this.checkUnchanged()) return;
       const base = this.view.cmdrOffset + this.tail;
       this.writeResponse(slot, base, status);
       this.view.u16[(base + EntryHeader.cmdId) >>> 1] = slot.cmdId;
-      this.tail = this.advance(this.tail, base);
+      this.stats.commands++;
+      this.popPending();
       this.release(slot);
     } else {
+      if (this.view.u32[(this.view.cmdrOffset + slot.entryOffset) >>> 2] !== slot.entryLenOp) {
+        this.fail(new RingEngineError('EPROTO', `len_op of the in-flight entry at ${slot.entryOffset} was rewritten: ring broken`));
+        return;
+      }
       this.writeResponse(slot, this.view.cmdrOffset + slot.entryOffset, status);
+      this.stats.commands++;
       slot.done = true;
       this.retireCompletedPrefix();
     }
@@ -382,7 +445,8 @@ export class RingEngine {
       const slot = this.slots[this.order[this.orderHead]!]!;
       if (!slot.done) return;
       this.skipNonCommands();
-      this.tail = this.advance(this.tail, this.view.cmdrOffset + this.tail);
+      if (this.broken || !this.checkUnchanged()) return;
+      this.popPending();
       this.orderHead = (this.orderHead + 1) % this.order.length;
       this.orderCount--;
       this.release(slot);
@@ -398,7 +462,6 @@ export class RingEngine {
     sense[2] = 0x04; // HARDWARE ERROR
     sense[7] = 10; // additional sense length
     sense[12] = 0x44; // INTERNAL TARGET FAILURE
-    slot.dataInLength = -1;
     this.complete(slot, CHECK_CONDITION);
   }
 
@@ -407,15 +470,38 @@ export class RingEngine {
     u8[base + CmdRsp.scsiStatus] = status;
     let uflags = 0;
     if (status === CHECK_CONDITION) {
+      // Sense only: without READ_LEN the kernel copies no data-in at all.
       u8.set(slot.sense, base + CmdRsp.sense);
       slot.sense.fill(0, 0, SENSE_SIZE); // next user of the slot starts clean
-    }
-    const produced = slot.dataInLength;
-    if (this.readLen && produced >= 0 && produced < slot.iovLength) {
-      uflags = UFlag.ReadLen;
-      this.view.u32[(base + CmdRsp.readLen) >>> 2] = produced;
+    } else {
+      uflags = this.limitDataIn(slot, base);
     }
     u8[base + EntryHeader.uflags] = uflags;
+  }
+
+  /**
+   * The one place that decides how much data-in the kernel hands the
+   * initiator; returns the uflags to set. Every status but CHECK CONDITION
+   * makes the kernel copy the whole data-in buffer unless READ_LEN says
+   * less, and the data area holds whatever earlier commands left there, so
+   * nothing past `dataInLength` (what the command produced) may go out.
+   * The kernel ignores READ_LEN with read_len 0, and honours it only for
+   * plain data-in commands on rings that announce it: everything else gets
+   * the unproduced part zero-filled instead.
+   */
+  private limitDataIn(slot: CommandSlot, base: number): number {
+    const bidi = slot.bidiIov.length > 0;
+    const total = bidi ? slot.bidiLength : slot.iovLength;
+    const claimed = slot.dataInLength;
+    if (claimed >= total) return 0;
+    const produced = claimed > 0 ? Math.floor(claimed) : 0; // NaN, negative: nothing
+    if (produced > 0 && this.readLen && !bidi) {
+      this.view.u32[(base + CmdRsp.readLen) >>> 2] = produced;
+      return UFlag.ReadLen;
+    }
+    zeroIovFrom(bidi ? slot.bidiIov : slot.iov, produced);
+    this.stats.zeroFilledBytes += total - produced;
+    return 0;
   }
 
   private release(slot: CommandSlot): void {
@@ -429,18 +515,35 @@ export class RingEngine {
 
   /** Move the tail over consumed PAD/TMR entries so their ring space is reclaimed. */
   private skipNonCommands(): void {
-    const view = this.view;
-    while (this.tail !== this.consumed) {
-      const base = view.cmdrOffset + this.tail;
-      if ((view.u32[base >>> 2]! & OP_MASK) === Op.Cmd) return;
-      this.tail = this.advance(this.tail, base);
+    while (this.pendingCount > 0 && (this.pendingLenOp[this.pendingHead]! & OP_MASK) !== Op.Cmd) {
+      if (!this.checkUnchanged()) return;
+      this.popPending();
     }
   }
 
-  /** Ring offset after the entry at `at` (map offset `base`). */
-  private advance(at: number, base: number): number {
-    const next = at + (this.view.u32[base >>> 2]! & ~OP_MASK);
-    return next === this.view.cmdrSize ? 0 : next;
+  /** Move the tail over the entry at the front of the pending queue (by its recorded length). */
+  private popPending(): void {
+    const lenOp = this.pendingLenOp[this.pendingHead]!;
+    this.pendingHead = (this.pendingHead + 1) % this.pendingOffset.length;
+    this.pendingCount--;
+    const next = this.tail + (lenOp & ~OP_MASK);
+    this.tail = next === this.view.cmdrSize ? 0 : next;
+  }
+
+  /** The entry at the tail still has the len_op it had when consumed; fails the engine if not. */
+  private checkUnchanged(): boolean {
+    const recorded = this.pendingLenOp[this.pendingHead]!;
+    const now = this.view.u32[(this.view.cmdrOffset + this.tail) >>> 2]!;
+    if (this.pendingCount > 0 && this.pendingOffset[this.pendingHead] === this.tail && now === recorded) return true;
+    this.fail(
+      new RingEngineError('EPROTO', `len_op of the in-flight entry at ${this.tail} changed from 0x${recorded.toString(16)} to 0x${now.toString(16)}: ring broken`),
+    );
+    return false;
+  }
+
+  /** fail() may have run in a callee: a getter keeps TypeScript from narrowing `state` away. */
+  private get broken(): boolean {
+    return this.state === 'broken';
   }
 
   private checkRingOffset(offset: number, what: string): boolean {
@@ -465,5 +568,18 @@ export class RingEngine {
     if (waiters.length === 0) return;
     this.drainWaiters = [];
     for (const resolve of waiters) resolve();
+  }
+}
+
+/** Zero every byte of the iov from byte `from` on. */
+function zeroIovFrom(iov: readonly Buffer[], from: number): void {
+  let skip = from;
+  for (const part of iov) {
+    if (skip >= part.length) {
+      skip -= part.length;
+      continue;
+    }
+    part.fill(0, skip);
+    skip = 0;
   }
 }

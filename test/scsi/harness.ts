@@ -42,15 +42,14 @@ export function command(cdb: number[] | Buffer, opts: CommandOptions = {}): Scsi
     iovLength: data.length,
     bidiIov: [],
     sense: Buffer.alloc(96, 0xaa),
-    dataInLength: -1,
+    dataInLength: 0,
     aborted: false,
   };
 }
 
-/** Concatenated data-in, cut at dataInLength. */
+/** Concatenated data-in, cut at dataInLength (what the command says it produced). */
 export function dataIn(cmd: ScsiCommand): Buffer {
-  const all = Buffer.concat(cmd.iov);
-  return cmd.dataInLength >= 0 ? all.subarray(0, cmd.dataInLength) : all;
+  return Buffer.concat(cmd.iov).subarray(0, Math.max(0, cmd.dataInLength));
 }
 
 export interface Sense {

@@ -43,7 +43,7 @@ describe('standard INQUIRY', () => {
     const { disk } = await freshDisk();
     const cmd = command(inquiry(0, 0, 255), { inLength: 36, split: [10, 10] });
     expect(await run(disk, cmd)).toBe(GOOD);
-    expect(cmd.dataInLength).toBe(-1);
+    expect(cmd.dataInLength).toBe(36);
     expect(Buffer.concat(cmd.iov).toString('ascii', 8, 15)).toBe('TCMU-TS');
   });
 

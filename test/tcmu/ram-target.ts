@@ -102,6 +102,7 @@ export class RamTarget implements ScsiTarget {
         if (lba * BLOCK + bytes > this.ram.length) return setSense(cmd, 0x05, 0x21, 0x00);
         if (bytes !== cmd.iovLength) return setSense(cmd, 0x05, 0x24, 0x00);
         copyIov(this.ram, lba * BLOCK, cmd.iov, cdb[0] === 0x28);
+        cmd.dataInLength = cmd.iovLength; // READ produced it all; WRITE's buffer is the initiator's own
         return 0;
       }
       case 0x12: {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ScsiCommand, ScsiTarget } from '../../src/scsi/command.js';
-import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
+import { RingEngine, RingEngineError, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { CmdReq, Mailbox, TmrType } from '../../src/tcmu/ring-layout.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { BLOCK, RamTarget, inquiry, read10, write10, type Timing } from './ram-target.js';
@@ -304,16 +304,17 @@ describe('RingEngine: failures', () => {
     ['iov length past the map', (u32: Uint32Array, base: number) => (u32[(base + CmdReq.iov + 8) >>> 2] = 0x7fffffff)],
     ['CDB outside the map', (u32: Uint32Array, base: number) => (u32[(base + CmdReq.cdbOff + 4) >>> 2] = 2)],
     ['more iovecs than the entry holds', (u32: Uint32Array, base: number) => (u32[(base + CmdReq.iovCnt) >>> 2] = 50)],
-  ])('%s -> CHECK CONDITION 04/44/00, ring keeps working', async (_name, edit) => {
-    const { sim, engine } = setup();
-    const bad = sim.submit(read10(0, 1), { inLength: BLOCK });
+  ])('%s -> the ring is broken: the engine stops and reports it', async (_name, edit) => {
+    const errors: Error[] = [];
+    const { sim, engine } = setup({}, 'sync', { onError: (e) => errors.push(e) });
+    const bad = sim.submit(read10(0, 1), { inLength: BLOCK }).catch((e: Error) => e);
     corruptLatest(sim, edit);
-    const r = await bad;
-    expect(r.status).toBe(2);
-    expect(senseKey(r)).toEqual([0x04, 0x44, 0x00]);
-    expect(engine.stats.errors).toBe(1);
-    expect((await sim.submit(read10(0, 1), { inLength: BLOCK })).status).toBe(0);
-    expect(sim.broken).toBeUndefined();
+    await waitFor(() => errors.length === 1, 'engine error');
+    expect(errors[0]!.message).toMatch(/malformed.*ring broken/);
+    expect((errors[0] as RingEngineError).code).toBe('EPROTO');
+    expect(engine.stats.commands).toBe(0);
+    sim.close();
+    expect(await bad).toBeInstanceOf(Error); // never answered: the kernel would time it out
   });
 
   const throwing: ScsiTarget = {

@@ -63,13 +63,14 @@ function readBlocks(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numb
   const bad = lu.validateIo(cmd, lba, blocks, lengthByte, bytes);
   if (bad !== PROCEED) return bad;
   if (blocks === 0) return ScsiStatus.Good; // SBC-4: zero blocks is no transfer, not an error
-  if (bytes < cmd.iovLength) cmd.dataInLength = bytes;
   let r: void | Promise<void>;
   try {
     r = lu.store.read(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength));
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Read);
   }
+  // Only a GOOD completion carries data-in (CHECK CONDITION sends none).
+  cmd.dataInLength = bytes;
   if (isThenable(r)) return r.then(goodStatus, (err) => lu.storeFailed(cmd, err, IoKind.Read));
   return ScsiStatus.Good;
 }

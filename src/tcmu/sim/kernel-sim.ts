@@ -53,6 +53,8 @@ export interface KernelSimOptions {
   seed?: number;
   /** Copy data-in out and pre-fill data-in buffers with 0xA5 (default true; the benchmark turns it off). */
   collectData?: boolean;
+  /** Byte data-in buffers are pre-filled with when collectData is on (default 0xA5): what earlier commands left in the data area. */
+  canary?: number;
   /** Mailbox version to write (default 2; tests of the runner's refusal use others). */
   mailboxVersion?: number;
   /** Called once when the ring becomes BROKEN. */
@@ -72,6 +74,8 @@ export interface SimData {
   inLength?: number;
   /** Split the data into iovecs of these lengths (sum must equal the data length). */
   iovSplit?: number[];
+  /** Pre-fill byte of this command's data-in buffer (default: the sim's canary). */
+  canary?: number;
 }
 
 export interface SimResult {
@@ -81,7 +85,7 @@ export interface SimResult {
   sense: Buffer;
   /** read_len when the runner set UFLAG READ_LEN, else undefined. */
   readLen: number | undefined;
-  /** Data-in as the kernel would transfer it (short when readLen says so). */
+  /** Data-in as the kernel would transfer it (short when a valid READ_LEN says so; empty for CHECK CONDITION without one). */
   dataIn: Buffer | undefined;
   uflags: number;
 }
@@ -94,6 +98,7 @@ interface PendingCommand {
   out: Buffer | undefined;
   inLength: number;
   pieces: number[];
+  canary: number | undefined;
   done: SimDone;
   cmdId: number;
   blocks: number[];
@@ -252,7 +257,7 @@ export class KernelSim {
       done(undefined, new Error(`ring broken: ${this.broken}`));
       return;
     }
-    const cmd: PendingCommand = { kind: 'cmd', cdb, out: data.out, inLength: data.inLength ?? 0, pieces, done, cmdId: 0, blocks: [], iovs: [] };
+    const cmd: PendingCommand = { kind: 'cmd', cdb, out: data.out, inLength: data.inLength ?? 0, pieces, canary: data.canary, done, cmdId: 0, blocks: [], iovs: [] };
     this.enqueue(cmd);
   }
 
@@ -389,7 +394,8 @@ export class KernelSim {
         from += iov.length;
       }
     } else if (this.collectData) {
-      for (const iov of cmd.iovs) this.u8.fill(0xa5, iov.offset, iov.offset + iov.length);
+      const canary = cmd.canary ?? this.opts.canary ?? 0xa5;
+      for (const iov of cmd.iovs) this.u8.fill(canary, iov.offset, iov.offset + iov.length);
     }
     this.inRing[cmdId] = cmd;
     this.inRingCount++;
@@ -479,12 +485,19 @@ export class KernelSim {
   private finish(cmd: PendingCommand, base: number): void {
     const status = this.u8[base + CmdRsp.scsiStatus]!;
     const uflags = this.u8[base + EntryHeader.uflags]!;
+    // As tcmu_handle_completion: READ_LEN counts only on a ring that
+    // announced it and only when read_len is not 0; CHECK CONDITION copies
+    // data-in only with a valid READ_LEN; every other status copies all of
+    // it (stale data-area bytes included) unless READ_LEN says less.
     let readLen: number | undefined;
     let inBytes = cmd.inLength;
+    let readLenValid = false;
     if (uflags & UFlag.ReadLen) {
       readLen = this.u32[(base + CmdRsp.readLen) >>> 2]!;
-      if (readLen < inBytes) inBytes = readLen;
+      readLenValid = (this.flags & MailboxFlag.ReadLen) !== 0 && readLen !== 0;
+      if (readLenValid && readLen < inBytes) inBytes = readLen;
     }
+    if (status === 0x02 && !readLenValid) inBytes = 0;
     this.blocks.release(cmd.blocks);
     this.completed++;
     if (!this.collectData) {

@@ -7,4 +7,7 @@ import type { FuzzTarget } from '../lib/target.js';
 
 export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'self-check': async () => (await import('./self-check.js')).default,
+  cdb: async () => (await import('./cdb.js')).default,
+  ring: async () => (await import('./ring.js')).default,
+  'ring-kernel': async () => (await import('./ring-kernel.js')).default,
 };
