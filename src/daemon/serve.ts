@@ -18,6 +18,7 @@ import { startControlServer } from './control.js';
 import { Lun, type LunStatus } from './lun.js';
 import { assertPathAllowed, pathOfDevConfig } from './paths.js';
 import { provisionLuns } from './provision.js';
+import { validateLunName } from '../config/names.js';
 import type { LunConfig } from '../config/config.js';
 
 export interface ServeOptions {
@@ -27,6 +28,8 @@ export interface ServeOptions {
   /** Listen for netlink device events and declare kernel-reply support (default true). */
   netlink?: boolean;
   controlSocket?: string;
+  /** Where CHAP key files live (config `[daemon] key_dir`). */
+  keyDir?: string;
   /** Backing paths must be inside one of these (empty: anywhere). */
   allowedDirs?: readonly string[];
   /** LUNs from the config file, created in the kernel if missing. */
@@ -197,25 +200,28 @@ export class Server {
 /** Run until a signal: the body of `tcmu-ts serve`. */
 export async function serveForever(opts: ServeOptions): Promise<void> {
   const server = new Server(opts);
-  let control: NetServer | undefined;
-  if (opts.controlSocket) {
-    control = await startControlServer(opts.controlSocket, async (req) => {
-      switch (req.cmd) {
-        case 'status':
-          return { pid: process.pid, luns: server.list() };
-        case 'rescan':
-          return { opened: await server.scan() };
-        case 'snapshot':
-          return server.snapshot(String(req.lun), String(req.op), req.name === undefined ? undefined : String(req.name));
-        default:
-          throw new Error(`unknown control command ${JSON.stringify(req.cmd)}`);
+  // The control socket is also the single-instance guard: no daemon runs without one.
+  if (!opts.controlSocket) throw Object.assign(new Error('a control socket path is required (it keeps a second daemon from serving the same LUNs)'), { code: 'EINVAL' });
+  const control: NetServer = await startControlServer(opts.controlSocket, async (req) => {
+    switch (req.cmd) {
+      case 'status':
+        return { pid: process.pid, luns: server.list() };
+      case 'rescan':
+        return { opened: await server.scan() };
+      case 'snapshot': {
+        const lun = String(req.lun);
+        // A name or an id "user_N/name": the same LUN-name rule as the config and the CLI.
+        validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
+        return server.snapshot(lun, String(req.op), req.name === undefined ? undefined : String(req.name));
       }
-    });
-  }
+      default:
+        throw Object.assign(new Error(`unknown control command ${JSON.stringify(req.cmd)?.slice(0, 80)}`), { code: 'EINVAL' });
+    }
+  });
   if (opts.netlink !== false) await server.listenForEvents();
   const opened = await server.scan();
   if (opts.luns?.length) {
-    await provisionLuns(opts.luns, opts.log);
+    await provisionLuns(opts.luns, opts.log, opts.keyDir);
     // Without netlink nobody told us about the devices just created.
     if (opts.netlink === false) await server.scan();
   }
@@ -239,6 +245,6 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  control?.close();
+  control.close();
   opts.log.info('tcmu-ts stopped');
 }

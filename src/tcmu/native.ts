@@ -144,6 +144,9 @@ export interface NativeBinding {
   netlinkWatch(fd: number, onDatagram: (datagram: Buffer) => void, onError: (err: Error & { code?: string }) => void): void;
   /** Stop watching (if watched) and close the fd. */
   netlinkClose(fd: number): void;
+
+  /** SO_PEERCRED of a connected unix socket: who connected (as of connect()). Throws an errno Error. */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 function findPackageRoot(start: string): string {
