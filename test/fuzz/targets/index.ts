@@ -7,4 +7,5 @@ import type { FuzzTarget } from '../lib/target.js';
 
 export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'self-check': async () => (await import('./self-check.js')).default,
+  config: async () => (await import('./config.js')).default,
 };
