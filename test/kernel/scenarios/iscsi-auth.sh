@@ -1,8 +1,8 @@
 # Guest scenario: iSCSI export access control, end to end. `tcmu-ts serve -c`
 # exports a file LUN on 127.0.0.1:3260 to one listed initiator with CHAP
 # (secret from a 0600 key file in a 0700 key directory). libiscsi (iscsi-inq,
-# iscsi-readcapacity16) and qemu-io over libiscsi act as initiators:
-# the listed initiator with the right secret gets in and reads/writes data;
+# iscsi-readcapacity16, iscsi-perf, iscsi-test-cu) act as initiators: the
+# listed initiator with the right secret gets in and reads and writes;
 # a wrong secret, no CHAP at all, and an unlisted initiator name are refused.
 # Also: configs relying on the old defaults are refused with what to add, the
 # secret appears in no log or status, the control socket is 0600, and the CLI
@@ -98,10 +98,13 @@ login good_inq iscsi-inq -i $GOOD_INI "$URL_GOOD"
 result good_vendor "$(sed -n 's/^Vendor: *//p' $S/good_inq.out | head -1)"
 login good_readcap iscsi-readcapacity16 -s -i $GOOD_INI "$URL_GOOD"
 result good_size "$(tail -n 1 $S/good_readcap.out)"
-QOPTS="driver=raw,file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:3260,file.target=$IQN,file.lun=0,file.initiator-name=$GOOD_INI,file.user=$USER,file.password-secret=s0"
-login good_read qemu-io --object secret,id=s0,data=$SECRET --image-opts "$QOPTS" -c 'read -P 0xab 0 1M'
-login good_write qemu-io --object secret,id=s0,data=$SECRET --image-opts "$QOPTS" -c 'write -P 0xcd 1M 1M'
-result write_landed "$(dd if=$IMG bs=1M skip=1 count=1 status=none | od -An -tx1 -v | tr -s ' \n' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//;s/ *$//')"
+# reads: 2 s of sequential 64 KiB READs (iscsi-perf stops at the first failed one)
+login good_read iscsi-perf -i $GOOD_INI -t 2 -b 128 "$URL_GOOD"
+result good_read_finished "$(grep -c '^finished' $S/good_read.out)"
+# writes: libiscsi's own WRITE(10) conformance test, which must change the image
+before=$(sha256sum < $IMG)
+login good_write iscsi-test-cu -d -f -s -i $GOOD_INI -t ALL.Write10.Simple "$URL_GOOD"
+[ "$(sha256sum < $IMG)" != "$before" ] && result write_landed yes || result write_landed no
 
 login wrong_secret iscsi-inq -i $GOOD_INI "$URL_WRONG"
 login no_chap iscsi-inq -i $GOOD_INI "$URL_NOCHAP"
