@@ -5,6 +5,7 @@ import { serveForever } from '../daemon/serve.js';
 import { builtinHandlerNames, registerUserHandler } from '../backstore/registry.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfig, type DaemonConfig } from '../config/config.js';
 import { readChapKey } from '../config/chap-keys.js';
+import { checkLioAvailable } from '../tcmu/lio.js';
 
 /**
  * Read every CHAP key the config names before anything starts, so a missing
@@ -21,7 +22,6 @@ function checkChapKeys(config: DaemonConfig, file: string): void {
     }
   }
 }
-import { checkLioAvailable } from '../tcmu/lio.js';
 
 export function registerServe(program: Command): void {
   program
