@@ -169,7 +169,13 @@ function serveConnection(sock: Socket, handler: ControlHandler): void {
     closed = true;
     pending = [];
     queue.length = 0;
-    sock.end(() => sock.destroy());
+    // Half-close, stop reading (the kernel's socket buffer, not our memory,
+    // holds what the client still sends) and close a moment later: destroying
+    // now would make a client that is still writing fail with EPIPE before it
+    // reads why.
+    sock.end();
+    sock.pause();
+    setTimeout(() => sock.destroy(), 1000).unref();
   };
   const runNext = () => {
     if (busy || closed) return;

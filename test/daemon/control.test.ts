@@ -32,7 +32,7 @@ function rawExchange(path: string, payload: string, lines: number): Promise<any[
  */
 function streamWithoutNewline(path: string, total: number, uid?: number): Promise<{ sent: number; answer: string }> {
   const script = `
-    const s = require('net').createConnection(process.argv[1]);
+    const s = require('net').createConnection({ path: process.argv[1], allowHalfOpen: true }); // keep writing after the server's answer
     const chunk = Buffer.alloc(65536, 0x61); let sent = 0, answer = '';
     const pump = () => { while (sent < ${total}) { sent += chunk.length; if (!s.write(chunk)) return s.once('drain', pump); } s.end(); };
     s.on('connect', pump); s.on('data', (d) => answer += d); s.on('error', () => {});
@@ -101,8 +101,14 @@ describe('control socket', () => {
     expect(existsSync(sock)).toBe(false);
   });
 
-  it('refuses an empty path (the socket is the single-instance guard)', async () => {
+  it('refuses an empty path (the socket is the single-instance guard), and so does the daemon', async () => {
     await expect(startControlServer('', async () => 'ok')).rejects.toMatchObject({ code: 'EINVAL' });
+    const { serveForever } = await import('../../src/daemon/serve.js');
+    const { createLogger } = await import('../../src/log.js');
+    await expect(serveForever({ log: createLogger('silent'), subtypes: new Set(), controlSocket: '' })).rejects.toMatchObject({
+      code: 'EINVAL',
+      message: expect.stringMatching(/control socket path is required/),
+    });
   });
 
   it('answers pipelined requests in order and refuses non-object JSON', async () => {
@@ -137,7 +143,7 @@ describe('control socket', () => {
     expect(JSON.parse(answer)).toEqual({ error: `request line longer than ${MAX_REQUEST_LINE} bytes`, code: 'E2BIG' });
     expect(calls).toBe(0);
     expect(grown).toBeLessThan(32 * 2 ** 20);
-    console.log(`control socket: writer queued ${sent} bytes before the server closed; server RSS grew ${(grown / 2 ** 20).toFixed(1)} MiB`);
+    console.log(`control socket: writer got ${sent} bytes into the socket before the server closed it; server RSS grew ${(grown / 2 ** 20).toFixed(1)} MiB`);
   });
 
   it('refuses a peer whose uid the access rule does not allow (SO_PEERCRED)', async () => {

@@ -71,6 +71,15 @@ describeKernel('iSCSI export with an initiator ACL and CHAP', () => {
     expect(r('any_vendor'), why('INQUIRY vendor')).toBe('TCMU-TS');
   });
 
+  it('with initiators "any" and CHAP, admits any initiator name only with the secret (TPG-wide auth)', () => {
+    expect(r('cli_any_chap_rc'), why('lun create --initiator any --chap web1')).toBe('0');
+    expect(r('any_chap_auth'), why('attrib authentication/generate_node_acls')).toBe('1/1');
+    expect(r('any_chap_good'), why('right secret')).toBe('ok');
+    expect(r('any_chap_wrong'), why('wrong secret')).toMatch(/^refused\(rc=\d+\)$/);
+    expect(r('any_chap_none'), why('no CHAP')).toMatch(/^refused\(rc=\d+\)$/);
+    expect(r('secret_in_cli_output'), why('secret in the CLI output')).toBe('0');
+  });
+
   it('tears down cleanly', () => {
     expect(r('teardown'), why('teardown_all')).toBe('ok');
     expect(r('runner_exit'), why('runner exit code')).toBe('0');

@@ -123,4 +123,15 @@ result cli_any_rc "$rc"
 login any_inq iscsi-inq -i $BAD_INI "iscsi://127.0.0.1:3261/iqn.2026-11.io.tcmu-ts:cli0/0"
 result any_vendor "$(sed -n 's/^Vendor: *//p' $S/any_inq.out | head -1)"
 
+# demo mode with TPG-wide CHAP: any initiator name, but only with the secret
+out=$(timeout 60 $TS lun create cli1 --backstore ram --size 16M --export iscsi --initiator any --chap web1 --key-dir $KEYS --portal 127.0.0.1:3262 2>&1); rc=$?
+printf '%s\n' "$out" | sed 's/^/@@LOG cli_any_chap /'
+result cli_any_chap_rc "$rc"
+T1=$CFG/iscsi/iqn.2026-11.io.tcmu-ts:cli1/tpgt_1
+result any_chap_auth "$(cat $T1/attrib/authentication 2>/dev/null)/$(cat $T1/attrib/generate_node_acls 2>/dev/null)"
+login any_chap_good iscsi-inq -i $BAD_INI "iscsi://$USER%$SECRET@127.0.0.1:3262/iqn.2026-11.io.tcmu-ts:cli1/0"
+login any_chap_wrong iscsi-inq -i $BAD_INI "iscsi://$USER%$WRONG@127.0.0.1:3262/iqn.2026-11.io.tcmu-ts:cli1/0"
+login any_chap_none iscsi-inq -i $BAD_INI "iscsi://127.0.0.1:3262/iqn.2026-11.io.tcmu-ts:cli1/0"
+result secret_in_cli_output "$(grep -c -- "$SECRET" <<<"$out")"
+
 finish
