@@ -8,6 +8,7 @@
 #include "netlink.h"
 #include "open.h"
 #include "open_beneath.h"
+#include "peer_cred.h"
 
 namespace tcmu {
 
@@ -31,6 +32,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkSend", Napi::Function::New<NetlinkSend>(env, "netlinkSend"));
   exports.Set("netlinkWatch", Napi::Function::New<NetlinkWatch>(env, "netlinkWatch"));
   exports.Set("netlinkClose", Napi::Function::New<NetlinkClose>(env, "netlinkClose"));
+  exports.Set("peerCred", Napi::Function::New<PeerCred>(env, "peerCred"));
   return exports;
 }
 

@@ -17,6 +17,9 @@ import {
 import { parseSize } from '../config/size.js';
 import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../daemon/control.js';
 import { formatDevConfig } from '../backstore/registry.js';
+import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
+import { validateLunName } from '../config/names.js';
+import type { IscsiExportOptions } from '../tcmu/lio.js';
 
 function parseOptions(list: string[] | undefined): Record<string, string> {
   const options: Record<string, string> = {};
@@ -34,11 +37,51 @@ const AFFINITY_HELP =
   'where LIO runs completion work: current (the CPU that completed the command, for TCMU the runner\'s; default on loop) or submitter (the kernel default; default on iscsi)';
 const affinityOption = (value: string) => parseCompletionAffinity(value, '--completion-affinity');
 
+interface IscsiCliOptions {
+  iqn?: string;
+  portal?: string;
+  initiator?: string[];
+  chap?: string;
+  keyDir: string;
+  completionAffinity?: IscsiExportOptions['completionAffinity'];
+}
+
+/**
+ * The iSCSI export as the admin wrote it on the command line: the same rules
+ * as the config file (who may log in and where the target listens must be
+ * given; "any" only when written). Exported for tests.
+ */
+export function iscsiExportOptions(o: IscsiCliOptions): IscsiExportOptions {
+  const initiators = o.initiator ?? [];
+  if (initiators.length === 0) {
+    throw new Error('--initiator is required for iSCSI: give the initiator IQNs allowed to log in (repeatable), or --initiator any to admit every host');
+  }
+  if (initiators.includes('any') && initiators.length > 1) throw new Error('--initiator any cannot be combined with initiator IQNs');
+  if (!o.portal) throw new Error('--portal is required for iSCSI: the address to listen on, e.g. --portal 192.0.2.10:3260 (0.0.0.0:3260 for every address)');
+  return {
+    iqn: o.iqn,
+    portal: o.portal,
+    initiators: initiators[0] === 'any' ? 'any' : initiators,
+    chap: o.chap === undefined ? undefined : readChapKey(o.keyDir, o.chap),
+    completionAffinity: o.completionAffinity,
+  };
+}
+
+/** The iSCSI options shared by `lun create --export iscsi` and `lun export --fabric iscsi`. */
+function addIscsiOptions(cmd: Command): Command {
+  return cmd
+    .option('--iqn <iqn>', 'iSCSI target name (default iqn.2026-11.io.tcmu-ts:<name>)')
+    .option('--portal <ip:port>', 'iSCSI: the address the target listens on (required; 0.0.0.0:3260 = every address)')
+    .option('--initiator <iqn|any>', 'iSCSI: initiator allowed to log in (repeatable; required; "any" admits every host)', collect)
+    .option('--chap <name>', 'iSCSI: require CHAP with the credentials in <key-dir>/<name> (see docs/ADMIN.md)')
+    .option('--key-dir <dir>', 'directory of CHAP key files', DEFAULT_KEY_DIR);
+}
+
 export function registerLun(program: Command): void {
   const lun = program.command('lun').description('create, export, list and delete TCMU LUNs in the kernel (configfs)');
 
-  lun
-    .command('create <name>')
+  addIscsiOptions(lun
+    .command('create <name>'))
     .description('create a TCMU device served by tcmu-ts (the daemon should be running)')
     .requiredOption('--backstore <subtype>', 'handler: file, ram, qcow2 or a user handler')
     .option('--path <path>', 'backing image (file, qcow2)', '')
@@ -51,6 +94,10 @@ export function registerLun(program: Command): void {
     .option('--export <fabric>', 'also export: loop or iscsi')
     .option('--completion-affinity <where>', AFFINITY_HELP, affinityOption)
     .action(async (name: string, o) => {
+      validateLunName(name);
+      // Check the export's options before anything is made in the kernel.
+      const iscsi = o.export === 'iscsi' ? iscsiExportOptions(o) : undefined;
+      if (o.export && o.export !== 'loop' && o.export !== 'iscsi') throw new Error(`--export ${o.export}: expected loop or iscsi`);
       await checkLioAvailable();
       const devConfig = formatDevConfig(o.backstore, o.path, parseOptions(o.option));
       const dir = await createTcmuDevice({
@@ -65,32 +112,32 @@ export function registerLun(program: Command): void {
       console.log(`created ${dir} (dev_config=${devConfig})`);
       const completionAffinity = o.completionAffinity;
       if (o.export === 'loop') console.log(`exported on tcm_loop ${await exportLoop(name, { completionAffinity })}`);
-      else if (o.export === 'iscsi') console.log(`exported on iSCSI ${await exportIscsi(name, { completionAffinity })}`);
-      else if (o.export) throw new Error(`--export ${o.export}: expected loop or iscsi`);
+      else if (iscsi) console.log(`exported on iSCSI ${await exportIscsi(name, iscsi)} at ${iscsi.portal}`);
     });
 
-  lun
+  addIscsiOptions(lun
     .command('export <name>')
     .description('export a LUN on tcm_loop (local /dev/sdX) or iSCSI')
-    .requiredOption('--fabric <fabric>', 'loop or iscsi')
-    .option('--iqn <iqn>', 'iSCSI target name')
-    .option('--portal <ip:port>', 'iSCSI portal', '0.0.0.0:3260')
-    .option('--initiator <iqn>', 'allowed initiator (repeatable; none = any)', collect)
+    .requiredOption('--fabric <fabric>', 'loop or iscsi'))
     .option('--completion-affinity <where>', AFFINITY_HELP, affinityOption)
     .action(async (name: string, o) => {
-      await checkLioAvailable();
+      validateLunName(name);
       const completionAffinity = o.completionAffinity;
-      if (o.fabric === 'loop') console.log(await exportLoop(name, { completionAffinity }));
-      else if (o.fabric === 'iscsi') {
-        console.log(await exportIscsi(name, { iqn: o.iqn, portal: o.portal, initiators: o.initiator, completionAffinity }));
-      }
-      else throw new Error(`--fabric ${o.fabric}: expected loop or iscsi`);
+      if (o.fabric === 'loop') {
+        await checkLioAvailable();
+        console.log(await exportLoop(name, { completionAffinity }));
+      } else if (o.fabric === 'iscsi') {
+        const iscsi = iscsiExportOptions(o);
+        await checkLioAvailable();
+        console.log(await exportIscsi(name, iscsi));
+      } else throw new Error(`--fabric ${o.fabric}: expected loop or iscsi`);
     });
 
   lun
     .command('unexport <name>')
     .description('remove every export of a LUN')
     .action(async (name: string) => {
+      validateLunName(name);
       await checkLioAvailable();
       await unexport(name);
     });
@@ -99,6 +146,7 @@ export function registerLun(program: Command): void {
     .command('delete <name>')
     .description('unexport and remove a LUN (its backing image is kept)')
     .action(async (name: string) => {
+      validateLunName(name);
       await checkLioAvailable();
       await deleteTcmuDevice(name);
       console.log(`deleted ${name}`);

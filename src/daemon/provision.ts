@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import type { LunConfig } from '../config/config.js';
 import { formatDevConfig } from '../backstore/registry.js';
 import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../tcmu/lio.js';
+import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
 
-export async function provisionLuns(luns: readonly LunConfig[], log: Logger): Promise<void> {
+/** `keyDir`: where `chap = "NAME"` key files live; secrets are read here, passed to configfs, never logged. */
+export async function provisionLuns(luns: readonly LunConfig[], log: Logger, keyDir = DEFAULT_KEY_DIR): Promise<void> {
   const existing = new Map((await listTcmuLuns()).map((l) => [l.name, l]));
   await Promise.all(
     luns.map(async (lun) => {
@@ -28,8 +30,11 @@ export async function provisionLuns(luns: readonly LunConfig[], log: Logger): Pr
           const completionAffinity = lun.completionAffinity;
           if (lun.export === 'loop') l.info({ wwn: await exportLoop(lun.name, { completionAffinity }) }, 'LUN exported on tcm_loop');
           if (lun.export === 'iscsi') {
-            const iqn = await exportIscsi(lun.name, { iqn: lun.iqn, portal: lun.portal, initiators: lun.initiators, completionAffinity });
-            l.info({ iqn }, 'LUN exported on iSCSI');
+            if (lun.portal === undefined) throw new Error('an iSCSI export needs a portal'); // the config loader requires it
+            const chap = lun.chap === undefined ? undefined : readChapKey(keyDir, lun.chap);
+            const iqn = await exportIscsi(lun.name, { iqn: lun.iqn, portal: lun.portal, initiators: lun.initiators, chap, completionAffinity });
+            // Who may log in and how, never the secret.
+            l.info({ iqn, portal: lun.portal, initiators: lun.initiators, chapKey: lun.chap ?? null }, 'LUN exported on iSCSI');
           }
         }
       } catch (err) {

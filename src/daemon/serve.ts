@@ -19,6 +19,7 @@ import { Lun, type LunStatus } from './lun.js';
 import { pathOfDevConfig } from './paths.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
+import { validateLunName } from '../config/names.js';
 import type { LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedRingIo } from '../../handlers/file/ring-io.js';
@@ -30,6 +31,8 @@ export interface ServeOptions {
   /** Listen for netlink device events and declare kernel-reply support (default true). */
   netlink?: boolean;
   controlSocket?: string;
+  /** Where CHAP key files live (config `[daemon] key_dir`). */
+  keyDir?: string;
   /** Every file a handler opens must lie beneath one of these (empty: anywhere); see backstore/confine.ts. */
   allowedDirs?: readonly string[];
   /** LUNs from the config file, created in the kernel if missing. */
@@ -220,25 +223,28 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   // The io_uring every LUN's file/qcow2 I/O shares is created here, outside
   // any LUN's fault context, so its callbacks are nobody's in particular.
   sharedRingIo();
-  let control: NetServer | undefined;
-  if (opts.controlSocket) {
-    control = await startControlServer(opts.controlSocket, async (req) => {
-      switch (req.cmd) {
-        case 'status':
-          return { pid: process.pid, luns: server.list(), faults: server.faults() };
-        case 'rescan':
-          return { opened: await server.scan() };
-        case 'snapshot':
-          return server.snapshot(String(req.lun), String(req.op), req.name === undefined ? undefined : String(req.name));
-        default:
-          throw new Error(`unknown control command ${JSON.stringify(req.cmd)}`);
+  // The control socket is also the single-instance guard: no daemon runs without one.
+  if (!opts.controlSocket) throw Object.assign(new Error('a control socket path is required (it keeps a second daemon from serving the same LUNs)'), { code: 'EINVAL' });
+  const control: NetServer = await startControlServer(opts.controlSocket, async (req) => {
+    switch (req.cmd) {
+      case 'status':
+        return { pid: process.pid, luns: server.list(), faults: server.faults() };
+      case 'rescan':
+        return { opened: await server.scan() };
+      case 'snapshot': {
+        const lun = String(req.lun);
+        // A name or an id "user_N/name": the same LUN-name rule as the config and the CLI.
+        validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
+        return server.snapshot(lun, String(req.op), req.name === undefined ? undefined : String(req.name));
       }
-    });
-  }
+      default:
+        throw Object.assign(new Error(`unknown control command ${JSON.stringify(req.cmd)?.slice(0, 80)}`), { code: 'EINVAL' });
+    }
+  });
   if (opts.netlink !== false) await server.listenForEvents();
   const opened = await server.scan();
   if (opts.luns?.length) {
-    await provisionLuns(opts.luns, opts.log);
+    await provisionLuns(opts.luns, opts.log, opts.keyDir);
     // Without netlink nobody told us about the devices just created.
     if (opts.netlink === false) await server.scan();
   }
@@ -262,7 +268,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  control?.close();
+  control.close();
   server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }

@@ -10,6 +10,8 @@
 import { mkdir, readFile, readdir, readlink, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
+import { validateIscsiName, validateLunName, validatePortal } from '../config/names.js';
+import type { ChapCredentials } from '../config/chap-keys.js';
 
 export const CONFIGFS_TARGET = '/sys/kernel/config/target';
 
@@ -41,13 +43,7 @@ export interface LioDevice {
   exports: string[];
 }
 
-const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-
-export function validateLunName(name: string): void {
-  if (!NAME_RE.test(name)) {
-    throw new Error(`LUN name "${name}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
-  }
-}
+export { validateLunName };
 
 export function validateDevConfig(devConfig: string): void {
   if (devConfig.length === 0 || devConfig.length > 255) throw new Error('dev_config must be 1-255 characters');
@@ -126,6 +122,7 @@ export function wwnFor(name: string, salt: string): string {
 }
 
 async function findDeviceDir(name: string, root: string): Promise<string> {
+  validateLunName(name); // the name becomes a path below core/user_N
   const core = join(root, 'core');
   for (const hba of await readdir(core).catch(() => [] as string[])) {
     if (!hba.startsWith('user_')) continue;
@@ -204,29 +201,88 @@ export async function exportLoop(name: string, opts: LoopExportOptions = {}, roo
 
 export interface IscsiExportOptions {
   iqn?: string;
-  portal?: string;
-  /** Initiator IQNs allowed to log in; none = demo mode (any initiator). */
-  initiators?: string[];
+  /** Where the target listens, e.g. "192.0.2.10:3260": required, there is no default address. */
+  portal: string;
+  /**
+   * Initiator IQNs allowed to log in (one ACL each, LUN 0 mapped read-write),
+   * or 'any': demo mode, every initiator that reaches the portal (and passes
+   * CHAP when set) gets the LUN read-write. Required: nothing opens by default.
+   */
+  initiators: string[] | 'any';
+  /** CHAP credentials every listed initiator (or, with 'any', every initiator) must present. */
+  chap?: ChapCredentials;
   /** Not set: the kernel's default ('submitter'); not measured on iSCSI here. */
   completionAffinity?: CompletionAffinity;
 }
 
-export async function exportIscsi(name: string, opts: IscsiExportOptions = {}, root = CONFIGFS_TARGET): Promise<string> {
+/** Write CHAP credentials into an `auth/` group (an ACL's, or the TPG's for demo mode). */
+async function writeChap(authDir: string, chap: ChapCredentials): Promise<void> {
+  await mkdir(authDir, { recursive: true }); // configfs made it with the ACL; a no-op there
+  await writeFile(join(authDir, 'userid'), chap.userid);
+  await writeFile(join(authDir, 'password'), chap.password);
+  if (chap.mutual) {
+    await writeFile(join(authDir, 'userid_mutual'), chap.mutual.userid);
+    await writeFile(join(authDir, 'password_mutual'), chap.mutual.password);
+  }
+}
+
+/**
+ * Export on the in-kernel iSCSI target. Access is decided here, before the
+ * TPG is enabled: with a list of initiators each gets an ACL with LUN 0
+ * mapped and any other initiator name is refused at login; with 'any' the
+ * TPG runs in demo mode. With CHAP, `attrib/authentication=1` makes the
+ * kernel refuse a login that did not pass CHAP (AuthMethod=None included).
+ * On any failure the half-made target is removed again, so a refused
+ * export never leaves an open one behind.
+ */
+export async function exportIscsi(name: string, opts: IscsiExportOptions, root = CONFIGFS_TARGET): Promise<string> {
   const dev = await findDeviceDir(name, root);
   const iqn = opts.iqn ?? `iqn.2026-11.io.tcmu-ts:${name.toLowerCase()}`;
-  const tpg = join(root, 'iscsi', iqn, 'tpgt_1');
-  await mkdir(join(tpg, 'lun', 'lun_0'), { recursive: true });
-  await applyCompletionAffinity(tpg, opts.completionAffinity);
-  await symlink(dev, join(tpg, 'lun', 'lun_0', basename(dev)));
-  await mkdir(join(tpg, 'np', opts.portal ?? '0.0.0.0:3260'), { recursive: true });
-  await writeFile(join(tpg, 'attrib', 'authentication'), '0');
-  if (opts.initiators && opts.initiators.length > 0) {
-    for (const initiator of opts.initiators) await mkdir(join(tpg, 'acls', initiator), { recursive: true });
-  } else {
-    await writeFile(join(tpg, 'attrib', 'generate_node_acls'), '1');
-    await writeFile(join(tpg, 'attrib', 'demo_mode_write_protect'), '0');
+  validateIscsiName('target name', iqn);
+  validatePortal('portal', opts.portal);
+  if (opts.initiators !== 'any') {
+    if (!Array.isArray(opts.initiators) || opts.initiators.length === 0) {
+      throw Object.assign(new Error('an iSCSI export needs initiator IQNs (--initiator IQN, repeatable) or explicitly "any"'), { code: 'EINVAL' });
+    }
+    for (const initiator of opts.initiators) validateIscsiName('initiator', initiator);
   }
-  await writeFile(join(tpg, 'enable'), '1');
+  const tpg = join(root, 'iscsi', iqn, 'tpgt_1');
+  if (await exists(join(tpg, 'lun', 'lun_0'))) throw Object.assign(new Error(`iSCSI target ${iqn} already exports a LUN`), { code: 'EEXIST' });
+  await mkdir(join(tpg, 'lun', 'lun_0'), { recursive: true });
+  try {
+    await applyCompletionAffinity(tpg, opts.completionAffinity);
+    await symlink(dev, join(tpg, 'lun', 'lun_0', basename(dev)));
+    await mkdir(join(tpg, 'np', opts.portal));
+    if (opts.initiators === 'any') {
+      await writeFile(join(tpg, 'attrib', 'generate_node_acls'), '1');
+      await writeFile(join(tpg, 'attrib', 'demo_mode_write_protect'), '0');
+      if (opts.chap) {
+        if (!(await exists(join(tpg, 'auth')))) {
+          throw Object.assign(new Error('this kernel has no TPG-wide CHAP (tpgt_1/auth) for initiators = "any": list the initiators instead'), {
+            code: 'EOPNOTSUPP',
+          });
+        }
+        await writeChap(join(tpg, 'auth'), opts.chap);
+      }
+    } else {
+      await writeFile(join(tpg, 'attrib', 'generate_node_acls'), '0');
+      for (const initiator of opts.initiators) {
+        const acl = join(tpg, 'acls', initiator);
+        await mkdir(join(acl, 'lun_0'), { recursive: true });
+        await symlink(join(tpg, 'lun', 'lun_0'), join(acl, 'lun_0', 'lun_0'));
+        if (opts.chap) await writeChap(join(acl, 'auth'), opts.chap);
+      }
+    }
+    await writeFile(join(tpg, 'attrib', 'authentication'), opts.chap ? '1' : '0');
+    if (opts.chap) await writeFile(join(tpg, 'param', 'AuthMethod'), 'CHAP');
+    await writeFile(join(tpg, 'enable'), '1');
+  } catch (err) {
+    const lunDir = join(tpg, 'lun', 'lun_0');
+    for (const entry of await readdir(lunDir).catch(() => [] as string[])) await unlink(join(lunDir, entry)).catch(() => undefined);
+    await rmdir(lunDir).catch(() => undefined);
+    await removeTpgAndTarget(tpg).catch(() => undefined);
+    throw err;
+  }
   return iqn;
 }
 

@@ -172,6 +172,8 @@ export interface NativeBinding {
   readonly RESOLVE_NO_MAGICLINKS: number;
   readonly RESOLVE_NO_SYMLINKS: number;
   readonly RESOLVE_NO_XDEV: number;
+  /** SO_PEERCRED of a connected unix socket: who connected (as of connect()). Throws an errno Error. */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 function findPackageRoot(start: string): string {

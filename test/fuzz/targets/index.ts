@@ -10,4 +10,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   cdb: async () => (await import('./cdb.js')).default,
   ring: async () => (await import('./ring.js')).default,
   'ring-kernel': async () => (await import('./ring-kernel.js')).default,
+  config: async () => (await import('./config.js')).default,
 };
