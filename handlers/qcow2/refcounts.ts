@@ -106,6 +106,10 @@ export class Refcounts {
     const table: number[] = [];
     const damaged: string[] = [];
     for (let i = 0; i < raw.length / 8; i++) {
+      if (raw.readUInt32BE(i * 8) === 0 && raw.readUInt32BE(i * 8 + 4) < 0x200) {
+        table.push(0); // no block (the low 9 bits are reserved)
+        continue;
+      }
       const big = raw.readBigUInt64BE(i * 8) & ~0x1ffn;
       const v = big >= BigInt(MAX_HOST_OFFSET) ? -1 : Number(big);
       if (v < 0 || v % clusterSize !== 0 || v >= fileSize) {
