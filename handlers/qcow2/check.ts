@@ -37,8 +37,9 @@ export interface CheckResult {
 const SLICE_MS = 8;
 class Pacer {
   private since = performance.now();
+  constructor(private readonly sliceMs = SLICE_MS) {}
   due(): boolean {
-    return performance.now() - this.since >= SLICE_MS;
+    return performance.now() - this.since >= this.sliceMs;
   }
   async yield(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
@@ -102,12 +103,12 @@ async function computeReferences(img: Qcow2Image, pace: Pacer, onBad: (message: 
 }
 
 /** Run under the image's lock (the API opens the image privately, so it is). */
-export async function checkConsistency(img: Qcow2Image, repair?: 'leaks' | 'all'): Promise<CheckResult> {
+export async function checkConsistency(img: Qcow2Image, repair?: 'leaks' | 'all', opts: { sliceMs?: number } = {}): Promise<CheckResult> {
   const res: CheckResult = { corruptions: 0, leaks: 0, corruptionsFixed: 0, leaksFixed: 0, copiedFlagErrors: 0, allocatedClusters: 0, messages: [] };
   const note = (m: string) => {
     if (res.messages.length < 50) res.messages.push(m);
   };
-  const pace = new Pacer();
+  const pace = new Pacer(opts.sliceMs);
   const rc = img.refcounts;
   let badRefs = 0;
   const onBad = (m: string) => {

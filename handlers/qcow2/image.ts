@@ -206,6 +206,7 @@ export class Qcow2Image {
     if (damage.length > 0) {
       if (this.readOnly) this.log.error({ path: this.path, damage: damage.slice(0, 8) }, 'qcow2: image metadata is damaged; it must not be written');
       else this.corrupt(damage[0]!);
+      await this.corruptMarked;
     }
     if (h.backingFile) {
       const base = isAbsolute(h.backingFile) ? h.backingFile : resolve(dirname(this.path), h.backingFile);
@@ -265,6 +266,9 @@ export class Qcow2Image {
     await writeFull(this.fh, b, at);
   }
 
+  /** The header write that sets the corrupt bit, once started. */
+  private corruptMarked?: Promise<void>;
+
   /** Metadata inconsistency found at run time: go read-only, loudly, and mark the image. */
   corrupt(reason: string): StorageError {
     const err = new StorageError('ECORRUPT', `qcow2: ${this.path}: ${reason}`);
@@ -272,7 +276,10 @@ export class Qcow2Image {
       this.log.error({ path: this.path, reason }, 'qcow2: metadata corruption detected; image is now READ-ONLY');
       this.readOnly = true;
       this.header.incompatible |= INCOMPAT_CORRUPT;
-      void this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible).catch(() => {});
+      // Awaited by whoever can (open, close); a failure to mark is logged, the image is read-only anyway.
+      this.corruptMarked = this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible).then(
+        () => this.fh.datasync(),
+      ).catch((err: unknown) => this.log.error({ path: this.path, err }, 'qcow2: could not set the corrupt bit'));
     }
     return err;
   }
@@ -398,6 +405,7 @@ export class Qcow2Image {
         await this.fh.datasync();
       }
     } finally {
+      await this.corruptMarked;
       await this.fh.close();
       await this.backing?.close();
     }
