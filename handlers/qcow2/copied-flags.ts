@@ -30,6 +30,8 @@ export async function fixCopiedFlags(img: Qcow2Image, dryRun = false, between?: 
       const e = readL2(table, i, img.clusterBits);
       if (e.kind === 'compressed' || e.kind === 'unallocated') continue;
       if (e.kind === 'zero' && e.host === 0) continue; // no host cluster: QEMU does not check the flag
+      // Unaligned or beyond the file: corruption the check reports; no refcount to compare with.
+      if (e.host % img.clusterSize !== 0 || e.host >= img.refcounts.allocatedEnd) continue;
       const cached = img.refcounts.getCached(e.host / img.clusterSize);
       const exclusive = (cached ?? (await img.refcounts.get(e.host / img.clusterSize))) === 1;
       if (e.copied !== exclusive) {

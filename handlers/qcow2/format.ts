@@ -99,7 +99,7 @@ function unsupported(msg: string): StorageError {
 /** A 64-bit field as a JS number; offsets beyond 2^53 are not usable images. */
 function u64(buf: Buffer, at: number, what: string): number {
   const v = buf.readBigUInt64BE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${what} ${v} is out of range`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${what} ${v} is larger than any usable image (2^53)`);
   return Number(v);
 }
 

@@ -235,7 +235,9 @@ export class Refcounts {
         run = 0;
         continue;
       }
-      if (await this.isFree(c)) {
+      // Cached blocks answer synchronously: a scan over a long used run costs no await per cluster.
+      const known = c === 0 || this.reserved?.(c) ? 1 : this.getCached(c);
+      if (known === undefined ? await this.isFree(c) : known === 0) {
         if (run === 0) start = c;
         if (firstFree < 0) firstFree = c;
         run++;

@@ -73,7 +73,7 @@ export async function readSnapshotTable(
     const extra = Buffer.from(rest.subarray(0, extraLen));
     const rawL1 = buf.readBigUInt64BE(at);
     const l1Size = fixed.readUInt32BE(8);
-    if (rawL1 >= BigInt(MAX_HOST_OFFSET)) throw corrupt(`snapshot ${i} l1_table_offset 0x${rawL1.toString(16)} is out of range`);
+    if (rawL1 >= BigInt(MAX_HOST_OFFSET)) throw corrupt(`snapshot ${i} l1_table_offset 0x${rawL1.toString(16)} is beyond the 2^56 offset limit`);
     const l1Offset = Number(rawL1);
     if (l1Offset % clusterSize !== 0) throw corrupt(`snapshot ${i} l1_table_offset 0x${l1Offset.toString(16)} is not cluster aligned`);
     if (l1Size * 8 > MAX_L1_BYTES) throw corrupt(`snapshot ${i} l1_size ${l1Size} exceeds the ${MAX_L1_BYTES >> 20} MiB limit`);
@@ -82,8 +82,8 @@ export async function readSnapshotTable(
     }
     const vmStateLarge = extraLen >= 8 ? extra.readBigUInt64BE(0) : BigInt(fixed.readUInt32BE(32));
     const diskSize = extraLen >= 16 ? extra.readBigUInt64BE(8) : undefined;
-    if (vmStateLarge > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`snapshot ${i} vm_state_size ${vmStateLarge} is out of range`);
-    if (diskSize !== undefined && diskSize > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`snapshot ${i} disk_size ${diskSize} is out of range`);
+    if (vmStateLarge > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`snapshot ${i} vm_state_size ${vmStateLarge} is larger than 2^53`);
+    if (diskSize !== undefined && diskSize > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`snapshot ${i} disk_size ${diskSize} is larger than 2^53`);
     const e: SnapshotEntry = {
       l1Offset,
       l1Size,

@@ -7,4 +7,5 @@ import type { FuzzTarget } from '../lib/target.js';
 
 export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'self-check': async () => (await import('./self-check.js')).default,
+  qcow2: async () => (await import('./qcow2.js')).default,
 };
