@@ -59,8 +59,8 @@ export interface OpenImageOptions {
  * leaves as a clean ECORRUPT naming the image (the cause keeps the original
  * for logs and the fuzz target, which reports it).
  */
-function namedOpenError(path: string, err: unknown): Error {
-  const prefix = `qcow2: ${path}: `;
+function namedOpenError(path: string, err: unknown, separator = ': '): Error {
+  const prefix = `qcow2: ${path}${separator}`;
   const code = (err as { code?: unknown })?.code;
   if (err instanceof Error && typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) {
     if (err.message.startsWith(prefix)) return err;
@@ -213,7 +213,8 @@ export class Qcow2Image {
       try {
         this.backing = await openBacking(base, h.backingFormat, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, chain }));
       } catch (err) {
-        throw namedOpenError(`backing file ${base}`, err);
+        // The backing image's error already names it: "qcow2: <top>: backing file qcow2: <base>: reason" reads badly.
+        throw namedOpenError('backing file', err, ' ');
       }
     }
   }
