@@ -13,7 +13,6 @@
  */
 import { fixCopiedFlags } from './copied-flags.js';
 import type { Qcow2Image } from './image.js';
-import { serializeSnapshotTable } from './snapshot-table.js';
 import { clustersOf, forEachL2, readL1, referencedDataClusters } from './tree-walk.js';
 
 export interface CheckResult {
@@ -92,7 +91,7 @@ async function computeReferences(img: Qcow2Image, pace: Pacer, onBad: (message: 
   for (const c of clustersOf(img, img.header.l1TableOffset, img.header.l1Size * 8)) refs.add(c);
   await countTree(img.l1);
   if (img.header.snapshotsOffset !== 0 && img.snapshots.length > 0) {
-    const bytes = serializeSnapshotTable(img.snapshots).length;
+    const bytes = img.snapshotTableBytes;
     for (const c of clustersOf(img, img.header.snapshotsOffset, bytes)) refs.add(c);
   }
   for (const s of img.snapshots) {

@@ -33,7 +33,7 @@ import { MetadataMap, type MetadataKind } from './overlap.js';
 import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
 import { Refcounts } from './refcounts.js';
-import { readSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
+import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
 const L2_CACHE_BYTES = 32 << 20;
 /** Largest first-cluster read: the header and its extensions must fit in one cluster. */
@@ -89,6 +89,12 @@ export class Qcow2Image {
   readOnly: boolean;
   refcounts!: Refcounts;
   snapshots: SnapshotEntry[] = [];
+  /**
+   * Bytes the snapshot table takes on disk. Kept as read (QEMU's entries may
+   * be shorter than ours: v2 has no required extra data), so the clusters
+   * counted, guarded and freed are exactly the table's.
+   */
+  snapshotTableBytes = 0;
   backing?: BackingStore;
   /** Clusters holding metadata, by kind: the overlap check before every write (overlap.ts). */
   readonly meta: MetadataMap;
@@ -201,7 +207,9 @@ export class Qcow2Image {
       (reason) => this.corrupt(reason),
     );
     const fileSize = (await this.fh.stat()).size;
-    this.snapshots = await readSnapshotTable(this.fh, h.snapshotsOffset, h.nbSnapshots, { clusterSize: this.clusterSize, fileSize });
+    const table = await readSnapshotTable(this.fh, h.snapshotsOffset, h.nbSnapshots, { clusterSize: this.clusterSize, fileSize });
+    this.snapshots = table.entries;
+    this.snapshotTableBytes = table.bytes;
     const damage = [...this.refcounts.damaged, ...this.rebuildMetadataMap()];
     if (damage.length > 0) {
       if (this.readOnly) this.log.error({ path: this.path, damage: damage.slice(0, 8) }, 'qcow2: image metadata is damaged; it must not be written');
@@ -245,7 +253,7 @@ export class Qcow2Image {
       // Bad entries are reported when used (l2OffsetFor); only sane ones can be registered.
       if (off !== 0 && off % cs === 0 && off < limit) add(off, cs, 'l2');
     }
-    if (h.nbSnapshots > 0) add(h.snapshotsOffset, serializeSnapshotTable(this.snapshots).length, 'snapshot-table');
+    if (h.nbSnapshots > 0) add(h.snapshotsOffset, this.snapshotTableBytes, 'snapshot-table');
     for (const s of this.snapshots) add(s.l1Offset, s.l1Size * 8, 'snapshot-l1');
     return problems;
   }

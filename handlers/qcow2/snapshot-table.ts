@@ -39,9 +39,9 @@ export async function readSnapshotTable(
   offset: number,
   count: number,
   geometry: { clusterSize: number; fileSize: number },
-): Promise<SnapshotEntry[]> {
+): Promise<{ entries: SnapshotEntry[]; bytes: number }> {
   const out: SnapshotEntry[] = [];
-  if (count === 0) return out;
+  if (count === 0) return { entries: out, bytes: 0 };
   const { clusterSize, fileSize } = geometry;
   const available = Math.min(MAX_SNAPSHOT_TABLE_BYTES, Math.max(0, fileSize - offset));
   let buf = Buffer.alloc(0);
@@ -99,7 +99,7 @@ export async function readSnapshotTable(
     out.push(e);
     at += pad8(FIXED + extraLen + idLen + nameLen);
   }
-  return out;
+  return { entries: out, bytes: at };
 }
 
 function corrupt(msg: string): StorageError {

@@ -68,7 +68,7 @@ async function allocateAndWrite(img: Qcow2Image, data: Buffer): Promise<number> 
 async function writeSnapshotTable(img: Qcow2Image, entries: SnapshotEntry[]): Promise<void> {
   const table = serializeSnapshotTable(entries);
   const oldOffset = img.header.snapshotsOffset;
-  const oldBytes = serializeSnapshotTable(img.snapshots).length;
+  const oldBytes = img.snapshotTableBytes;
   const at = await allocateAndWrite(img, table);
   await img.refcounts.cache.writeDirty();
   const hdr = Buffer.alloc(12);
@@ -78,6 +78,7 @@ async function writeSnapshotTable(img: Qcow2Image, entries: SnapshotEntry[]): Pr
   img.header.nbSnapshots = entries.length;
   img.header.snapshotsOffset = at;
   img.snapshots = entries;
+  img.snapshotTableBytes = table.length;
   if (oldOffset !== 0) for (const c of clustersOf(img, oldOffset, oldBytes)) img.refcounts.queueFree(c * img.clusterSize);
 }
 
