@@ -277,10 +277,16 @@ export class Qcow2Image {
 
   /** The header write that sets the corrupt bit, once started. */
   private corruptMarked?: Promise<void>;
+  private corruptReported = false;
 
   /** Metadata inconsistency found at run time: go read-only, loudly, and mark the image. */
   corrupt(reason: string): StorageError {
     const err = new StorageError('ECORRUPT', `qcow2: ${this.path}: ${reason}`);
+    if (this.readOnly && !this.corruptMarked && !this.corruptReported) {
+      // Opened read-only: the file is not touched, but the operator hears of it (once).
+      this.corruptReported = true;
+      this.log.error({ path: this.path, reason }, 'qcow2: metadata corruption detected (image open read-only; not marked)');
+    }
     if (!this.readOnly) {
       this.log.error({ path: this.path, reason }, 'qcow2: metadata corruption detected; image is now READ-ONLY');
       this.readOnly = true;
