@@ -189,6 +189,7 @@ export function parseHeader(buf: Buffer, fileSize: number): Qcow2Header {
       throw corrupt(`backing_file_offset ${h.backingFileOffset} / backing_file_size ${h.backingFileSize} do not fit in the first cluster`);
     }
     h.backingFile = buf.toString('utf8', h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
+    if (h.backingFile.includes('\0')) throw corrupt('backing file name contains a NUL byte');
   }
   return h;
 }

@@ -205,6 +205,14 @@ describe.skipIf(!hasQemu)('qcow2 hostile images', () => {
     });
   });
 
+  it('a backing file name with a NUL byte is refused naming the field (found by the fuzz target)', async () => {
+    const path = tmp.path('nul-backing.qcow2');
+    qemuImgOk('create', '-q', '-f', 'qcow2', '-u', '-b', tmp.path('some-base.qcow2'), '-F', 'qcow2', path, '1M');
+    const h = bytesOf(path, 0, 20);
+    writeAt(path, Number(h.readBigUInt64BE(8)) + 2, Buffer.alloc(1));
+    await expect(imageInfo(path)).rejects.toMatchObject({ code: 'ECORRUPT', message: expect.stringMatching(/backing file name contains a NUL byte/) });
+  });
+
   it('garbage and truncated images give StorageErrors naming the image, never raw Node errors', async () => {
     const base = tmp.path('trunc-src.qcow2');
     qemuImgOk('create', '-q', '-f', 'qcow2', base, '16M');
