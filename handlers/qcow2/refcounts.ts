@@ -106,6 +106,8 @@ export class Refcounts {
     const table: number[] = [];
     const damaged: string[] = [];
     for (let i = 0; i < raw.length / 8; i++) {
+      // Up to 1 Mi entries (8 MiB table): let other LUNs run in between.
+      if ((i & 0xffff) === 0xffff) await new Promise<void>((r) => setImmediate(r));
       if (raw.readUInt32BE(i * 8) === 0 && raw.readUInt32BE(i * 8 + 4) < 0x200) {
         table.push(0); // no block (the low 9 bits are reserved)
         continue;
