@@ -1,7 +1,8 @@
 /**
  * Backing files: what an unallocated cluster reads through to. A base is a
- * raw file or another qcow2 image (opened read-only, so chains of any depth
- * work by recursion). Reads past the end of a shorter base return zeros.
+ * raw file or another qcow2 image (opened read-only, by recursion; the
+ * depth limit and loop detection live in Qcow2Image.open). Reads past the
+ * end of a shorter base return zeros.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { type FileOpener, requestedPath } from '../../src/backstore/confine.js';

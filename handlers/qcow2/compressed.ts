@@ -14,7 +14,11 @@ export function decompressCluster(type: CompressionType, input: Buffer, clusterS
   try {
     out = type === 'zlib' ? inflateZlib(input, clusterSize) : inflateZstd(input, clusterSize);
   } catch (err) {
-    throw new StorageError('EIO', `qcow2: cannot decompress ${type} cluster: ${(err as Error).message}`, { cause: err });
+    // The library's own text (Node error codes) stays in `cause`, out of the message.
+    const tooBig = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
+    throw new StorageError('EIO', `qcow2: cannot decompress ${type} cluster: ${tooBig ? 'data inflates beyond one cluster' : 'corrupt compressed data'}`, {
+      cause: err,
+    });
   }
   if (out.length !== clusterSize) {
     throw new StorageError('EIO', `qcow2: compressed cluster decompressed to ${out.length} bytes, expected ${clusterSize}`);

@@ -13,6 +13,17 @@ export const V3_HEADER_LENGTH = 112;
 export const MIN_CLUSTER_BITS = 9;
 /** QEMU cannot open images with bigger clusters, so neither do we. */
 export const MAX_CLUSTER_BITS = 21;
+/**
+ * Caps on what an image may claim, as QEMU sets them (block/qcow2.h), so a
+ * crafted header cannot make us allocate gigabytes or loop for minutes.
+ */
+export const MAX_L1_BYTES = 32 << 20;
+export const MAX_REFTABLE_BYTES = 8 << 20;
+export const MAX_SNAPSHOTS = 65536;
+export const MAX_SNAPSHOT_TABLE_BYTES = 1024 * MAX_SNAPSHOTS;
+export const MAX_SNAPSHOT_EXTRA = 1024;
+/** Host offsets are 56-bit fields in L1/L2 entries (qcow2.txt); nothing may point at or past 2^56. */
+export const MAX_HOST_OFFSET = 2 ** 56;
 
 export const INCOMPAT_DIRTY = 1n << 0n;
 export const INCOMPAT_CORRUPT = 1n << 1n;
@@ -88,7 +99,7 @@ function unsupported(msg: string): StorageError {
 /** A 64-bit field as a JS number; offsets beyond 2^53 are not usable images. */
 function u64(buf: Buffer, at: number, what: string): number {
   const v = buf.readBigUInt64BE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${what} ${v} is out of range`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`${what} ${v} is larger than any usable image (2^53)`);
   return Number(v);
 }
 
@@ -155,18 +166,30 @@ export function parseHeader(buf: Buffer, fileSize: number): Qcow2Header {
   }
   if (h.refcountTableOffset === 0 || h.refcountTableClusters === 0) throw corrupt('image has no refcount table');
   if (h.refcountTableOffset >= fileSize) {
-    throw corrupt('refcount table lies beyond the end of the file');
+    throw corrupt(`refcount_table_offset 0x${h.refcountTableOffset.toString(16)} lies beyond the end of the file (${fileSize} bytes)`);
+  }
+  if (h.refcountTableClusters * cs > MAX_REFTABLE_BYTES) {
+    throw corrupt(`refcount_table_clusters ${h.refcountTableClusters} exceeds the ${MAX_REFTABLE_BYTES >> 20} MiB limit`);
+  }
+  if (h.l1Size * 8 > MAX_L1_BYTES) throw corrupt(`l1_size ${h.l1Size} exceeds the ${MAX_L1_BYTES >> 20} MiB limit`);
+  if (h.l1Size > 0 && h.l1TableOffset + h.l1Size * 8 > fileSize) {
+    throw corrupt(`L1 table (l1_table_offset 0x${h.l1TableOffset.toString(16)}, l1_size ${h.l1Size}) runs past the end of the file (${fileSize} bytes)`);
+  }
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw corrupt(`nb_snapshots ${h.nbSnapshots} exceeds the limit of ${MAX_SNAPSHOTS}`);
+  if (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize) {
+    throw corrupt(`snapshots_offset 0x${h.snapshotsOffset.toString(16)} lies beyond the end of the file (${fileSize} bytes)`);
   }
   const l2Entries = cs / 8;
   const neededL1 = Math.ceil(h.size / (cs * l2Entries));
-  if (h.l1Size < neededL1) throw corrupt(`L1 table too small (${h.l1Size} entries) for virtual size ${h.size}`);
-  if (h.l1Size > 0 && h.l1TableOffset === 0) throw corrupt('L1 table offset is 0');
-  if (h.nbSnapshots > 0 && h.snapshotsOffset === 0) throw corrupt('snapshot table offset is 0');
+  if (h.l1Size < neededL1) throw corrupt(`l1_size ${h.l1Size} too small for virtual size ${h.size}`);
+  if (h.l1Size > 0 && h.l1TableOffset === 0) throw corrupt('l1_table_offset is 0');
+  if (h.nbSnapshots > 0 && h.snapshotsOffset === 0) throw corrupt('snapshots_offset is 0');
   if (h.backingFileOffset !== 0) {
     if (h.backingFileSize > 1023 || h.backingFileOffset + h.backingFileSize > buf.length) {
-      throw corrupt('backing file name does not fit in the first cluster');
+      throw corrupt(`backing_file_offset ${h.backingFileOffset} / backing_file_size ${h.backingFileSize} do not fit in the first cluster`);
     }
     h.backingFile = buf.toString('utf8', h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
+    if (h.backingFile.includes('\0')) throw corrupt('backing file name contains a NUL byte');
   }
   return h;
 }

@@ -30,6 +30,7 @@ import {
 import { type ClusterEntry, readL1Copied, readL1Offset, readL2, writeL1, setCopiedBit } from './l2-entry.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Mutex } from './mutex.js';
+import { MetadataMap, type MetadataKind } from './overlap.js';
 import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
 import { Refcounts } from './refcounts.js';
@@ -38,6 +39,11 @@ import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 const L2_CACHE_BYTES = 32 << 20;
 /** Largest first-cluster read: the header and its extensions must fit in one cluster. */
 const HEADER_PROBE = 2 << 20;
+/**
+ * Deepest backing chain we open (images, the top one included). QEMU sets no
+ * fixed limit; ours bounds file descriptors and memory a crafted chain can take.
+ */
+export const MAX_BACKING_DEPTH = 32;
 
 export interface OpenImageOptions {
   readOnly: boolean;
@@ -46,6 +52,26 @@ export interface OpenImageOptions {
   repairDirty?: (img: Qcow2Image) => Promise<void>;
   /** Opens the image and its backing chain, confined to the allowed directories (default: unconfined). */
   files?: FileOpener;
+  /** Internal: identities (dev:ino) of the images above this one in a backing chain (loop detection). */
+  chain?: readonly string[];
+}
+
+/**
+ * Every open failure names the image: a StorageError with the path in front,
+ * fs errno errors keep their code. Anything else is a parser bug; it still
+ * leaves as a clean ECORRUPT naming the image (the cause keeps the original
+ * for logs and the fuzz target, which reports it).
+ */
+function namedOpenError(path: string, err: unknown, separator = ': '): Error {
+  const prefix = `qcow2: ${path}${separator}`;
+  const code = (err as { code?: unknown })?.code;
+  if (err instanceof Error && typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) {
+    if (err.message.startsWith(prefix)) return err;
+    const message = prefix + err.message.replace(/^qcow2: /, '');
+    if (err instanceof StorageError) return new StorageError(err.code, message, { cause: err.cause });
+    return Object.assign(new Error(message, { cause: err }), { code });
+  }
+  return new StorageError('ECORRUPT', `${prefix}image metadata could not be parsed`, { cause: err });
 }
 
 const silentLog = { warn: () => {}, error: () => {}, debug: () => {} };
@@ -66,9 +92,17 @@ export class Qcow2Image {
   readOnly: boolean;
   refcounts!: Refcounts;
   snapshots: SnapshotEntry[] = [];
+  /**
+   * Bytes the snapshot table takes on disk. Kept as read (QEMU's entries may
+   * be shorter than ours: v2 has no required extra data), so the clusters
+   * counted, guarded and freed are exactly the table's.
+   */
+  snapshotTableBytes = 0;
   backing?: BackingStore;
   /** How this image (and so its backing files) was opened. */
   files: FileOpener = openerOf({});
+  /** Clusters holding metadata, by kind: the overlap check before every write (overlap.ts). */
+  readonly meta: MetadataMap;
   readonly log: Pick<Logger, 'warn' | 'error' | 'debug'>;
 
   private constructor(
@@ -84,8 +118,13 @@ export class Qcow2Image {
     this.readOnly = readOnly;
     this.log = log;
     this.l1 = Buffer.alloc(header.l1Size * 8);
-    this.l2Cache = new MetadataCache(fh, this.clusterSize, Math.max(16, Math.floor(L2_CACHE_BYTES / this.clusterSize)), () =>
-      this.refcounts.cache.writeDirty(),
+    this.meta = new MetadataMap(this.clusterSize);
+    this.l2Cache = new MetadataCache(
+      fh,
+      this.clusterSize,
+      Math.max(16, Math.floor(L2_CACHE_BYTES / this.clusterSize)),
+      () => this.refcounts.cache.writeDirty(),
+      (offset) => this.guardWrite(offset, this.clusterSize, 'l2'),
     );
   }
 
@@ -100,9 +139,21 @@ export class Qcow2Image {
   static async open(path: string, opts: OpenImageOptions): Promise<Qcow2Image> {
     const log = opts.log ?? silentLog;
     const files = openerOf(opts);
-    const fh = await files.openHandle(path, { write: !opts.readOnly });
+    let fh: FileHandle;
     try {
-      const fileSize = (await fh.stat()).size;
+      fh = await files.openHandle(path, { write: !opts.readOnly });
+    } catch (err) {
+      throw namedOpenError(path, err);
+    }
+    try {
+      const st = await fh.stat();
+      const fileSize = st.size;
+      const identity = `${st.dev}:${st.ino}`;
+      const chain = [...(opts.chain ?? []), identity];
+      if (opts.chain?.includes(identity)) throw new StorageError('ECORRUPT', 'backing chain loops back to this image');
+      if (chain.length > MAX_BACKING_DEPTH) {
+        throw new StorageError('ENOTSUP', `backing chain deeper than ${MAX_BACKING_DEPTH} images`);
+      }
       const first = Buffer.alloc(Math.min(HEADER_PROBE, Math.max(fileSize, 512)));
       await readFull(fh, first, 0);
       const header = parseHeader(first, fileSize);
@@ -117,9 +168,14 @@ export class Qcow2Image {
       if (readOnly && !opts.readOnly) await fh.close().catch(() => {});
       const img = new Qcow2Image(path, readOnly && !opts.readOnly ? await files.openHandle(path) : fh, header, readOnly, log);
       img.files = files;
-      await img.load();
+      try {
+        await img.load(chain);
+      } catch (err) {
+        if (img.fh !== fh) await img.fh.close().catch(() => {});
+        throw err;
+      }
       if (header.incompatible & INCOMPAT_DIRTY) {
-        if (readOnly) {
+        if (img.readOnly) {
           log.warn({ path }, 'qcow2: image is dirty (lazy refcounts); refcounts not repaired in read-only mode');
         } else {
           if (!opts.repairDirty) throw new StorageError('ECORRUPT', 'qcow2: image is dirty and no repair is available');
@@ -129,7 +185,7 @@ export class Qcow2Image {
           await fh.datasync();
         }
       }
-      if (!readOnly && header.autoclear !== 0n) {
+      if (!img.readOnly && header.autoclear !== 0n) {
         // Unknown (to us: all) auto-clear features must be cleared before the first write.
         header.autoclear = 0n;
         await img.patchHeaderBits(HDR_OFF.autoclear, 0n);
@@ -137,22 +193,88 @@ export class Qcow2Image {
       return img;
     } catch (err) {
       await fh.close().catch(() => {});
-      throw err;
+      throw namedOpenError(path, err);
     }
   }
 
-  private async load(): Promise<void> {
+  private async load(chain: readonly string[]): Promise<void> {
     const h = this.header;
     if (h.l1Size > 0) await readFull(this.fh, this.l1, h.l1TableOffset);
-    this.refcounts = await Refcounts.load(this.fh, this.clusterSize, h.refcountOrder, h.refcountTableOffset, h.refcountTableClusters, (off) =>
-      this.l2Cache.drop(off),
+    this.refcounts = await Refcounts.load(
+      this.fh,
+      this.clusterSize,
+      h.refcountOrder,
+      h.refcountTableOffset,
+      h.refcountTableClusters,
+      (off) => {
+        this.l2Cache.drop(off);
+        this.meta.removeCluster(off / this.clusterSize);
+      },
+      this.meta,
+      (reason) => this.corrupt(reason),
     );
-    this.snapshots = await readSnapshotTable(this.fh, h.snapshotsOffset, h.nbSnapshots);
+    const fileSize = (await this.fh.stat()).size;
+    const table = await readSnapshotTable(this.fh, h.snapshotsOffset, h.nbSnapshots, { clusterSize: this.clusterSize, fileSize });
+    this.snapshots = table.entries;
+    this.snapshotTableBytes = table.bytes;
+    const damage = [...this.refcounts.damaged, ...this.rebuildMetadataMap()];
+    if (damage.length > 0) {
+      if (this.readOnly) this.log.error({ path: this.path, damage: damage.slice(0, 8) }, 'qcow2: image metadata is damaged; it must not be written');
+      else this.corrupt(damage[0]!);
+      await this.corruptMarked;
+    }
     if (h.backingFile) {
       // Relative names are relative to this image's directory; the opener confines the result.
       const base = { path: h.backingFile, relativeTo: dirname(this.path) };
-      this.backing = await openBacking(base, h.backingFormat, this.files, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, files: this.files }));
+      const files = this.files;
+      try {
+        this.backing = await openBacking(base, h.backingFormat, files, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, files, chain }));
+      } catch (err) {
+        // The backing image's error already names it: "qcow2: <top>: backing file qcow2: <base>: reason" reads badly.
+        throw namedOpenError('backing file', err, ' ');
+      }
     }
+  }
+
+  /**
+   * (Re)build the map of metadata clusters from the in-memory structures:
+   * at open and after rare whole-structure changes (snapshots, resize).
+   * Returns the overlaps found (each one is corruption).
+   */
+  rebuildMetadataMap(): string[] {
+    const h = this.header;
+    const cs = this.clusterSize;
+    const rc = this.refcounts;
+    this.meta.clear();
+    const problems: string[] = [];
+    const add = (offset: number, bytes: number, kind: MetadataKind) => {
+      if (bytes <= 0) return;
+      const clash = this.meta.add(offset, bytes, kind);
+      if (clash) problems.push(clash);
+    };
+    add(0, cs, 'header');
+    add(h.l1TableOffset, h.l1Size * 8, 'l1');
+    add(rc.tableOffset, rc.tableClusters * cs, 'refcount-table');
+    for (const block of rc.table) if (block) add(block, cs, 'refcount-block');
+    const limit = rc.allocatedEnd;
+    for (let i = 0; i < h.l1Size; i++) {
+      const off = readL1Offset(this.l1, i);
+      // Bad entries are reported when used (l2OffsetFor); only sane ones can be registered.
+      if (off !== 0 && off % cs === 0 && off < limit) add(off, cs, 'l2');
+    }
+    if (h.nbSnapshots > 0) add(h.snapshotsOffset, this.snapshotTableBytes, 'snapshot-table');
+    for (const s of this.snapshots) add(s.l1Offset, s.l1Size * 8, 'snapshot-l1');
+    return problems;
+  }
+
+  /**
+   * The overlap check (overlap.ts): refuse a write of `bytes` at `offset`
+   * (guest data when `kind` is undefined) that would overwrite metadata;
+   * the image is marked corrupt and goes read-only.
+   */
+  guardWrite(offset: number, bytes: number, kind?: MetadataKind): void {
+    const clash = this.meta.conflict(offset, bytes, kind);
+    if (clash) throw this.corrupt(`refusing write: ${clash}`);
   }
 
   async patchHeaderBits(at: number, value: bigint): Promise<void> {
@@ -162,14 +284,26 @@ export class Qcow2Image {
     await writeFull(this.fh, b, at);
   }
 
+  /** The header write that sets the corrupt bit, once started. */
+  private corruptMarked?: Promise<void>;
+  private corruptReported = false;
+
   /** Metadata inconsistency found at run time: go read-only, loudly, and mark the image. */
   corrupt(reason: string): StorageError {
     const err = new StorageError('ECORRUPT', `qcow2: ${this.path}: ${reason}`);
+    if (this.readOnly && !this.corruptMarked && !this.corruptReported) {
+      // Opened read-only: the file is not touched, but the operator hears of it (once).
+      this.corruptReported = true;
+      this.log.error({ path: this.path, reason }, 'qcow2: metadata corruption detected (image open read-only; not marked)');
+    }
     if (!this.readOnly) {
       this.log.error({ path: this.path, reason }, 'qcow2: metadata corruption detected; image is now READ-ONLY');
       this.readOnly = true;
       this.header.incompatible |= INCOMPAT_CORRUPT;
-      void this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible).catch(() => {});
+      // Awaited by whoever can (open, close); a failure to mark is logged, the image is read-only anyway.
+      this.corruptMarked = this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible).then(
+        () => this.fh.datasync(),
+      ).catch((err: unknown) => this.log.error({ path: this.path, err }, 'qcow2: could not set the corrupt bit'));
     }
     return err;
   }
@@ -178,6 +312,9 @@ export class Qcow2Image {
     if (l1Index >= this.header.l1Size) return 0;
     const off = readL1Offset(this.l1, l1Index);
     if (off % this.clusterSize !== 0) throw this.corrupt(`L2 table offset 0x${off.toString(16)} (L1 index ${l1Index}) not cluster aligned`);
+    if (off >= this.refcounts.allocatedEnd) {
+      throw this.corrupt(`L2 table offset 0x${off.toString(16)} (L1 index ${l1Index}) lies beyond the end of the image file`);
+    }
     return off;
   }
 
@@ -191,6 +328,11 @@ export class Qcow2Image {
       throw this.corrupt(`data cluster offset 0x${e.host.toString(16)} (guest cluster ${guestCluster}) not cluster aligned`);
     }
     if (e.kind === 'zero' && this.version === 2) throw this.corrupt('zero cluster flag in a version 2 image');
+    // Offsets come from disk: beyond what the file holds (or the 2^53 a JS
+    // number and io_uring can carry) they are corruption, never an I/O.
+    if (e.kind !== 'unallocated' && e.host >= this.refcounts.allocatedEnd) {
+      throw this.corrupt(`${e.kind} cluster offset 0x${e.host.toString(16)} (guest cluster ${guestCluster}) lies beyond the end of the image file`);
+    }
     return e;
   }
 
@@ -206,6 +348,7 @@ export class Qcow2Image {
     if (old !== 0 && readL1Copied(this.l1, l1Index)) return { table: await this.l2Cache.get(old), offset: old };
     if (old === 0) {
       const offset = await this.refcounts.allocate(1);
+      this.meta.add(offset, this.clusterSize, 'l2');
       const table = Buffer.alloc(this.clusterSize);
       this.l2Cache.install(offset, table);
       writeL1(this.l1, l1Index, offset, true);
@@ -221,6 +364,7 @@ export class Qcow2Image {
       return { table: source, offset: old };
     }
     const offset = await this.refcounts.allocate(1);
+    this.meta.add(offset, this.clusterSize, 'l2');
     const table = Buffer.from(source);
     // Data clusters reached through a shared table are shared too.
     for (let i = 0; i < this.l2Entries; i++) setCopiedBit(table, i, false);
@@ -250,6 +394,7 @@ export class Qcow2Image {
     await this.refcounts.cache.writeDirty();
     await this.l2Cache.writeDirty();
     if (this.l1Dirty) {
+      this.guardWrite(this.header.l1TableOffset, this.l1.length, 'l1');
       this.l1Dirty = false;
       await writeFull(this.fh, Buffer.from(this.l1), this.header.l1TableOffset);
     }
@@ -284,6 +429,7 @@ export class Qcow2Image {
         await this.fh.datasync();
       }
     } finally {
+      await this.corruptMarked;
       await this.fh.close();
       await this.backing?.close();
     }

@@ -27,6 +27,8 @@ export class MetadataCache {
     /** Soft limit on cached tables; may be exceeded while many are dirty. */
     private readonly capacity: number,
     private readonly beforeWrite: () => Promise<void> = async () => {},
+    /** Throws if a table may not be written at `offset` (metadata-overlap check, see overlap.ts). */
+    private readonly guard: (offset: number) => void = () => {},
   ) {}
 
   /** The table at `offset` if cached (no I/O), refreshing its LRU position. */
@@ -105,6 +107,7 @@ export class MetadataCache {
     if (dirty.length === 0) return;
     await this.beforeWrite();
     for (const [offset, slot] of dirty) {
+      this.guard(offset);
       slot.dirty = false;
       const copy = Buffer.from(slot.buf);
       try {

@@ -18,8 +18,12 @@
 import type { FileHandle } from 'node:fs/promises';
 import { StorageError } from '../../src/backstore/errors.js';
 import { readFull, writeFull } from './file-io.js';
-import { HDR_OFF } from './format.js';
+import { HDR_OFF, MAX_HOST_OFFSET } from './format.js';
 import { MetadataCache } from './metadata-cache.js';
+import type { MetadataMap } from './overlap.js';
+
+/** How the owner refuses a write that would destroy metadata (marks the image corrupt). */
+export type Refuse = (reason: string) => Error;
 
 const CACHE_BYTES = 8 << 20;
 
@@ -38,6 +42,8 @@ export class Refcounts {
   private queued: number[] = [];
   /** During repair: clusters that are referenced even though their refcount says free. */
   reserved?: (cluster: number) => boolean;
+  /** Refcount table entries that were unusable at load (treated as absent; the image must not be written). */
+  readonly damaged: string[] = [];
 
   private constructor(
     private readonly fh: FileHandle,
@@ -49,12 +55,22 @@ export class Refcounts {
     readonly table: number[],
     private readonly onFreed: (hostOffset: number) => void,
     fileSize: number,
+    private readonly meta: MetadataMap,
+    private readonly refuse: Refuse,
   ) {
     this.bits = 2 ** refcountOrder;
     this.entriesPerBlock = (clusterSize * 8) / this.bits;
     this.maxRefcount = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
-    this.cache = new MetadataCache(fh, clusterSize, Math.max(4, Math.floor(CACHE_BYTES / clusterSize)));
+    this.cache = new MetadataCache(fh, clusterSize, Math.max(4, Math.floor(CACHE_BYTES / clusterSize)), undefined, (offset) =>
+      this.guard(offset, clusterSize, 'refcount-block'),
+    );
     this.highWater = fileSize;
+  }
+
+  /** Refuse (and mark the image corrupt) if writing `bytes` at `offset` as `kind` would overwrite other metadata. */
+  private guard(offset: number, bytes: number, kind?: 'refcount-block' | 'refcount-table'): void {
+    const clash = this.meta.conflict(offset, bytes, kind);
+    if (clash) throw this.refuse(clash);
   }
 
   /** Allocate one data cluster; `pristine` means it is known to read as zeros already. */
@@ -80,17 +96,56 @@ export class Refcounts {
     tableOffset: number,
     tableClusters: number,
     onFreed: (hostOffset: number) => void,
+    meta: MetadataMap,
+    refuse: Refuse,
   ): Promise<Refcounts> {
     const fileSize = (await fh.stat()).size;
+    // The header parser capped tableClusters (8 MiB of table at most).
     const raw = Buffer.alloc(tableClusters * clusterSize);
     await readFull(fh, raw, tableOffset);
     const table: number[] = [];
+    const damaged: string[] = [];
     for (let i = 0; i < raw.length / 8; i++) {
-      const v = Number(raw.readBigUInt64BE(i * 8) & ~0x1ffn);
-      if (v % clusterSize !== 0) throw new StorageError('ECORRUPT', `qcow2: refcount block ${i} offset 0x${v.toString(16)} is not cluster aligned`);
-      table.push(v);
+      // Up to 1 Mi entries (8 MiB table): let other LUNs run in between.
+      if ((i & 0xffff) === 0xffff) await new Promise<void>((r) => setImmediate(r));
+      if (raw.readUInt32BE(i * 8) === 0 && raw.readUInt32BE(i * 8 + 4) < 0x200) {
+        table.push(0); // no block (the low 9 bits are reserved)
+        continue;
+      }
+      const big = raw.readBigUInt64BE(i * 8) & ~0x1ffn;
+      const v = big >= BigInt(MAX_HOST_OFFSET) ? -1 : Number(big);
+      if (v < 0 || v % clusterSize !== 0 || v >= fileSize) {
+        // Unusable: kept out of the table so nothing is read or written there.
+        damaged.push(`refcount table entry ${i} (refcount block offset 0x${big.toString(16)}) is ${v % clusterSize !== 0 && v >= 0 ? 'not cluster aligned' : 'beyond the end of the file'}`);
+        table.push(0);
+      } else {
+        table.push(v);
+      }
     }
-    return new Refcounts(fh, clusterSize, refcountOrder, tableOffset, tableClusters, table, onFreed, fileSize);
+    const rc = new Refcounts(fh, clusterSize, refcountOrder, tableOffset, tableClusters, table, onFreed, fileSize, meta, refuse);
+    rc.damaged.push(...damaged);
+    return rc;
+  }
+
+  /** The refcount block with index `b`, or undefined if there is none (for whole-block scans). */
+  async block(b: number): Promise<Buffer | undefined> {
+    const blockOffset = this.table[b];
+    if (!blockOffset) return undefined;
+    return this.cache.peek(blockOffset) ?? (await this.cache.get(blockOffset));
+  }
+
+  /** Entry `i` of a refcount block buffer (synchronous: scans read whole blocks once). */
+  entryOf(block: Buffer, i: number): number {
+    return this.readEntry(block, i);
+  }
+
+  /** The refcount if known without I/O (its block is cached or absent), else undefined. */
+  getCached(cluster: number): number | undefined {
+    const b = Math.floor(cluster / this.entriesPerBlock);
+    const blockOffset = this.table[b];
+    if (!blockOffset) return 0;
+    const block = this.cache.peek(blockOffset);
+    return block ? this.readEntry(block, cluster % this.entriesPerBlock) : undefined;
   }
 
   private readEntry(block: Buffer, i: number): number {
@@ -182,7 +237,9 @@ export class Refcounts {
         run = 0;
         continue;
       }
-      if (await this.isFree(c)) {
+      // Cached blocks answer synchronously: a scan over a long used run costs no await per cluster.
+      const known = c === 0 || this.reserved?.(c) ? 1 : this.getCached(c);
+      if (known === undefined ? await this.isFree(c) : known === 0) {
         if (run === 0) start = c;
         if (firstFree < 0) firstFree = c;
         run++;
@@ -191,6 +248,9 @@ export class Refcounts {
       }
       c++;
     }
+    // A cluster that still holds metadata reads as free only if refcounts are damaged.
+    const clash = this.meta.conflict(start * this.clusterSize, count * this.clusterSize);
+    if (clash) throw this.refuse(`allocator found a cluster in use marked free: ${clash}`);
     for (let i = start; i < start + count; i++) await this.set(i, 1);
     this.noteUsed((start + count) * this.clusterSize);
     this.hint = firstFree === start ? start + count : firstFree;
@@ -209,15 +269,23 @@ export class Refcounts {
       return;
     }
     const block = Buffer.alloc(this.clusterSize);
+    this.register(at, this.clusterSize, 'refcount-block');
     await writeFull(this.fh, block, at);
     await this.setTableEntry(b, at);
     this.cache.installClean(at, block);
+  }
+
+  private register(offset: number, bytes: number, kind: 'refcount-block' | 'refcount-table'): void {
+    const clash = this.meta.add(offset, bytes, kind);
+    if (clash) throw this.refuse(clash);
   }
 
   /** A new refcount block for block index b, stored in cluster c (inside its own range) and counting itself. */
   private async placeBlockAt(c: number, b: number): Promise<void> {
     const block = Buffer.alloc(this.clusterSize);
     this.writeEntry(block, c % this.entriesPerBlock, 1);
+    this.guard(c * this.clusterSize, this.clusterSize);
+    this.register(c * this.clusterSize, this.clusterSize, 'refcount-block');
     this.noteUsed((c + 1) * this.clusterSize);
     await writeFull(this.fh, block, c * this.clusterSize);
     await this.setTableEntry(b, c * this.clusterSize);
@@ -227,6 +295,7 @@ export class Refcounts {
   private async setTableEntry(b: number, blockOffset: number): Promise<void> {
     const e = Buffer.alloc(8);
     e.writeBigUInt64BE(BigInt(blockOffset));
+    this.guard(this.tableOffset + b * 8, 8, 'refcount-table');
     await writeFull(this.fh, e, this.tableOffset + b * 8);
     this.table[b] = blockOffset;
   }
@@ -258,6 +327,7 @@ export class Refcounts {
       entries = lastBlock + 1;
     }
     const metaEnd = first + tableClusters + (lastBlock - firstBlock + 1);
+    this.guard(first * cs, (metaEnd - first) * cs);
     this.noteUsed(metaEnd * cs);
     const newTable = Buffer.alloc(tableClusters * cs);
     this.table.forEach((off, i) => newTable.writeBigUInt64BE(BigInt(off), i * 8));
@@ -269,6 +339,8 @@ export class Refcounts {
       blocks.push([at, block]);
       newTable.writeBigUInt64BE(BigInt(at), b * 8);
     }
+    for (const [at] of blocks) this.register(at, cs, 'refcount-block');
+    this.register(first * cs, tableClusters * cs, 'refcount-table');
     for (const [at, block] of blocks) await writeFull(this.fh, block, at);
     await writeFull(this.fh, newTable, first * cs);
     const hdr = Buffer.alloc(12);

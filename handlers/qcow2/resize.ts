@@ -6,7 +6,7 @@
  */
 import { StorageError } from '../../src/backstore/errors.js';
 import { writeFull } from './file-io.js';
-import { HDR_OFF } from './format.js';
+import { HDR_OFF, MAX_L1_BYTES } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { clustersOf } from './tree-walk.js';
 
@@ -20,6 +20,7 @@ export async function growImage(img: Qcow2Image, newSize: number): Promise<void>
     let l1 = img.l1;
     let l1Offset = img.header.l1TableOffset;
     const oldL1 = clustersOf(img, img.header.l1TableOffset, img.l1.length);
+    if (needed * 8 > MAX_L1_BYTES) throw new StorageError('EINVAL', `qcow2: size ${newSize} needs more than the ${MAX_L1_BYTES >> 20} MiB L1 table limit`);
     if (needed > img.header.l1Size) {
       l1 = Buffer.alloc(needed * 8);
       img.l1.copy(l1);
@@ -38,6 +39,7 @@ export async function growImage(img: Qcow2Image, newSize: number): Promise<void>
     img.header.l1Size = l1.length / 8;
     img.header.l1TableOffset = l1Offset;
     img.l1 = l1;
+    img.rebuildMetadataMap();
   });
   await img.flush();
 }

@@ -7,7 +7,7 @@
 import { StorageError } from '../../src/backstore/errors.js';
 import { fixCopiedFlags } from './copied-flags.js';
 import { writeFull } from './file-io.js';
-import { HDR_OFF } from './format.js';
+import { HDR_OFF, MAX_SNAPSHOTS } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { setCopiedBit } from './l2-entry.js';
 import { serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
@@ -68,7 +68,7 @@ async function allocateAndWrite(img: Qcow2Image, data: Buffer): Promise<number> 
 async function writeSnapshotTable(img: Qcow2Image, entries: SnapshotEntry[]): Promise<void> {
   const table = serializeSnapshotTable(entries);
   const oldOffset = img.header.snapshotsOffset;
-  const oldBytes = serializeSnapshotTable(img.snapshots).length;
+  const oldBytes = img.snapshotTableBytes;
   const at = await allocateAndWrite(img, table);
   await img.refcounts.cache.writeDirty();
   const hdr = Buffer.alloc(12);
@@ -78,12 +78,14 @@ async function writeSnapshotTable(img: Qcow2Image, entries: SnapshotEntry[]): Pr
   img.header.nbSnapshots = entries.length;
   img.header.snapshotsOffset = at;
   img.snapshots = entries;
+  img.snapshotTableBytes = table.length;
   if (oldOffset !== 0) for (const c of clustersOf(img, oldOffset, oldBytes)) img.refcounts.queueFree(c * img.clusterSize);
 }
 
 export async function createSnapshot(img: Qcow2Image, name: string): Promise<SnapshotInfo> {
   if (img.readOnly) throw new StorageError('EROFS', 'qcow2: image is read-only');
   if (img.snapshots.some((s) => s.name === name)) throw new StorageError('EINVAL', `qcow2: snapshot '${name}' already exists`);
+  if (img.snapshots.length >= MAX_SNAPSHOTS) throw new StorageError('ENOSPC', `qcow2: ${img.path} already has ${MAX_SNAPSHOTS} snapshots`);
   await img.flush();
   await img.lock.run(async () => {
     const copy = Buffer.from(img.l1);
@@ -110,6 +112,7 @@ export async function createSnapshot(img: Qcow2Image, name: string): Promise<Sna
       extra: Buffer.alloc(16),
     };
     await writeSnapshotTable(img, [...img.snapshots, entry]);
+    img.rebuildMetadataMap();
   });
   await img.flush();
   return listSnapshots(img).find((s) => s.name === name)!;
@@ -146,6 +149,7 @@ export async function revertSnapshot(img: Qcow2Image, name: string): Promise<voi
     // The old tree is unreachable on disk from here: drop its references now.
     await img.refcounts.applyFrees([...oldTree, ...oldL1]);
     await fixCopiedFlags(img);
+    img.rebuildMetadataMap();
   });
   await img.flush();
 }
@@ -162,6 +166,7 @@ export async function deleteSnapshot(img: Qcow2Image, name: string): Promise<voi
     // The old snapshot table and this tree are unreachable once the header is written.
     await img.refcounts.applyFrees(frees);
     await fixCopiedFlags(img);
+    img.rebuildMetadataMap();
   });
   await img.flush();
 }

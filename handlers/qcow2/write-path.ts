@@ -17,7 +17,7 @@ import { StorageError } from '../../src/backstore/errors.js';
 import { readFull, writeFull, writevFull } from './file-io.js';
 import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-entry.js';
-import { copyFromIov, sliceIov } from '../../src/iov.js';
+import { copyFromIov, iovLength, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
 
 export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number): Promise<void> {
@@ -26,7 +26,7 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
   const jobs: Promise<void>[] = [];
   let run: { host: number; at: number; len: number } | undefined;
   const flushRun = () => {
-    if (run) jobs.push(inPlace(img, sliceIov(iov, run.at, run.len), run.host));
+    if (run) jobs.push(observed(inPlace(img, sliceIov(iov, run.at, run.len), run.host)));
     run = undefined;
   };
   let at = 0;
@@ -35,7 +35,7 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
     const gc = Math.floor(guest / cs);
     const inCluster = guest % cs;
     const len = Math.min(cs - inCluster, length - at);
-    const e = img.pendingAlloc.has(gc) ? undefined : await img.entryAt(gc);
+    const e = img.pendingAlloc.has(gc) ? undefined : await lookupOrSettle(img, gc, jobs);
     if (e && e.kind === 'normal' && e.copied) {
       const host = e.host + inCluster;
       if (run && run.host + run.len === host) run.len += len;
@@ -45,12 +45,36 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
       }
     } else {
       flushRun();
-      jobs.push(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len)));
+      jobs.push(observed(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len))));
     }
     at += len;
   }
   flushRun();
   await settleAll(jobs);
+}
+
+/**
+ * A job that may fail while the loop still awaits lookups: mark its
+ * rejection handled now (settleAll reports it), or Node would see it as
+ * unhandled and exit.
+ */
+function observed(job: Promise<void>): Promise<void> {
+  job.catch(() => {});
+  return job;
+}
+
+/**
+ * The cluster lookup of a multi-cluster write. If it fails mid-range, the
+ * writes already started are awaited (their failures observed, never left
+ * unhandled) before the lookup's error is reported.
+ */
+async function lookupOrSettle(img: Qcow2Image, gc: number, started: Promise<void>[]): Promise<ClusterEntry> {
+  try {
+    return await img.entryAt(gc);
+  } catch (err) {
+    await Promise.allSettled(started);
+    throw err;
+  }
 }
 
 /** Wait for every job, then rethrow the first failure (no write left running behind an error). */
@@ -60,6 +84,11 @@ async function settleAll(jobs: Promise<void>[]): Promise<void> {
 }
 
 function inPlace(img: Qcow2Image, bufs: readonly Buffer[], host: number): Promise<void> {
+  try {
+    img.guardWrite(host, iovLength(bufs));
+  } catch (err) {
+    return Promise.reject(err);
+  }
   const p = writevFull(img.fh, bufs, host);
   img.inflightWrites.add(p);
   return p.finally(() => img.inflightWrites.delete(p));
@@ -122,6 +151,7 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
     const { old, host, pristine } = plan;
     const cs = img.clusterSize;
     try {
+      img.guardWrite(host, cs);
       let len = 0;
       for (const b of bufs) len += b.length;
       if (inCluster === 0 && len === cs) {

@@ -11,4 +11,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   ring: async () => (await import('./ring.js')).default,
   'ring-kernel': async () => (await import('./ring-kernel.js')).default,
   config: async () => (await import('./config.js')).default,
+  qcow2: async () => (await import('./qcow2.js')).default,
 };
