@@ -3,13 +3,18 @@
  * caches, cluster lookup, L2 allocation / copy-on-write, and flush. The data
  * paths (read, write, zero) live in their own files and use this object.
  *
- * Durability model: data goes to the file immediately; metadata lives in the
- * caches and reaches the file in dependency order (refcount blocks, L2
- * tables, L1) on flush or cache pressure, then ONE fdatasync. Frees are
- * applied only after that fdatasync (see refcounts.ts). Write order is what
- * makes a killed process safe (the page cache keeps completed pwrites in
- * order); for power loss the single barrier per flush is a documented
- * trade-off: flushed data is durable, a crash between flushes may leak.
+ * Durability model: data goes to the file immediately; metadata changes go
+ * to the caches and reach the file in dependency order (file extended,
+ * refcount blocks, L2 tables, L1) BEFORE the command that made or relied on
+ * them is acknowledged (`persistMetadata`): a killed daemon loses nothing it
+ * acknowledged, because the page cache keeps every completed pwrite (the
+ * `file` handler's guarantee). Those write-backs are grouped: commands whose
+ * changes are in the cache when a write-back takes the metadata lock share
+ * it, and only dirty spans of tables are written (metadata-cache.ts). No
+ * fdatasync there: power-loss durability is what SYNCHRONIZE CACHE / FUA
+ * (`flush`) are for, with ONE fdatasync per flush. Frees are applied only
+ * after that fdatasync (see refcounts.ts), so a kill or power loss between
+ * a discard and the next flush can only leak the freed clusters.
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -60,6 +65,16 @@ export class Qcow2Image {
   readonly inflightWrites = new Set<Promise<unknown>>();
   l1: Buffer;
   l1Dirty = false;
+  /** Changes to the in-memory L1 (see `metadataGeneration`). */
+  private l1Changes = 0;
+  /** `metadataGeneration` as of the last complete write-back of all metadata. */
+  private committedGeneration = 0;
+  /** A write-back scheduled but not yet holding the lock: later changes still make it. */
+  private pendingCommit?: Promise<void>;
+  /** The write-back holding the lock now, and the generation it writes. */
+  private runningCommit?: { done: Promise<void>; generation: number };
+  /** File size known to be at least this (saves a stat per write-back). */
+  private knownFileEnd = 0;
   readOnly: boolean;
   refcounts!: Refcounts;
   snapshots: SnapshotEntry[] = [];
@@ -201,7 +216,7 @@ export class Qcow2Image {
       const table = Buffer.alloc(this.clusterSize);
       this.l2Cache.install(offset, table);
       writeL1(this.l1, l1Index, offset, true);
-      this.l1Dirty = true;
+      this.markL1Dirty();
       return { table, offset };
     }
     const shared = (await this.refcounts.get(old / this.clusterSize)) > 1;
@@ -209,7 +224,7 @@ export class Qcow2Image {
     if (!shared) {
       // Flag simply missing (e.g. inaccurate after a revert): no copy needed.
       writeL1(this.l1, l1Index, old, true);
-      this.l1Dirty = true;
+      this.markL1Dirty();
       return { table: source, offset: old };
     }
     const offset = await this.refcounts.allocate(1);
@@ -218,7 +233,7 @@ export class Qcow2Image {
     for (let i = 0; i < this.l2Entries; i++) setCopiedBit(table, i, false);
     this.l2Cache.install(offset, table);
     writeL1(this.l1, l1Index, offset, true);
-    this.l1Dirty = true;
+    this.markL1Dirty();
     this.refcounts.queueFree(old);
     return { table, offset };
   }
@@ -232,19 +247,79 @@ export class Qcow2Image {
     }
   }
 
+  private markL1Dirty(): void {
+    this.l1Dirty = true;
+    this.l1Changes++;
+  }
+
+  /**
+   * A number that grows with every change to the in-memory metadata (L1, L2
+   * and refcount caches). All changes happen under `lock`, so a write-back
+   * that reads it under the lock knows exactly which changes it carries.
+   */
+  get metadataGeneration(): number {
+    return this.l1Changes + this.l2Cache.changes + this.refcounts.cache.changes;
+  }
+
+  /**
+   * Resolve once the metadata as of generation `upTo` (default: now) is in
+   * the file (page cache). A command calls this before it is acknowledged,
+   * with the generation it made or relied on; a command that changed
+   * nothing and saw only written-back state returns at once.
+   *
+   * Group commit: one write-back is scheduled at a time and only starts on
+   * the next turn of the event loop (setImmediate) and then behind the
+   * metadata lock; every command that calls in before it has taken the lock
+   * joins it, because its changes (made under the lock) are then already in
+   * the caches. A command arriving while a write-back runs either is
+   * covered by it (generation) or schedules the next one.
+   */
+  persistMetadata(upTo = this.metadataGeneration): Promise<void> {
+    if (this.committedGeneration >= upTo) return Promise.resolve();
+    if (this.pendingCommit) return this.pendingCommit;
+    if (this.runningCommit && this.runningCommit.generation >= upTo) return this.runningCommit.done;
+    const commit: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+      this.lock.run(async () => {
+        if (this.pendingCommit === commit) this.pendingCommit = undefined;
+        // Went read-only (corruption found) meanwhile: the change must not be acknowledged.
+        if (this.readOnly) throw new StorageError('EROFS', `qcow2: ${this.path} is read-only`);
+        this.runningCommit = { done: commit, generation: this.metadataGeneration };
+        try {
+          await this.writeMetadata();
+        } finally {
+          this.runningCommit = undefined;
+        }
+      }),
+    );
+    this.pendingCommit = commit;
+    return commit;
+  }
+
   /** Write all dirty metadata in dependency order. Under `lock`. */
   async writeMetadata(): Promise<void> {
+    const generation = this.metadataGeneration;
     // Clusters allocated past the old end of file and only partly written
     // (see write-path.ts) must lie inside the file; growing never races a
-    // write because it never goes below anything allocated.
+    // write because it never goes below anything allocated. The file never
+    // shrinks while open, so a size seen once need not be asked again.
     const end = this.refcounts.allocatedEnd;
-    if ((await this.fh.stat()).size < end) await this.fh.truncate(end);
+    if (end > this.knownFileEnd) {
+      const size = (await this.fh.stat()).size;
+      if (size < end) await this.fh.truncate(end);
+      this.knownFileEnd = Math.max(size, end);
+    }
     await this.refcounts.cache.writeDirty();
     await this.l2Cache.writeDirty();
     if (this.l1Dirty) {
       this.l1Dirty = false;
-      await writeFull(this.fh, Buffer.from(this.l1), this.header.l1TableOffset);
+      try {
+        await writeFull(this.fh, Buffer.from(this.l1), this.header.l1TableOffset);
+      } catch (err) {
+        this.l1Dirty = true;
+        throw err;
+      }
     }
+    if (generation > this.committedGeneration) this.committedGeneration = generation;
   }
 
   /** Make every completed write durable: metadata in order, ONE fdatasync, then release queued frees. */

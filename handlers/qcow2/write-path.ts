@@ -12,6 +12,12 @@
  * A guest cluster being allocated is registered in `pendingAlloc`, so a
  * second writer waits instead of allocating twice, and readers keep seeing
  * the old mapping (consistent old data) until step 3.
+ *
+ * Before a write is acknowledged, the metadata it depends on is in the file
+ * (`persistMetadata`): its own allocation (step 4), and for an in-place
+ * write the mapping it wrote through, which another command may have
+ * created a moment ago and not yet written back. Otherwise a killed daemon
+ * would lose acknowledged data that sits in the page cache unreferenced.
  */
 import { StorageError } from '../../src/backstore/errors.js';
 import { readFull, writeFull, writevFull } from './file-io.js';
@@ -50,7 +56,10 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
     at += len;
   }
   flushRun();
+  // Every mapping used above is at most this new (allocating jobs persist their own).
+  const seen = img.metadataGeneration;
   await settleAll(jobs);
+  await img.persistMetadata(seen);
 }
 
 /** Wait for every job, then rethrow the first failure (no write left running behind an error). */
@@ -118,7 +127,12 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
       await img.relieveCachePressure();
       return { old, host, pristine };
     });
-    if ('inPlace' in plan) return await inPlace(img, bufs, plan.inPlace + inCluster);
+    if ('inPlace' in plan) {
+      // Allocated by the writer we waited for: that mapping may not be written back yet.
+      const seen = img.metadataGeneration;
+      await inPlace(img, bufs, plan.inPlace + inCluster);
+      return await img.persistMetadata(seen);
+    }
     const { old, host, pristine } = plan;
     const cs = img.clusterSize;
     try {
@@ -128,7 +142,7 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
         await writevFull(img.fh, bufs, host);
       } else if (pristine && (await readsAsZeros(img, gc, old))) {
         // Never-used space past the old end of file: only the guest data needs
-        // writing (flush extends the file over the rest of the cluster).
+        // writing (the metadata write-back extends the file over the rest).
         await writevFull(img.fh, bufs, host + inCluster);
       } else {
         const whole = Buffer.alloc(cs);
@@ -142,11 +156,17 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
     }
     await img.lock.run(async () => {
       const { table, offset } = await img.writableL2(gc);
-      writeL2Normal(table, gc % img.l2Entries, host, true);
-      img.l2Cache.markDirty(offset);
+      const i = gc % img.l2Entries;
+      writeL2Normal(table, i, host, true);
+      img.l2Cache.markDirty(offset, i * 8, i * 8 + 8);
       queueFreeEntry(img, old);
     });
   } finally {
     release();
   }
+  // 4. the new mapping (and the refcounts / L2 table / L1 entry it needs)
+  // reaches the file before the ack; released clusters stay queued frees.
+  // Outside the claim: a second writer of this guest cluster may now write
+  // in place, and it persists what it saw itself (writeRange).
+  await img.persistMetadata();
 }
