@@ -295,6 +295,15 @@ export class Qcow2Image {
     return commit;
   }
 
+  /** Make the file span every allocated cluster (never shrinks it). */
+  private async coverAllocated(): Promise<void> {
+    const end = this.refcounts.allocatedEnd;
+    if (end <= this.knownFileEnd) return;
+    const size = (await this.fh.stat()).size;
+    if (size < end) await this.fh.truncate(end);
+    this.knownFileEnd = Math.max(size, end);
+  }
+
   /** Write all dirty metadata in dependency order. Under `lock`. */
   async writeMetadata(): Promise<void> {
     const generation = this.metadataGeneration;
@@ -302,13 +311,11 @@ export class Qcow2Image {
     // (see write-path.ts) must lie inside the file; growing never races a
     // write because it never goes below anything allocated. The file never
     // shrinks while open, so a size seen once need not be asked again.
-    const end = this.refcounts.allocatedEnd;
-    if (end > this.knownFileEnd) {
-      const size = (await this.fh.stat()).size;
-      if (size < end) await this.fh.truncate(end);
-      this.knownFileEnd = Math.max(size, end);
-    }
-    await this.refcounts.cache.writeDirty();
+    // Extending the file and writing refcounts are independent (both only
+    // have to precede the L2/L1 entries), so they go out together: one
+    // thread-pool round trip less per write-back, with the lock held.
+    const first = await Promise.allSettled([this.coverAllocated(), this.refcounts.cache.writeDirty()]);
+    for (const r of first) if (r.status === 'rejected') throw r.reason;
     await this.l2Cache.writeDirty();
     if (this.l1Dirty) {
       this.l1Dirty = false;
