@@ -304,9 +304,28 @@ export class Qcow2Image {
     this.knownFileEnd = Math.max(size, end);
   }
 
+  /**
+   * Power loss between flushes: the kernel writes the page cache back in its
+   * own order, so an L2 entry may reach the disk before the refcount that
+   * owns its cluster, and after a reboot that cluster would look free and be
+   * handed out twice. Before the first metadata write that no fdatasync
+   * follows at once, v3 images get the header's dirty bit, durably (one
+   * fdatasync per open): on the next open, ours and QEMU's, refcounts are
+   * then rebuilt from the L1/L2 tree before anything is allocated. Cleared
+   * on a clean close (as QEMU does with lazy refcounts, not at each flush,
+   * which would cost a second fdatasync per flush). v2 has no dirty bit.
+   */
+  private async markDirtyOnDisk(): Promise<void> {
+    if (this.version < 3 || this.header.incompatible & INCOMPAT_DIRTY) return;
+    this.header.incompatible |= INCOMPAT_DIRTY;
+    await this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible);
+    await this.fh.datasync();
+  }
+
   /** Write all dirty metadata in dependency order. Under `lock`. */
   async writeMetadata(): Promise<void> {
     const generation = this.metadataGeneration;
+    if (generation > this.committedGeneration || this.l1Dirty) await this.markDirtyOnDisk();
     // Clusters allocated past the old end of file and only partly written
     // (see write-path.ts) must lie inside the file; growing never races a
     // write because it never goes below anything allocated. The file never
@@ -356,6 +375,11 @@ export class Qcow2Image {
         await this.flush();
         await this.lock.run(() => this.writeMetadata());
         await this.fh.datasync();
+        if (this.header.incompatible & INCOMPAT_DIRTY) {
+          // Everything is durable and consistent: no repair needed at the next open.
+          await this.patchHeaderBits(HDR_OFF.incompatible, (this.header.incompatible &= ~INCOMPAT_DIRTY));
+          await this.fh.datasync();
+        }
       }
     } finally {
       await this.fh.close();

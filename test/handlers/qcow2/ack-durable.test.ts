@@ -10,7 +10,7 @@
  */
 import { open, writeFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createImage, openImage, snapshotCreate } from '../../../handlers/qcow2/api.js';
+import { createImage, imageInfo, openImage, snapshotCreate } from '../../../handlers/qcow2/api.js';
 import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { MetadataCache } from '../../../handlers/qcow2/metadata-cache.js';
 import { qemuCheck, qemuImgAvailable, randomBytes, rng, tempDir } from './qemu.js';
@@ -59,9 +59,13 @@ describe.skipIf(!hasQemu)('qcow2: acknowledged means in the file, before any flu
       await Promise.all(writes.map((w) => store.write(w.offset, [w.data], { fua: false })));
       for (const w of writes) expect((await readBySecondOpener(path, w.offset, w.data.length)).equals(w.data), `write at ${w.offset}`).toBe(true);
       expectNoCorruption(path);
+      // Unsynced metadata is out: the header says so (a reboot now makes the next open rebuild refcounts).
+      expect((await imageInfo(path)).dirty).toBe(true);
     } finally {
       await store.close();
     }
+    expect((await imageInfo(path)).dirty, 'a clean close clears the dirty bit').toBe(false);
+    expect(qemuCheck(path).status).toBe(0);
   });
 
   it('a write into an L2 table shared with a snapshot (table copy-on-write)', async () => {
