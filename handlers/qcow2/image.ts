@@ -14,7 +14,9 @@
  * fdatasync there: power-loss durability is what SYNCHRONIZE CACHE / FUA
  * (`flush`) are for, with ONE fdatasync per flush. Frees are applied only
  * after that fdatasync (see refcounts.ts), so a kill or power loss between
- * a discard and the next flush can only leak the freed clusters.
+ * a discard and the next flush can only leak the freed clusters. Power loss
+ * can reorder the unsynced metadata writes: v3 images carry the dirty bit
+ * meanwhile, so the next open rebuilds refcounts (`markDirtyOnDisk`).
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -317,9 +319,10 @@ export class Qcow2Image {
    */
   private async markDirtyOnDisk(): Promise<void> {
     if (this.version < 3 || this.header.incompatible & INCOMPAT_DIRTY) return;
-    this.header.incompatible |= INCOMPAT_DIRTY;
-    await this.patchHeaderBits(HDR_OFF.incompatible, this.header.incompatible);
+    const bits = this.header.incompatible | INCOMPAT_DIRTY;
+    await this.patchHeaderBits(HDR_OFF.incompatible, bits);
     await this.fh.datasync();
+    this.header.incompatible = bits; // only once it is on disk: a failure retries at the next write-back
   }
 
   /** Write all dirty metadata in dependency order. Under `lock`. */
