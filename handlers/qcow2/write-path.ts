@@ -26,7 +26,11 @@ import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-e
 import { copyFromIov, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
 
-export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number): Promise<void> {
+/**
+ * `persist: false` is for callers that persist once themselves after many
+ * calls (zero-path.ts): the metadata then reaches the file before THEIR ack.
+ */
+export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number, persist = true): Promise<void> {
   if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
   const cs = img.clusterSize;
   const jobs: Promise<void>[] = [];
@@ -51,7 +55,7 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
       }
     } else {
       flushRun();
-      jobs.push(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len)));
+      jobs.push(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len), persist));
     }
     at += len;
   }
@@ -59,7 +63,7 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
   // Every mapping used above is at most this new (allocating jobs persist their own).
   const seen = img.metadataGeneration;
   await settleAll(jobs);
-  await img.persistMetadata(seen);
+  if (persist) await img.persistMetadata(seen);
 }
 
 /** Wait for every job, then rethrow the first failure (no write left running behind an error). */
@@ -115,7 +119,7 @@ async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Bu
   }
 }
 
-async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: readonly Buffer[]): Promise<void> {
+async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: readonly Buffer[], persist: boolean): Promise<void> {
   const release = await claimCluster(img, gc);
   try {
     type Plan = { inPlace: number } | { old: ClusterEntry; host: number; pristine: boolean };
@@ -131,7 +135,8 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
       // Allocated by the writer we waited for: that mapping may not be written back yet.
       const seen = img.metadataGeneration;
       await inPlace(img, bufs, plan.inPlace + inCluster);
-      return await img.persistMetadata(seen);
+      if (persist) await img.persistMetadata(seen);
+      return;
     }
     const { old, host, pristine } = plan;
     const cs = img.clusterSize;
@@ -168,5 +173,5 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
   // reaches the file before the ack; released clusters stay queued frees.
   // Outside the claim: a second writer of this guest cluster may now write
   // in place, and it persists what it saw itself (writeRange).
-  await img.persistMetadata();
+  if (persist) await img.persistMetadata();
 }

@@ -50,7 +50,8 @@ async function zeroInCache(img: Qcow2Image, offset: number, length: number, unma
   if (offset < firstFull * cs) await zeroPartial(img, offset, firstFull * cs - offset);
   if (img.version === 2 && img.backing) {
     // No zero flag in v2: zeros must really be written to hide the base.
-    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs);
+    // (zeroRange persists once for all of them)
+    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs, false);
   } else {
     for (let gc = firstFull; gc < endFull; gc++) await zeroWholeCluster(img, gc, unmap);
   }
@@ -61,7 +62,7 @@ async function zeroInCache(img: Qcow2Image, offset: number, length: number, unma
 async function zeroPartial(img: Qcow2Image, offset: number, length: number): Promise<void> {
   const e = await img.entryAt(Math.floor(offset / img.clusterSize));
   if (e.kind === 'zero' || (e.kind === 'unallocated' && !readsThroughData(img, offset, length))) return;
-  await writeRange(img, offset, [zeros(length)], length);
+  await writeRange(img, offset, [zeros(length)], length, false);
 }
 
 /** An unallocated range reads base data only where the base has bytes. */
