@@ -208,6 +208,7 @@ describe.skipIf(!hasQemu)('crash consistency under SIGKILL', () => {
     // All lanes at once: each mostly waits on a child starting up or being killed.
     const results = await Promise.all(lanes.map((lane, i) => runLane(lane, i)));
     const sum = (f: (r: LaneResult) => number, rs = results) => rs.reduce((n, r) => n + f(r), 0);
+    console.log(`[crash] kills ${sum((r) => r.kills)}, ops issued ${sum((r) => r.opsSeen)}, acknowledged ${sum((r) => r.ackedSeen)}, kills after a flush ${sum((r) => r.flushesSeen)}`);
     // Every planned run ended in a SIGKILL we sent (counted by the runs themselves).
     expect(sum((r) => r.kills)).toBe(planned);
     // Acknowledgements before the kills: at least what was planned (no timing involved).
