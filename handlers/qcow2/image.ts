@@ -3,13 +3,20 @@
  * caches, cluster lookup, L2 allocation / copy-on-write, and flush. The data
  * paths (read, write, zero) live in their own files and use this object.
  *
- * Durability model: data goes to the file immediately; metadata lives in the
- * caches and reaches the file in dependency order (refcount blocks, L2
- * tables, L1) on flush or cache pressure, then ONE fdatasync. Frees are
- * applied only after that fdatasync (see refcounts.ts). Write order is what
- * makes a killed process safe (the page cache keeps completed pwrites in
- * order); for power loss the single barrier per flush is a documented
- * trade-off: flushed data is durable, a crash between flushes may leak.
+ * Durability model: data goes to the file immediately; metadata changes go
+ * to the caches and reach the file in dependency order (file extended,
+ * refcount blocks, L2 tables, L1) BEFORE the command that made or relied on
+ * them is acknowledged (`persistMetadata`): a killed daemon loses nothing it
+ * acknowledged, because the page cache keeps every completed pwrite (the
+ * `file` handler's guarantee). Those write-backs are grouped: commands whose
+ * changes are in the cache when a write-back takes the metadata lock share
+ * it, and only dirty spans of tables are written (metadata-cache.ts). No
+ * fdatasync there: power-loss durability is what SYNCHRONIZE CACHE / FUA
+ * (`flush`) are for, with ONE fdatasync per flush. Frees are applied only
+ * after that fdatasync (see refcounts.ts), so a kill or power loss between
+ * a discard and the next flush can only leak the freed clusters. Power loss
+ * can reorder the unsynced metadata writes: v3 images carry the dirty bit
+ * meanwhile, so the next open rebuilds refcounts (`markDirtyOnDisk`).
  */
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -89,6 +96,16 @@ export class Qcow2Image {
   readonly inflightWrites = new Set<Promise<unknown>>();
   l1: Buffer;
   l1Dirty = false;
+  /** Changes to the in-memory L1 (see `metadataGeneration`). */
+  private l1Changes = 0;
+  /** `metadataGeneration` as of the last complete write-back of all metadata. */
+  private committedGeneration = 0;
+  /** A write-back scheduled but not yet holding the lock: later changes still make it. */
+  private pendingCommit?: Promise<void>;
+  /** The write-back holding the lock now, and the generation it writes. */
+  private runningCommit?: { done: Promise<void>; generation: number };
+  /** File size known to be at least this (saves a stat per write-back). */
+  private knownFileEnd = 0;
   readOnly: boolean;
   refcounts!: Refcounts;
   snapshots: SnapshotEntry[] = [];
@@ -352,7 +369,7 @@ export class Qcow2Image {
       const table = Buffer.alloc(this.clusterSize);
       this.l2Cache.install(offset, table);
       writeL1(this.l1, l1Index, offset, true);
-      this.l1Dirty = true;
+      this.markL1Dirty();
       return { table, offset };
     }
     const shared = (await this.refcounts.get(old / this.clusterSize)) > 1;
@@ -360,7 +377,7 @@ export class Qcow2Image {
     if (!shared) {
       // Flag simply missing (e.g. inaccurate after a revert): no copy needed.
       writeL1(this.l1, l1Index, old, true);
-      this.l1Dirty = true;
+      this.markL1Dirty();
       return { table: source, offset: old };
     }
     const offset = await this.refcounts.allocate(1);
@@ -370,7 +387,7 @@ export class Qcow2Image {
     for (let i = 0; i < this.l2Entries; i++) setCopiedBit(table, i, false);
     this.l2Cache.install(offset, table);
     writeL1(this.l1, l1Index, offset, true);
-    this.l1Dirty = true;
+    this.markL1Dirty();
     this.refcounts.queueFree(old);
     return { table, offset };
   }
@@ -384,20 +401,107 @@ export class Qcow2Image {
     }
   }
 
+  private markL1Dirty(): void {
+    this.l1Dirty = true;
+    this.l1Changes++;
+  }
+
+  /**
+   * A number that grows with every change to the in-memory metadata (L1, L2
+   * and refcount caches). All changes happen under `lock`, so a write-back
+   * that reads it under the lock knows exactly which changes it carries.
+   */
+  get metadataGeneration(): number {
+    return this.l1Changes + this.l2Cache.changes + this.refcounts.cache.changes;
+  }
+
+  /**
+   * Resolve once the metadata as of generation `upTo` (default: now) is in
+   * the file (page cache). A command calls this before it is acknowledged,
+   * with the generation it made or relied on; a command that changed
+   * nothing and saw only written-back state returns at once.
+   *
+   * Group commit: one write-back is scheduled at a time and only starts on
+   * the next turn of the event loop (setImmediate) and then behind the
+   * metadata lock; every command that calls in before it has taken the lock
+   * joins it, because its changes (made under the lock) are then already in
+   * the caches. A command arriving while a write-back runs either is
+   * covered by it (generation) or schedules the next one.
+   */
+  persistMetadata(upTo = this.metadataGeneration): Promise<void> {
+    if (this.committedGeneration >= upTo) return Promise.resolve();
+    if (this.pendingCommit) return this.pendingCommit;
+    if (this.runningCommit && this.runningCommit.generation >= upTo) return this.runningCommit.done;
+    const commit: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+      this.lock.run(async () => {
+        if (this.pendingCommit === commit) this.pendingCommit = undefined;
+        // Went read-only (corruption found) meanwhile: the change must not be acknowledged.
+        if (this.readOnly) throw new StorageError('EROFS', `qcow2: ${this.path} is read-only`);
+        this.runningCommit = { done: commit, generation: this.metadataGeneration };
+        try {
+          await this.writeMetadata();
+        } finally {
+          this.runningCommit = undefined;
+        }
+      }),
+    );
+    this.pendingCommit = commit;
+    return commit;
+  }
+
+  /** Make the file span every allocated cluster (never shrinks it). */
+  private async coverAllocated(): Promise<void> {
+    const end = this.refcounts.allocatedEnd;
+    if (end <= this.knownFileEnd) return;
+    const size = (await this.fh.stat()).size;
+    if (size < end) await this.fh.truncate(end);
+    this.knownFileEnd = Math.max(size, end);
+  }
+
+  /**
+   * Power loss between flushes: the kernel writes the page cache back in its
+   * own order, so an L2 entry may reach the disk before the refcount that
+   * owns its cluster, and after a reboot that cluster would look free and be
+   * handed out twice. Before the first metadata write that no fdatasync
+   * follows at once, v3 images get the header's dirty bit, durably (one
+   * fdatasync per open): on the next open, ours and QEMU's, refcounts are
+   * then rebuilt from the L1/L2 tree before anything is allocated. Cleared
+   * on a clean close (as QEMU does with lazy refcounts, not at each flush,
+   * which would cost a second fdatasync per flush). v2 has no dirty bit.
+   */
+  private async markDirtyOnDisk(): Promise<void> {
+    if (this.version < 3 || this.header.incompatible & INCOMPAT_DIRTY) return;
+    const bits = this.header.incompatible | INCOMPAT_DIRTY;
+    await this.patchHeaderBits(HDR_OFF.incompatible, bits);
+    await this.fh.datasync();
+    this.header.incompatible = bits; // only once it is on disk: a failure retries at the next write-back
+  }
+
   /** Write all dirty metadata in dependency order. Under `lock`. */
   async writeMetadata(): Promise<void> {
+    const generation = this.metadataGeneration;
+    if (generation > this.committedGeneration || this.l1Dirty) await this.markDirtyOnDisk();
     // Clusters allocated past the old end of file and only partly written
     // (see write-path.ts) must lie inside the file; growing never races a
-    // write because it never goes below anything allocated.
-    const end = this.refcounts.allocatedEnd;
-    if ((await this.fh.stat()).size < end) await this.fh.truncate(end);
-    await this.refcounts.cache.writeDirty();
+    // write because it never goes below anything allocated. The file never
+    // shrinks while open, so a size seen once need not be asked again.
+    // Extending the file and writing refcounts are independent (both only
+    // have to precede the L2/L1 entries), so they go out together: one
+    // thread-pool round trip less per write-back, with the lock held.
+    const first = await Promise.allSettled([this.coverAllocated(), this.refcounts.cache.writeDirty()]);
+    for (const r of first) if (r.status === 'rejected') throw r.reason;
     await this.l2Cache.writeDirty();
     if (this.l1Dirty) {
       this.guardWrite(this.header.l1TableOffset, this.l1.length, 'l1');
       this.l1Dirty = false;
-      await writeFull(this.fh, Buffer.from(this.l1), this.header.l1TableOffset);
+      try {
+        await writeFull(this.fh, Buffer.from(this.l1), this.header.l1TableOffset);
+      } catch (err) {
+        this.l1Dirty = true;
+        throw err;
+      }
     }
+    if (generation > this.committedGeneration) this.committedGeneration = generation;
   }
 
   /** Make every completed write durable: metadata in order, ONE fdatasync, then release queued frees. */
@@ -427,6 +531,11 @@ export class Qcow2Image {
         await this.flush();
         await this.lock.run(() => this.writeMetadata());
         await this.fh.datasync();
+        if (this.header.incompatible & INCOMPAT_DIRTY) {
+          // Everything is durable and consistent: no repair needed at the next open.
+          await this.patchHeaderBits(HDR_OFF.incompatible, (this.header.incompatible &= ~INCOMPAT_DIRTY));
+          await this.fh.datasync();
+        }
       }
     } finally {
       await this.corruptMarked;

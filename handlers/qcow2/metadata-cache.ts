@@ -8,18 +8,43 @@
  * Dirty tables are written only through `writeDirty`, which the image calls
  * under its metadata lock; eviction only drops clean tables, so a reader
  * loading a table can never reorder a write behind the lock holder's back.
+ *
+ * Each table tracks the byte range changed since it was last written, and
+ * `writeDirty` writes only that range widened to 512-byte sectors: the image
+ * writes metadata back before every allocating write or discard is
+ * acknowledged (see Qcow2Image.persistMetadata), and a 64 KiB table per
+ * 8-byte entry would make that cost proportional to the cluster size. One
+ * span per table (not a list of runs): a pwrite costs a thread-pool round
+ * trip, which is dearer than copying a few more KiB into the page cache.
+ * Sectors are the unit because the range is then what a disk writes
+ * atomically anyway; a span never splits an entry.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { readFull, writeFull } from './file-io.js';
 
+/** Write granularity of a dirty range (see above). */
+const SECTOR = 512;
+
 interface Slot {
   buf: Buffer;
-  dirty: boolean;
+  /** Changed bytes not yet written: [dirtyFrom, dirtyTo); empty (clean) when dirtyFrom >= dirtyTo. */
+  dirtyFrom: number;
+  dirtyTo: number;
 }
+
+const isDirty = (s: Slot) => s.dirtyFrom < s.dirtyTo;
 
 export class MetadataCache {
   private readonly slots = new Map<number, Slot>();
   private readonly loading = new Map<number, Promise<Buffer>>();
+  /** Offsets of the dirty slots, so a write-back does not scan the whole cache. */
+  private readonly dirty = new Set<number>();
+  /**
+   * Counts changes (install / markDirty). The image sums these into a
+   * generation number to tell whether the state a command relied on has been
+   * written back yet (Qcow2Image.persistMetadata).
+   */
+  changes = 0;
 
   constructor(
     private readonly fh: FileHandle,
@@ -58,7 +83,7 @@ export class MetadataCache {
       // A table installed (e.g. freshly allocated) while we read wins.
       const raced = this.slots.get(offset);
       if (raced) return raced.buf;
-      this.slots.set(offset, { buf, dirty: false });
+      this.slots.set(offset, { buf, dirtyFrom: 0, dirtyTo: 0 });
       this.evictClean(offset);
       return buf;
     } finally {
@@ -68,29 +93,40 @@ export class MetadataCache {
 
   /** Put a new table (fresh allocation or copy) into the cache, dirty. */
   install(offset: number, buf: Buffer): void {
-    this.slots.set(offset, { buf, dirty: true });
+    this.slots.set(offset, { buf, dirtyFrom: 0, dirtyTo: buf.length });
+    this.dirty.add(offset);
+    this.changes++;
   }
 
   /** Put a table that is already on disk into the cache, clean. */
   installClean(offset: number, buf: Buffer): void {
-    this.slots.set(offset, { buf, dirty: false });
+    this.slots.set(offset, { buf, dirtyFrom: 0, dirtyTo: 0 });
+    this.dirty.delete(offset);
   }
 
-  markDirty(offset: number): void {
+  /** Bytes [from, to) of the table at `offset` changed (default: all of it). */
+  markDirty(offset: number, from = 0, to = this.tableSize): void {
     const slot = this.slots.get(offset);
     if (!slot) throw new Error(`qcow2 cache: marking uncached table 0x${offset.toString(16)} dirty`);
-    slot.dirty = true;
+    if (isDirty(slot)) {
+      slot.dirtyFrom = Math.min(slot.dirtyFrom, from);
+      slot.dirtyTo = Math.max(slot.dirtyTo, to);
+    } else {
+      slot.dirtyFrom = from;
+      slot.dirtyTo = to;
+      this.dirty.add(offset);
+    }
+    this.changes++;
   }
 
   /** Forget a table whose cluster was freed; its contents must never be written. */
   drop(offset: number): void {
     this.slots.delete(offset);
+    this.dirty.delete(offset);
   }
 
   get dirtyCount(): number {
-    let n = 0;
-    for (const s of this.slots.values()) if (s.dirty) n++;
-    return n;
+    return this.dirty.size;
   }
 
   get overCapacity(): boolean {
@@ -98,25 +134,36 @@ export class MetadataCache {
   }
 
   /**
-   * Write every dirty table (after `beforeWrite`), in offset order. A table
-   * changed while its write is in flight stays dirty: we write a snapshot, so
-   * a half-updated 8-byte entry can never be torn on disk.
+   * Write the dirty span of every dirty table (after `beforeWrite`). The
+   * tables are independent of each other (ordering is between caches, not
+   * inside one), so their writes go out together. A table changed while its
+   * write is in flight stays dirty: we write a snapshot, so a half-updated
+   * 8-byte entry can never be torn on disk. A failed write leaves its span
+   * dirty for the next attempt.
    */
   async writeDirty(): Promise<void> {
-    const dirty = [...this.slots.entries()].filter(([, s]) => s.dirty).sort((a, b) => a[0] - b[0]);
-    if (dirty.length === 0) return;
+    if (this.dirty.size === 0) return;
     await this.beforeWrite();
-    for (const [offset, slot] of dirty) {
-      this.guard(offset);
-      slot.dirty = false;
-      const copy = Buffer.from(slot.buf);
-      try {
-        await writeFull(this.fh, copy, offset);
-      } catch (err) {
-        slot.dirty = true;
-        throw err;
-      }
-    }
+    const offsets = [...this.dirty];
+    // Every table is checked before any is written: a refused overlap writes nothing.
+    for (const offset of offsets) this.guard(offset);
+    this.dirty.clear();
+    const results = await Promise.allSettled(
+      offsets.map(async (offset) => {
+        const slot = this.slots.get(offset)!;
+        const from = Math.floor(slot.dirtyFrom / SECTOR) * SECTOR;
+        const to = Math.min(slot.buf.length, Math.ceil(slot.dirtyTo / SECTOR) * SECTOR);
+        slot.dirtyFrom = slot.dirtyTo = 0;
+        const copy = Buffer.from(slot.buf.subarray(from, to));
+        try {
+          await writeFull(this.fh, copy, offset + from);
+        } catch (err) {
+          if (this.slots.get(offset) === slot) this.markDirty(offset, from, to);
+          throw err;
+        }
+      }),
+    );
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     this.evictClean();
   }
 
@@ -126,7 +173,7 @@ export class MetadataCache {
     for (const [offset, slot] of this.slots) {
       if (this.slots.size <= this.capacity) break;
       // `keep` was just handed to a caller that will modify it synchronously.
-      if (!slot.dirty && offset !== keep) this.slots.delete(offset);
+      if (!isDirty(slot) && offset !== keep) this.slots.delete(offset);
     }
   }
 }

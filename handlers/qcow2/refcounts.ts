@@ -197,8 +197,10 @@ export class Refcounts {
     if (!this.table[b]) await this.createBlockFor(cluster);
     const blockOffset = this.table[b]!;
     const block = await this.cache.get(blockOffset);
-    this.writeEntry(block, cluster % this.entriesPerBlock, value);
-    this.cache.markDirty(blockOffset);
+    const i = cluster % this.entriesPerBlock;
+    this.writeEntry(block, i, value);
+    // Only the bytes holding this entry (the cache writes back dirty spans).
+    this.cache.markDirty(blockOffset, Math.floor((i * this.bits) / 8), Math.ceil(((i + 1) * this.bits) / 8));
   }
 
   async add(cluster: number, delta: number): Promise<number> {

@@ -12,6 +12,12 @@
  * A guest cluster being allocated is registered in `pendingAlloc`, so a
  * second writer waits instead of allocating twice, and readers keep seeing
  * the old mapping (consistent old data) until step 3.
+ *
+ * Before a write is acknowledged, the metadata it depends on is in the file
+ * (`persistMetadata`): its own allocation (step 4), and for an in-place
+ * write the mapping it wrote through, which another command may have
+ * created a moment ago and not yet written back. Otherwise a killed daemon
+ * would lose acknowledged data that sits in the page cache unreferenced.
  */
 import { StorageError } from '../../src/backstore/errors.js';
 import { readFull, writeFull, writevFull } from './file-io.js';
@@ -20,7 +26,11 @@ import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-e
 import { copyFromIov, iovLength, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
 
-export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number): Promise<void> {
+/**
+ * `persist: false` is for callers that persist once themselves after many
+ * calls (zero-path.ts): the metadata then reaches the file before THEIR ack.
+ */
+export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number, persist = true): Promise<void> {
   if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
   const cs = img.clusterSize;
   const jobs: Promise<void>[] = [];
@@ -45,12 +55,15 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
       }
     } else {
       flushRun();
-      jobs.push(observed(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len))));
+      jobs.push(observed(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len), persist)));
     }
     at += len;
   }
   flushRun();
+  // Every mapping used above is at most this new (allocating jobs persist their own).
+  const seen = img.metadataGeneration;
   await settleAll(jobs);
+  if (persist) await img.persistMetadata(seen);
 }
 
 /**
@@ -135,7 +148,7 @@ async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Bu
   }
 }
 
-async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: readonly Buffer[]): Promise<void> {
+async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, bufs: readonly Buffer[], persist: boolean): Promise<void> {
   const release = await claimCluster(img, gc);
   try {
     type Plan = { inPlace: number } | { old: ClusterEntry; host: number; pristine: boolean };
@@ -147,7 +160,13 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
       await img.relieveCachePressure();
       return { old, host, pristine };
     });
-    if ('inPlace' in plan) return await inPlace(img, bufs, plan.inPlace + inCluster);
+    if ('inPlace' in plan) {
+      // Allocated by the writer we waited for: that mapping may not be written back yet.
+      const seen = img.metadataGeneration;
+      await inPlace(img, bufs, plan.inPlace + inCluster);
+      if (persist) await img.persistMetadata(seen);
+      return;
+    }
     const { old, host, pristine } = plan;
     const cs = img.clusterSize;
     try {
@@ -158,7 +177,7 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
         await writevFull(img.fh, bufs, host);
       } else if (pristine && (await readsAsZeros(img, gc, old))) {
         // Never-used space past the old end of file: only the guest data needs
-        // writing (flush extends the file over the rest of the cluster).
+        // writing (the metadata write-back extends the file over the rest).
         await writevFull(img.fh, bufs, host + inCluster);
       } else {
         const whole = Buffer.alloc(cs);
@@ -172,11 +191,17 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
     }
     await img.lock.run(async () => {
       const { table, offset } = await img.writableL2(gc);
-      writeL2Normal(table, gc % img.l2Entries, host, true);
-      img.l2Cache.markDirty(offset);
+      const i = gc % img.l2Entries;
+      writeL2Normal(table, i, host, true);
+      img.l2Cache.markDirty(offset, i * 8, i * 8 + 8);
       queueFreeEntry(img, old);
     });
   } finally {
     release();
   }
+  // 4. the new mapping (and the refcounts / L2 table / L1 entry it needs)
+  // reaches the file before the ack; released clusters stay queued frees.
+  // Outside the claim: a second writer of this guest cluster may now write
+  // in place, and it persists what it saw itself (writeRange).
+  if (persist) await img.persistMetadata();
 }

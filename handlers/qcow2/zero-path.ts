@@ -8,6 +8,13 @@
  * Partial clusters at the edges are written with zeros through the normal
  * write path (unless they already read as zeros). Host clusters released
  * are queued frees (see refcounts.ts).
+ *
+ * The changed L2 entries reach the file before the command is acknowledged
+ * (`persistMetadata`): the LUN reports LBPRZ, so after a daemon restart an
+ * acknowledged discard must still read zeros. The frees stay queued until
+ * the next flush: a kill in between leaks the clusters, never shares them.
+ * A range that already read as zeros is persisted too: the zeros may come
+ * from another command's change that is not written back yet.
  */
 import type { Extent } from '../../src/backstore/types.js';
 import { StorageError } from '../../src/backstore/errors.js';
@@ -24,6 +31,11 @@ function zeros(size: number): Buffer {
 
 export async function zeroRange(img: Qcow2Image, offset: number, length: number, unmap: boolean): Promise<void> {
   if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  await zeroInCache(img, offset, length, unmap);
+  await img.persistMetadata();
+}
+
+async function zeroInCache(img: Qcow2Image, offset: number, length: number, unmap: boolean): Promise<void> {
   const cs = img.clusterSize;
   const end = offset + length;
   const firstFull = Math.ceil(offset / cs);
@@ -38,7 +50,8 @@ export async function zeroRange(img: Qcow2Image, offset: number, length: number,
   if (offset < firstFull * cs) await zeroPartial(img, offset, firstFull * cs - offset);
   if (img.version === 2 && img.backing) {
     // No zero flag in v2: zeros must really be written to hide the base.
-    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs);
+    // (zeroRange persists once for all of them)
+    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs, false);
   } else {
     for (let gc = firstFull; gc < endFull; gc++) await zeroWholeCluster(img, gc, unmap);
   }
@@ -49,7 +62,7 @@ export async function zeroRange(img: Qcow2Image, offset: number, length: number,
 async function zeroPartial(img: Qcow2Image, offset: number, length: number): Promise<void> {
   const e = await img.entryAt(Math.floor(offset / img.clusterSize));
   if (e.kind === 'zero' || (e.kind === 'unallocated' && !readsThroughData(img, offset, length))) return;
-  await writeRange(img, offset, [zeros(length)], length);
+  await writeRange(img, offset, [zeros(length)], length, false);
 }
 
 /** An unallocated range reads base data only where the base has bytes. */
@@ -77,7 +90,7 @@ async function zeroWholeCluster(img: Qcow2Image, gc: number, unmap: boolean): Pr
         else clearL2(table, i);
         queueFreeEntry(img, old);
       }
-      img.l2Cache.markDirty(offset);
+      img.l2Cache.markDirty(offset, i * 8, i * 8 + 8);
       await img.relieveCachePressure();
     });
   } finally {

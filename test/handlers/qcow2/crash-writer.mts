@@ -6,8 +6,11 @@
  *   READY
  *   W <id> <offset> <length>   issued (printed BEFORE the write starts)
  *   D <id> <offset> <length>   discard issued
+ *   A <id>                     op <id> acknowledged (its promise resolved)
  *   F <id>                     flush done: every op with id <= <id> is durable
- * argv: image path, log path, first op id, seed
+ * The log file gets every line; stdout gets READY and the A lines, so the
+ * parent can kill after a number of acknowledgements (not after a time).
+ * argv: image path, log path, first op id, seed, flush probability per batch
  */
 import { openSync, writeSync } from 'node:fs';
 import { openImage } from '../../../handlers/qcow2/api.js';
@@ -15,7 +18,7 @@ import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { fillPattern, SECTOR } from './crash-pattern.js';
 import { rng } from './qemu.js';
 
-const [path, logPath, firstId, seed] = process.argv.slice(2);
+const [path, logPath, firstId, seed, flushProbability = '0.3'] = process.argv.slice(2);
 const logFd = openSync(logPath!, 'w');
 const next = rng(Number(seed));
 const store = new Qcow2Backstore(await openImage(path!, { readOnly: false }), SECTOR);
@@ -23,6 +26,12 @@ const sectors = store.size / SECTOR;
 let id = Number(firstId);
 // Synchronous: the line is in the file before the op it announces starts.
 const say = (line: string) => writeSync(logFd, `${line}\n`);
+// Logged (then told to the parent) as soon as the op resolves, before anything else runs.
+const ack = (opId: number) => (op: Promise<void>) =>
+  op.then(() => {
+    say(`A ${opId}`);
+    process.stdout.write(`A ${opId}\n`);
+  });
 process.stdout.write('READY\n');
 
 for (;;) {
@@ -38,16 +47,16 @@ for (;;) {
     const opId = ++id;
     if (next() < 0.15) {
       say(`D ${opId} ${start * SECTOR} ${len * SECTOR}`);
-      jobs.push(store.discard(start * SECTOR, len * SECTOR));
+      jobs.push(ack(opId)(store.discard(start * SECTOR, len * SECTOR)));
     } else {
       const buf = Buffer.alloc(len * SECTOR);
       fillPattern(buf, opId, start);
       say(`W ${opId} ${start * SECTOR} ${len * SECTOR}`);
-      jobs.push(store.write(start * SECTOR, [buf], { fua: false }));
+      jobs.push(ack(opId)(store.write(start * SECTOR, [buf], { fua: false })));
     }
   }
   await Promise.all(jobs);
-  if (next() < 0.3) {
+  if (next() < Number(flushProbability)) {
     const upTo = id;
     await store.flush();
     say(`F ${upTo}`);
