@@ -392,11 +392,15 @@ export class Qcow2Image {
     return { table, offset };
   }
 
-  /** Under cache pressure, write metadata back in dependency order (no fdatasync). Under `lock`. */
+  /**
+   * Under cache pressure, write metadata back (no fdatasync) so clean tables
+   * can be evicted. Under `lock`. It is the ordinary write-back: same order,
+   * and the dirty bit is set before it like before any other unsynced
+   * metadata write.
+   */
   async relieveCachePressure(): Promise<void> {
     if (this.l2Cache.overCapacity || this.refcounts.cache.overCapacity) {
-      await this.refcounts.cache.writeDirty();
-      await this.l2Cache.writeDirty();
+      await this.writeMetadata();
       this.refcounts.cache.evictClean();
     }
   }
