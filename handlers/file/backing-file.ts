@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { ConfigError } from '../../src/backstore/config-error.js';
 import { ConfinementError, type FileOpener, type OpenFileOptions } from '../../src/backstore/confine.js';
-import { truncate } from './vector-io.js';
+import { truncate } from '../../src/io/vector-io.js';
 
 export interface BackingRequest {
   path: string;

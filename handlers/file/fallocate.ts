@@ -5,7 +5,7 @@
  * event loop for the syscall, which for hole punching and zeroing on local
  * filesystems is a metadata update, not data I/O.
  */
-import { native } from '../../src/tcmu/native.js';
+import { native } from '../../src/native.js';
 
 export interface Fallocator {
   /** Deallocate [offset, offset+length): reads return zeros, the file size is unchanged. */

@@ -17,7 +17,7 @@ import { writeZeroesWithWrites } from '../../src/backstore/zero-fill.js';
 import type { Logger } from 'pino';
 import type { BackingFile } from './backing-file.js';
 import { isUnsupported, type Fallocator } from './fallocate.js';
-import { closeFd, datasync, truncate, type VectorIo } from './vector-io.js';
+import { closeFd, datasync, truncate, type VectorIo } from '../../src/io/vector-io.js';
 
 export class ReadOnlyFileStore implements Backstore {
   size: number;
@@ -26,7 +26,7 @@ export class ReadOnlyFileStore implements Backstore {
   protected readonly fd: number;
   protected readonly path: string;
   protected fileSize: number;
-  /** io_uring or the thread pool (see ./ring-io.ts); chosen at open. */
+  /** io_uring or the thread pool (see src/io/uring-io.ts); chosen at open. */
   readonly io: VectorIo;
 
   constructor(path: string, backing: BackingFile, blockSize: number, io: VectorIo) {

@@ -21,8 +21,8 @@ import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.
 import { openBackingFile, type BackingFile } from './backing-file.js';
 import { isUnsupported, nativeFallocator, type Fallocator } from './fallocate.js';
 import { ReadOnlyFileStore, WritableFileStore } from './file-store.js';
-import { sharedRingIo } from './ring-io.js';
-import { threadPoolIo, type VectorIo } from './vector-io.js';
+import { sharedUringIo } from '../../src/io/uring-io.js';
+import { threadPoolIo, type VectorIo } from '../../src/io/vector-io.js';
 
 export interface FileHandlerDeps {
   /** Where fallocate comes from; tests inject a failing one. Called at each open, so the addon loads lazily. */
@@ -71,7 +71,7 @@ function probeThin(backing: BackingFile, blockSize: number, fallocator: Fallocat
 
 export function createFileHandler(deps: FileHandlerDeps = {}): Handler {
   const getFallocator = deps.fallocator ?? nativeFallocator;
-  const getRingIo = deps.ringIo ?? sharedRingIo;
+  const getRingIo = deps.ringIo ?? sharedUringIo;
   return {
     name: 'file',
     description: 'regular file or block device (zero-copy io_uring or readv/writev, fdatasync, fallocate discard)',

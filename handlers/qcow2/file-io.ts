@@ -4,15 +4,15 @@
  * cluster allocated at the end of the file may not be written yet).
  */
 import type { FileHandle } from 'node:fs/promises';
-import { sharedRingIo } from '../file/ring-io.js';
+import { sharedUringIo } from '../../src/io/uring-io.js';
 
 /**
  * Guest data goes through the process-wide io_uring when there is one (one
  * submit per ring batch instead of a thread-pool hand-off per command, see
- * handlers/file/ring-io.ts); metadata and the rare end-of-file case use the
+ * src/io/uring-io.ts); metadata and the rare end-of-file case use the
  * FileHandle paths below.
  */
-const dataRing = () => sharedRingIo();
+const dataRing = () => sharedUringIo();
 
 /** Fill `buf` from `pos`; bytes beyond the end of the file read as zeros. */
 export async function readFull(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {

@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import { open as openHandle, readlink, realpath, rm, type FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { promisify } from 'node:util';
-import { native } from '../tcmu/native.js';
+import { native } from '../native.js';
 
 /** A refused open: the file would lie outside every allowed directory. */
 export class ConfinementError extends Error {

@@ -13,13 +13,13 @@ import {
   listTcmuLuns,
   parseCompletionAffinity,
   unexport,
-} from '../tcmu/lio.js';
+} from '../lio/export.js';
 import { parseSize } from '../config/size.js';
 import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../daemon/control.js';
 import { formatDevConfig } from '../backstore/registry.js';
 import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
 import { validateLunName } from '../config/names.js';
-import type { IscsiExportOptions } from '../tcmu/lio.js';
+import type { IscsiExportOptions } from '../lio/export.js';
 
 function parseOptions(list: string[] | undefined): Record<string, string> {
   const options: Record<string, string> = {};

@@ -5,7 +5,7 @@ import { serveForever } from '../daemon/serve.js';
 import { builtinHandlerNames, registerUserHandler } from '../backstore/registry.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfig, type DaemonConfig } from '../config/config.js';
 import { readChapKey } from '../config/chap-keys.js';
-import { checkLioAvailable } from '../tcmu/lio.js';
+import { checkLioAvailable } from '../lio/export.js';
 
 /**
  * Read every CHAP key the config names before anything starts, so a missing

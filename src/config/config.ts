@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseSize } from './size.js';
-import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../tcmu/lio.js';
+import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../lio/export.js';
 import { quoteForError, validateIscsiName, validateKeyName, validateLunName, validatePortal } from './names.js';
 import { DEFAULT_KEY_DIR } from './chap-keys.js';
 

@@ -6,7 +6,7 @@
 import { createServer, createConnection, type Server as NetServer, type Socket } from 'node:net';
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { native } from '../tcmu/native.js';
+import { native } from '../native.js';
 
 export const DEFAULT_CONTROL_SOCKET = '/run/tcmu-ts/control.sock';
 

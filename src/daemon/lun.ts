@@ -19,7 +19,7 @@ import type { FileOpener } from '../backstore/confine.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
 import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
 import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
-import { native, type NativeMapping } from '../tcmu/native.js';
+import { native, type NativeMapping } from '../native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { LunConfig } from '../config/config.js';
 import { formatDevConfig } from '../backstore/registry.js';
-import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../tcmu/lio.js';
+import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../lio/export.js';
 import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
 
 /** `keyDir`: where `chap = "NAME"` key files live; secrets are read here, passed to configfs, never logged. */

@@ -22,7 +22,7 @@ import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
 import type { LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
-import { sharedRingIo } from '../../handlers/file/ring-io.js';
+import { sharedUringIo } from '../io/uring-io.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -222,7 +222,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   server.faultGuard.install();
   // The io_uring every LUN's file/qcow2 I/O shares is created here, outside
   // any LUN's fault context, so its callbacks are nobody's in particular.
-  sharedRingIo();
+  sharedUringIo();
   // The control socket is also the single-instance guard: no daemon runs without one.
   if (!opts.controlSocket) throw Object.assign(new Error('a control socket path is required (it keeps a second daemon from serving the same LUNs)'), { code: 'EINVAL' });
   const control: NetServer = await startControlServer(opts.controlSocket, async (req) => {

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
 import { decodeCommand } from './entry-decode.js';
-import type { NativeMapping } from './native.js';
+import type { NativeMapping } from '../native.js';
 import {
   CmdRsp,
   EntryHeader,

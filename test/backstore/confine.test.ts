@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfinementError, createFileOpener, unconfinedOpener } from '../../src/backstore/confine.js';
 import { loadHandlerModule } from '../../src/backstore/handler-loader.js';
 import { openDevConfig } from '../../src/backstore/registry.js';
-import { native } from '../../src/tcmu/native.js';
+import { native } from '../../src/native.js';
 import qcow2Handler from '../../handlers/qcow2/index.js';
 import { qemuImgAvailable, qemuImgOk } from '../handlers/qcow2/qemu.js';
 import { openContext, silentLog } from './context.js';

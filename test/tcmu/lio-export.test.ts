@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { exportIscsi, exportLoop, parseCompletionAffinity, wwnFor } from '../../src/tcmu/lio.js';
+import { exportIscsi, exportLoop, parseCompletionAffinity, wwnFor } from '../../src/lio/export.js';
 
 let root: string;
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, test } from 'vitest';
-import { native, type NativeMapping } from '../../src/tcmu/native.js';
+import { native, type NativeMapping } from '../../src/native.js';
 
 const addon = native();
 const scratch = mkdtempSync(join(tmpdir(), 'tcmu-native-'));

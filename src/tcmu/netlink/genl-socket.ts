@@ -4,7 +4,7 @@
  * group resolution through nlctrl, and a callback for unsolicited
  * (multicast) messages. The fd work is in the addon; this is policy.
  */
-import { native } from '../native.js';
+import { native } from '../../native.js';
 import {
   NLMSG_ERROR,
   NLM_F_ACK,

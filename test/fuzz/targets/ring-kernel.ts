@@ -12,7 +12,7 @@ import { ScsiDisk } from '../../../src/scsi/index.js';
 import type { ScsiCommand } from '../../../src/scsi/command.js';
 import { RingEngine, RingEngineError } from '../../../src/tcmu/ring-engine.js';
 import { CmdReq, Mailbox, Op, TmrEntry } from '../../../src/tcmu/ring-layout.js';
-import { KernelSim } from '../../../src/tcmu/sim/kernel-sim.js';
+import { KernelSim } from '../../sim/kernel-sim.js';
 import { IDENTITY } from '../../scsi/harness.js';
 import { RamStore } from '../../scsi/ram-store.js';
 import type { Rng } from '../lib/rng.js';

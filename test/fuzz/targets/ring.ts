@@ -1,6 +1,6 @@
 /**
  * Fuzz target `ring`: random CDBs end to end through the simulated kernel
- * (src/tcmu/sim), the ring engine and ScsiDisk over a RAM store, on two
+ * (test/sim), the ring engine and ScsiDisk over a RAM store, on two
  * identical LUNs in lockstep whose data-in buffers start with different
  * canaries (see scsi-oracle.ts). What is compared is what the kernel would
  * copy to the initiator (the simulator applies READ_LEN as
@@ -10,7 +10,7 @@
  */
 import { ScsiDisk } from '../../../src/scsi/index.js';
 import { RingEngine } from '../../../src/tcmu/ring-engine.js';
-import { KernelSim } from '../../../src/tcmu/sim/kernel-sim.js';
+import { KernelSim } from '../../sim/kernel-sim.js';
 import { IDENTITY } from '../../scsi/harness.js';
 import { RamStore } from '../../scsi/ram-store.js';
 import { FuzzFinding, type FuzzTarget } from '../lib/target.js';

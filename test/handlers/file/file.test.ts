@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import fileHandler, { createFileHandler } from '../../../handlers/file/index.js';
 import type { Fallocator } from '../../../handlers/file/fallocate.js';
-import type { VectorIo } from '../../../handlers/file/vector-io.js';
+import type { VectorIo } from '../../../src/io/vector-io.js';
 import { toLunStore } from '../../../src/backstore/stack.js';
 import type { Backstore, OpenContext } from '../../../src/backstore/types.js';
 import { openContext } from '../../backstore/context.js';
@@ -91,7 +91,7 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
   it('keeps many operations in flight, beyond the io_uring queue size', async () => {
     const path = imagePath(2 * MiB);
     const lun = toLunStore(await open(path, { size: 2 * MiB, options }));
-    const n = 700; // > RING_ENTRIES (256): the rest wait their turn
+    const n = 700; // > URING_ENTRIES (256): the rest wait their turn
     await Promise.all(Array.from({ length: n }, (_, i) => lun.write(i * 2048, [Buffer.alloc(2048, i & 0xff)], { fua: false })));
     const back = Array.from({ length: n }, () => Buffer.alloc(2048));
     await Promise.all(back.map((buf, i) => lun.read(i * 2048, [buf])));

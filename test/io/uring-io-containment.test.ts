@@ -9,15 +9,15 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RingVectorIo, invalidArgument } from '../../../handlers/file/ring-io.js';
-import { native } from '../../../src/tcmu/native.js';
+import { UringVectorIo, invalidArgument } from '../../src/io/uring-io.js';
+import { native } from '../../src/native.js';
 
 const dir = fs.mkdtempSync(join(tmpdir(), 'tcmu-ringio-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function ringOrNull(): RingVectorIo | null {
+function ringOrNull(): UringVectorIo | null {
   try {
-    return new RingVectorIo(native().ioRingCreate(16));
+    return new UringVectorIo(native().ioRingCreate(16));
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (process.env.CI && code !== undefined) throw err; // CI must have io_uring
@@ -46,7 +46,7 @@ describe('invalidArgument', () => {
 const ring = ringOrNull();
 
 describe.skipIf(ring === null)('shared io_uring: one LUN\'s bad operation stays its own', () => {
-  afterAll(() => ring?.['ring'].close());
+  afterAll(() => ring?.['uring'].close());
 
   it('LUN B\'s invalid ops reject with EINVAL/EBADF while LUN A\'s ops in the same batch complete', async () => {
     const fileA = join(dir, 'a.img');

@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KernelSim, type SimResult } from './kernel-sim.js';
+import { KernelSim, type SimResult } from '../../test/sim/kernel-sim.js';
 
 export interface BenchWorkerConfig {
   path: string;

@@ -1,10 +1,10 @@
 /**
  * Simulator benchmark: commands/s the ring engine sustains on one core.
- * The simulated kernel runs in a worker thread (src/tcmu/sim/bench-worker.ts)
+ * The simulated kernel runs in a worker thread (scripts/bench-sim/bench-worker.ts)
  * keeping 128 4 KiB READs in flight; the engine and the target run on the
  * main thread, which is what this measures.
  *
- *   node dist/src/tcmu/bench-sim.js [--seconds N] [--repeat N] [--only TEXT] [--out FILE]
+ *   node dist/scripts/bench-sim/bench-sim.js [--seconds N] [--repeat N] [--only TEXT] [--out FILE]
  *
  * Prints a table and writes it to scripts/results/bench-sim.txt (or --out).
  */
@@ -15,12 +15,12 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../scsi/command.js';
-import { Asc, SenseKey } from '../scsi/sense.js';
-import { native } from './native.js';
-import { RingEngine, type RingEngineOptions } from './ring-engine.js';
-import { Mailbox, SENSE_SIZE } from './ring-layout.js';
-import type { BenchWorkerConfig, BenchWorkerReport } from './sim/bench-worker.js';
+import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
+import { Asc, SenseKey } from '../../src/scsi/sense.js';
+import { native } from '../../src/native.js';
+import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
+import { Mailbox, SENSE_SIZE } from '../../src/tcmu/ring-layout.js';
+import type { BenchWorkerConfig, BenchWorkerReport } from './bench-worker.js';
 
 const RING_SIZE = 8 * 1024 * 1024 - 128; // the kernel's default cmdr_size
 const DATA_SIZE = 64 * 1024 * 1024;
@@ -90,7 +90,7 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   closeSync(fd);
   const [runnerFd, kernelFd] = addon.socketPair();
   const config: BenchWorkerConfig = { path, fd: kernelFd, ringSize: RING_SIZE, dataSize: DATA_SIZE, ooo: s.ooo, queueDepth: QUEUE_DEPTH, lbaSpan: LBA_SPAN };
-  const worker = new Worker(new URL('./sim/bench-worker.js', import.meta.url), { workerData: config });
+  const worker = new Worker(new URL('./bench-worker.js', import.meta.url), { workerData: config });
   const messages: { type: string; report?: BenchWorkerReport }[] = [];
   let wake: (() => void) | undefined;
   worker.on('message', (m) => {
@@ -166,8 +166,8 @@ function afterPowerOn(disk: ScsiTarget): ScsiTarget {
 
 async function scsiDiskTarget(): Promise<BenchTarget> {
   // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
-  const scsi = await import('../scsi/index.js');
-  const stack = await import('../backstore/stack.js');
+  const scsi = await import('../../src/scsi/index.js');
+  const stack = await import('../../src/backstore/stack.js');
   const ramDisk = await import('../../handlers/ram/ram-disk.js');
   const store = stack.toLunStore(new ramDisk.RamDisk(RAM_BYTES, 512, false));
   // Prefill so reads copy real data rather than a zero-fill shortcut path.
@@ -181,8 +181,8 @@ async function scsiDiskTarget(): Promise<BenchTarget> {
  * VM bench, whose fio region is prefilled and warm).
  */
 async function fileDiskTarget(): Promise<BenchTarget> {
-  const scsi = await import('../scsi/index.js');
-  const stack = await import('../backstore/stack.js');
+  const scsi = await import('../../src/scsi/index.js');
+  const stack = await import('../../src/backstore/stack.js');
   const file = await import('../../handlers/file/index.js');
   const { pino } = await import('pino');
   const path = join(tmpdir(), `tcmu-bench-${process.pid}-${Date.now()}.img`);

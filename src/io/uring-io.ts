@@ -2,13 +2,13 @@
  * Vectored file I/O through one process-wide io_uring (native/io_ring.cc)
  * instead of libuv's thread pool. Under the thread pool every command costs
  * a hand-off (queue work, futex wake, worker preadv, async wake back); here
- * every read and write issued while the ring engine consumes one batch is
+ * every read and write issued while the TCMU ring engine consumes one batch is
  * staged as plain numbers, and at the end of that microtask checkpoint ONE
  * native call prepares them all, enters the kernel once and hands back the
  * completions already there (page-cache hits), in the same event-loop turn.
  * Anything the kernel cannot do without blocking (cache misses, buffered
  * writes on most filesystems) runs on the kernel's io-wq workers and is
- * reaped when the ring fd becomes readable. The event loop never waits on
+ * reaped when the io_uring fd becomes readable. The event loop never waits on
  * storage. Reads try the page cache first, synchronously and without
  * blocking (see read()).
  *
@@ -24,8 +24,8 @@
  */
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
-import { StorageError } from '../../src/backstore/errors.js';
-import { native, type NativeIoRing } from '../../src/tcmu/native.js';
+import { StorageError } from '../backstore/errors.js';
+import { native, type NativeIoRing } from '../native.js';
 import { remainder, totalLength, type VectorIo } from './vector-io.js';
 
 const IOV_MAX = 1024;
@@ -109,7 +109,7 @@ export function invalidArgument(fd: number, position: number, length: number): s
   return undefined;
 }
 
-export class RingVectorIo implements VectorIo {
+export class UringVectorIo implements VectorIo {
   readonly kind = 'io_uring';
   private readonly ops: Op[] = [];
   private readonly freeTags: Int32Array;
@@ -117,7 +117,7 @@ export class RingVectorIo implements VectorIo {
   private readonly waiting: Pending[] = [];
   private waitingHead = 0;
   private inFlight = 0;
-  /** Whether the ring watch currently keeps the event loop alive. */
+  /** Whether the io_uring watch currently keeps the event loop alive. */
   private refd = false;
   /** Operations prepared but not yet taken by the kernel (legacy prep, or EAGAIN from run). */
   private unsubmitted = 0;
@@ -135,7 +135,7 @@ export class RingVectorIo implements VectorIo {
   private retryScheduled = false;
   private broken: Error | undefined;
   private readonly results: Int32Array;
-  /** The record readNow() hands to tryNow() (registered with the ring). */
+  /** The record readNow() hands to tryNow() (registered with the io_uring). */
   private nowStage = new Float64Array(RECORD_HEADER + RECORD_PER_IOVEC * 4);
   /** Files that refused RWF_NOWAIT (EOPNOTSUPP), by fd. */
   private readonly noNowait = new Set<number>();
@@ -143,7 +143,7 @@ export class RingVectorIo implements VectorIo {
     try {
       this.flush();
     } catch (err) {
-      this.fail(err as Error); // e.g. the ring was closed under us: fail what is queued, never leave it hanging
+      this.fail(err as Error); // e.g. the io_uring was closed under us: fail what is queued, never leave it hanging
     }
   };
   private readonly retryBound = () => {
@@ -151,36 +151,36 @@ export class RingVectorIo implements VectorIo {
     this.flush();
   };
 
-  constructor(private readonly ring: NativeIoRing) {
-    const capacity = ring.sqEntries;
+  constructor(private readonly uring: NativeIoRing) {
+    const capacity = uring.sqEntries;
     this.freeTags = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) {
       this.ops.push(new Op(i));
       this.freeTags[i] = capacity - 1 - i;
     }
     this.freeCount = capacity;
-    this.results = new Int32Array(2 * ring.cqEntries);
-    this.runOut = new Int32Array(2 + 2 * Math.max(capacity, ring.cqEntries));
+    this.results = new Int32Array(2 * uring.cqEntries);
+    this.runOut = new Int32Array(2 + 2 * Math.max(capacity, uring.cqEntries));
     this.bufferRegistry = new FinalizationRegistry((id) => {
-      if (!this.broken) ring.unregisterBuffer(id);
+      if (!this.broken) uring.unregisterBuffer(id);
     });
-    ring.watch(
+    uring.watch(
       () => {
         this.reapAll();
         this.syncRef();
       },
       (err) => this.fail(err),
     );
-    ring.ref(false);
-    ring.setNowStage(this.nowStage);
+    uring.ref(false);
+    uring.setNowStage(this.nowStage);
   }
 
   /**
    * A read first tries to finish right here (tryNow: RWF_NOWAIT): when the
    * page cache holds the data it returns synchronously, and the command
-   * completes in the same ring batch without a promise, a microtask or a
-   * second pass over the ring. Whatever the page cache cannot serve goes
-   * through the ring. A miss costs one refused syscall.
+   * completes in the same TCMU ring batch without a promise, a microtask or a
+   * second pass over the io_uring. Whatever the page cache cannot serve goes
+   * through the io_uring. A miss costs one refused syscall.
    */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
     const total = totalLength(iov);
@@ -197,7 +197,7 @@ export class RingVectorIo implements VectorIo {
   }
 
   /**
-   * Writes always go through the ring: buffered writes on ext4 (Linux 6.1)
+   * Writes always go through the io_uring: buffered writes on ext4 (Linux 6.1)
    * refuse RWF_NOWAIT, so a synchronous attempt would only add a syscall.
    */
   write(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
@@ -206,9 +206,9 @@ export class RingVectorIo implements VectorIo {
 
   /**
    * Bytes a non-blocking read at once transferred; -1 when that was all of
-   * them. 0 also when it could not be tried (ring broken, SharedArrayBuffer
+   * them. 0 also when it could not be tried (io_uring broken, SharedArrayBuffer
    * memory, more than IOV_MAX iovecs, a file that refuses RWF_NOWAIT); any
-   * error is left for the ring path to report.
+   * error is left for the io_uring path to report.
    */
   private readNow(fd: number, iov: readonly Buffer[], position: number, total: number): number {
     const count = iov.length;
@@ -217,10 +217,10 @@ export class RingVectorIo implements VectorIo {
     const need = RECORD_HEADER + RECORD_PER_IOVEC * count;
     if (need > this.nowStage.length) {
       this.nowStage = new Float64Array(need);
-      this.ring.setNowStage(this.nowStage);
+      this.uring.setNowStage(this.nowStage);
     }
     if (!this.writeRecord(this.nowStage, 0, READ, fd, position, 0, iov, count)) return 0;
-    const n = this.ring.tryNow();
+    const n = this.uring.tryNow();
     if (n === total) return -1;
     if (n > 0) return n;
     // Remembered by fd number: if a later file reuses the number, it only loses this fast path.
@@ -231,7 +231,7 @@ export class RingVectorIo implements VectorIo {
   private start(kind: Kind, fd: number, iov: readonly Buffer[], position: number, resolve: () => void, reject: (err: unknown) => void): void {
     if (this.broken) return reject(this.broken);
     const expected = totalLength(iov);
-    // Checked here, before staging: the ring and its batches are shared by
+    // Checked here, before staging: the io_uring and its batches are shared by
     // every LUN, so one operation's bad argument must fail only that
     // operation (the addon also answers such a record with -EINVAL alone).
     const invalid = invalidArgument(fd, position, expected);
@@ -318,7 +318,7 @@ export class RingVectorIo implements VectorIo {
     if (!(ab instanceof ArrayBuffer)) return -1;
     let id = this.bufferIds.get(ab);
     if (id === undefined) {
-      id = this.ring.registerBuffer(ab);
+      id = this.uring.registerBuffer(ab);
       this.bufferIds.set(ab, id);
       this.bufferRegistry.register(ab, id);
     }
@@ -355,8 +355,8 @@ export class RingVectorIo implements VectorIo {
     // IOV_MAX; the short result is then continued like any short transfer.
     const iov = op.iov.length > IOV_MAX ? op.iov.slice(0, IOV_MAX) : op.iov;
     return op.kind !== WRITE
-      ? this.ring.prepReadv(op.fd, iov, op.position, op.tag)
-      : this.ring.prepWritev(op.fd, iov, op.position, op.tag);
+      ? this.uring.prepReadv(op.fd, iov, op.position, op.tag)
+      : this.uring.prepWritev(op.fd, iov, op.position, op.tag);
   }
 
   /** Submit everything staged or prepared, then take the completions that are already there (page-cache hits). */
@@ -369,7 +369,7 @@ export class RingVectorIo implements VectorIo {
       this.stagedOps = 0;
       this.stageAt = 0;
       try {
-        this.ring.run(this.stage, ops, out);
+        this.uring.run(this.stage, ops, out);
       } catch (err) {
         this.fail(err as Error);
         return;
@@ -393,7 +393,7 @@ export class RingVectorIo implements VectorIo {
     const want = this.inFlight > 0 && !this.broken;
     if (want === this.refd) return;
     this.refd = want;
-    this.ring.ref(want);
+    this.uring.ref(want);
   }
 
   private reapAll(): void {
@@ -402,7 +402,7 @@ export class RingVectorIo implements VectorIo {
     for (;;) {
       let n: number;
       try {
-        n = this.ring.reap(results);
+        n = this.uring.reap(results);
       } catch (err) {
         this.fail(err as Error);
         return;
@@ -449,12 +449,12 @@ export class RingVectorIo implements VectorIo {
     else reject(err);
   }
 
-  /** The ring itself failed: everything in flight or waiting fails, and this instance refuses new work. */
+  /** The io_uring itself failed: everything in flight or waiting fails, and this instance refuses new work. */
   private fail(err: Error): void {
     if (this.broken) return;
     this.broken = err;
     if (shared === this) shared = null; // later opens fall back to the thread pool
-    this.ring.close();
+    this.uring.close();
     for (const op of this.ops) if (op.resolve !== undefined) this.finish(op, err);
     const waiting = this.waiting.splice(this.waitingHead);
     this.waiting.length = 0;
@@ -464,21 +464,21 @@ export class RingVectorIo implements VectorIo {
 }
 
 /** undefined: not tried yet; null: unavailable here. */
-let shared: RingVectorIo | null | undefined;
+let shared: UringVectorIo | null | undefined;
 
-/** Submission queue entries of the shared ring: at most this many operations in flight through it. */
-export const RING_ENTRIES = 256;
+/** Submission queue entries of the shared io_uring: at most this many operations in flight through it. */
+export const UURING_ENTRIES = 256;
 
 /**
  * The process-wide io_uring I/O, created on first use; null where io_uring
  * is unavailable (old kernel, seccomp, kernel.io_uring_disabled, addon not
  * built) or disabled with TCMU_TS_IO_URING=0.
  */
-export function sharedRingIo(): RingVectorIo | null {
+export function sharedUringIo(): UringVectorIo | null {
   if (shared !== undefined) return shared;
   if (process.env.TCMU_TS_IO_URING === '0') return (shared = null);
   try {
-    shared = new RingVectorIo(native().ioRingCreate(RING_ENTRIES));
+    shared = new UringVectorIo(native().ioRingCreate(UURING_ENTRIES));
   } catch {
     shared = null;
   }

@@ -10,7 +10,7 @@
  * continued from where they stopped; only that rare path slices the iov.
  */
 import fs from 'node:fs';
-import { StorageError } from '../../src/backstore/errors.js';
+import { StorageError } from '../backstore/errors.js';
 
 type VectorOp = (
   fd: number,
