@@ -6,9 +6,7 @@
  * exactly once.
  */
 import type { Backstore } from './types.js';
-
-type OptionalMethod = 'write' | 'flush' | 'discard' | 'writeZeroes' | 'blockStatus' | 'resize';
-const OPTIONAL_METHODS: readonly OptionalMethod[] = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'];
+import { OPTIONAL_METHODS, type OptionalMethod } from './validate-backstore.js';
 
 function bindIfPresent<K extends OptionalMethod>(store: Backstore, key: K): Backstore[K] {
   const method = store[key];
