@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { parseSize } from './size.js';
+import { ConfigError } from '../backstore/config-error.js';
+import { checkPositiveSize } from './size.js';
 import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../lio/export.js';
 import { quoteForError, validateIscsiName, validateKeyName, validateLunName, validatePortal } from './names.js';
 import { DEFAULT_KEY_DIR } from './chap-keys.js';
@@ -56,14 +57,12 @@ export const DEFAULT_CONFIG: DaemonConfig = {
 
 type Table = Record<string, unknown>;
 
-/** Every refusal of a config: `code` ECONFIG, the message names the file, the key (or line:column) and the reason. */
-export class ConfigError extends Error {
-  readonly code = 'ECONFIG';
-  constructor(file: string, key: string, reason: string) {
-    super(`${file}: ${key}: ${reason}`);
-    this.name = 'ConfigError';
-  }
-}
+/**
+ * Every refusal of a config is the core's one ConfigError (`code` ECONFIG),
+ * made by ConfigError.at: the message names the file, the key (or
+ * line:column) and the reason.
+ */
+export { ConfigError };
 
 /** A value for an error message: its TOML type and a bounded rendering (never Node's "undefined"/"NaN" spellings). */
 function describe(v: unknown): string {
@@ -87,7 +86,7 @@ export function loadConfig(file: string): DaemonConfig {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError(file, '(file)', `cannot be read (${code})`);
+    throw ConfigError.at(file, '(file)', `cannot be read (${code})`);
   }
   return parseConfig(text, file);
 }
@@ -98,11 +97,11 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     doc = parseToml(text) as Table;
   } catch (err) {
     // The parser's message is about syntax (no key exists yet): the location is line:column.
-    if (err instanceof TomlError) throw new ConfigError(`${file}:${err.line}:${err.column}`, 'TOML syntax', err.message.split('\n')[0]!);
-    throw new ConfigError(file, 'TOML syntax', 'the parser gave up on this file');
+    if (err instanceof TomlError) throw ConfigError.at(`${file}:${err.line}:${err.column}`, 'TOML syntax', err.message.split('\n')[0]!);
+    throw ConfigError.at(file, 'TOML syntax', 'the parser gave up on this file');
   }
   const fail = (key: string, reason: string): never => {
-    throw new ConfigError(file, key, reason);
+    throw ConfigError.at(file, key, reason);
   };
   const known = (table: Table, prefix: string, keys: string[]) => {
     for (const k of Object.keys(table)) {
@@ -164,14 +163,10 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     const path = t.path === undefined ? '' : str(t.path, `${p}path`);
     if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
     if (t.size === undefined) fail(`${p}size`, 'missing');
-    let size = 0;
     if (typeof t.size !== 'string' && typeof t.size !== 'number') fail(`${p}size`, `expected a size like "10G" or a byte count, got ${describe(t.size)}`);
     if (typeof t.size === 'number' && !Number.isSafeInteger(t.size)) fail(`${p}size`, `expected a positive integer byte count, got ${describe(t.size)}`);
-    try {
-      size = parseSize(t.size as string | number, `${p}size`);
-    } catch (err) {
-      fail(`${p}size`, (err as Error).message.replace(`${p}size: `, ''));
-    }
+    const checkedSize = checkPositiveSize(t.size as string | number);
+    const size = 'reason' in checkedSize ? fail(`${p}size`, checkedSize.reason) : checkedSize.bytes;
     const blockSize = t.block_size === undefined ? 512 : t.block_size;
     if (blockSize !== 512 && blockSize !== 4096) fail(`${p}block_size`, `must be 512 or 4096, got ${describe(blockSize)}`);
     if (size % (blockSize as number) !== 0) fail(`${p}size`, `${size} is not a multiple of block_size ${blockSize}`);
