@@ -16,6 +16,6 @@ export type {
 export { StorageError, errorCode, type StorageErrorCode } from './backstore/errors.js';
 export { ConfigError } from './backstore/config-error.js';
 export * from './backstore/options.js';
-export { toLunStore } from './backstore/stack.js';
+export { toLunStore } from './backstore/lun-store.js';
 export * from './iov.js';
 export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';

@@ -8,7 +8,7 @@ import { type FileOpener, openerOf } from './confine.js';
 import { HANDLER_NAME, parseDevConfig } from './dev-config.js';
 import { builtinHandlerNames, isModulePath, loadBuiltinHandler, loadHandlerModule, validateHandler } from './handler-loader.js';
 import { composeLayers } from './layers.js';
-import { toLunStore } from './stack.js';
+import { toLunStore } from './lun-store.js';
 import { validateBackstore } from './validate-backstore.js';
 import type { Backstore, Handler, LunStore, OpenContext } from './types.js';
 

@@ -1,7 +1,7 @@
 /**
  * The handler contract. A handler is a plain object that opens backstores;
  * a backstore is an opened LUN image. Only `read` and `close` are required:
- * every optional method has a core default (see ./stack.ts), so a RAM disk
+ * every optional method has a core default (see ./lun-store.ts), so a RAM disk
  * fits in a few dozen lines and a layer (crypt, qcow2) only implements what
  * it changes.
  *
@@ -120,7 +120,7 @@ export interface Handler {
 
 /**
  * A backstore with every optional method filled by the core's defaults
- * (src/backstore/stack.ts). This is what SCSI emulation talks to; it never
+ * (src/backstore/lun-store.ts). This is what SCSI emulation talks to; it never
  * needs to check for a missing method.
  */
 export interface LunStore {

@@ -197,7 +197,7 @@ describe('openStack', () => {
   });
 
   it('runs example-passthrough over ram with the same behaviour and capabilities', async () => {
-    const { toLunStore } = await import('../../src/backstore/stack.js');
+    const { toLunStore } = await import('../../src/backstore/lun-store.js');
     const lun = toLunStore(
       await openStack(
         [
