@@ -92,8 +92,15 @@ export interface OpenContext {
   readOnly: boolean;
   /** Child logger for this LUN; handlers log at debug on their hot path, never at info. */
   log: Logger;
-  /** The opened layer below, for a stacking handler (crypt over qcow2 over file). */
-  lower?: Backstore;
+  /**
+   * The opened layer below, for a stacking handler (crypt over qcow2 over
+   * file), already normalised by the core (./lun-store.ts): every method is
+   * present (emulated or refusing where the store below lacks it) and the
+   * capabilities (readOnly, writeCache, thin, hasBlockStatus) are decided,
+   * so a layer never tests `lower.write && ...`. A FUA write to it is
+   * durable when it settles. Do not close it: the stack closes every layer.
+   */
+  lower?: LunStore;
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
   /**
