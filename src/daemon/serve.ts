@@ -17,6 +17,7 @@ import { TcmuNetlink, type TcmuEvent } from '../tcmu/netlink/tcmu-events.js';
 import { startControlServer } from './control.js';
 import { Lun, type LunStatus } from './lun.js';
 import { pathOfDevConfig } from './paths.js';
+import { subtypeOf } from '../backstore/dev-config.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
@@ -98,8 +99,9 @@ export class Server {
   /** Internal snapshot operations on a served qcow2 LUN (quiesced while the image changes). */
   async snapshot(name: string, op: string, snapName?: string): Promise<unknown> {
     const lun = this.find(name);
-    const path = pathOfDevConfig(lun.device.devConfig);
-    if (lun.device.subtype !== 'qcow2' || !path) throw new Error(`LUN ${name} is not a qcow2 LUN; snapshots need qcow2`);
+    // The qcow2 layer, also inside a stack (crypt over qcow2 over file).
+    const path = pathOfDevConfig(lun.device.devConfig, 'qcow2');
+    if (!path) throw new Error(`LUN ${name} has no qcow2 layer; snapshots need qcow2`);
     const api = await import('../../handlers/qcow2/api.js');
     const needName = () => {
       if (!snapName) throw new Error(`snapshot ${op} needs a snapshot name`);
@@ -196,8 +198,7 @@ export class Server {
           if (ev.devSize !== undefined) await lun.resize(ev.devSize);
           if (ev.devConfig !== undefined) {
             const next = ev.devConfig.trim();
-            const subtype = next.split('/')[0];
-            if (subtype !== lun.device.subtype) {
+            if (subtypeOf(next) !== lun.device.subtype) {
               log.error({ devConfig: next }, 'refusing reconfig: the subtype cannot change on a live LUN');
               return EINVAL;
             }

@@ -15,4 +15,12 @@ describe('pathOfDevConfig', () => {
       expect(pathOfDevConfig(dc)).toBe(parseDevConfig(dc).config);
     }
   });
+
+  it('finds the layer of a handler inside a stack (snapshots reach qcow2 under crypt)', () => {
+    expect(pathOfDevConfig('crypt/;key=k1>qcow2//srv/a.qcow2;compress=zstd', 'qcow2')).toBe('/srv/a.qcow2');
+    expect(pathOfDevConfig('crypt/;key=k1>qcow2//srv/a.qcow2')).toBeUndefined(); // the top layer (crypt) names no path
+    expect(pathOfDevConfig('crypt/;key=k1>file//srv/a.img', 'qcow2')).toBeUndefined();
+    expect(pathOfDevConfig('qcow2//srv/b.qcow2', 'qcow2')).toBe('/srv/b.qcow2');
+    expect(pathOfDevConfig('crypt/>>qcow2//srv/a.qcow2', 'qcow2')).toBeUndefined(); // unparsable: no path at all
+  });
 });
