@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { ConfigError } from '../backstore/config-error.js';
+import { type DevLayer, formatDevConfig, parseDevConfig } from '../backstore/dev-config.js';
 import { checkPositiveSize } from './size.js';
 import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../lio/export.js';
 import { quoteForError, validateIscsiName, validateKeyName, validateLunName, validatePortal } from './names.js';
@@ -14,13 +15,22 @@ import { DEFAULT_KEY_DIR } from './chap-keys.js';
 
 export interface LunConfig {
   name: string;
-  /** Handler subtype: file, ram, qcow2, or a user handler name. */
+  /**
+   * As written: a handler name (file, ram, qcow2, or a user handler) used
+   * with `path` and `options`, or a whole stack string, top first
+   * (`crypt/;key=k1>qcow2//srv/a.qcow2`).
+   */
   backstore: string;
-  /** Handler config string: the image path for file/qcow2. */
+  /** Handler config string: the image path for file/qcow2 ('' with a stack string). */
   path: string;
   size: number;
   blockSize: 512 | 4096;
+  /** Handler options ({} with a stack string: each layer carries its own). */
   options: Record<string, string>;
+  /** The dev_config the LUN is created with, checked by the one dev_config parser. */
+  devConfig: string;
+  /** Its layers, top first (one for a plain handler). */
+  layers: DevLayer[];
   export: 'none' | 'loop' | 'iscsi';
   iqn?: string;
   /** iSCSI: where the target listens, as the admin wrote it (there is no default). */
@@ -159,9 +169,15 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     if (!isTable(raw)) fail(`lun.${name}`, 'expected a table');
     const t = raw as Table;
     known(t, p, ['backstore', 'path', 'size', 'block_size', 'options', 'export', 'iqn', 'portal', 'initiators', 'chap', 'completion_affinity']);
-    const backstore = t.backstore === undefined ? fail(`${p}backstore`, 'missing (file, ram, qcow2 or a user handler)') : str(t.backstore, `${p}backstore`);
+    const backstore =
+      t.backstore === undefined ? fail(`${p}backstore`, 'missing (file, ram, qcow2, a user handler, or a stack such as "crypt/;key=k1>file//srv/a.img")') : str(t.backstore, `${p}backstore`);
     const path = t.path === undefined ? '' : str(t.path, `${p}path`);
-    if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
+    const stacked = isStackString(backstore);
+    if (stacked) {
+      for (const k of ['path', 'options']) {
+        if (t[k] !== undefined) fail(`${p}${k}`, `not allowed when backstore is a stack string: write the ${k === 'path' ? 'path after its handler (file//srv/a.img)' : 'options after their layer (;key=value)'} in backstore`);
+      }
+    } else if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
     if (t.size === undefined) fail(`${p}size`, 'missing');
     if (typeof t.size !== 'string' && typeof t.size !== 'number') fail(`${p}size`, `expected a size like "10G" or a byte count, got ${describe(t.size)}`);
     if (typeof t.size === 'number' && !Number.isSafeInteger(t.size)) fail(`${p}size`, `expected a positive integer byte count, got ${describe(t.size)}`);
@@ -191,6 +207,7 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
       }
       completionAffinity = value as CompletionAffinity;
     }
+    const { devConfig, layers } = stacked ? stackOf(backstore, p, fail) : singleLayerOf(backstore, path, options, p, fail);
     config.luns.push({
       name,
       backstore,
@@ -198,6 +215,8 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
       size,
       blockSize: blockSize as 512 | 4096,
       options,
+      devConfig,
+      layers,
       export: exp as LunConfig['export'],
       ...iscsi,
       completionAffinity,
@@ -207,6 +226,58 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
 }
 
 type Fail = (key: string, reason: string) => never;
+
+/** A `backstore` value that is a whole dev_config (it has the '/' after a handler name) rather than a handler name. */
+function isStackString(backstore: string): boolean {
+  return backstore.includes('/');
+}
+
+/** The reason of a ConfigError from the dev_config parser, for `fail(key, reason)`. */
+function reasonOf(err: unknown): string {
+  if (err instanceof ConfigError) return err.message;
+  throw err;
+}
+
+/**
+ * `backstore = "crypt/;key=k1>qcow2//srv/a.qcow2"`: parsed by the one
+ * dev_config parser; the bottom layer, unless ram, must name an absolute path.
+ */
+function stackOf(backstore: string, p: string, fail: Fail): { devConfig: string; layers: DevLayer[] } {
+  let layers: DevLayer[] = [];
+  try {
+    layers = parseDevConfig(backstore).layers;
+  } catch (err) {
+    fail(`${p}backstore`, reasonOf(err));
+  }
+  const bottom = layers[layers.length - 1]!;
+  if (bottom.handler !== 'ram' && !isAbsolute(bottom.config)) {
+    fail(`${p}backstore`, `the bottom layer (${bottom.handler}) needs an absolute path, e.g. "${bottom.handler}//srv/a.img", not ${quoteForError(bottom.config)}`);
+  }
+  return { devConfig: backstore, layers };
+}
+
+/** `backstore = "file"` with `path` and `options`: each part checked against what a dev_config can carry, under its own key. */
+function singleLayerOf(
+  backstore: string,
+  path: string,
+  options: Record<string, string>,
+  p: string,
+  fail: Fail,
+): { devConfig: string; layers: DevLayer[] } {
+  const check = (key: string, format: () => unknown) => {
+    try {
+      format();
+    } catch (err) {
+      fail(key, reasonOf(err));
+    }
+  };
+  check(`${p}backstore`, () => formatDevConfig(backstore, ''));
+  check(`${p}path`, () => formatDevConfig(backstore, path));
+  for (const [k, v] of Object.entries(options)) check(`${p}options.${k}`, () => formatDevConfig(backstore, '', { [k]: v }));
+  let devConfig = '';
+  check(`${p}backstore`, () => (devConfig = formatDevConfig(backstore, path, options)));
+  return { devConfig, layers: parseDevConfig(devConfig).layers };
+}
 
 /**
  * The keys of an iSCSI export. Nothing here has a default that opens the LUN:
