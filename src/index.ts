@@ -18,4 +18,4 @@ export { ConfigError } from './backstore/config-error.js';
 export * from './backstore/options.js';
 export { toLunStore } from './backstore/lun-store.js';
 export * from './iov.js';
-export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';
+export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig, formatDevStack, type DevLayer } from './backstore/registry.js';
