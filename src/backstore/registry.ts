@@ -111,16 +111,12 @@ export function resolveHandler(name: string, allowModules = true, files?: FileOp
   return pending;
 }
 
-function checkLayering(handlers: readonly Handler[]): void {
+function checkLayering(handlers: readonly Handler[], layers: readonly LayerSpec[]): void {
   handlers.forEach((handler, index) => {
-    if (index === 0 && handler.layer) {
-      throw new ConfigError(`handler "${handler.name}" is a layer and needs a store below it (e.g. a file)`);
-    }
-    if (index > 0 && !handler.layer) {
-      throw new ConfigError(
-        `handler "${handler.name}" is not a layer and cannot sit on top of "${handlers[index - 1]!.name}"`,
-      );
-    }
+    let problem: string | undefined;
+    if (index === 0 && handler.layer) problem = `handler "${handler.name}" is a layer and needs a store below it (e.g. a file)`;
+    if (index > 0 && !handler.layer) problem = `handler "${handler.name}" is not a layer and cannot sit on top of "${handlers[index - 1]!.name}"`;
+    if (problem !== undefined) throw errorInLayer(new ConfigError(problem), index, handlers.length, layers[index]!.handler);
   });
 }
 
@@ -160,7 +156,7 @@ export async function openStack(
       }),
     ),
   );
-  checkLayering(handlers);
+  checkLayering(handlers, layers);
 
   const opened: Backstore[] = [];
   let lower: LunStore | undefined;

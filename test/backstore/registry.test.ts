@@ -329,3 +329,14 @@ describe('stacks written as a dev_config (top first)', () => {
     await expect(openDevConfig('crypt/;key=k1>ram/;size=1M', base)).rejects.toThrow(/handler "crypt": unknown handler "crypt"/);
   });
 });
+
+describe('stack shape errors name the layer as written', () => {
+  it('a layer at the bottom, a store on top', async () => {
+    await expect(openDevConfig('ram/;size=1M>example-passthrough/', base)).rejects.toThrow(
+      'layer 2 of 2 (bottom), handler "example-passthrough": handler "example-passthrough" is a layer and needs a store below it',
+    );
+    await expect(openDevConfig('ram/>ram/;size=1M', base)).rejects.toThrow(
+      'layer 1 of 2 (top), handler "ram": handler "ram" is not a layer and cannot sit on top of "ram"',
+    );
+  });
+});
