@@ -61,18 +61,25 @@ function openPassthrough(config: string, ctx: OpenContext): Backstore {
     writeCache: lower.writeCache,
     fua: lower.fua,
     thin: lower.thin,
+    // Concurrency and aborts (src/backstore/types.ts): the core queues and
+    // signals only the TOP store of a stack. One call here is one call
+    // below, so this layer can take exactly what `lower` can take, and the
+    // abort signal in `opts` is passed down. A layer making several calls
+    // below per call (read-modify-write) must work out its own limit.
+    maxInFlight: lower.maxInFlight,
+    abortable: lower.abortable,
 
     // Reads and writes: the same bytes at the same offsets. Return the lower
     // store's result as is — a synchronous lower store stays synchronous.
-    read: (offset, iov) => lower.read(offset, iov),
+    read: (offset, iov, opts) => lower.read(offset, iov, opts),
 
     // Optional methods exist here exactly when they exist below, so the
     // core applies the same defaults it would apply to `lower` itself.
     write: lower.write && ((offset, iov, opts) => lower.write!(offset, iov, opts)),
-    flush: lower.flush && (() => lower.flush!()),
-    discard: lower.discard && ((offset, length) => lower.discard!(offset, length)),
+    flush: lower.flush && ((opts) => lower.flush!(opts)),
+    discard: lower.discard && ((offset, length, opts) => lower.discard!(offset, length, opts)),
     writeZeroes: lower.writeZeroes && ((offset, length, opts) => lower.writeZeroes!(offset, length, opts)),
-    blockStatus: lower.blockStatus && ((offset, length) => lower.blockStatus!(offset, length)),
+    blockStatus: lower.blockStatus && ((offset, length, opts) => lower.blockStatus!(offset, length, opts)),
     resize: lower.resize && ((newSize) => lower.resize!(newSize)),
 
     // Release only what THIS layer owns (nothing here). `lower` is closed by the stack.

@@ -60,8 +60,8 @@
  *   completes with TASK ABORTED status. Data a write already wrote stays
  *   (SAM leaves an aborted command's effect on the medium undefined);
  * - a store that ignores it settles as usual and the command completes
- *   with its ordinary status; multi-call commands stop at the next call
- *   boundary with TASK ABORTED.
+ *   with its ordinary status (WRITE SAME in chunks, VERIFY and the compare
+ *   of COMPARE AND WRITE stop between chunks with TASK ABORTED).
  * Either way the kernel discards the status of an aborted command: it only
  * waits for the completion to finish the task management function (the
  * initiator sees TASK ABORTED or nothing, per TAS). A store that never
