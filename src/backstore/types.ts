@@ -23,7 +23,9 @@
  * hw_queue_depth), so a store sees reads beside reads and writes, writes
  * beside writes (even to the same blocks), flush, discard, writeZeroes and
  * blockStatus beside all of them, and resize beside I/O (it comes from the
- * control socket or a RECONFIG while the ring runs). Precisely:
+ * control socket or a RECONFIG while the ring runs; after a shrink,
+ * commands checked against the old size may arrive until resize settles).
+ * Precisely:
  * - calls START in the order the kernel queued the commands, except that a
  *   WRITE overlapping a running COMPARE AND WRITE waits for it, and a
  *   command that needs several calls (COMPARE AND WRITE's read then write,
