@@ -54,8 +54,9 @@
  * Aborts: a task management function (ABORT TASK, ABORT TASK SET, CLEAR
  * TASK SET, LUN RESET) that aborts a command in the ring fires the
  * `signal` of that command's calls (CallOptions). It is passed only to a
- * store that declares `abortable` (or `maxInFlight`), so no other store pays
- * for an AbortController per command. The core never completes a command
+ * store that declares `abortable` (or `maxInFlight`); the core reuses one
+ * signal per ring slot until it fires, so nobody pays for an AbortSignal per
+ * command (a few microseconds each). The core never completes a command
  * while a call may still touch its iov (the kernel reuses the data area):
  * - a store that honours the signal rejects soon with `signal.reason` (a
  *   StorageError 'ECANCELED'), or any AbortError; the command then
@@ -79,8 +80,9 @@ export interface CallOptions {
   /**
    * Aborted when a task management function aborts the command (see
    * "Aborts" above). Only given to stores that declare `abortable` or
-   * `maxInFlight`; valid until the call settles (do not keep it, and remove
-   * any listener you added when the call settles).
+   * `maxInFlight`; valid until the call settles: the same signal serves
+   * later commands until it fires, so do not keep it, and remove any
+   * listener you added when the call settles.
    */
   readonly signal?: AbortSignal;
 }

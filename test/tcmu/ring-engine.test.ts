@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ScsiCommand, ScsiTarget } from '../../src/scsi/command.js';
 import { RingEngine, RingEngineError, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
+import { createSlots } from '../../src/tcmu/command-slot.js';
 import { CmdReq, Mailbox, TmrType } from '../../src/tcmu/ring-layout.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { BLOCK, RamTarget, inquiry, read10, write10, type Timing } from './ram-target.js';
@@ -306,6 +307,25 @@ describe('RingEngine: TMR', () => {
     for (const r of again) expect(r.status).toBe(0);
     expect(cmds.slice(5).every((c) => !c.aborted && !c.signal!.aborted)).toBe(true);
     expect(sim.broken).toBeUndefined();
+  });
+
+  test('a slot reuses its abort signal until it fires, then makes a new one', () => {
+    const [slot] = createSlots(1);
+    slot!.reset(1, 0, 0);
+    const first = slot!.signal;
+    slot!.reset(2, 0, 0);
+    expect(slot!.signal).toBe(first); // no AbortSignal per command
+    slot!.abort(TmrType.AbortTask);
+    expect(first.aborted).toBe(true);
+    expect(first.reason).toMatchObject({ code: 'ECANCELED', message: 'command aborted by ABORT TASK' });
+    slot!.reset(3, 0, 0);
+    const second = slot!.signal;
+    expect(second).not.toBe(first);
+    expect(second.aborted).toBe(false);
+    slot!.reset(4, 0, 0);
+    slot!.abort(TmrType.LunReset);
+    expect(slot!.signal).toBe(second);
+    expect(second.reason).toMatchObject({ message: 'command aborted by LUN RESET' });
   });
 
   test('an ABORT TASK naming a command no longer executing aborts nothing', async () => {
