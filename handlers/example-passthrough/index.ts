@@ -71,16 +71,22 @@ function openPassthrough(config: string, ctx: OpenContext): Backstore {
     // flush below if that store needs one), so forwarding opts.fua is enough.
     fua: true,
     thin: lower.thin,
+    // Concurrency and aborts (src/backstore/types.ts): `lower` is a LunStore,
+    // already queued by the core if its handler declared maxInFlight, so this
+    // layer declares no limit of its own. It is abortable exactly when `lower`
+    // takes signals: the signal in `opts` is passed down unchanged.
+    abortable: lower.abortable,
 
     // Return the lower store's result as is: a synchronous store stays synchronous.
-    read: (offset, iov) => lower.read(offset, iov),
+    // `opts` carries the command's abort signal down (see `abortable` above).
+    read: (offset, iov, opts) => lower.read(offset, iov, opts),
     write: (offset, iov, opts) => lower.write(offset, iov, opts),
-    flush: () => lower.flush(),
-    discard: (offset, length) => lower.discard(offset, length),
+    flush: (opts) => lower.flush(opts),
+    discard: (offset, length, opts) => lower.discard(offset, length, opts),
     writeZeroes: (offset, length, opts) => lower.writeZeroes(offset, length, opts),
     // Forwarded only when real below, so GET LBA STATUS is answered by the
     // core's own default rather than by a forwarded one.
-    blockStatus: lower.hasBlockStatus ? (offset, length) => lower.blockStatus(offset, length) : undefined,
+    blockStatus: lower.hasBlockStatus ? (offset, length, opts) => lower.blockStatus(offset, length, opts) : undefined,
     resize: (newSize) => lower.resize(newSize),
 
     // Release only what THIS layer owns (nothing here). `lower` is closed by the stack.

@@ -164,12 +164,14 @@ function afterPowerOn(disk: ScsiTarget): ScsiTarget {
   return disk;
 }
 
-async function scsiDiskTarget(): Promise<BenchTarget> {
+/** `abortable`: the ram handler declaring it honours abort signals, so every command carries one. */
+async function scsiDiskTarget(abortable = false): Promise<BenchTarget> {
   // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
   const scsi = await import('../../src/scsi/index.js');
   const stack = await import('../../src/backstore/lun-store.js');
   const ramDisk = await import('../../handlers/ram/ram-disk.js');
-  const store = stack.toLunStore(new ramDisk.RamDisk(RAM_BYTES, 512, false));
+  const ram = new ramDisk.RamDisk(RAM_BYTES, 512, false);
+  const store = stack.toLunStore(abortable ? Object.assign(ram, { abortable: true }) : ram);
   // Prefill so reads copy real data rather than a zero-fill shortcut path.
   store.write(0, [Buffer.alloc(RAM_BYTES, 0x5a)], { fua: false });
   return { target: afterPowerOn(new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'))) };
@@ -256,7 +258,8 @@ async function main(): Promise<void> {
     { name: 'RAM target, sync, in-order', ooo: false, makeTarget: ram(false), engine: {} },
     { name: 'RAM target, promise, OOOC, coalesce=immediate', ooo: true, makeTarget: ram(true), engine: { coalesce: 'immediate' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' } },
-    { name: 'ScsiDisk over ram handler, OOOC', ooo: true, makeTarget: scsiDiskTarget, engine: {} },
+    { name: 'ScsiDisk over ram handler, OOOC', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {} },
+    { name: 'ScsiDisk over ram handler, abortable (signal per call), OOOC', ooo: true, makeTarget: () => scsiDiskTarget(true), engine: {} },
     { name: 'ScsiDisk over file handler (page cache), OOOC', ooo: true, makeTarget: fileDiskTarget, engine: {} },
   ];
   const repeat = Number(arg('--repeat') ?? 3);

@@ -32,3 +32,15 @@ export function errorCode(err: unknown): string {
   }
   return 'EIO';
 }
+
+/**
+ * True for the ways a store says "I stopped because my signal was aborted":
+ * the signal's own reason (a StorageError 'ECANCELED'), Node's AbortError
+ * (code 'ABORT_ERR', from fs and timers APIs given the signal) or a DOM
+ * AbortError (`signal.throwIfAborted()` with a default reason).
+ */
+export function isAbortError(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const code = (err as { code?: unknown }).code;
+  return code === 'ECANCELED' || code === 'ABORT_ERR' || (err as { name?: unknown }).name === 'AbortError';
+}

@@ -11,6 +11,7 @@
  */
 import { StorageError } from './errors.js';
 import { andThen } from './maybe.js';
+import { limitConcurrency, wantsSignals } from './serialize.js';
 import type { Backstore, Extent, LunStore, MaybePromise, WriteOptions, WriteZeroesOptions } from './types.js';
 import { writeZeroesWithWrites, type WriteFn } from './zero-fill.js';
 
@@ -53,7 +54,8 @@ function resizeNotSupported(): never {
 }
 
 /** Apply the core defaults (documented on LunStore in ./types.ts) to a handler's Backstore. */
-export function toLunStore(store: Backstore): LunStore {
+export function toLunStore(handlerStore: Backstore): LunStore {
+  const store = limitConcurrency(handlerStore); // maxInFlight: the core's queue (./serialize.ts)
   const readOnly = store.readOnly === true || !has(store, 'write');
   const hasFlush = has(store, 'flush');
   const writeCache = hasFlush && store.writeCache !== false;
@@ -100,6 +102,7 @@ export function toLunStore(store: Backstore): LunStore {
     writeCache,
     thin,
     hasBlockStatus,
+    abortable: wantsSignals(store),
     read: bound(store, 'read'),
     write,
     flush,

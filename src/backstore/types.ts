@@ -17,20 +17,85 @@
  * - failures are thrown (or rejected) errors carrying a `code`: Node's own
  *   errno codes ('EIO', 'ENOSPC', 'EROFS', ...) or a StorageError code
  *   (./errors.ts). The core maps codes to SCSI sense in one place.
+ *
+ * Concurrency: calls overlap. The ring engine starts each command the
+ * moment it is consumed, up to 128 at once per LUN (the kernel's
+ * hw_queue_depth), so a store sees reads beside reads and writes, writes
+ * beside writes (even to the same blocks), flush, discard, writeZeroes and
+ * blockStatus beside all of them, and resize beside I/O (it comes from the
+ * control socket or a RECONFIG while the ring runs; after a shrink,
+ * commands checked against the old size may arrive until resize settles).
+ * Precisely:
+ * - calls START in the order the kernel queued the commands, except that a
+ *   WRITE overlapping a running COMPARE AND WRITE waits for it, and a
+ *   command that needs several calls (COMPARE AND WRITE's read then write,
+ *   FUA emulated as write then flush, WRITE SAME or UNMAP in chunks or per
+ *   descriptor) makes them one after the other;
+ * - calls SETTLE in whatever order the store settles them; each command
+ *   completes to the kernel as soon as its last call settled (out of order);
+ * - no ordering between overlapping commands is owed: TCMU is a passthrough
+ *   backend, so LIO applies no SAM task attributes (an ORDERED or HEAD OF
+ *   QUEUE command reaches the ring like a SIMPLE one, and the entry does not
+ *   say which it was) and the Control mode page reports QUEUE ALGORITHM
+ *   MODIFIER 1 (unrestricted reordering): an initiator that needs an order
+ *   waits for completions (Linux sends a cache flush only after the writes
+ *   it covers completed). A read overlapping a write in flight may return
+ *   old, new or mixed blocks; two overlapping writes leave either's blocks;
+ * - `flush` must make durable every write whose call settled before `flush`
+ *   was called; writes still in flight then may or may not be covered;
+ * - `close` is called after the ring drained (nothing in flight), except
+ *   when a stopping LUN's calls did not settle within the drain timeout;
+ * - only the top store of a stack is called by the core: calls on `lower`
+ *   are the layer's own, with whatever overlap the layer creates (`lower` is
+ *   built by the same toLunStore, so its own maxInFlight queue still holds).
+ * A store that cannot take overlapping calls declares `maxInFlight` (1 for
+ * strictly serial) and the core queues for it (./serialize.ts), instead of
+ * the handler carrying its own whole-store mutex.
+ *
+ * Aborts: a task management function (ABORT TASK, ABORT TASK SET, CLEAR
+ * TASK SET, LUN RESET) that aborts a command in the ring fires the
+ * `signal` of that command's calls (CallOptions). It is passed only to a
+ * store that declares `abortable` (or `maxInFlight`); the core reuses one
+ * signal per ring slot until it fires, so nobody pays for an AbortSignal per
+ * command (a few microseconds each). The core never completes a command
+ * while a call may still touch its iov (the kernel reuses the data area):
+ * - a store that honours the signal rejects soon with `signal.reason` (a
+ *   StorageError 'ECANCELED'), or any AbortError; the command then
+ *   completes with TASK ABORTED status. Data a write already wrote stays
+ *   (SAM leaves an aborted command's effect on the medium undefined);
+ * - a store that ignores it settles as usual and the command completes
+ *   with its ordinary status (WRITE SAME in chunks, VERIFY and the compare
+ *   of COMPARE AND WRITE stop between chunks with TASK ABORTED).
+ * Either way the kernel discards the status of an aborted command: it only
+ * waits for the completion to finish the task management function (the
+ * initiator sees TASK ABORTED or nothing, per TAS). A store that never
+ * settles holds the TMF until the kernel's cmd_time_out.
  */
 import type { Logger } from 'pino';
 import type { FileOpener } from './confine.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
-export interface WriteOptions {
-  /** Force Unit Access: the data must be durable when the call settles. */
-  fua: boolean;
+/** What every call made on behalf of a SCSI command may receive as its last argument. */
+export interface CallOptions {
+  /**
+   * Aborted when a task management function aborts the command (see
+   * "Aborts" above). Only given to stores that declare `abortable` or
+   * `maxInFlight`; valid until the call settles: the same signal serves
+   * later commands until it fires, so do not keep it, and remove any
+   * listener you added when the call settles.
+   */
+  readonly signal?: AbortSignal;
 }
 
-export interface WriteZeroesOptions {
+export interface WriteOptions extends CallOptions {
+  /** Force Unit Access: the data must be durable when the call settles. */
+  readonly fua: boolean;
+}
+
+export interface WriteZeroesOptions extends CallOptions {
   /** The caller allows the range to be deallocated (thin) instead of written. */
-  unmap: boolean;
+  readonly unmap: boolean;
 }
 
 /** One run of blocks with the same provisioning state. */
@@ -66,17 +131,30 @@ export interface Backstore {
    * hole punching), and the core then treats discard as a no-op.
    */
   readonly thin?: boolean;
+  /**
+   * The most calls this store takes at once; absent means no limit (see
+   * "Concurrency" above). 1 makes the store strictly serial: the core never
+   * overlaps two of its calls. The core queues the rest and starts them in
+   * the order they were made (FIFO, so with 1 they also settle in order);
+   * `resize` and `close` always run alone. Calls queued when their command
+   * is aborted are dropped without reaching the store. Declare this instead
+   * of a mutex around every method; a lock over finer-grained state (one
+   * cluster, the metadata) stays the handler's.
+   */
+  readonly maxInFlight?: number;
+  /** True if the store honours `opts.signal`: the core then passes one (see "Aborts" above). */
+  readonly abortable?: boolean;
 
-  read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
+  read(offset: number, iov: readonly Buffer[], opts?: CallOptions): MaybePromise<void>;
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
-  /** Make every completed write durable. */
-  flush?(): MaybePromise<void>;
+  /** Make every write whose call settled before this call durable. */
+  flush?(opts?: CallOptions): MaybePromise<void>;
   /** Drop the range's contents; afterwards it reads as zeros. Only if provisioning is thin. */
-  discard?(offset: number, length: number): MaybePromise<void>;
+  discard?(offset: number, length: number, opts?: CallOptions): MaybePromise<void>;
   /** Make the range read as zeros, deallocating if `unmap` and possible. */
   writeZeroes?(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
   /** Provisioning state of the range, in order, covering at least its first byte. */
-  blockStatus?(offset: number, length: number): MaybePromise<Extent[]>;
+  blockStatus?(offset: number, length: number, opts?: CallOptions): MaybePromise<Extent[]>;
   /** Grow or shrink to `newSize` bytes (RECONFIG dev_size). */
   resize?(newSize: number): MaybePromise<void>;
   close(): MaybePromise<void>;
@@ -233,16 +311,18 @@ export interface LunStore {
   readonly thin: boolean;
   /** blockStatus is real (GET LBA STATUS answers from the store). */
   readonly hasBlockStatus: boolean;
-  read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
+  /** Pass each command's abort signal in CallOptions (the store is abortable or queued); otherwise pass none. */
+  readonly abortable: boolean;
+  read(offset: number, iov: readonly Buffer[], opts?: CallOptions): MaybePromise<void>;
   /** Throws EROFS when readOnly. FUA emulated by write + flush when the handler lacks it. */
   write(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
-  flush(): MaybePromise<void>;
+  flush(opts?: CallOptions): MaybePromise<void>;
   /** No-op when not thin (reads of discarded ranges are then unchanged, allowed by SBC when LBPRZ=0). */
-  discard(offset: number, length: number): MaybePromise<void>;
+  discard(offset: number, length: number, opts?: CallOptions): MaybePromise<void>;
   /** Emulated with writes of a shared zero buffer when the handler lacks it. */
   writeZeroes(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
   /** Whole range 'mapped' when the handler lacks blockStatus. */
-  blockStatus(offset: number, length: number): MaybePromise<Extent[]>;
+  blockStatus(offset: number, length: number, opts?: CallOptions): MaybePromise<Extent[]>;
   resize(newSize: number): MaybePromise<void>;
   close(): MaybePromise<void>;
 }

@@ -34,6 +34,13 @@ export interface ScsiCommand {
   dataInLength: number;
   /** Set by the engine when a TMR aborted this command; long operations may check it. */
   aborted: boolean;
+  /**
+   * Aborted together with `aborted` (reason: a StorageError 'ECANCELED').
+   * The engine's commands create it on first access, so a command that
+   * never asks costs no AbortController; absent in bare test commands.
+   * Pass it to the store only when `store.abortable` (LogicalUnit helpers).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** SCSI status bytes (SAM-5). */

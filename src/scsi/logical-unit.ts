@@ -6,7 +6,8 @@
  * plain functions taking this object; ScsiDisk (./disk.ts) dispatches.
  */
 import type { Logger } from 'pino';
-import type { LunStore } from '../backstore/types.js';
+import { isAbortError } from '../backstore/errors.js';
+import type { CallOptions, LunStore, WriteOptions, WriteZeroesOptions } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
 import type { DiskIdentity } from './identity.js';
@@ -14,6 +15,10 @@ import { scatter } from '../iov.js';
 import { LbaRangeLock } from './lba-lock.js';
 import { IoKind, statusForStoreError } from './sense-map.js';
 import { Asc, SenseKey, setSenseFieldPointer, setSenseInformation, writeSense } from './sense.js';
+
+/** Shared, frozen write options: no allocation per write. */
+const FUA_ON: WriteOptions = Object.freeze({ fua: true });
+const FUA_OFF: WriteOptions = Object.freeze({ fua: false });
 
 /** Returned by validation helpers when the command may proceed. */
 export const PROCEED = -1;
@@ -94,7 +99,31 @@ export class LogicalUnit {
 
   storeFailed(cmd: ScsiCommand, err: unknown, kind: IoKind): number {
     this.log?.debug({ err, op: cmd.cdb[0] }, 'store operation failed');
+    // The store honoured the abort (backstore/types.ts, "Aborts"): the
+    // kernel discards this status, TASK ABORTED is the honest one.
+    if (cmd.aborted && isAbortError(err)) return ScsiStatus.TaskAborted;
     return statusForStoreError(err, kind, cmd.sense, this.dSense);
+  }
+
+  // ---- per-call options (CallOptions) ----
+
+  /**
+   * Options for a store call made for `cmd`: the command's abort signal
+   * when the store takes one, else nothing (no AbortController is made).
+   */
+  callOptions(cmd: ScsiCommand): CallOptions | undefined {
+    return this.store.abortable ? { signal: cmd.signal } : undefined;
+  }
+
+  /** WriteOptions for `cmd`: shared frozen objects unless the store takes abort signals. */
+  writeOptions(cmd: ScsiCommand, fua: boolean): WriteOptions {
+    if (!this.store.abortable) return fua ? FUA_ON : FUA_OFF;
+    return { fua, signal: cmd.signal };
+  }
+
+  /** WriteZeroesOptions for `cmd`, with its abort signal when the store takes one. */
+  writeZeroesOptions(cmd: ScsiCommand, unmap: boolean): WriteZeroesOptions {
+    return this.store.abortable ? { unmap, signal: cmd.signal } : { unmap };
   }
 
   // ---- data-in ----

@@ -43,7 +43,12 @@ export interface RingEngineOptions {
   /** Commands executing at once (slot pool size). Default 128 (the kernel's hw_queue_depth). */
   maxInFlight?: number;
   log?: Logger;
-  /** A TMR arrived: `cmdIds` are the in-ring commands it aborts (already marked `aborted`). */
+  /**
+   * A TMR arrived: `cmdIds` are the in-ring commands it aborts, already
+   * marked `aborted` with their abort signals fired. The engine still
+   * completes each of them when its execution settles (the kernel waits for
+   * that completion to finish the TMR, and discards its status).
+   */
   onTmr?: (type: number, cmdIds: number[]) => void;
   /**
    * The ring is unusable (malformed header, notify fd error such as EIO
@@ -384,8 +389,11 @@ export class RingEngine {
     for (let i = 0; i < count; i++) {
       const id = this.view.u16[first + i]!;
       ids.push(id);
+      // Only commands still executing here: an id the kernel lists whose
+      // completion we already wrote (not yet reaped by the kernel) maps to
+      // no slot, and a reused slot belongs to another command by then.
       const index = this.slotById[id]!;
-      if (index >= 0) this.slots[index]!.aborted = true;
+      if (index >= 0) this.slots[index]!.abort(type);
     }
     this.opts.log?.debug({ type, ids }, 'TMR');
     this.opts.onTmr?.(type, ids);

@@ -24,6 +24,7 @@ export class RamStore implements LunStore {
   readonly writeCache: boolean;
   readonly thin: boolean;
   readonly hasBlockStatus = true;
+  readonly abortable = false;
   data: Buffer;
   /** Per block: true if deallocated (thin). */
   deallocated: boolean[];

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import type { ScsiCommand, ScsiTarget } from '../../src/scsi/command.js';
 import { RingEngine, RingEngineError, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
+import { createSlots } from '../../src/tcmu/command-slot.js';
 import { CmdReq, Mailbox, TmrType } from '../../src/tcmu/ring-layout.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { BLOCK, RamTarget, inquiry, read10, write10, type Timing } from './ram-target.js';
@@ -273,6 +274,75 @@ describe('RingEngine: TMR', () => {
     expect(ram.abortedSeen).toHaveLength(1);
     expect(ram.abortedSeen[0]!.cdb.readUInt32BE(2)).toBe(1); // the second command
     expect(sim.broken).toBeUndefined();
+  });
+
+  test('a TMR fires the abort signal of exactly the commands it lists', async () => {
+    const ram = new RamTarget(64, 'manual');
+    const signals: AbortSignal[] = [];
+    const cmds: ScsiCommand[] = [];
+    const spy: ScsiTarget = {
+      execute(cmd) {
+        cmds.push(cmd);
+        // Commands 0-3 take their signal at once; command 4 only after the TMR.
+        if (cmds.length <= 4) signals.push(cmd.signal!);
+        return ram.execute(cmd);
+      },
+    };
+    const { sim } = setup({}, 'sync', {}, spy);
+    const results = Array.from({ length: 5 }, (_, i) => sim.submit(read10(i, 1), { inLength: BLOCK }));
+    await waitFor(() => ram.parked.length === 5, 'executing');
+    const ids = sim.cmdIdsInRing();
+    sim.submitTmr(TmrType.LunReset, [ids[1]!, ids[3]!, ids[4]!]);
+    await waitFor(() => signals[1]!.aborted, 'TMR delivered');
+    expect(signals.map((s) => s.aborted)).toEqual([false, true, false, true]);
+    expect(signals[1]!.reason).toMatchObject({ code: 'ECANCELED', message: 'command aborted by LUN RESET' });
+    // A signal first asked for after the TMR comes already aborted.
+    expect(cmds[4]!.signal!.aborted).toBe(true);
+    expect(cmds.map((c) => c.aborted)).toEqual([false, true, false, true, true]);
+    ram.releaseParked();
+    for (const r of await Promise.all(results)) expect(r.status).toBe(0);
+    // The slots are reused with fresh, unaborted signals.
+    ram.timing = 'sync';
+    const again = await Promise.all(Array.from({ length: 5 }, (_, i) => sim.submit(read10(i, 1), { inLength: BLOCK })));
+    for (const r of again) expect(r.status).toBe(0);
+    expect(cmds.slice(5).every((c) => !c.aborted && !c.signal!.aborted)).toBe(true);
+    expect(sim.broken).toBeUndefined();
+  });
+
+  test('a slot reuses its abort signal until it fires, then makes a new one', () => {
+    const [slot] = createSlots(1);
+    slot!.reset(1, 0, 0);
+    const first = slot!.signal;
+    slot!.reset(2, 0, 0);
+    expect(slot!.signal).toBe(first); // no AbortSignal per command
+    slot!.abort(TmrType.AbortTask);
+    expect(first.aborted).toBe(true);
+    expect(first.reason).toMatchObject({ code: 'ECANCELED', message: 'command aborted by ABORT TASK' });
+    slot!.reset(3, 0, 0);
+    const second = slot!.signal;
+    expect(second).not.toBe(first);
+    expect(second.aborted).toBe(false);
+    slot!.reset(4, 0, 0);
+    slot!.abort(TmrType.LunReset);
+    expect(slot!.signal).toBe(second);
+    expect(second.reason).toMatchObject({ message: 'command aborted by LUN RESET' });
+  });
+
+  test('an ABORT TASK naming a command no longer executing aborts nothing', async () => {
+    const tmrs: number[][] = [];
+    const seen: ScsiCommand[] = [];
+    const ram = new RamTarget(64, 'sync');
+    const spy: ScsiTarget = {
+      execute(cmd) {
+        seen.push(cmd);
+        return ram.execute(cmd);
+      },
+    };
+    const { sim } = setup({}, 'sync', { onTmr: (_type, ids) => tmrs.push(ids) }, spy);
+    const done = await sim.submit(read10(0, 1), { inLength: BLOCK });
+    sim.submitTmr(TmrType.AbortTask, [done.cmdId]);
+    await waitFor(() => tmrs.length === 1, 'TMR delivered');
+    expect(seen.every((c) => !c.aborted)).toBe(true);
   });
 
   test('TMR entries between commands are skipped by the tail (ring space reclaimed)', async () => {

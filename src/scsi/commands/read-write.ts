@@ -13,10 +13,6 @@ import { IoKind } from '../sense-map.js';
 
 const FUA = 0x08;
 
-/** Shared, frozen write options: no allocation per write. */
-const FUA_ON = Object.freeze({ fua: true });
-const FUA_OFF = Object.freeze({ fua: false });
-
 export function read6(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<number> {
   const cdb = cmd.cdb;
   const lba = ((cdb[1] & 0x1f) << 16) | (cdb[2] << 8) | cdb[3];
@@ -65,7 +61,7 @@ function readBlocks(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numb
   if (blocks === 0) return ScsiStatus.Good; // SBC-4: zero blocks is no transfer, not an error
   let r: void | Promise<void>;
   try {
-    r = lu.store.read(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength));
+    r = lu.store.read(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), lu.callOptions(cmd));
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Read);
   }
@@ -96,7 +92,7 @@ export function writeBlocks(
   let r: void | Promise<void>;
   try {
     // WCE=0 means the initiator was promised no volatile cache: every write is FUA.
-    r = lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), fua || !lu.wce ? FUA_ON : FUA_OFF);
+    r = lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), lu.writeOptions(cmd, fua || !lu.wce));
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Write);
   }

@@ -21,7 +21,7 @@ function synchronize(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: num
   if (lba + blocks > lu.capacityBlocks || lba > lu.capacityBlocks) return lu.lbaOutOfRange(cmd);
   let r: void | Promise<void>;
   try {
-    r = lu.store.flush();
+    r = lu.store.flush(lu.callOptions(cmd));
   } catch (err) {
     // A failed flush means acknowledged writes may be lost: a write error.
     return lu.storeFailed(cmd, err, IoKind.Write);

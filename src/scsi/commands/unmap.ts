@@ -46,7 +46,7 @@ async function discardAll(lu: LogicalUnit, cmd: ScsiCommand, list: Buffer, count
     for (let i = 0; i < count; i++) {
       const at = HEADER + i * DESCRIPTOR;
       const blocks = list.readUInt32BE(at + 8);
-      if (blocks !== 0) await lu.store.discard(readU64(list, at) * bs, blocks * bs);
+      if (blocks !== 0) await lu.store.discard(readU64(list, at) * bs, blocks * bs, lu.callOptions(cmd));
     }
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Write);

@@ -49,14 +49,14 @@ async function run(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numbe
   const bs = lu.blockSize;
   try {
     if (zero) {
-      await lu.store.writeZeroes(lba * bs, blocks * bs, { unmap: unmap && lu.store.thin });
+      await lu.store.writeZeroes(lba * bs, blocks * bs, lu.writeZeroesOptions(cmd, unmap && lu.store.thin));
       return ScsiStatus.Good;
     }
     const chunkBlocks = Math.max(1, Math.min(blocks, Math.floor(REPLICATE_CHUNK_BYTES / bs)));
     const chunk = Buffer.allocUnsafe(chunkBlocks * bs);
     gather(cmd.iov, 0, chunk, 0, bs);
     for (let filled = bs; filled < chunk.length; filled *= 2) chunk.copy(chunk, filled, 0, Math.min(filled, chunk.length - filled));
-    const fua = { fua: !lu.wce };
+    const fua = lu.writeOptions(cmd, !lu.wce);
     for (let done = 0; done < blocks; done += chunkBlocks) {
       if (cmd.aborted) return ScsiStatus.TaskAborted;
       const n = Math.min(chunkBlocks, blocks - done);
