@@ -46,5 +46,12 @@ export function validateBackstore(store: unknown, handlerName: string): Backstor
     const value = candidate[flag];
     if (value !== undefined && typeof value !== 'boolean') bad(`"${flag}" must be a boolean or absent, got ${typeof value}`);
   }
+  // The concurrency and abort declarations (see "Concurrency" in ./types.ts),
+  // checked here so a wrong one names its handler before serialize.ts sees it.
+  const { abortable, maxInFlight } = candidate;
+  if (abortable !== undefined && typeof abortable !== 'boolean') bad(`"abortable" must be a boolean or absent, got ${typeof abortable}`);
+  if (maxInFlight !== undefined && !(typeof maxInFlight === 'number' && Number.isSafeInteger(maxInFlight) && maxInFlight >= 1)) {
+    bad(`"maxInFlight" must be a positive integer or absent, got ${String(maxInFlight)}`);
+  }
   return store as Backstore;
 }

@@ -130,6 +130,15 @@ describe('user handler modules', () => {
     await expect(openDevConfig('badsize/', base)).rejects.toThrow('handler "badsize" returned an invalid backstore: size 1000 is not a multiple of blockSize 512');
     await expect(openDevConfig('noread/', base)).rejects.toThrow('"read" is required and must be a function');
   });
+
+  it.each([
+    ['baddecl-zero', { maxInFlight: 0 }, '"maxInFlight" must be a positive integer or absent, got 0'],
+    ['baddecl-half', { maxInFlight: 1.5 }, '"maxInFlight" must be a positive integer or absent, got 1.5'],
+    ['baddecl-abort', { abortable: 'yes' }, '"abortable" must be a boolean or absent, got string'],
+  ])('refuses a bad concurrency declaration (%s) naming the handler', async (name, declaration, message) => {
+    registerHandler({ name, open: () => ({ size: 512, blockSize: 512, read() {}, close() {}, ...declaration }) as Backstore });
+    await expect(openDevConfig(`${name}/`, base)).rejects.toThrow(`handler "${name}" returned an invalid backstore: ${message}`);
+  });
 });
 
 describe('openStack', () => {
