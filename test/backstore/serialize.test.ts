@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { StorageError } from '../../src/backstore/errors.js';
 import { CallQueue, limitConcurrency } from '../../src/backstore/serialize.js';
-import { toLunStore } from '../../src/backstore/stack.js';
+import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { Backstore, CallOptions, Extent, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
 import { settle, waitFor } from '../tcmu/wait.js';
 

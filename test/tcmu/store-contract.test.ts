@@ -6,7 +6,7 @@
  * whether calls overlapped.
  */
 import { afterEach, describe, expect, test } from 'vitest';
-import { toLunStore } from '../../src/backstore/stack.js';
+import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { Backstore, CallOptions, WriteOptions } from '../../src/backstore/types.js';
 import { ScsiDisk } from '../../src/scsi/index.js';
 import { RingEngine } from '../../src/tcmu/ring-engine.js';
