@@ -32,7 +32,8 @@ export function registerServe(program: Command): void {
     .option('--subtypes <list>', 'comma-separated subtypes to answer for (default: every known handler)')
     .option('--socket <path>', 'control socket path (overrides the config)')
     .option('--no-netlink', 'do not listen for device events (rescan with SIGHUP instead)')
-    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean }) => {
+    .option('--no-dbus', 'do not offer the handlers to targetcli on the system bus (org.kernel.TCMUService1)')
+    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean }) => {
       const config = opts.config ? loadConfig(opts.config) : DEFAULT_CONFIG;
       if (opts.config) checkChapKeys(config, opts.config);
       if (opts.socket === '') throw new Error('--socket cannot be empty: the control socket is also the single-instance guard');
@@ -46,6 +47,7 @@ export function registerServe(program: Command): void {
         log,
         subtypes,
         netlink: opts.netlink,
+        dbus: opts.dbus,
         controlSocket: opts.socket ?? config.controlSocket,
         keyDir: config.keyDir,
         allowedDirs: config.allowedDirs,

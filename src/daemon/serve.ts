@@ -23,6 +23,7 @@ import { validateLunName } from '../config/names.js';
 import type { LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
+import { startTargetcliService } from './dbus-start.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -39,6 +40,8 @@ export interface ServeOptions {
   luns?: readonly LunConfig[];
   uioRoot?: string;
   configfsRoot?: string;
+  /** Offer the handlers to targetcli on the system bus (default true; see dbus-service.ts). */
+  dbus?: boolean;
 }
 
 /** Negative errno values for netlink replies. */
@@ -248,6 +251,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     // Without netlink nobody told us about the devices just created.
     if (opts.netlink === false) await server.scan();
   }
+  const dbus = opts.dbus === false ? undefined : await startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
   opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
 
   process.on('SIGHUP', () => {
@@ -263,6 +267,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
       if (stopping) return;
       stopping = true;
       opts.log.info({ signal }, 'stopping');
+      dbus?.close();
       server.stop().finally(resolve);
     };
     process.on('SIGINT', onSignal);
