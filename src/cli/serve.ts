@@ -6,6 +6,7 @@ import { builtinHandlerNames, registerUserHandler } from '../backstore/registry.
 import { ConfigError, DEFAULT_CONFIG, loadConfig, type DaemonConfig } from '../config/config.js';
 import { readChapKey } from '../config/chap-keys.js';
 import { checkLioAvailable } from '../lio/export.js';
+import { parseListenAddress, type ListenAddress } from '../daemon/metrics-address.js';
 
 /**
  * Read every CHAP key the config names before anything starts, so a missing
@@ -23,6 +24,14 @@ function checkChapKeys(config: DaemonConfig, file: string): void {
   }
 }
 
+function parseMetricsOption(text: string): ListenAddress {
+  try {
+    return parseListenAddress(text);
+  } catch (err) {
+    throw new Error(`--metrics: ${(err as Error).message}`);
+  }
+}
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
@@ -33,7 +42,8 @@ export function registerServe(program: Command): void {
     .option('--socket <path>', 'control socket path (overrides the config)')
     .option('--no-netlink', 'do not listen for device events (rescan with SIGHUP instead)')
     .option('--no-dbus', 'do not offer the handlers to targetcli on the system bus (org.kernel.TCMUService1)')
-    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean }) => {
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (overrides [daemon] metrics)')
+    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean; metrics?: string }) => {
       const config = opts.config ? loadConfig(opts.config) : DEFAULT_CONFIG;
       if (opts.config) checkChapKeys(config, opts.config);
       if (opts.socket === '') throw new Error('--socket cannot be empty: the control socket is also the single-instance guard');
@@ -48,6 +58,7 @@ export function registerServe(program: Command): void {
         subtypes,
         netlink: opts.netlink,
         dbus: opts.dbus,
+        metrics: opts.metrics !== undefined ? parseMetricsOption(opts.metrics) : config.metrics,
         controlSocket: opts.socket ?? config.controlSocket,
         keyDir: config.keyDir,
         allowedDirs: config.allowedDirs,

@@ -24,6 +24,8 @@ import type { LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
 import { startTargetcliService } from './dbus-start.js';
+import { startMetricsServer, type MetricsSource } from './metrics.js';
+import type { ListenAddress } from './metrics-address.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -42,6 +44,8 @@ export interface ServeOptions {
   configfsRoot?: string;
   /** Offer the handlers to targetcli on the system bus (default true; see dbus-service.ts). */
   dbus?: boolean;
+  /** Serve Prometheus metrics here (see metrics.ts). */
+  metrics?: ListenAddress;
 }
 
 /** Negative errno values for netlink replies. */
@@ -58,6 +62,8 @@ export class Server {
   private readonly files: FileOpener;
   /** Process-level faults fail the LUN they come from (installed by serveForever). */
   readonly faultGuard: FaultGuard;
+  /** Failed LUN opens by subtype, for monitoring. */
+  private readonly openFailures = new Map<string, number>();
 
   constructor(private readonly opts: ServeOptions) {
     this.files = createFileOpener(opts.allowedDirs ?? []);
@@ -84,6 +90,14 @@ export class Server {
     );
     this.netlink = netlink;
     await netlink.enableReplies();
+  }
+
+  /** What the metrics endpoint reads on each scrape. */
+  metricsSource(): MetricsSource {
+    return {
+      luns: () => [...this.luns.values()].map((l) => ({ id: l.id, counters: l.counters, inFlight: l.status().stats?.inFlight ?? 0, stuckEvents: l.status().stuckEvents })),
+      openFailures: () => this.openFailures,
+    };
   }
 
   list(): LunStatus[] {
@@ -159,6 +173,7 @@ export class Server {
       return 0;
     } catch (err) {
       lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
+      this.openFailures.set(device.subtype, (this.openFailures.get(device.subtype) ?? 0) + 1);
       return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
     }
   }
@@ -252,6 +267,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     if (opts.netlink === false) await server.scan();
   }
   const dbus = opts.dbus === false ? undefined : await startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
+  const metrics = opts.metrics ? await startMetricsServer(opts.metrics, server.metricsSource(), opts.log) : undefined;
   opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
 
   process.on('SIGHUP', () => {
@@ -274,6 +290,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
   });
   control.close();
+  await metrics?.close();
   server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }
