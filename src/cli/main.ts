@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { registerServe } from './serve.js';
 import { registerLun } from './lun.js';
 import { registerImage, registerSnapshot } from './image.js';
+import { registerService } from './service.js';
 
 const program = new Command();
 program
@@ -19,6 +20,7 @@ registerServe(program);
 registerLun(program);
 registerImage(program);
 registerSnapshot(program);
+registerService(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`tcmu-ts: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -26,6 +26,7 @@ import { sharedUringIo } from '../io/uring-io.js';
 import { startTargetcliService } from './dbus-start.js';
 import { startMetricsServer, type MetricsSource } from './metrics.js';
 import type { ListenAddress } from './metrics-address.js';
+import { SystemdNotifier, countLuns } from './notify.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -269,6 +270,8 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   const dbus = opts.dbus === false ? undefined : await startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
   const metrics = opts.metrics ? await startMetricsServer(opts.metrics, server.metricsSource(), opts.log) : undefined;
   opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
+  const systemd = SystemdNotifier.fromEnv(opts.log);
+  systemd?.ready(() => countLuns(server.list()));
 
   process.on('SIGHUP', () => {
     server.scan().then(
@@ -283,6 +286,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
       if (stopping) return;
       stopping = true;
       opts.log.info({ signal }, 'stopping');
+      systemd?.stopping();
       dbus?.close();
       server.stop().finally(resolve);
     };
@@ -291,6 +295,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   });
   control.close();
   await metrics?.close();
+  systemd?.close();
   server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }
