@@ -149,8 +149,8 @@ describe('metrics listen address', () => {
     expect(() => parseListenAddress('9470')).toThrow('"9470" is not HOST:PORT (e.g. 127.0.0.1:9470 or [::1]:9470)');
     expect(() => parseListenAddress('127.0.0.1:0')).toThrow('port 0 is not in 1-65535');
     expect(() => parseListenAddress('127.0.0.1:70000')).toThrow('port 70000 is not in 1-65535');
-    expect(() => parseListenAddress('[1.2.3.4]:80')).toThrow('is not an IPv6 address');
-    expect(() => parseListenAddress("bad_host!:80")).toThrow("bad_host! is neither an IPv4 address nor a host name");
+    expect(() => parseListenAddress('[1.2.3.4]:80')).toThrow("the part in brackets is not an IPv6 address");
+    expect(() => parseListenAddress("bad_host!:80")).toThrow(`"bad_host!" is neither an IPv4 address nor a host name`);
     expect(() => parseListenAddress('a..b:80')).toThrow('neither an IPv4 address nor a host name');
   });
 });
