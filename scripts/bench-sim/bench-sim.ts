@@ -19,7 +19,7 @@ import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/co
 import { Asc, SenseKey } from '../../src/scsi/sense.js';
 import { native } from '../../src/native.js';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
-import { CommandCounters } from '../../src/tcmu/command-counters.js';
+import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
 import { Mailbox, SENSE_SIZE } from '../../src/tcmu/ring-layout.js';
 import type { BenchWorkerConfig, BenchWorkerReport } from './bench-worker.js';
 
@@ -97,6 +97,12 @@ function mainThreadCpuSeconds(): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14, 15); USER_HZ is 100 on Linux
 }
 
+function countedCommands(c: CommandCounters): number {
+  let n = 0;
+  for (let g = 0; g < OP_GROUPS.length; g++) n += c.commandCount(g);
+  return n;
+}
+
 async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   const addon = native();
   const mapSize = Mailbox.size + RING_SIZE + DATA_SIZE;
@@ -166,8 +172,8 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
     failed: report.failed + engine.stats.errors,
     note: report.broken
       ? `BROKEN: ${report.broken}`
-      : counters && counters.commands.reduce((a, b) => a + b, 0) !== engine.stats.commands
-        ? `COUNTERS DISAGREE: ${counters.commands.reduce((a, b) => a + b, 0)} counted, ${engine.stats.commands} completed`
+      : counters && countedCommands(counters) !== engine.stats.commands
+        ? `COUNTERS DISAGREE: ${countedCommands(counters)} counted, ${engine.stats.commands} completed`
         : '',
     kernelKicks: report.kernelKicks / Math.max(1, report.completed),
     cpuPerCmdUs: ((cpu1 - cpu0) * 1e6) / Math.max(1, commands),

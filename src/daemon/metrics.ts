@@ -100,7 +100,7 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
     registry.registerMetric(new ScrapedMetric(`${PREFIX}${name}`, help, type, samples) as never);
 
   add('commands_total', 'SCSI commands completed, by LUN and operation group.', 'counter', () =>
-    [...source.luns()].flatMap((lun) => OP_GROUPS.map((op, g) => ({ labels: { lun: lun.id, op }, value: lun.counters.commands[g]! }))),
+    [...source.luns()].flatMap((lun) => OP_GROUPS.map((op, g) => ({ labels: { lun: lun.id, op }, value: lun.counters.commandCount(g) }))),
   );
   add('read_bytes_total', 'Bytes transferred by READ commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.readBytes));
   add('written_bytes_total', 'Bytes transferred by WRITE commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.writtenBytes));

@@ -8,7 +8,7 @@
  * two per command would cost several percent of the engine's throughput.
  * The ring engine refreshes the clock at every batch and at the first
  * asynchronous completion after a publish; `started` refreshes it every
- * CLOCK_EVERY commands besides. So a latency is exact to the batch (or to
+ * CLOCK_EVERY (32) commands besides. So a latency is exact to the batch (or to
  * CLOCK_EVERY synchronous commands), which is what the initiator sees: a
  * completion reaches the kernel only when its batch publishes the tail.
  */
@@ -51,7 +51,7 @@ const BOUNDS_MS = Float64Array.from(LATENCY_BOUNDS_SECONDS, (s) => s * 1000);
 export const LATENCY_BUCKETS = BOUNDS_MS.length + 1;
 
 /** Commands between forced clock refreshes within one batch. */
-const CLOCK_EVERY = 16;
+const CLOCK_EVERY = 32;
 
 /** What the engine reads of a completed command (a CommandSlot). */
 export interface CountedCommand {
@@ -62,8 +62,12 @@ export interface CountedCommand {
 }
 
 export class CommandCounters {
-  /** Completed commands by group (OP_GROUPS order). */
-  readonly commands = new Float64Array(OP_GROUPS.length);
+  /**
+   * Completed commands by group (OP_GROUPS order). For the timed groups
+   * (read, write, flush) the histogram already counts every command, so
+   * only unmap and other are counted here; read them with commandCount().
+   */
+  private readonly untimedCommands = new Float64Array(OP_GROUPS.length);
   /** Bytes of READ / WRITE commands that completed GOOD. */
   readBytes = 0;
   writtenBytes = 0;
@@ -96,9 +100,16 @@ export class CommandCounters {
     this.startedAt[slotIndex] = this.now;
   }
 
+  /** Completed commands of group `g` (OP_GROUPS index). */
+  commandCount(g: number): number {
+    if (g >= TIMED_GROUPS) return this.untimedCommands[g]!;
+    let n = 0;
+    for (let b = 0; b < LATENCY_BUCKETS; b++) n += this.latencyCounts[g * LATENCY_BUCKETS + b]!;
+    return n;
+  }
+
   completed(cmd: CountedCommand, status: number): void {
     const group = GROUP_OF[cmd.cdb[0]!]!;
-    this.commands[group]!++;
     if (status === 0) {
       if (group === READ) this.readBytes += cmd.iovLength;
       else if (group === WRITE) this.writtenBytes += cmd.iovLength;
@@ -117,6 +128,8 @@ export class CommandCounters {
       while (bucket < BOUNDS_MS.length && latency > BOUNDS_MS[bucket]!) bucket++;
       this.latencyCounts[group * LATENCY_BUCKETS + bucket]!++;
       this.latencySumMs[group]! += latency;
+    } else {
+      this.untimedCommands[group]!++;
     }
   }
 }
