@@ -7,6 +7,7 @@ import { ConfigError, DEFAULT_CONFIG, loadConfig, type DaemonConfig } from '../c
 import { readChapKey } from '../config/chap-keys.js';
 import { checkLioAvailable } from '../lio/export.js';
 import { parseListenAddress, type ListenAddress } from '../daemon/metrics-address.js';
+import { openLogFile } from '../daemon/log-file.js';
 
 /**
  * Read every CHAP key the config names before anything starts, so a missing
@@ -43,11 +44,14 @@ export function registerServe(program: Command): void {
     .option('--no-netlink', 'do not listen for device events (rescan with SIGHUP instead)')
     .option('--no-dbus', 'do not offer the handlers to targetcli on the system bus (org.kernel.TCMUService1)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (overrides [daemon] metrics)')
-    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean; metrics?: string }) => {
+    .option('--log-file <path>', 'log to this file (created 0600) instead of stdout; SIGHUP reopens it (logrotate)')
+    .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean; metrics?: string; logFile?: string }) => {
       const config = opts.config ? loadConfig(opts.config) : DEFAULT_CONFIG;
       if (opts.config) checkChapKeys(config, opts.config);
       if (opts.socket === '') throw new Error('--socket cannot be empty: the control socket is also the single-instance guard');
-      const log = createLogger((opts.logLevel ?? config.logLevel) as LevelWithSilent);
+      const logFile = opts.logFile !== undefined ? openLogFile(opts.logFile) : undefined;
+      const log = createLogger((opts.logLevel ?? config.logLevel) as LevelWithSilent, logFile?.stream);
+      if (logFile) process.on('SIGHUP', () => logFile.reopen());
       await checkLioAvailable();
       for (const [name, mod] of Object.entries(config.handlers)) registerUserHandler(name, mod);
       const subtypes = new Set(
