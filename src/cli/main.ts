@@ -9,6 +9,7 @@ import { registerServe } from './serve.js';
 import { registerLun } from './lun.js';
 import { registerImage, registerSnapshot } from './image.js';
 import { registerService } from './service.js';
+import { registerLogLevel } from './log-level.js';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ registerLun(program);
 registerImage(program);
 registerSnapshot(program);
 registerService(program);
+registerLogLevel(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`tcmu-ts: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -27,6 +27,7 @@ import { startTargetcliService } from './dbus-start.js';
 import { startMetricsServer, type MetricsSource } from './metrics.js';
 import type { ListenAddress } from './metrics-address.js';
 import { SystemdNotifier, countLuns } from './notify.js';
+import { setLunLogLevel } from './lun-log-level.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -255,6 +256,11 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
         // A name or an id "user_N/name": the same LUN-name rule as the config and the CLI.
         validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
         return server.snapshot(lun, String(req.op), req.name === undefined ? undefined : String(req.name));
+      }
+      case 'log-level': {
+        const lun = String(req.lun);
+        validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
+        return setLunLogLevel(server.find(lun), req.level);
       }
       default:
         throw Object.assign(new Error(`unknown control command ${JSON.stringify(req.cmd)?.slice(0, 80)}`), { code: 'EINVAL' });
