@@ -36,7 +36,7 @@ function parseMetricsOption(text: string): ListenAddress {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('serve every TCMU device whose subtype tcmu-ts handles; SIGTERM stops cleanly, SIGHUP rescans')
+    .description('serve every TCMU device whose subtype tcmu-ts handles; SIGTERM stops cleanly; SIGHUP reloads the config file, reopens the log file and rescans')
     .option('-c, --config <file>', 'TOML config file (LUNs to create, allowed dirs, user handlers)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (overrides the config)')
     .option('--subtypes <list>', 'comma-separated subtypes to answer for (default: every known handler)')
@@ -46,11 +46,23 @@ export function registerServe(program: Command): void {
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (overrides [daemon] metrics)')
     .option('--log-file <path>', 'log to this file (created 0600) instead of stdout; SIGHUP reopens it (logrotate)')
     .action(async (opts: { config?: string; logLevel?: string; subtypes?: string; socket?: string; netlink: boolean; dbus: boolean; metrics?: string; logFile?: string }) => {
-      const config = opts.config ? loadConfig(opts.config) : DEFAULT_CONFIG;
-      if (opts.config) checkChapKeys(config, opts.config);
+      const metrics = opts.metrics !== undefined ? parseMetricsOption(opts.metrics) : undefined;
+      // What runs: the file's values under the command line's overrides (reloads compare the same way).
+      const effective = (c: DaemonConfig): DaemonConfig => ({
+        ...c,
+        logLevel: (opts.logLevel as DaemonConfig['logLevel'] | undefined) ?? c.logLevel,
+        controlSocket: opts.socket ?? c.controlSocket,
+        metrics: metrics ?? c.metrics,
+      });
+      const readConfig = (file: string): DaemonConfig => {
+        const c = loadConfig(file);
+        checkChapKeys(c, file);
+        return effective(c);
+      };
+      const config = opts.config ? readConfig(opts.config) : effective(DEFAULT_CONFIG);
       if (opts.socket === '') throw new Error('--socket cannot be empty: the control socket is also the single-instance guard');
       const logFile = opts.logFile !== undefined ? openLogFile(opts.logFile) : undefined;
-      const log = createLogger((opts.logLevel ?? config.logLevel) as LevelWithSilent, logFile?.stream);
+      const log = createLogger(config.logLevel as LevelWithSilent, logFile?.stream);
       if (logFile) process.on('SIGHUP', () => logFile.reopen());
       await checkLioAvailable();
       for (const [name, mod] of Object.entries(config.handlers)) registerUserHandler(name, mod);
@@ -62,11 +74,12 @@ export function registerServe(program: Command): void {
         subtypes,
         netlink: opts.netlink,
         dbus: opts.dbus,
-        metrics: opts.metrics !== undefined ? parseMetricsOption(opts.metrics) : config.metrics,
-        controlSocket: opts.socket ?? config.controlSocket,
+        metrics: config.metrics,
+        controlSocket: config.controlSocket,
         keyDir: config.keyDir,
         allowedDirs: config.allowedDirs,
         luns: config.luns,
+        reload: opts.config ? { config, load: () => readConfig(opts.config!) } : undefined,
       });
       log.flush();
     });

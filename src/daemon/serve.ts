@@ -20,7 +20,7 @@ import { pathOfDevConfig } from './paths.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
-import type { LunConfig } from '../config/config.js';
+import type { DaemonConfig, LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
 import { startTargetcliService } from './dbus-start.js';
@@ -28,6 +28,7 @@ import { startMetricsServer, type MetricsSource } from './metrics.js';
 import type { ListenAddress } from './metrics-address.js';
 import { SystemdNotifier, countLuns } from './notify.js';
 import { setLunLogLevel } from './lun-log-level.js';
+import { ConfigReloader } from './config-reload.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -48,6 +49,8 @@ export interface ServeOptions {
   dbus?: boolean;
   /** Serve Prometheus metrics here (see metrics.ts). */
   metrics?: ListenAddress;
+  /** SIGHUP re-reads the config file: the config as started, and how to load it again (see config-reload.ts). */
+  reload?: { config: DaemonConfig; load: () => DaemonConfig };
 }
 
 /** Negative errno values for netlink replies. */
@@ -279,8 +282,9 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   const systemd = SystemdNotifier.fromEnv(opts.log);
   systemd?.ready(() => countLuns(server.list()));
 
+  const reloader = opts.reload ? new ConfigReloader(opts.reload.config, opts.reload.load, opts.log) : undefined;
   process.on('SIGHUP', () => {
-    server.scan().then(
+    (reloader?.reload() ?? Promise.resolve()).then(() => server.scan()).then(
       (n) => opts.log.info({ opened: n }, 'rescan done'),
       (err) => opts.log.error({ err }, 'rescan failed'),
     );
