@@ -32,6 +32,7 @@ describeKernel('targetcli manages tcmu-ts backstores over D-Bus', () => {
   });
 
   it('creates user:file and user:qcow2 backstores that tcmu-ts serves', () => {
+    for (const k of ['create_d0', 'create_q0', 'create_new']) expect(r(`${k}_rc`), why(`targetcli ${k}`)).toBe('0');
     expect(r('d0_enabled'), why('user:file d0 created and enabled')).toBe('1');
     expect(r('q0_enabled'), why('user:qcow2 q0 created and enabled')).toBe('1');
     expect(r('n0_enabled'), why('user:file with ;create=1')).toBe('1');
@@ -79,5 +80,6 @@ describeKernel('targetcli manages tcmu-ts backstores over D-Bus', () => {
     expect(r('luns_in_metrics'), why('LUN series left in metrics')).toBe('0');
     expect(r('status_luns'), why('LUNs the daemon still serves')).toBe('0');
     expect(r('runner_exit'), why('clean daemon exit')).toBe('0');
+    expect(r('unexpected_errors'), why('error lines in the daemon log besides the broken-config refusal')).toBe('0');
   });
 });

@@ -38,12 +38,15 @@ finish() {
   runner_stop
   [ -n "$DBUS_PID" ] && kill "$DBUS_PID" 2>/dev/null
   result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
+  # the one error line expected: the deliberately broken config's reload refusal
+  result unexpected_errors "$(grep '"level":[56]0' "$RUNNER_LOG" 2>/dev/null | grep -vc 'config reload refused')"
   dump_log runner "$RUNNER_LOG" 60
 }
-# tcli KEY ARGS...: run targetcli, report its exit code as KEY_rc and its output as @@LOG KEY
-tcli() { local k="$1" out rc; shift
-  out=$(timeout 120 targetcli "$@" 2>&1); rc=$?
-  result "${k}_rc" $rc; printf '%s\n' "$out" | tail -n 40 | sed "s/^/@@LOG $k /"; printf '%s\n' "$out"; }
+# tcli KEY ARGS...: run targetcli, report its exit code as KEY_rc and its output as
+# @@LOG KEY; the output stays in $S/KEY.out for the checks that follow.
+tcli() { local k="$1" rc; shift
+  timeout 120 targetcli "$@" > "$S/$k.out" 2>&1; rc=$?
+  result "${k}_rc" $rc; tail -n 40 "$S/$k.out" | sed "s/^/@@LOG $k /"; }
 # metric NAME LABELS: one sample from the metrics endpoint (0 if absent)
 scrape() { curl -fsS $METRICS > "$1"; }
 metric() { local v; v=$(grep -F "$2{$3}" "$1" | awk '{print $2}' | head -1); echo "${v:-0}"; }
@@ -62,30 +65,29 @@ else
 fi
 
 # -- targetcli sees the handlers --------------------------------------------------------
-out=$(tcli ls ls /backstores)
-for h in file qcow2 ram; do result "ls_user_$h" "$(grep -c "user:$h" <<<"$out")"; done
-out=$(tcli help_file /backstores/user:file help create)
-result help_configdesc "$(grep -c 'tcmu-ts file' <<<"$out")"
+tcli ls ls /backstores
+for h in file qcow2 ram; do result "ls_user_$h" "$(grep -c "user:$h" $S/ls.out)"; done
+tcli help_file /backstores/user:file help create
+result help_configdesc "$(grep -c 'tcmu-ts file' $S/help_file.out)"
 
 # -- create: CheckConfig, then the kernel device, then tcmu-ts serves it ----------------
-tcli create_d0 /backstores/user:file create name=d0 size=64M "cfgstring=$A/d0.img" >/dev/null
+tcli create_d0 /backstores/user:file create name=d0 size=64M "cfgstring=$A/d0.img"
 result d0_enabled "$(cat "$(dev_path d0)/enable" 2>/dev/null)"
-result d0_config "$(grep -o 'dev_config=[^,]*' "$(dev_path d0)/info" 2>/dev/null | head -1)"
-tcli create_q0 /backstores/user:qcow2 create name=q0 size=64M "cfgstring=$A/q0.qcow2" >/dev/null
+tcli create_q0 /backstores/user:qcow2 create name=q0 size=64M "cfgstring=$A/q0.qcow2"
 result q0_enabled "$(cat "$(dev_path q0)/enable" 2>/dev/null)"
-out=$(tcli create_new "/backstores/user:file" create name=n0 size=16M "cfgstring=$A/n0.img;create=1")
+tcli create_new /backstores/user:file create name=n0 size=16M "cfgstring=$A/n0.img;create=1"
 result n0_enabled "$(cat "$(dev_path n0)/enable" 2>/dev/null)"
 result n0_file_size "$(stat -c %s $A/n0.img 2>/dev/null)"
 # Refused by CheckConfig: targetcli prints tcmu-ts's reason and creates nothing.
-out=$(tcli create_bad /backstores/user:file create name=bad size=64M "cfgstring=$O/secret.img")
-result bad_reason "$(grep -c 'cfgstring invalid: .*is not under any allowed directory' <<<"$out")"
+tcli create_bad /backstores/user:file create name=bad size=64M "cfgstring=$O/secret.img"
+result bad_reason "$(grep -c 'cfgstring invalid: .*is not under any allowed directory' $S/create_bad.out)"
 result bad_exists "$(dev_path bad >/dev/null && echo yes || echo no)"
 wait_for 30 bash -c "[ \$(grep -c '\"msg\":\"LUN serving\"' $RUNNER_LOG) -ge 3 ]"
 result serving "$(grep -c '"msg":"LUN serving"' "$RUNNER_LOG")"
 
 # -- export on loopback with targetcli, then I/O ----------------------------------------
-tcli loop_create /loopback create $LOOP_WWN >/dev/null
-tcli loop_lun /loopback/$LOOP_WWN/luns create /backstores/user:file/d0 >/dev/null
+tcli loop_create /loopback create $LOOP_WWN
+tcli loop_lun /loopback/$LOOP_WWN/luns create /backstores/user:file/d0
 addr=$(cat $CFG/loopback/$LOOP_WWN/tpgt_1/address 2>/dev/null)
 if [ -n "$addr" ] && wait_for 60 _scsi_block "$addr:0"; then sd=$(_scsi_block "$addr:0"); result export "$sd"; else result export fail; finish; exit 1; fi
 echo 2 > /proc/sys/vm/drop_caches
@@ -127,7 +129,7 @@ result metric_process "$(grep -c '^tcmu_ts_process_cpu_user_seconds_total' $S/m1
 grep -F "$LUN" $S/m1 | grep -v _bucket | sed 's/^/@@LOG metrics /'
 
 # -- clearconfig: targetcli removes everything, the daemon closes every LUN --------------
-tcli clear clearconfig confirm=True >/dev/null
+tcli clear clearconfig confirm=True
 wait_for 60 bash -c "[ \$(grep -c '\"msg\":\"LUN stopped\"' $RUNNER_LOG) -ge 4 ]"
 result stopped "$(grep -c '"msg":"LUN stopped"' "$RUNNER_LOG")"
 result left_devices "$(ls -d $CFG/core/user_*/* 2>/dev/null | wc -l)"
