@@ -98,7 +98,7 @@ describe.skipIf(!haveBus)('D-Bus service for targetcli', () => {
     expect(await check('file', `file/${allowed}/nope.img`)).toEqual([false, `file: ${allowed}/nope.img does not exist (add ;create=1 to create it)`]);
     expect(await check('file', 'file/relative.img')).toEqual([false, 'file: "relative.img" is not an absolute path (dev_config is file//<absolute path>)']);
     expect(await check('file', 'file')).toEqual([false, expect.stringContaining("has no '/'")]);
-    expect(await check('ram', 'ram/;size=lots')).toEqual([false, 'ram: option size="lots" is not a size (bytes, or a number with K, M, G, T or P)']);
+    expect(await check('ram', 'ram/;size=lots')).toEqual([false, expect.stringContaining('ram: option size="lots" is not a size')]);
     expect(await check('ram', `file/${allowed}/disk.img`)).toEqual([false, expect.stringContaining('is for handler "file", but was checked by the "ram" handler')]);
     expect(await check('mine', 'mine/bad')).toEqual([false, 'mine: only "ok" is valid']);
     expect(await check('qcow2', `qcow2/${allowed}/garbage.qcow2`)).toEqual([false, expect.stringMatching(/qcow2/i)]);

@@ -6,14 +6,13 @@
  */
 import { Buffer } from 'node:buffer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { toLunStore } from '../../src/backstore/stack.js';
+import { openDevConfig } from '../../src/backstore/registry.js';
 import { ScsiDisk, deriveIdentity } from '../../src/scsi/index.js';
 import { CommandCounters } from '../../src/tcmu/command-counters.js';
 import { RingEngine } from '../../src/tcmu/ring-engine.js';
 import { startMetricsServer, type LunMetricsView, type MetricsServer } from '../../src/daemon/metrics.js';
 import { parseListenAddress } from '../../src/daemon/metrics-address.js';
 import { silentLogger } from '../../src/log.js';
-import { RamDisk } from '../../handlers/ram/ram-disk.js';
 import { KernelSim } from '../sim/kernel-sim.js';
 import { RamTarget, read10, write10 } from '../tcmu/ram-target.js';
 import { waitFor } from '../tcmu/wait.js';
@@ -51,7 +50,8 @@ describe('metrics endpoint', () => {
     // LUN A: the real SCSI emulation over the ram handler.
     const simA = KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true });
     sims.push(simA);
-    const disk = new ScsiDisk(toLunStore(new RamDisk(8 << 20, BLOCK, false)), deriveIdentity('metrics-test'));
+    const store = await openDevConfig('ram/', { size: 8 << 20, blockSize: BLOCK, readOnly: false, log: silentLogger });
+    const disk = new ScsiDisk(store, deriveIdentity('metrics-test'));
     const countersA = new CommandCounters();
     const engineA = new RingEngine(simA.runnerMapping(), disk, { counters: countersA });
     engines.push(engineA);
