@@ -102,8 +102,8 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   add('commands_total', 'SCSI commands completed, by LUN and operation group.', 'counter', () =>
     [...source.luns()].flatMap((lun) => OP_GROUPS.map((op, g) => ({ labels: { lun: lun.id, op }, value: lun.counters.commandCount(g) }))),
   );
-  add('read_bytes_total', 'Bytes transferred by READ commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.readBytes));
-  add('written_bytes_total', 'Bytes transferred by WRITE commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.writtenBytes));
+  add('read_bytes_total', 'Bytes transferred by READ commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.bytes[0]!));
+  add('written_bytes_total', 'Bytes transferred by WRITE commands that completed GOOD.', 'counter', () => perLun(source, (l) => l.counters.bytes[1]!));
   add('command_errors_total', 'Commands that did not complete GOOD, by sense key (status_without_sense: BUSY, RESERVATION CONFLICT, ...).', 'counter', () =>
     [...source.luns()].flatMap((lun) =>
       SENSE_KEY_NAMES.map((key, k) => ({ labels: { lun: lun.id, sense_key: key }, value: lun.counters.errors[k]! })).filter((s) => s.value > 0),

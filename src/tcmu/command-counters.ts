@@ -6,9 +6,9 @@
  *
  * Latency is measured with a cached clock: performance.now() costs ~50 ns,
  * two per command would cost several percent of the engine's throughput.
- * The ring engine refreshes the clock at every batch and at the first
+ * The ring engine refreshes the clock at every consuming batch and at the first
  * asynchronous completion after a publish; `started` refreshes it every
- * CLOCK_EVERY (32) commands besides. So a latency is exact to the batch (or to
+ * CLOCK_EVERY (64) commands besides. So a latency is exact to the batch (or to
  * CLOCK_EVERY synchronous commands), which is what the initiator sees: a
  * completion reaches the kernel only when its batch publishes the tail.
  */
@@ -51,7 +51,7 @@ const BOUNDS_MS = Float64Array.from(LATENCY_BOUNDS_SECONDS, (s) => s * 1000);
 export const LATENCY_BUCKETS = BOUNDS_MS.length + 1;
 
 /** Commands between forced clock refreshes within one batch. */
-const CLOCK_EVERY = 32;
+const CLOCK_EVERY = 64;
 
 /** What the engine reads of a completed command (a CommandSlot). */
 export interface CountedCommand {
@@ -68,9 +68,8 @@ export class CommandCounters {
    * only unmap and other are counted here; read them with commandCount().
    */
   private readonly untimedCommands = new Float64Array(OP_GROUPS.length);
-  /** Bytes of READ / WRITE commands that completed GOOD. */
-  readBytes = 0;
-  writtenBytes = 0;
+  /** Bytes of READ [0] and WRITE [1] commands that completed GOOD (a typed array: no boxed number per update). */
+  readonly bytes = new Float64Array(2);
   /** Failed commands by sense key (SENSE_KEY_NAMES order). */
   readonly errors = new Float64Array(SENSE_KEY_NAMES.length);
   /** Latency histograms (non-cumulative counts), TIMED_GROUPS x LATENCY_BUCKETS. */
@@ -111,8 +110,7 @@ export class CommandCounters {
   completed(cmd: CountedCommand, status: number): void {
     const group = GROUP_OF[cmd.cdb[0]!]!;
     if (status === 0) {
-      if (group === READ) this.readBytes += cmd.iovLength;
-      else if (group === WRITE) this.writtenBytes += cmd.iovLength;
+      if (group <= WRITE) this.bytes[group]! += cmd.iovLength; // READ = 0, WRITE = 1
     } else if (status === CHECK_CONDITION) {
       const sense = cmd.sense;
       // Fixed format (0x70/0x71) keeps the key in byte 2, descriptor format (0x72/0x73) in byte 1.

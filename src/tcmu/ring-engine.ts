@@ -240,7 +240,7 @@ export class RingEngine {
     if (this.state === 'closed' || this.state === 'idle') return;
     this.inBatch = true;
     this.stats.batches++;
-    this.counters?.clock();
+    if (consume) this.counters?.clock(); // publish-only batches: completeAsync already read it
     try {
       if (consume && this.state === 'running') this.consume();
       this.publish();
