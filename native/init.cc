@@ -9,6 +9,7 @@
 #include "open.h"
 #include "open_beneath.h"
 #include "peer_cred.h"
+#include "unix_dgram.h"
 
 namespace tcmu {
 
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkWatch", Napi::Function::New<NetlinkWatch>(env, "netlinkWatch"));
   exports.Set("netlinkClose", Napi::Function::New<NetlinkClose>(env, "netlinkClose"));
   exports.Set("peerCred", Napi::Function::New<PeerCred>(env, "peerCred"));
+  exports.Set("unixDatagramSend", Napi::Function::New<UnixDatagramSend>(env, "unixDatagramSend"));
   return exports;
 }
 

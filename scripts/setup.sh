@@ -18,10 +18,12 @@ log() { echo "setup: $*" >&2; }
 
 # -- 1. host packages -------------------------------------------------------
 # busybox-static: the initramfs shell; kmod: depmod/modprobe -d; util-linux:
-# blkdiscard in the guest; libaio1: fio's libaio engine.
+# blkdiscard in the guest; libaio1: fio's libaio engine; dbus-daemon and
+# targetcli-fb: the D-Bus service tests (targetcli's own code asks our
+# org.kernel.TCMUService1); systemd: systemd-analyze verify of the unit.
 PKGS=(qemu-system-x86 qemu-utils busybox-static kmod cpio fio sg3-utils
       cryptsetup-bin e2fsprogs zstd xz-utils util-linux coreutils libaio1
-      iproute2 libiscsi-bin)
+      iproute2 libiscsi-bin dbus-daemon targetcli-fb systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")

@@ -3,11 +3,11 @@
  * shippers want); LUN code gets child loggers carrying `lun`, so every line
  * about a LUN can be filtered without string matching.
  */
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: LevelWithSilent = 'info', destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: LevelWithSilent = 'info', destination?: DestinationStream): Logger {
   return pino({ level, base: { pid: process.pid } }, destination ?? pino.destination({ fd: 1, sync: false }));
 }
 

@@ -174,6 +174,12 @@ export interface NativeBinding {
   readonly RESOLVE_NO_XDEV: number;
   /** SO_PEERCRED of a connected unix socket: who connected (as of connect()). Throws an errno Error. */
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  /**
+   * Send one datagram to a unix datagram socket (a path, or "@name" for the
+   * abstract namespace) from a fresh socket, without blocking: EAGAIN when
+   * the receiver's queue is full. Throws an errno Error. (systemd notify.)
+   */
+  unixDatagramSend(path: string, data: Uint8Array): void;
 }
 
 function findPackageRoot(start: string): string {

@@ -4,12 +4,12 @@
  * keeping 128 4 KiB READs in flight; the engine and the target run on the
  * main thread, which is what this measures.
  *
- *   node dist/scripts/bench-sim/bench-sim.js [--seconds N] [--repeat N] [--only TEXT] [--out FILE]
+ *   node dist/scripts/bench-sim/bench-sim.js [--seconds N] [--repeat N] [--only TEXT[|TEXT...]] [--out FILE]
  *
  * Prints a table and writes it to scripts/results/bench-sim.txt (or --out).
  */
 import { Buffer } from 'node:buffer';
-import { closeSync, ftruncateSync, mkdirSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,6 +19,7 @@ import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/co
 import { Asc, SenseKey } from '../../src/scsi/sense.js';
 import { native } from '../../src/native.js';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
+import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
 import { Mailbox, SENSE_SIZE } from '../../src/tcmu/ring-layout.js';
 import type { BenchWorkerConfig, BenchWorkerReport } from './bench-worker.js';
 
@@ -67,6 +68,8 @@ interface Scenario {
   ooo: boolean;
   makeTarget: () => Promise<BenchTarget>;
   engine: RingEngineOptions;
+  /** Feed monitoring counters (what `serve --metrics` costs the engine). */
+  metrics?: boolean;
 }
 
 interface Row {
@@ -78,7 +81,26 @@ interface Row {
   failed: number;
   note: string;
   kernelKicks: number;
+  /** On-CPU time of the runner (main) thread per command, in microseconds. */
+  cpuPerCmdUs: number;
   range?: string;
+}
+
+/**
+ * CPU seconds the main thread has run (utime + stime from procfs, in clock
+ * ticks of 10 ms). Unlike cmds/s this hardly moves when other processes
+ * compete for the cores, so small per-command costs stay visible.
+ */
+function mainThreadCpuSeconds(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14, 15); USER_HZ is 100 on Linux
+}
+
+function countedCommands(c: CommandCounters): number {
+  let n = 0;
+  for (let g = 0; g < OP_GROUPS.length; g++) n += c.commandCount(g);
+  return n;
 }
 
 async function runScenario(s: Scenario, seconds: number): Promise<Row> {
@@ -112,7 +134,8 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   const mapping = addon.openShared(path, mapSize, runnerFd, runnerFd);
   unlinkSync(path);
   const { target, close } = await s.makeTarget();
-  const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine });
+  const counters = s.metrics ? new CommandCounters() : undefined;
+  const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine, counters });
   engine.start();
 
   // Warm up (JIT), then measure a window.
@@ -122,9 +145,11 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   const b0 = engine.stats.batches;
   const k0 = engine.stats.kicks;
   const elu0 = performance.eventLoopUtilization();
+  const cpu0 = mainThreadCpuSeconds();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const t1 = performance.now();
+  const cpu1 = mainThreadCpuSeconds();
   const elu = performance.eventLoopUtilization(elu0);
   const commands = engine.stats.commands - c0;
   const batches = engine.stats.batches - b0;
@@ -145,8 +170,13 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
     kicksPerCmd: kicks / Math.max(1, commands),
     mainBusy: elu.utilization,
     failed: report.failed + engine.stats.errors,
-    note: report.broken ? `BROKEN: ${report.broken}` : "",
+    note: report.broken
+      ? `BROKEN: ${report.broken}`
+      : counters && countedCommands(counters) !== engine.stats.commands
+        ? `COUNTERS DISAGREE: ${countedCommands(counters)} counted, ${engine.stats.commands} completed`
+        : '',
     kernelKicks: report.kernelKicks / Math.max(1, report.completed),
+    cpuPerCmdUs: ((cpu1 - cpu0) * 1e6) / Math.max(1, commands),
   };
 }
 
@@ -216,7 +246,7 @@ function medianRow(rows: Row[]): Row {
 }
 
 function formatTable(rows: Row[], seconds: number, repeat: number): string {
-  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'failed'];
+  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'failed'];
   const lines = rows.map((r) => [
     r.name,
     Math.round(r.cmdsPerSec).toLocaleString('en-US'),
@@ -225,6 +255,7 @@ function formatTable(rows: Row[], seconds: number, repeat: number): string {
     r.kicksPerCmd.toFixed(3),
     r.kernelKicks.toFixed(3),
     `${(r.mainBusy * 100).toFixed(0)}%`,
+    r.cpuPerCmdUs.toFixed(3),
     `${r.failed}${r.note ? ' ' + r.note : ''}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -241,6 +272,30 @@ function formatTable(rows: Row[], seconds: number, repeat: number): string {
   ].join('\n');
 }
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+/**
+ * The cost of monitoring: for each 'X + metrics' scenario, the ratio to X
+ * within each round (the two ran back to back), median over rounds.
+ */
+function pairTable(chosen: Scenario[], runs: Map<Scenario, Row[]>): string {
+  const lines: string[] = [];
+  for (const s of chosen) {
+    if (!s.metrics) continue;
+    const base = chosen.find((b) => `${b.name} + metrics` === s.name);
+    if (!base) continue;
+    const a = runs.get(base)!;
+    const b = runs.get(s)!;
+    const n = Math.min(a.length, b.length);
+    const tput = Array.from({ length: n }, (_, i) => b[i]!.cmdsPerSec / a[i]!.cmdsPerSec);
+    const cpu = Array.from({ length: n }, (_, i) => b[i]!.cpuPerCmdUs / a[i]!.cpuPerCmdUs);
+    const pct = (x: number) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)}%`;
+    lines.push(`${base.name.padEnd(48)}  cmds/s ${pct(median(tput)).padStart(7)}  main CPU/cmd ${pct(median(cpu)).padStart(7)}   (per round: ${tput.map(pct).join(' ')} | ${cpu.map(pct).join(' ')})`);
+  }
+  if (lines.length === 0) return '';
+  return ['metrics on vs off, median of per-round ratios (each pair ran back to back):', ...lines, ''].join('\n');
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const arg = (name: string) => {
@@ -253,17 +308,22 @@ async function main(): Promise<void> {
   const only = arg('--only');
 
   const ram = (asyncCompletion: boolean) => async () => ({ target: new BenchRamTarget(asyncCompletion) });
+  // Each '+ metrics' scenario runs right after its baseline (same conditions); see pairTable.
   const scenarios: Scenario[] = [
     { name: 'RAM target, sync, OOOC', ooo: true, makeTarget: ram(false), engine: {} },
+    { name: 'RAM target, sync, OOOC + metrics', ooo: true, makeTarget: ram(false), engine: {}, metrics: true },
     { name: 'RAM target, sync, in-order', ooo: false, makeTarget: ram(false), engine: {} },
     { name: 'RAM target, promise, OOOC, coalesce=immediate', ooo: true, makeTarget: ram(true), engine: { coalesce: 'immediate' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' } },
+    { name: 'RAM target, promise, OOOC, coalesce=microtask + metrics', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' }, metrics: true },
     { name: 'ScsiDisk over ram handler, OOOC', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {} },
+    { name: 'ScsiDisk over ram handler, OOOC + metrics', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {}, metrics: true },
     { name: 'ScsiDisk over ram handler, abortable (signal per call), OOOC', ooo: true, makeTarget: () => scsiDiskTarget(true), engine: {} },
     { name: 'ScsiDisk over file handler (page cache), OOOC', ooo: true, makeTarget: fileDiskTarget, engine: {} },
   ];
   const repeat = Number(arg('--repeat') ?? 3);
-  const chosen = scenarios.filter((s) => only === undefined || s.name.includes(only));
+  // --only 'A|B': scenarios whose name contains A or B.
+  const chosen = scenarios.filter((s) => only === undefined || only.split('|').some((part) => s.name.includes(part)));
   // Interleaved rounds (A B C, A B C, ...): this machine's speed drifts, so
   // each scenario sees the same conditions; the median row is reported.
   const runs = new Map<Scenario, Row[]>(chosen.map((s) => [s, []]));
@@ -274,12 +334,12 @@ async function main(): Promise<void> {
         runs.get(s)!.push(row);
         console.error(`round ${round + 1}: ${s.name}: ${Math.round(row.cmdsPerSec)} cmds/s`);
       } catch (err) {
-        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, note: `n/a: ${(err as Error).message}` });
+        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, cpuPerCmdUs: 0, note: `n/a: ${(err as Error).message}` });
       }
     }
   }
   const rows = chosen.map((s) => medianRow(runs.get(s)!));
-  const table = formatTable(rows, seconds, repeat);
+  const table = formatTable(rows, seconds, repeat) + pairTable(chosen, runs);
   process.stdout.write(table);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, table);

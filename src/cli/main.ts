@@ -14,6 +14,8 @@ import { registerControlCommands } from './control-commands.js';
 import { registerHandlers } from './handlers.js';
 import { registerServe } from './serve.js';
 import { registerLun } from './lun.js';
+import { registerService } from './service.js';
+import { registerLogLevel } from './log-level.js';
 
 const program = new Command();
 program
@@ -24,6 +26,8 @@ program
 registerServe(program);
 registerLun(program);
 registerHandlers(program, async () => ({ handlers: await knownHandlers(), offers: await offeredOperations() }));
+registerService(program);
+registerLogLevel(program);
 
 async function main(): Promise<void> {
   // The first word that is not an option names the command.

@@ -12,6 +12,7 @@ import { checkPositiveSize } from './size.js';
 import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../lio/export.js';
 import { quoteForError, validateIscsiName, validateKeyName, validateLunName, validatePortal } from './names.js';
 import { DEFAULT_KEY_DIR } from './chap-keys.js';
+import { parseListenAddress, type ListenAddress } from '../daemon/metrics-address.js';
 
 export interface LunConfig {
   name: string;
@@ -53,6 +54,8 @@ export interface DaemonConfig {
   allowedDirs: string[];
   /** User handler modules by subtype name. */
   handlers: Record<string, string>;
+  /** Serve Prometheus metrics here (`[daemon] metrics = "127.0.0.1:9470"`); unset: off. */
+  metrics?: ListenAddress;
   luns: LunConfig[];
 }
 
@@ -128,7 +131,7 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
   const daemon = doc.daemon ?? {};
   if (!isTable(daemon)) fail('daemon', 'expected a table');
   const d = daemon as Table;
-  known(d, 'daemon.', ['log_level', 'control_socket', 'key_dir', 'allowed_dirs', 'handlers']);
+  known(d, 'daemon.', ['log_level', 'control_socket', 'key_dir', 'allowed_dirs', 'handlers', 'metrics']);
   if (d.log_level !== undefined) {
     const level = str(d.log_level, 'daemon.log_level');
     const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
@@ -155,6 +158,14 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
   if (d.handlers !== undefined) {
     if (!isTable(d.handlers)) fail('daemon.handlers', 'expected a table of name = "module path or package"');
     for (const [name, mod] of Object.entries(d.handlers as Table)) config.handlers[name] = str(mod, `daemon.handlers.${name}`);
+  }
+  if (d.metrics !== undefined) {
+    try {
+      config.metrics = parseListenAddress(str(d.metrics, 'daemon.metrics'));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      fail('daemon.metrics', (err as Error).message);
+    }
   }
 
   const luns = doc.lun ?? {};

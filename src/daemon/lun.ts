@@ -19,6 +19,7 @@ import type { FileOpener } from '../backstore/confine.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
 import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
 import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
+import { CommandCounters } from '../tcmu/command-counters.js';
 import { native, type NativeMapping } from '../native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
@@ -61,6 +62,8 @@ const STUCK_AFTER_MS = 5000;
 export class Lun implements FaultOwner {
   readonly id: string;
   readonly log: Logger;
+  /** Monitoring counters the ring engine feeds (read by the metrics endpoint). */
+  readonly counters = new CommandCounters();
   private readonly configfs: TcmuConfigfs;
   private mapping?: NativeMapping;
   private store?: LunStore;
@@ -120,6 +123,7 @@ export class Lun implements FaultOwner {
         log: this.log,
         onTmr: (type, cmdIds) => this.log.warn({ type, cmdIds }, 'task management function'),
         onError: (err) => this.onRingError(err),
+        counters: this.counters,
       });
       this.engine.start();
       this.watchdog.timer = setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();

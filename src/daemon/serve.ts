@@ -22,9 +22,15 @@ import type { ControlResult } from '../backstore/types.js';
 import { runLunControl } from './lun-control.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
-import type { LunConfig } from '../config/config.js';
+import type { DaemonConfig, LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
+import { startTargetcliService } from './dbus-start.js';
+import { startMetricsServer, type MetricsSource } from './metrics.js';
+import type { ListenAddress } from './metrics-address.js';
+import { SystemdNotifier, countLuns } from './notify.js';
+import { setLunLogLevel } from './lun-log-level.js';
+import { ConfigReloader } from './config-reload.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -41,6 +47,12 @@ export interface ServeOptions {
   luns?: readonly LunConfig[];
   uioRoot?: string;
   configfsRoot?: string;
+  /** Offer the handlers to targetcli on the system bus (default true; see dbus-service.ts). */
+  dbus?: boolean;
+  /** Serve Prometheus metrics here (see metrics.ts). */
+  metrics?: ListenAddress;
+  /** SIGHUP re-reads the config file: the config as started, and how to load it again (see config-reload.ts). */
+  reload?: { config: DaemonConfig; load: () => DaemonConfig };
 }
 
 /** Negative errno values for netlink replies. */
@@ -57,6 +69,8 @@ export class Server {
   private readonly files: FileOpener;
   /** Process-level faults fail the LUN they come from (installed by serveForever). */
   readonly faultGuard: FaultGuard;
+  /** Failed LUN opens by subtype, for monitoring. */
+  private readonly openFailures = new Map<string, number>();
 
   constructor(private readonly opts: ServeOptions) {
     this.files = createFileOpener(opts.allowedDirs ?? []);
@@ -83,6 +97,14 @@ export class Server {
     );
     this.netlink = netlink;
     await netlink.enableReplies();
+  }
+
+  /** What the metrics endpoint reads on each scrape. */
+  metricsSource(): MetricsSource {
+    return {
+      luns: () => [...this.luns.values()].map((l) => ({ id: l.id, counters: l.counters, inFlight: l.status().stats?.inFlight ?? 0, stuckEvents: l.status().stuckEvents })),
+      openFailures: () => this.openFailures,
+    };
   }
 
   list(): LunStatus[] {
@@ -139,6 +161,7 @@ export class Server {
       return 0;
     } catch (err) {
       lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
+      this.openFailures.set(device.subtype, (this.openFailures.get(device.subtype) ?? 0) + 1);
       return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
     }
   }
@@ -232,6 +255,11 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
         const args = req.name === undefined ? {} : { name: String(req.name) };
         return (await server.control(lunName(req.lun), `snapshot.${String(req.op)}`, args)).value;
       }
+      case 'log-level': {
+        const lun = String(req.lun);
+        validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
+        return setLunLogLevel(server.find(lun), req.level);
+      }
       default:
         throw Object.assign(new Error(`unknown control command ${JSON.stringify(req.cmd)?.slice(0, 80)}`), { code: 'EINVAL' });
     }
@@ -243,10 +271,15 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     // Without netlink nobody told us about the devices just created.
     if (opts.netlink === false) await server.scan();
   }
+  const dbus = opts.dbus === false ? undefined : await startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
+  const metrics = opts.metrics ? await startMetricsServer(opts.metrics, server.metricsSource(), opts.log) : undefined;
   opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
+  const systemd = SystemdNotifier.fromEnv(opts.log);
+  systemd?.ready(() => countLuns(server.list()));
 
+  const reloader = opts.reload ? new ConfigReloader(opts.reload.config, opts.reload.load, opts.log) : undefined;
   process.on('SIGHUP', () => {
-    server.scan().then(
+    (reloader?.reload() ?? Promise.resolve()).then(() => server.scan()).then(
       (n) => opts.log.info({ opened: n }, 'rescan done'),
       (err) => opts.log.error({ err }, 'rescan failed'),
     );
@@ -258,12 +291,16 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
       if (stopping) return;
       stopping = true;
       opts.log.info({ signal }, 'stopping');
+      systemd?.stopping();
+      dbus?.close();
       server.stop().finally(resolve);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
   control.close();
+  await metrics?.close();
+  systemd?.close();
   server.faultGuard.remove();
   opts.log.info('tcmu-ts stopped');
 }

@@ -15,6 +15,7 @@ import type { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
+import type { CommandCounters } from './command-counters.js';
 import { decodeCommand } from './entry-decode.js';
 import { isPromiseLike } from '../backstore/maybe.js';
 import type { NativeMapping } from '../native.js';
@@ -65,6 +66,8 @@ export interface RingEngineOptions {
    * the price of a setImmediate per batch.
    */
   coalesce?: 'immediate' | 'microtask';
+  /** Monitoring counters this engine feeds (plain numbers, see command-counters.ts). */
+  counters?: CommandCounters;
 }
 
 export interface RingEngineStats {
@@ -145,6 +148,7 @@ export class RingEngine {
     this.runBatch(true);
   };
   private readonly scheduleBatch: () => void;
+  private readonly counters?: CommandCounters;
 
   constructor(
     private readonly mapping: NativeMapping,
@@ -177,6 +181,8 @@ export class RingEngine {
     this.pendingOffset = new Int32Array(Math.max(64, 2 * max));
     this.pendingLenOp = new Uint32Array(this.pendingOffset.length);
     for (const slot of this.slots) this.bindSlotCallbacks(slot);
+    this.counters = opts.counters;
+    this.counters?.reserve(max);
     this.scheduleBatch =
       opts.coalesce === 'immediate' ? () => setImmediate(this.runBatchBound) : () => void SETTLED.then(this.publishBatchBound);
   }
@@ -240,6 +246,7 @@ export class RingEngine {
     if (this.state === 'closed' || this.state === 'idle') return;
     this.inBatch = true;
     this.stats.batches++;
+    if (consume) this.counters?.clock(); // publish-only batches: completeAsync already read it
     try {
       if (consume && this.state === 'running') this.consume();
       this.publish();
@@ -300,6 +307,7 @@ export class RingEngine {
       if (op === Op.Cmd) {
         if (this.freeCount === 0) {
           this.stalled = true; // resumes when a completion frees a slot
+          if (this.counters) this.counters.backPressureEvents++;
           return;
         }
         this.consumed = at + len === cmdrSize ? 0 : at + len;
@@ -362,6 +370,7 @@ export class RingEngine {
       this.fail(new RingEngineError('EPROTO', `ring entry at ${at} (cmd_id ${cmdId}) is malformed: ${malformed}: ring broken`));
       return;
     }
+    this.counters?.started(slot.index);
     let result: number | Promise<number>;
     try {
       result = this.target.execute(slot);
@@ -415,6 +424,7 @@ export class RingEngine {
   private completeAsync(slot: CommandSlot, status: number): void {
     // A broken ring is not written any more: the kernel times these out.
     if (this.state === 'closed' || this.state === 'broken') return;
+    if (!this.flushScheduled) this.counters?.clock(); // first completion since the last publish
     this.complete(slot, status);
     this.requestBatch();
   }
@@ -426,6 +436,7 @@ export class RingEngine {
       return;
     }
     if (this.broken) return;
+    this.counters?.completed(slot, status);
     if (this.ooo) {
       // OOOC: the response goes into the next CMD slot at the tail, whichever entry it was.
       this.skipNonCommands();
