@@ -20,6 +20,7 @@
  */
 import type { Logger } from 'pino';
 import type { FileOpener } from './confine.js';
+import type { KeySource } from '../config/keyring.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -103,6 +104,12 @@ export interface OpenContext {
    * means the unconfined opener: use `openerOf(ctx)`.
    */
   files?: FileOpener;
+  /**
+   * Named secrets for layers that need one (crypt's `key=NAME`): the
+   * daemon's key directory plus keys held in memory. `get` returns a copy
+   * the handler wipes. Absent: the default key directory.
+   */
+  keys?: KeySource;
 }
 
 export interface Handler {

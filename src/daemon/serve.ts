@@ -20,6 +20,8 @@ import { pathOfDevConfig } from './paths.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
+import { KeyRing } from '../config/keyring.js';
+import { DEFAULT_KEY_DIR } from '../config/key-files.js';
 import type { LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
@@ -31,7 +33,7 @@ export interface ServeOptions {
   /** Listen for netlink device events and declare kernel-reply support (default true). */
   netlink?: boolean;
   controlSocket?: string;
-  /** Where CHAP key files live (config `[daemon] key_dir`). */
+  /** Where CHAP and LUKS key files live (config `[daemon] key_dir`). */
   keyDir?: string;
   /** Every file a handler opens must lie beneath one of these (empty: anywhere); see backstore/confine.ts. */
   allowedDirs?: readonly string[];
@@ -55,9 +57,12 @@ export class Server {
   private readonly files: FileOpener;
   /** Process-level faults fail the LUN they come from (installed by serveForever). */
   readonly faultGuard: FaultGuard;
+  /** Keys for crypt layers: key_dir files plus memory-only keys (wiped at stop). */
+  readonly keys: KeyRing;
 
   constructor(private readonly opts: ServeOptions) {
     this.files = createFileOpener(opts.allowedDirs ?? []);
+    this.keys = new KeyRing(opts.keyDir ?? DEFAULT_KEY_DIR);
     this.faultGuard = new FaultGuard(opts.log);
   }
 
@@ -124,6 +129,7 @@ export class Server {
     const luns = [...this.luns.values()];
     this.luns.clear();
     await Promise.allSettled(luns.map((l) => l.stop()));
+    this.keys.clear();
   }
 
   private serialize<T>(uio: string, work: () => Promise<T>): Promise<T> {
@@ -147,6 +153,7 @@ export class Server {
       log: this.opts.log,
       configfsRoot: this.opts.configfsRoot,
       files: this.files,
+      keys: this.keys,
       faultGuard: this.faultGuard,
     });
     try {
