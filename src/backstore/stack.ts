@@ -56,6 +56,7 @@ export function toLunStore(store: Backstore): LunStore {
   const hasFlush = has(store, 'flush');
   const writeCache = hasFlush && store.writeCache !== false;
   const thin = !readOnly && has(store, 'discard') && store.thin !== false;
+  const discardZeroes = thin && store.discardZeroes !== false;
 
   const flush: () => MaybePromise<void> = hasFlush ? bound(store, 'flush') : noop;
 
@@ -85,7 +86,7 @@ export function toLunStore(store: Backstore): LunStore {
     // so a thin store may honour `unmap` by deallocating; otherwise write
     // real zeros from the shared buffer.
     writeZeroes = (offset, length, opts) =>
-      opts.unmap && thin ? discard(offset, length) : writeZeroesWithWrites(write, offset, length);
+      opts.unmap && discardZeroes ? discard(offset, length) : writeZeroesWithWrites(write, offset, length);
   }
 
   const hasBlockStatus = has(store, 'blockStatus');
@@ -97,6 +98,7 @@ export function toLunStore(store: Backstore): LunStore {
     readOnly,
     writeCache,
     thin,
+    discardZeroes,
     hasBlockStatus,
     read: bound(store, 'read'),
     write,

@@ -67,12 +67,18 @@ export interface Backstore {
    * hole punching), and the core then treats discard as a no-op.
    */
   readonly thin?: boolean;
+  /**
+   * False if a discarded range does NOT read back as zeros (an encryption
+   * layer: zeros below decrypt to noise). The LUN then never claims LBPRZ
+   * and WRITE SAME is never turned into a discard. Default true.
+   */
+  readonly discardZeroes?: boolean;
 
   read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
   /** Make every completed write durable. */
   flush?(): MaybePromise<void>;
-  /** Drop the range's contents; afterwards it reads as zeros. Only if provisioning is thin. */
+  /** Drop the range's contents; afterwards it reads as zeros (unless discardZeroes is false). Only if provisioning is thin. */
   discard?(offset: number, length: number): MaybePromise<void>;
   /** Make the range read as zeros, deallocating if `unmap` and possible. */
   writeZeroes?(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
@@ -138,6 +144,8 @@ export interface LunStore {
   readonly writeCache: boolean;
   /** Thin provisioning: discard really deallocates (advertise LBPME, UNMAP, VPD B2). */
   readonly thin: boolean;
+  /** A discarded block reads as zeros (report LBPRZ; WRITE SAME with UNMAP may discard). */
+  readonly discardZeroes: boolean;
   /** blockStatus is real (GET LBA STATUS answers from the store). */
   readonly hasBlockStatus: boolean;
   read(offset: number, iov: readonly Buffer[]): MaybePromise<void>;

@@ -6,7 +6,7 @@
 import type { Backstore } from './types.js';
 
 const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
-const FLAGS = ['readOnly', 'writeCache', 'fua', 'thin'] as const;
+const FLAGS = ['readOnly', 'writeCache', 'fua', 'thin', 'discardZeroes'] as const;
 
 export function validateBackstore(store: unknown, handlerName: string): Backstore {
   const bad = (what: string): never => {
