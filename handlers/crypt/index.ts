@@ -22,6 +22,7 @@ import { booleanOption, rejectUnknownOptions } from '../../src/backstore/options
 import type { Backstore, Handler, MaybePromise, OpenContext, WriteOptions } from '../../src/backstore/types.js';
 import { KeyRing, type KeySource } from '../../src/config/keyring.js';
 import { LuksError } from './luks/errors.js';
+import { DEFAULT_LIMITS, type LuksLimits } from './luks/limits.js';
 import type { LuksHeader } from './luks/model.js';
 import { readLuksHeader } from './luks/read-header.js';
 import { unlockVolumeKey } from './luks/unlock.js';
@@ -66,7 +67,11 @@ function geometry(header: LuksHeader, lower: Backstore, ctx: OpenContext, where:
   return { size, blockSize };
 }
 
-async function openCrypt(config: string, ctx: OpenContext): Promise<Backstore> {
+/**
+ * Open the layer. `limits` bounds what the header may ask for (KDF memory
+ * and time); the handler uses the defaults, the fuzz target tighter ones.
+ */
+export async function openCryptLayer(config: string, ctx: OpenContext, limits: LuksLimits = DEFAULT_LIMITS): Promise<Backstore> {
   const lower = ctx.lower;
   if (!lower) throw new ConfigError('crypt: needs a layer below it, e.g. crypt/;key=k1>file//srv/a.img');
   if (config !== '') throw new ConfigError(`crypt: takes no config after "crypt/", got ${JSON.stringify(config.slice(0, 80))}`);
@@ -77,7 +82,7 @@ async function openCrypt(config: string, ctx: OpenContext): Promise<Backstore> {
   const where = lunLabel(ctx);
 
   const read = (offset: number, length: number) => readLower(lower, offset, length);
-  const { header, warnings } = await readLuksHeader({ read, size: lower.size, where });
+  const { header, warnings } = await readLuksHeader({ read, size: lower.size, where, limits });
   for (const w of warnings) ctx.log.warn({ luks: header.uuid }, `crypt: ${w}`);
   const geo = geometry(header, lower, ctx, where);
 
@@ -197,7 +202,7 @@ const crypt: Handler = {
   name: NAME,
   description: 'LUKS1/LUKS2 encryption layer (aes-xts-plain64), compatible with cryptsetup',
   layer: true,
-  open: openCrypt,
+  open: (config, ctx) => openCryptLayer(config, ctx),
 };
 
 export default crypt;
