@@ -9,6 +9,7 @@
 #include "open.h"
 #include "open_beneath.h"
 #include "peer_cred.h"
+#include "xts.h"
 
 namespace tcmu {
 
@@ -33,6 +34,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkWatch", Napi::Function::New<NetlinkWatch>(env, "netlinkWatch"));
   exports.Set("netlinkClose", Napi::Function::New<NetlinkClose>(env, "netlinkClose"));
   exports.Set("peerCred", Napi::Function::New<PeerCred>(env, "peerCred"));
+  exports.Set("xtsCreate", Napi::Function::New<XtsCreate>(env, "xtsCreate"));
+  exports.Set("xtsCrypt", Napi::Function::New<XtsCrypt>(env, "xtsCrypt"));
+  exports.Set("xtsDestroy", Napi::Function::New<XtsDestroy>(env, "xtsDestroy"));
   return exports;
 }
 

@@ -174,7 +174,18 @@ export interface NativeBinding {
   readonly RESOLVE_NO_XDEV: number;
   /** SO_PEERCRED of a connected unix socket: who connected (as of connect()). Throws an errno Error. */
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+
+  // AES-XTS for the crypt layer (native/xts.cc), OpenSSL inside node.
+  /** Key two AES-XTS contexts (encrypt, decrypt) with a 32- or 64-byte key; the handle frees itself when collected. */
+  xtsCreate(key: Buffer): NativeXtsHandle;
+  /** Every sector of `data` in place (plain64 IVs firstIv, firstIv + ivStep, ...). */
+  xtsCrypt(handle: NativeXtsHandle, encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): void;
+  /** Free the contexts now (OpenSSL wipes the key schedule); later xtsCrypt calls throw EBADF. */
+  xtsDestroy(handle: NativeXtsHandle): void;
 }
+
+/** Opaque handle of native XTS contexts. */
+export type NativeXtsHandle = { readonly __brand: 'NativeXtsHandle' };
 
 function findPackageRoot(start: string): string {
   let dir = start;

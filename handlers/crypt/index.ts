@@ -27,7 +27,7 @@ import type { LuksHeader } from './luks/model.js';
 import { readLuksHeader } from './luks/read-header.js';
 import { unlockVolumeKey } from './luks/unlock.js';
 import { readLower } from './lower-io.js';
-import { wipeXtsKey, xtsCrypt, xtsKey, type XtsKey } from './xts.js';
+import { xtsEngine, type XtsEngine } from './xts.js';
 
 const NAME = 'crypt';
 
@@ -87,17 +87,21 @@ export async function openCryptLayer(config: string, ctx: OpenContext, limits: L
   const geo = geometry(header, lower, ctx, where);
 
   const passphrase = loadKey(ctx.keys ?? new KeyRing(), keyName, where);
-  let key: XtsKey;
+  let key: XtsEngine;
   let keyslot: string;
   try {
     const unlocked = await unlockVolumeKey(header, passphrase, read, where);
     keyslot = unlocked.keyslot;
-    key = xtsKey(unlocked.volumeKey);
-    unlocked.volumeKey.fill(0);
+    try {
+      key = xtsEngine(unlocked.volumeKey);
+    } finally {
+      unlocked.volumeKey.fill(0);
+    }
   } finally {
     passphrase.fill(0);
   }
   ctx.log.info({ luks: header.version, uuid: header.uuid, keyslot, sectorSize: header.sectorSize, keyBits: header.keySize * 8, size: geo.size }, 'crypt: LUKS volume unlocked');
+  ctx.log.debug({ engine: key.kind }, 'crypt: aes-xts engine');
   return new CryptStore(lower, header, key, geo, ctx.readOnly, allowDiscards);
 }
 
@@ -115,7 +119,7 @@ class CryptStore implements Backstore {
   private readonly ivBase: number;
   /** IVs count 512-byte units even for 4096-byte sectors (LUKS2 does not set dm-crypt's iv_large_sectors). */
   private readonly ivStep: number;
-  private key: XtsKey | null;
+  private key: XtsEngine | null;
 
   // Optional methods exist only when meaningful (the core fills the rest).
   readonly write?: (offset: number, iov: readonly Buffer[], opts: WriteOptions) => Promise<void>;
@@ -127,7 +131,7 @@ class CryptStore implements Backstore {
   constructor(
     private readonly lower: Backstore,
     header: LuksHeader,
-    key: XtsKey,
+    key: XtsEngine,
     geo: CryptGeometry,
     readOnly: boolean,
     allowDiscards: boolean,
@@ -153,13 +157,13 @@ class CryptStore implements Backstore {
     }
   }
 
-  private liveKey(): XtsKey {
+  private liveKey(): XtsEngine {
     if (!this.key) throw Object.assign(new Error('crypt: the layer is closed'), { code: 'EIO' });
     return this.key;
   }
 
   private crypt(encrypt: boolean, buf: Buffer, offset: number): void {
-    xtsCrypt(this.liveKey(), encrypt, buf, this.sectorSize, this.ivBase + offset / 512, this.ivStep);
+    this.liveKey().crypt(encrypt, buf, this.sectorSize, this.ivBase + offset / 512, this.ivStep);
   }
 
   async read(offset: number, iov: readonly Buffer[]): Promise<void> {
@@ -193,7 +197,7 @@ class CryptStore implements Backstore {
 
   close(): void {
     // The stack closes `lower`; we only wipe our key.
-    if (this.key) wipeXtsKey(this.key);
+    this.key?.wipe();
     this.key = null;
   }
 }

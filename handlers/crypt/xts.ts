@@ -1,6 +1,13 @@
 /**
  * AES-XTS with the plain64 IV (dm-crypt's aes-xts-plain64), for a whole run
- * of sectors in a few OpenSSL calls.
+ * of sectors per call.
+ *
+ * Two engines behind one interface (XtsEngine):
+ * - native (native/xts.cc): OpenSSL contexts keyed once per LUN, one C loop
+ *   over the run's sectors (IV re-init + update per sector). Used whenever
+ *   the addon has it;
+ * - JS over Node's crypto (below), the fallback and the reference the
+ *   tests compare with:
  *
  * Why not OpenSSL's own "aes-256-xts": it treats everything handed to one
  * cipher object as ONE data unit with ONE tweak, so every sector would need
@@ -20,8 +27,54 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { endianness } from 'node:os';
+import { native } from '../../src/native.js';
 
 if (endianness() !== 'LE') throw new Error('handlers/crypt: the XTS code assumes a little-endian CPU');
+
+export interface XtsEngine {
+  /** `data` in place: whole sectors, IVs firstIv, firstIv + ivStep, ... */
+  crypt(encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): void;
+  /** Wipe the key material; later calls throw. */
+  wipe(): void;
+  readonly kind: 'native' | 'js';
+}
+
+function nativeEngine(key: Buffer): XtsEngine | undefined {
+  let binding: ReturnType<typeof native>;
+  try {
+    binding = native();
+  } catch {
+    return undefined;
+  }
+  if (typeof binding.xtsCreate !== 'function') return undefined;
+  const handle = binding.xtsCreate(key);
+  return {
+    kind: 'native',
+    crypt: (encrypt, data, sectorSize, firstIv, ivStep) => binding.xtsCrypt(handle, encrypt, data, sectorSize, firstIv, ivStep),
+    wipe: () => binding.xtsDestroy(handle),
+  };
+}
+
+function jsEngine(key: Buffer): XtsEngine {
+  let k: XtsKey | null = xtsKey(key);
+  return {
+    kind: 'js',
+    crypt(encrypt, data, sectorSize, firstIv, ivStep) {
+      if (!k) throw Object.assign(new Error('aes-xts: the key was wiped'), { code: 'EBADF' });
+      xtsCrypt(k, encrypt, data, sectorSize, firstIv, ivStep);
+    },
+    wipe() {
+      if (k) wipeXtsKey(k);
+      k = null;
+    },
+  };
+}
+
+/** The fastest engine available for a 32- or 64-byte key (the caller may wipe `key` right after). */
+export function xtsEngine(key: Buffer, prefer: 'native' | 'js' = 'native'): XtsEngine {
+  if (key.length !== 32 && key.length !== 64) throw new Error(`aes-xts needs a 256- or 512-bit key, got ${key.length * 8} bits`);
+  return (prefer === 'native' ? nativeEngine(key) : undefined) ?? jsEngine(key);
+}
 
 export interface XtsKey {
   /** Data key (first half of the volume key). */
