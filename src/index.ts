@@ -5,8 +5,15 @@
  */
 export type {
   Backstore,
+  ControlArg,
+  ControlArgs,
+  ControlContext,
+  ControlMode,
+  ControlOperation,
+  ControlResult,
   Extent,
   Handler,
+  HandlerControl,
   LunStore,
   MaybePromise,
   OpenContext,
@@ -19,3 +26,5 @@ export * from './backstore/options.js';
 export { toLunStore } from './backstore/stack.js';
 export * from './iov.js';
 export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';
+export { coerceControlArgs } from './backstore/control.js';
+export { layerOperation, offeredOperations, offlineOperation } from './backstore/control-registry.js';

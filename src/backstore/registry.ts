@@ -183,6 +183,32 @@ export async function openStack(
  * name (registerHandler / registerUserHandler), never a package to import.
  */
 export async function openDevConfig(devConfig: string, ctx: BaseOpenContext): Promise<LunStore> {
+  return toLunStore(await openStack(layersOfDevConfig(devConfig), ctx, { allowModules: false }));
+}
+
+/**
+ * The layers a dev_config opens, bottom first: what openDevConfig opens and
+ * what the daemon searches for a LUN's control operations, so both always
+ * agree on what the LUN is made of.
+ */
+export function layersOfDevConfig(devConfig: string): LayerSpec[] {
   const { handler, config, options } = parseDevConfig(devConfig);
-  return toLunStore(await openStack([{ handler, config, options }], ctx, { allowModules: false }));
+  return [{ handler, config, options }];
+}
+
+/**
+ * Every handler this process can name: registered objects, registered
+ * user modules and the built-ins (each loaded once). For listings such as
+ * `tcmu-ts handlers`; a module that fails to load is reported, naming it.
+ */
+export async function knownHandlers(): Promise<NamedHandler[]> {
+  const names = [...new Set([...registered.keys(), ...userModules.keys(), ...builtinHandlerNames()])].sort();
+  const handlers = await Promise.all(names.map((name) => resolveHandler(name, false)));
+  return names.map((name, index) => ({ name, handler: handlers[index]! }));
+}
+
+/** A handler and the subtype name it answers to (a user module's own `name` may differ). */
+export interface NamedHandler {
+  name: string;
+  handler: Handler;
 }
