@@ -8,7 +8,8 @@
  * - luksInfo: the header of an image (format, cipher, sector size, data
  *   offset, keyslots with their KDF) without any key.
  */
-import { open, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
+import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import { DEFAULT_LIMITS } from './luks/limits.js';
 import { formatLuks, luksDataOffset, type KdfChoice } from './luks/format.js';
 import { LuksError } from './luks/errors.js';
@@ -28,7 +29,11 @@ export interface CreateEncryptedOptions {
 }
 
 /** Create PATH (refusing an existing file) and format it. Returns what `image info` would show first. */
-export async function createEncryptedImage(path: string, opts: CreateEncryptedOptions): Promise<{ uuid: string; dataOffset: number; fileSize: number }> {
+export async function createEncryptedImage(
+  path: string,
+  opts: CreateEncryptedOptions,
+  files?: FileOpener,
+): Promise<{ uuid: string; dataOffset: number; fileSize: number }> {
   const version = opts.format === 'luks2' ? 2 : opts.format === 'luks1' ? 1 : undefined;
   if (version === undefined) throw new LuksError('EINVAL', `--encrypt must be luks2 or luks1, not ${JSON.stringify(opts.format)}`);
   const sector = opts.sectorSize ?? 512;
@@ -37,7 +42,7 @@ export async function createEncryptedImage(path: string, opts: CreateEncryptedOp
   }
   const dataOffset = luksDataOffset(version);
   const fileSize = dataOffset + opts.size;
-  const fh = await open(path, 'wx', 0o600);
+  const fh = await openerOf({ files }).openHandle(path, { write: true, create: true, mode: 0o600 });
   try {
     await fh.truncate(fileSize);
     const result = await formatLuks(
@@ -72,8 +77,8 @@ export interface LuksInfo {
 }
 
 /** Whether PATH starts with a LUKS magic; `image info` then shows luksInfo. */
-export async function isLuksImage(path: string): Promise<boolean> {
-  const fh = await open(path, 'r');
+export async function isLuksImage(path: string, files?: FileOpener): Promise<boolean> {
+  const fh = await openerOf({ files }).openHandle(path);
   try {
     const b = Buffer.alloc(6);
     await fh.read(b, 0, 6, 0);
@@ -84,8 +89,8 @@ export async function isLuksImage(path: string): Promise<boolean> {
 }
 
 /** The LUKS header of PATH, without a key. Refuses what tcmu-ts cannot serve, naming the feature. */
-export async function luksInfo(path: string): Promise<LuksInfo> {
-  const fh = await open(path, 'r');
+export async function luksInfo(path: string, files?: FileOpener): Promise<LuksInfo> {
+  const fh = await openerOf({ files }).openHandle(path);
   try {
     const { size } = await fh.stat();
     const read = async (offset: number, length: number) => {

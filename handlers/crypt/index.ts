@@ -21,6 +21,7 @@ import { ConfigError } from '../../src/backstore/config-error.js';
 import { booleanOption, rejectUnknownOptions } from '../../src/backstore/options.js';
 import type { Backstore, Handler, MaybePromise, OpenContext, WriteOptions } from '../../src/backstore/types.js';
 import { KeyRing, type KeySource } from '../../src/config/keyring.js';
+import { cryptControl } from './control.js';
 import { LuksError } from './luks/errors.js';
 import { DEFAULT_LIMITS, type LuksLimits } from './luks/limits.js';
 import type { LuksHeader } from './luks/model.js';
@@ -207,6 +208,7 @@ const crypt: Handler = {
   description: 'LUKS1/LUKS2 encryption layer (aes-xts-plain64), compatible with cryptsetup',
   layer: true,
   open: (config, ctx) => openCryptLayer(config, ctx),
+  control: cryptControl,
 };
 
 export default crypt;
