@@ -108,7 +108,7 @@ export async function openCryptLayer(config: string, ctx: OpenContext, limits: L
 
 /** The opened layer: plaintext above, ciphertext below at header.dataOffset. */
 class CryptStore implements Backstore {
-  readonly size: number;
+  size: number;
   readonly blockSize: number;
   readonly readOnly: boolean;
   readonly writeCache?: boolean;
@@ -126,6 +126,8 @@ class CryptStore implements Backstore {
   readonly write?: (offset: number, iov: readonly Buffer[], opts: WriteOptions) => Promise<void>;
   readonly flush?: () => MaybePromise<void>;
   readonly discard?: (offset: number, length: number) => MaybePromise<void>;
+  /** A LUKS2 "dynamic" (or LUKS1) segment follows the device: growing the LUN grows the layer below. */
+  readonly resize?: (newSize: number) => Promise<void>;
   /** Discarded blocks read back as noise (ciphertext zeros or garbage decrypted), never as zeros: no LBPRZ. */
   readonly discardZeroes = false;
 
@@ -155,6 +157,12 @@ class CryptStore implements Backstore {
     this.thin = !this.readOnly && allowDiscards && lower.discard !== undefined && lower.thin !== false;
     if (this.thin) {
       this.discard = (offset, length) => lower.discard!(this.dataOffset + offset, length);
+    }
+    if (!this.readOnly && header.dataSize === 'dynamic' && lower.resize) {
+      this.resize = async (newSize) => {
+        await lower.resize!(this.dataOffset + newSize);
+        this.size = newSize;
+      };
     }
   }
 

@@ -136,6 +136,29 @@ describe('our LUKS2 containers, sector by sector against OpenSSL aes-xts', () =>
   });
 });
 
+describe('resize', () => {
+  it('a dynamic segment grows with the file below; data written past the old end reads back after reopening', async () => {
+    const img = await ourImage('grow.img', { version: 2 });
+    let lun = await openCrypt(img);
+    try {
+      expect(lun.size).toBe(4 << 20);
+      await lun.resize(8 << 20);
+      expect(lun.size).toBe(8 << 20);
+      await lun.write(6 << 20, [Buffer.alloc(4096, 0x42)], { fua: false });
+    } finally {
+      await lun.close();
+    }
+    expect(readFileSync(img).length).toBe(24 << 20);
+    lun = await openCrypt(img);
+    try {
+      expect(lun.size).toBe(8 << 20);
+      expect((await readAll(lun, 6 << 20, 4096)).equals(Buffer.alloc(4096, 0x42))).toBe(true);
+    } finally {
+      await lun.close();
+    }
+  });
+});
+
 describe('WRITE SAME and UNMAP above the layer', () => {
   it('WRITE SAME writes encrypted zeros, UNMAP is a no-op, the LUN is not thin without allow_discards', async () => {
     const img = await ourImage('zeros.img', { version: 2 });
