@@ -1,7 +1,7 @@
 /**
  * The handler contract. A handler is a plain object that opens backstores;
  * a backstore is an opened LUN image. Only `read` and `close` are required:
- * every optional method has a core default (see ./stack.ts), so a RAM disk
+ * every optional method has a core default (see ./lun-store.ts), so a RAM disk
  * fits in a few dozen lines and a layer (crypt, qcow2) only implements what
  * it changes.
  *
@@ -99,8 +99,15 @@ export interface OpenContext {
   readOnly: boolean;
   /** Child logger for this LUN; handlers log at debug on their hot path, never at info. */
   log: Logger;
-  /** The opened layer below, for a stacking handler (crypt over qcow2 over file). */
-  lower?: Backstore;
+  /**
+   * The opened layer below, for a stacking handler (crypt over qcow2 over
+   * file), already normalised by the core (./lun-store.ts): every method is
+   * present (emulated or refusing where the store below lacks it) and the
+   * capabilities (readOnly, writeCache, thin, hasBlockStatus) are decided,
+   * so a layer never tests `lower.write && ...`. A FUA write to it is
+   * durable when it settles. Do not close it: the stack closes every layer.
+   */
+  lower?: LunStore;
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
   /**
@@ -226,7 +233,7 @@ export interface ControlOperation {
 
 /**
  * A backstore with every optional method filled by the core's defaults
- * (src/backstore/stack.ts). This is what SCSI emulation talks to; it never
+ * (src/backstore/lun-store.ts). This is what SCSI emulation talks to; it never
  * needs to check for a missing method.
  */
 export interface LunStore {

@@ -16,6 +16,7 @@ import { listTcmuDevices, parseUioName, readUioDevice, type TcmuUioDevice } from
 import { TcmuNetlink, type TcmuEvent } from '../tcmu/netlink/tcmu-events.js';
 import { startControlServer } from './control.js';
 import { Lun, type LunStatus } from './lun.js';
+import { subtypeOf } from '../backstore/dev-config.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
 import type { ControlResult } from '../backstore/types.js';
 import { runLunControl } from './lun-control.js';
@@ -185,8 +186,7 @@ export class Server {
           if (ev.devSize !== undefined) await lun.resize(ev.devSize);
           if (ev.devConfig !== undefined) {
             const next = ev.devConfig.trim();
-            const subtype = next.split('/')[0];
-            if (subtype !== lun.device.subtype) {
+            if (subtypeOf(next) !== lun.device.subtype) {
               log.error({ devConfig: next }, 'refusing reconfig: the subtype cannot change on a live LUN');
               return EINVAL;
             }

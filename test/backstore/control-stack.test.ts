@@ -14,7 +14,7 @@ import { createFileOpener } from '../../src/backstore/confine.js';
 import { coerceControlArgs } from '../../src/backstore/control.js';
 import { layerOperation, offlineOperation } from '../../src/backstore/control-registry.js';
 import { type LayerSpec, openStack } from '../../src/backstore/registry.js';
-import { toLunStore } from '../../src/backstore/stack.js';
+import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { LunStore } from '../../src/backstore/types.js';
 import { silentLog } from './context.js';
 

@@ -29,7 +29,7 @@ import { BINARY_SIZE, sealCopy } from '../../../handlers/crypt/luks/luks2-binary
 import { readLuksHeader } from '../../../handlers/crypt/luks/read-header.js';
 import { unlockVolumeKey } from '../../../handlers/crypt/luks/unlock.js';
 import { openStack, registerHandler } from '../../../src/backstore/registry.js';
-import { toLunStore } from '../../../src/backstore/stack.js';
+import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { KeyRing } from '../../../src/config/keyring.js';
 import { mutate } from '../lib/mutate.js';
 import type { Rng } from '../lib/rng.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStack } from '../../../src/backstore/registry.js';
-import { toLunStore } from '../../../src/backstore/stack.js';
+import { toLunStore } from '../../../src/backstore/lun-store.js';
 import type { LunStore } from '../../../src/backstore/types.js';
 import { KeyRing } from '../../../src/config/keyring.js';
 import { formatLuks, type FormatOptions } from '../../../handlers/crypt/luks/format.js';
@@ -202,7 +202,7 @@ describe('keys', () => {
     const before = sha(img);
     const other = new KeyRing(w.keyDir);
     other.add('k1', Buffer.from('not the passphrase'));
-    await expect(openCrypt(img, { keys: other })).rejects.toMatchObject({ code: 'EKEYREJECTED', message: 'LUN user_1/enc: no keyslot matches the key' });
+    await expect(openCrypt(img, { keys: other })).rejects.toMatchObject({ code: 'EKEYREJECTED', message: expect.stringMatching(/LUN user_1\/enc: no keyslot matches the key$/) });
     expect(sha(img)).toBe(before);
   });
 

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 
 const root = process.env.TCMU_TS_ROOT;
 const { openStack } = await import(`${root}/dist/src/backstore/registry.js`);
-const { toLunStore } = await import(`${root}/dist/src/backstore/stack.js`);
+const { toLunStore } = await import(`${root}/dist/src/backstore/lun-store.js`);
 const { KeyRing } = await import(`${root}/dist/src/config/keyring.js`);
 const { createEncryptedImage } = await import(`${root}/dist/handlers/crypt/image.js`);
 
