@@ -65,7 +65,8 @@ function geometry(header: LuksHeader, lower: Backstore, ctx: OpenContext, where:
   if (ctx.size !== undefined && ctx.size > size) {
     throw new ConfigError(`${where}: the LUN size ${ctx.size} exceeds the encrypted data area (${size} bytes)`);
   }
-  return { size, blockSize };
+  // A LUN configured smaller than the data area sees only its first dev_size bytes (as dm-crypt --size).
+  return { size: ctx.size === undefined ? size : Math.floor(ctx.size / blockSize) * blockSize, blockSize };
 }
 
 /**
