@@ -9,6 +9,12 @@
  *   allow_discards=1  pass UNMAP down (as dm-crypt's allow_discards). It
  *                     tells whoever reads the image which blocks are unused,
  *                     and discarded blocks read back as noise, not zeros.
+ *   create=luks2|luks1  format the layer below with that key when it is
+ *                     still empty (its first MiB all zeros: a fresh qcow2 or
+ *                     file), as cryptsetup luksFormat would; a LUKS header
+ *                     is opened as usual; anything else is refused, never
+ *                     overwritten. LUKS2 gets the LUN's block size as its
+ *                     sector size, argon2id (time 4, 256 MiB) keyslots.
  *
  * At open the header is read and validated, the KDF runs once off the event
  * loop, the volume key is split into the two XTS halves and the passphrase
@@ -25,9 +31,10 @@ import { cryptControl } from './control.js';
 import { LuksError } from './luks/errors.js';
 import { DEFAULT_LIMITS, type LuksLimits } from './luks/limits.js';
 import type { LuksHeader } from './luks/model.js';
-import { readLuksHeader } from './luks/read-header.js';
+import { looksLikeLuks, readLuksHeader } from './luks/read-header.js';
 import { unlockVolumeKey } from './luks/unlock.js';
-import { readLower } from './lower-io.js';
+import { readLower, writeLower } from './lower-io.js';
+import { formatLuks } from './luks/format.js';
 import { xtsEngine, type XtsEngine } from './xts.js';
 
 const NAME = 'crypt';
@@ -77,13 +84,18 @@ export async function openCryptLayer(config: string, ctx: OpenContext, limits: L
   const lower = ctx.lower;
   if (!lower) throw new ConfigError('crypt: needs a layer below it, e.g. crypt/;key=k1>file//srv/a.img');
   if (config !== '') throw new ConfigError(`crypt: takes no config after "crypt/", got ${JSON.stringify(config.slice(0, 80))}`);
-  rejectUnknownOptions(NAME, ctx.options, ['key', 'allow_discards']);
+  rejectUnknownOptions(NAME, ctx.options, ['key', 'allow_discards', 'create']);
   const keyName = ctx.options.key;
   if (keyName === undefined || keyName === '') throw new ConfigError('crypt: option key=NAME is required (a key file in the key directory)');
   const allowDiscards = booleanOption(NAME, ctx.options, 'allow_discards', false);
   const where = lunLabel(ctx);
 
+  const create = ctx.options.create;
+  if (create !== undefined && create !== 'luks2' && create !== 'luks1') {
+    throw new ConfigError(`crypt: option create="${create.slice(0, 40)}" must be luks2 or luks1`);
+  }
   const read = (offset: number, length: number) => readLower(lower, offset, length);
+  if (create !== undefined) await formatIfEmpty(lower, create, ctx, where, () => loadKey(ctx.keys ?? new KeyRing(), keyName, where));
   const { header, warnings } = await readLuksHeader({ read, size: lower.size, where, limits });
   for (const w of warnings) ctx.log.warn({ luks: header.uuid }, `crypt: ${w}`);
   const geo = geometry(header, lower, ctx, where);
@@ -105,6 +117,32 @@ export async function openCryptLayer(config: string, ctx: OpenContext, limits: L
   ctx.log.info({ luks: header.version, uuid: header.uuid, keyslot, sectorSize: header.sectorSize, keyBits: header.keySize * 8, size: geo.size }, 'crypt: LUKS volume unlocked');
   ctx.log.debug({ engine: key.kind }, 'crypt: aes-xts engine');
   return new CryptStore(lower, header, key, geo, ctx.readOnly, allowDiscards);
+}
+
+/** How much of the layer below must be zeros before `create=` formats it. */
+const EMPTY_PROBE = 1024 * 1024;
+
+/** create=luks2|luks1: format an empty layer below (all zeros at its head); leave a LUKS one alone; refuse anything else. */
+async function formatIfEmpty(lower: Backstore, version: 'luks2' | 'luks1', ctx: OpenContext, where: string, key: () => Buffer): Promise<void> {
+  const head = await readLower(lower, 0, Math.min(EMPTY_PROBE, lower.size - (lower.size % lower.blockSize)));
+  if (looksLikeLuks(head)) return;
+  if (head.some((b) => b !== 0)) {
+    throw new ConfigError(`${where}: create=${version}: the layer below is neither a LUKS container nor empty; refusing to format over its data`);
+  }
+  if (ctx.readOnly || lower.readOnly || !lower.write) throw new ConfigError(`${where}: create=${version}: the layer below is read-only`);
+  const passphrase = key();
+  try {
+    const sectorSize = version === 'luks2' && ctx.blockSize === 4096 ? 4096 : 512;
+    const { uuid } = await formatLuks((offset, data) => writeLower(lower, offset, data), lower.size, {
+      version: version === 'luks2' ? 2 : 1,
+      passphrase,
+      sectorSize,
+    });
+    if (lower.flush) await lower.flush();
+    ctx.log.info({ uuid, format: version, sectorSize }, 'crypt: formatted the empty layer below as a new LUKS container');
+  } finally {
+    passphrase.fill(0);
+  }
 }
 
 /** The opened layer: plaintext above, ciphertext below at header.dataOffset. */
