@@ -13,6 +13,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { formatLuks } from '../../handlers/crypt/luks/format.js';
+import { readLuksHeader } from '../../handlers/crypt/luks/read-header.js';
+import { unlockVolumeKey } from '../../handlers/crypt/luks/unlock.js';
 import { xtsEngine } from '../../handlers/crypt/xts.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -89,3 +93,38 @@ for (const [request, sectorSize] of [
   );
 }
 console.log(`cryptsetup benchmark -c aes-xts-plain64: ${cryptsetupBench()}`);
+
+/** The KDF of one open runs off the event loop: how long it takes, and how late timers fire meanwhile. */
+async function kdfOffLoop(): Promise<void> {
+  const size = (16 << 20) + 4096;
+  const image = Buffer.alloc(size);
+  const passphrase = Buffer.from('bench passphrase');
+  const kdf = { type: 'argon2id', time: 4, memoryKiB: 256 * 1024, cpus: 2 } as const;
+  await formatLuks(async (o, b) => void b.copy(image, o), size, { version: 2, passphrase, kdf, digestIterations: 100_000 });
+  const read = async (o: number, l: number) => Buffer.from(image.subarray(o, o + l));
+  const { header } = await readLuksHeader({ read, size, where: 'bench' });
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  delay.enable();
+  const start = process.hrtime.bigint();
+  const { volumeKey } = await unlockVolumeKey(header, passphrase, read, 'bench');
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  delay.disable();
+  clearInterval(timer);
+  volumeKey.fill(0);
+  console.log(
+    `open with argon2id (time 4, 256 MiB, 2 threads) + pbkdf2 digest: ${ms.toFixed(0)} ms; meanwhile 1 ms timers fired ${ticks} times, ` +
+      `event-loop delay p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`,
+  );
+  // The same measurement with nothing running: what this machine's load alone costs.
+  const idle = monitorEventLoopDelay({ resolution: 1 });
+  let idleTicks = 0;
+  const idleTimer = setInterval(() => idleTicks++, 1);
+  idle.enable();
+  await new Promise((r) => setTimeout(r, ms));
+  idle.disable();
+  clearInterval(idleTimer);
+  console.log(`idle for as long: 1 ms timers fired ${idleTicks} times, event-loop delay p99 ${(idle.percentile(99) / 1e6).toFixed(1)} ms, max ${(idle.max / 1e6).toFixed(1)} ms`);
+}
+await kdfOffLoop();

@@ -27,10 +27,18 @@ function xorInto(dst: Buffer, src: Buffer): void {
   for (let i = 0; i < dst.length; i++) dst[i]! ^= src[i]!;
 }
 
+/**
+ * 4000 stripes cost ~8000 hash calls (tens of ms): give the event loop back
+ * every this many stripes, so other LUNs keep serving while one LUN opens.
+ */
+const STRIPES_PER_SLICE = 100;
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Recover a `keySize`-byte key from `material` (at least keySize * stripes bytes). The caller wipes the result. */
-export function afMerge(material: Buffer, keySize: number, stripes: number, hash: HashName): Buffer {
+export async function afMerge(material: Buffer, keySize: number, stripes: number, hash: HashName): Promise<Buffer> {
   const d = Buffer.alloc(keySize);
   for (let i = 0; i < stripes - 1; i++) {
+    if (i > 0 && i % STRIPES_PER_SLICE === 0) await yieldToLoop();
     xorInto(d, material.subarray(i * keySize, (i + 1) * keySize));
     diffuse(d, hash);
   }
@@ -39,12 +47,13 @@ export function afMerge(material: Buffer, keySize: number, stripes: number, hash
 }
 
 /** Split `key` into keySize * stripes bytes of AF material (random stripes, the last one computed). */
-export function afSplit(key: Buffer, stripes: number, hash: HashName): Buffer {
+export async function afSplit(key: Buffer, stripes: number, hash: HashName): Promise<Buffer> {
   const keySize = key.length;
   const out = Buffer.alloc(keySize * stripes);
   randomFillSync(out, 0, keySize * (stripes - 1));
   const d = Buffer.alloc(keySize);
   for (let i = 0; i < stripes - 1; i++) {
+    if (i > 0 && i % STRIPES_PER_SLICE === 0) await yieldToLoop();
     xorInto(d, out.subarray(i * keySize, (i + 1) * keySize));
     diffuse(d, hash);
   }

@@ -21,7 +21,7 @@ import { LUKS_MAGIC, LUKS1_SLOTS, SLOT_ACTIVE, SLOT_INACTIVE } from './luks1.js'
 import { BINARY_SIZE, sealCopy } from './luks2-binary.js';
 import { SECTOR } from './limits.js';
 import type { Kdf } from './model.js';
-import { wipeXtsKey, xtsCrypt, xtsKey } from '../xts.js';
+import { xtsEngine } from '../xts.js';
 
 export type KdfChoice =
   | { type: 'argon2id' | 'argon2i'; time: number; memoryKiB: number; cpus: number }
@@ -66,17 +66,21 @@ function kdfWithSalt(choice: KdfChoice): Kdf {
 
 /** The encrypted AF material of one keyslot (whole 512-byte sectors). */
 async function keyslotMaterial(volumeKey: Buffer, kdf: Kdf, passphrase: Buffer): Promise<Buffer> {
-  const split = afSplit(volumeKey, STRIPES, 'sha256');
+  const split = await afSplit(volumeKey, STRIPES, 'sha256');
   const material = Buffer.alloc(Math.ceil(split.length / SECTOR) * SECTOR);
   split.copy(material);
   split.fill(0);
   const areaKey = await deriveKey(kdf, passphrase, volumeKey.length);
-  const xk = xtsKey(areaKey);
-  areaKey.fill(0);
+  let engine;
   try {
-    xtsCrypt(xk, true, material, SECTOR, 0, 1);
+    engine = xtsEngine(areaKey);
   } finally {
-    wipeXtsKey(xk);
+    areaKey.fill(0);
+  }
+  try {
+    engine.crypt(true, material, SECTOR, 0, 1);
+  } finally {
+    engine.wipe();
   }
   return material;
 }

@@ -13,7 +13,7 @@ import { deriveKey, pbkdf2Async } from './kdf.js';
 import { SECTOR } from './limits.js';
 import type { Keyslot, LuksHeader, VolumeDigest } from './model.js';
 import type { ReadAt } from './read-header.js';
-import { wipeXtsKey, xtsCrypt, xtsKey } from '../xts.js';
+import { xtsEngine } from '../xts.js';
 
 export async function digestMatches(d: VolumeDigest, key: Buffer): Promise<boolean> {
   const got = await pbkdf2Async(key, d.salt, d.iterations, d.digest.length, d.hash);
@@ -25,14 +25,18 @@ export async function tryKeyslot(header: LuksHeader, slot: Keyslot, passphrase: 
   const materialLen = Math.ceil((slot.keySize * slot.stripes) / SECTOR) * SECTOR;
   const material = await read(slot.areaOffset, materialLen);
   const areaKey = await deriveKey(slot.kdf, passphrase, slot.areaKeySize);
-  const xk = xtsKey(areaKey);
-  areaKey.fill(0);
+  let engine;
   try {
-    xtsCrypt(xk, false, material, SECTOR, 0, 1);
+    engine = xtsEngine(areaKey);
   } finally {
-    wipeXtsKey(xk);
+    areaKey.fill(0);
   }
-  const candidate = afMerge(material, slot.keySize, slot.stripes, slot.afHash);
+  try {
+    engine.crypt(false, material, SECTOR, 0, 1);
+  } finally {
+    engine.wipe();
+  }
+  const candidate = await afMerge(material, slot.keySize, slot.stripes, slot.afHash);
   material.fill(0);
   for (const d of header.digests) {
     if (d.keyslots.includes(slot.id) && candidate.length === header.keySize && (await digestMatches(d, candidate))) return candidate;
