@@ -13,6 +13,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { formatLuks } from '../../handlers/crypt/luks/format.js';
 import { readLuksHeader } from '../../handlers/crypt/luks/read-header.js';
@@ -72,7 +73,7 @@ function cryptsetupBench(): string {
   return `encrypt ${mb(m[1]!)} MB/s, decrypt ${mb(m[2]!)} MB/s (512-bit key, 512-byte sectors)`;
 }
 
-console.log(`crypt layer aes-xts-plain64, 512-bit key, one core, MB/s (median of ${ROUNDS} x ${MS} ms)`);
+console.log(`crypt layer aes-xts-plain64, 512-bit key, one core, MB/s (median of ${ROUNDS} x ${MS} ms); ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 console.log('request   sector  native-enc native-dec  js-enc  js-dec  per-sector-js  openssl-speed(C)');
 for (const [request, sectorSize] of [
   [4096, 512],
