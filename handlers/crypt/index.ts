@@ -35,6 +35,8 @@ import { looksLikeLuks, readLuksHeader } from './luks/read-header.js';
 import { unlockVolumeKey } from './luks/unlock.js';
 import { readLower, writeLower } from './lower-io.js';
 import { formatLuks } from './luks/format.js';
+import { iovLength } from '../../src/iov.js';
+import { contiguousView, ScratchPool } from './scratch.js';
 import { xtsEngine, type XtsEngine } from './xts.js';
 
 const NAME = 'crypt';
@@ -160,6 +162,7 @@ class CryptStore implements Backstore {
   /** IVs count 512-byte units even for 4096-byte sectors (LUKS2 does not set dm-crypt's iv_large_sectors). */
   private readonly ivStep: number;
   private key: XtsEngine | null;
+  private readonly scratch = new ScratchPool();
 
   // Optional methods exist only when meaningful (the core fills the rest).
   readonly write?: (offset: number, iov: readonly Buffer[], opts: WriteOptions) => Promise<void>;
@@ -216,37 +219,47 @@ class CryptStore implements Backstore {
 
   async read(offset: number, iov: readonly Buffer[]): Promise<void> {
     this.liveKey();
-    if (iov.length === 1 && (iov[0]!.byteOffset & 3) === 0) {
-      // One buffer: read the ciphertext straight into it and decrypt in place.
+    const view = contiguousView(iov);
+    if (view && (view.byteOffset & 3) === 0) {
+      // Back-to-back buffers: read the ciphertext straight into them and decrypt in place, one XTS call.
       await this.lower.read(this.dataOffset + offset, iov);
-      this.crypt(false, iov[0]!, offset);
+      this.crypt(false, view, offset);
       return;
     }
-    // Several buffers (a sector may straddle two): one contiguous scratch, one XTS pass.
-    let total = 0;
-    for (const b of iov) total += b.length;
-    const scratch = Buffer.allocUnsafeSlow(total);
-    await this.lower.read(this.dataOffset + offset, [scratch]);
-    this.crypt(false, scratch, offset);
-    let at = 0;
-    for (const b of iov) at += scratch.copy(b, 0, at, at + b.length);
+    // Scattered buffers (a sector may straddle two): one contiguous scratch, one XTS pass.
+    const total = iovLength(iov);
+    const base = this.scratch.take(total);
+    try {
+      const scratch = base.subarray(0, total);
+      await this.lower.read(this.dataOffset + offset, [scratch]);
+      this.crypt(false, scratch, offset);
+      let at = 0;
+      for (const b of iov) at += scratch.copy(b, 0, at, at + b.length);
+    } finally {
+      this.scratch.give(base);
+    }
   }
 
   private async writeData(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {
     // Never encrypt the caller's buffers in place (kernel data area, the core's zero buffer).
-    let total = 0;
-    for (const b of iov) total += b.length;
-    const scratch = Buffer.allocUnsafeSlow(total);
-    let at = 0;
-    for (const b of iov) at += b.copy(scratch, at);
-    this.crypt(true, scratch, offset);
-    await this.lower.write!(this.dataOffset + offset, [scratch], opts);
+    const total = iovLength(iov);
+    const base = this.scratch.take(total);
+    try {
+      const scratch = base.subarray(0, total);
+      let at = 0;
+      for (const b of iov) at += b.copy(scratch, at);
+      this.crypt(true, scratch, offset);
+      await this.lower.write!(this.dataOffset + offset, [scratch], opts);
+    } finally {
+      this.scratch.give(base);
+    }
   }
 
   close(): void {
     // The stack closes `lower`; we only wipe our key.
     this.key?.wipe();
     this.key = null;
+    this.scratch.clear();
   }
 }
 

@@ -59,3 +59,15 @@ describe('AF splitter', () => {
     expect((await afMerge(material, keySize, stripes, hash)).equals(key)).toBe(false);
   });
 });
+
+describe('crypt scratch helpers', () => {
+  it('contiguousView spans back-to-back buffers of one ArrayBuffer only', async () => {
+    const { contiguousView } = await import('../../../handlers/crypt/scratch.js');
+    const area = Buffer.alloc(8192);
+    const whole = contiguousView([area.subarray(0, 4096), area.subarray(4096, 6144), area.subarray(6144)]);
+    expect(whole?.byteOffset).toBe(area.byteOffset);
+    expect(whole?.length).toBe(8192);
+    expect(contiguousView([area.subarray(0, 4096), area.subarray(4608)])).toBeNull();
+    expect(contiguousView([area.subarray(0, 512), Buffer.alloc(512)])).toBeNull();
+  });
+});
