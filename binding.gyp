@@ -15,7 +15,8 @@
         "native/io_ring_batch.cc",
         "native/netlink.cc",
         "native/peer_cred.cc",
-        "native/unix_dgram.cc"
+        "native/unix_dgram.cc",
+        "native/xts.cc"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

@@ -10,6 +10,7 @@
 #include "open_beneath.h"
 #include "peer_cred.h"
 #include "unix_dgram.h"
+#include "xts.h"
 
 namespace tcmu {
 
@@ -35,6 +36,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netlinkClose", Napi::Function::New<NetlinkClose>(env, "netlinkClose"));
   exports.Set("peerCred", Napi::Function::New<PeerCred>(env, "peerCred"));
   exports.Set("unixDatagramSend", Napi::Function::New<UnixDatagramSend>(env, "unixDatagramSend"));
+  exports.Set("xtsCreate", Napi::Function::New<XtsCreate>(env, "xtsCreate"));
+  exports.Set("xtsCrypt", Napi::Function::New<XtsCrypt>(env, "xtsCrypt"));
+  exports.Set("xtsDestroy", Napi::Function::New<XtsDestroy>(env, "xtsDestroy"));
   return exports;
 }
 

@@ -180,7 +180,18 @@ export interface NativeBinding {
    * the receiver's queue is full. Throws an errno Error. (systemd notify.)
    */
   unixDatagramSend(path: string, data: Uint8Array): void;
+
+  // AES-XTS for the crypt layer (native/xts.cc), OpenSSL inside node.
+  /** Key two AES-XTS contexts (encrypt, decrypt) with a 32- or 64-byte key; the handle frees itself when collected. */
+  xtsCreate(key: Buffer): NativeXtsHandle;
+  /** Every sector of `data` in place (plain64 IVs firstIv, firstIv + ivStep, ...). */
+  xtsCrypt(handle: NativeXtsHandle, encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): void;
+  /** Free the contexts now (OpenSSL wipes the key schedule); later xtsCrypt calls throw EBADF. */
+  xtsDestroy(handle: NativeXtsHandle): void;
 }
+
+/** Opaque handle of native XTS contexts. */
+export type NativeXtsHandle = { readonly __brand: 'NativeXtsHandle' };
 
 function findPackageRoot(start: string): string {
   let dir = start;

@@ -29,6 +29,7 @@ export function composeLayers(bottomUp: readonly Backstore[]): Backstore {
     writeCache: top.writeCache,
     fua: top.fua,
     thin: top.thin,
+    discardZeroes: top.discardZeroes,
     read: top.read.bind(top),
     async close() {
       let firstError: unknown;

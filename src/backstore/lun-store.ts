@@ -60,6 +60,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
   const hasFlush = has(store, 'flush');
   const writeCache = hasFlush && store.writeCache !== false;
   const thin = !readOnly && has(store, 'discard') && store.thin !== false;
+  const discardZeroes = thin && store.discardZeroes !== false;
 
   const flush: () => MaybePromise<void> = hasFlush ? bound(store, 'flush') : noop;
 
@@ -89,7 +90,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     // so a thin store may honour `unmap` by deallocating; otherwise write
     // real zeros from the shared buffer.
     writeZeroes = (offset, length, opts) =>
-      opts.unmap && thin ? discard(offset, length) : writeZeroesWithWrites(write, offset, length);
+      opts.unmap && discardZeroes ? discard(offset, length) : writeZeroesWithWrites(write, offset, length);
   }
 
   const hasBlockStatus = has(store, 'blockStatus');
@@ -101,6 +102,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     readOnly,
     writeCache,
     thin,
+    discardZeroes,
     hasBlockStatus,
     abortable: wantsSignals(store),
     read: bound(store, 'read'),

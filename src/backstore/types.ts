@@ -73,6 +73,7 @@
  */
 import type { Logger } from 'pino';
 import type { FileOpener } from './confine.js';
+import type { KeySource } from '../config/keyring.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -144,12 +145,18 @@ export interface Backstore {
   readonly maxInFlight?: number;
   /** True if the store honours `opts.signal`: the core then passes one (see "Aborts" above). */
   readonly abortable?: boolean;
+  /**
+   * False if a discarded range does NOT read back as zeros (an encryption
+   * layer: zeros below decrypt to noise). The LUN then never claims LBPRZ
+   * and WRITE SAME is never turned into a discard. Default true.
+   */
+  readonly discardZeroes?: boolean;
 
   read(offset: number, iov: readonly Buffer[], opts?: CallOptions): MaybePromise<void>;
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
   /** Make every write whose call settled before this call durable. */
   flush?(opts?: CallOptions): MaybePromise<void>;
-  /** Drop the range's contents; afterwards it reads as zeros. Only if provisioning is thin. */
+  /** Drop the range's contents; afterwards it reads as zeros (unless discardZeroes is false). Only if provisioning is thin. */
   discard?(offset: number, length: number, opts?: CallOptions): MaybePromise<void>;
   /** Make the range read as zeros, deallocating if `unmap` and possible. */
   writeZeroes?(offset: number, length: number, opts: WriteZeroesOptions): MaybePromise<void>;
@@ -188,6 +195,12 @@ export interface OpenContext {
    * means the unconfined opener: use `openerOf(ctx)`.
    */
   files?: FileOpener;
+  /**
+   * Named secrets for layers that need one (crypt's `key=NAME`): the
+   * daemon's key directory plus keys held in memory. `get` returns a copy
+   * the handler wipes. Absent: the default key directory.
+   */
+  keys?: KeySource;
 }
 
 export interface Handler {
@@ -309,6 +322,8 @@ export interface LunStore {
   readonly writeCache: boolean;
   /** Thin provisioning: discard really deallocates (advertise LBPME, UNMAP, VPD B2). */
   readonly thin: boolean;
+  /** A discarded block reads as zeros (report LBPRZ; WRITE SAME with UNMAP may discard). */
+  readonly discardZeroes: boolean;
   /** blockStatus is real (GET LBA STATUS answers from the store). */
   readonly hasBlockStatus: boolean;
   /** Pass each command's abort signal in CallOptions (the store is abortable or queued); otherwise pass none. */

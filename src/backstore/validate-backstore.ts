@@ -12,7 +12,7 @@ export const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'bl
 export type OptionalMethod = (typeof OPTIONAL_METHODS)[number];
 
 /** Every optional boolean flag of Backstore. */
-export const BACKSTORE_FLAGS = ['readOnly', 'writeCache', 'fua', 'thin'] as const;
+export const BACKSTORE_FLAGS = ['readOnly', 'writeCache', 'fua', 'thin', 'discardZeroes'] as const;
 
 // Compile-time completeness: an optional method added to Backstore but not
 // to OPTIONAL_METHODS would be silently dropped by composeLayers.

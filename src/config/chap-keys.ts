@@ -8,16 +8,17 @@
  *
  * (blank lines and lines starting with '#' are ignored). The directory and
  * the file must belong to root (or the daemon's user) and be closed to group
- * and others: a secret anyone can read authenticates nobody.
+ * and others: a secret anyone can read authenticates nobody (the checks are
+ * shared with LUKS key files: ./key-files.ts).
  *
  * Secrets never appear in an error, a log line or the daemon's status:
  * every message here names the file and the line, never its content.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
+import { checkKeyDir as checkDir, DEFAULT_KEY_DIR, readSecretFile } from './key-files.js';
 import { validateKeyName } from './names.js';
 
-export const DEFAULT_KEY_DIR = '/etc/tcmu-ts/keys';
+export { DEFAULT_KEY_DIR };
 
 /** Larger than any sane key file; bounds what an odd file can make us read. */
 const MAX_KEY_FILE = 4096;
@@ -36,18 +37,6 @@ export class ChapKeyError extends Error {
   ) {
     super(message);
     this.name = 'ChapKeyError';
-  }
-}
-
-function ownerOk(uid: number): boolean {
-  return uid === 0 || uid === process.getuid?.();
-}
-
-function checkPrivate(what: string, path: string, st: { uid: number; mode: number }): void {
-  if (!ownerOk(st.uid)) throw new ChapKeyError('EACCES', `${what} ${path} belongs to uid ${st.uid}, not root or the daemon's user`);
-  if ((st.mode & 0o077) !== 0) {
-    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-    throw new ChapKeyError('EACCES', `${what} ${path} is open to group or others (mode ${mode}): chmod go= ${path}`);
   }
 }
 
@@ -88,43 +77,20 @@ export function parseChapKeyFile(text: string, file: string): ChapCredentials {
   return creds;
 }
 
+const chapError = (code: string, message: string) => new ChapKeyError(code, message);
+
 /** Check the key directory itself (exists, private); used at startup before anything is exported. */
 export function checkKeyDir(keyDir: string): void {
-  if (!isAbsolute(keyDir)) throw new ChapKeyError('EINVAL', `key directory ${keyDir} is not an absolute path`);
-  let st;
-  try {
-    st = lstatSync(keyDir);
-  } catch (err) {
-    throw new ChapKeyError((err as NodeJS.ErrnoException).code ?? 'EIO', `key directory ${keyDir} cannot be read (${(err as NodeJS.ErrnoException).code})`);
-  }
-  if (!st.isDirectory()) throw new ChapKeyError('ENOTDIR', `key directory ${keyDir} is not a directory (symlinks are not followed)`);
-  checkPrivate('key directory', keyDir, st);
+  checkDir(keyDir, chapError);
 }
 
 /** Read and check <keyDir>/<name>. Throws ChapKeyError (code EINVAL/EACCES/ENOENT...) naming the file, never its content. */
 export function readChapKey(keyDir: string, name: string): ChapCredentials {
   validateKeyName(name);
-  checkKeyDir(keyDir);
-  const path = join(keyDir, name);
-  let fd: number;
+  const bytes = readSecretFile(keyDir, name, { what: 'CHAP key file', maxBytes: MAX_KEY_FILE, makeError: chapError });
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'ELOOP' ? 'is a symlink (not followed)' : `cannot be opened (${code})`;
-    throw new ChapKeyError(code, `CHAP key file ${path} ${why}`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new ChapKeyError('EINVAL', `CHAP key file ${path} is not a regular file`);
-    checkPrivate('CHAP key file', path, st);
-    if (st.size > MAX_KEY_FILE) throw new ChapKeyError('EFBIG', `CHAP key file ${path} is larger than ${MAX_KEY_FILE} bytes`);
-    const buf = Buffer.alloc(MAX_KEY_FILE + 1);
-    let len = 0;
-    for (let n; len < buf.length && (n = readSync(fd, buf, len, buf.length - len, null)) > 0; ) len += n;
-    if (len > MAX_KEY_FILE) throw new ChapKeyError('EFBIG', `CHAP key file ${path} is larger than ${MAX_KEY_FILE} bytes`);
-    return parseChapKeyFile(buf.subarray(0, len).toString('latin1'), path);
+    return parseChapKeyFile(bytes.toString('latin1'), join(keyDir, name));
   } finally {
-    closeSync(fd);
+    bytes.fill(0);
   }
 }

@@ -23,6 +23,7 @@ import { CommandCounters } from '../tcmu/command-counters.js';
 import { native, type NativeMapping } from '../native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
+import type { KeySource } from '../config/keyring.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
 
 export interface LunOptions {
@@ -32,6 +33,8 @@ export interface LunOptions {
   configfsRoot?: string;
   /** Confined opener for the handlers (the daemon's allowed_dirs); default unconfined. */
   files?: FileOpener;
+  /** Keys for crypt layers (key_dir files and memory keys); default: the default key directory. */
+  keys?: KeySource;
   /** Attributes process-level faults to this LUN (see fault-guard.ts). */
   faultGuard?: FaultGuard;
 }
@@ -160,7 +163,7 @@ export class Lun implements FaultOwner {
   }
 
   private async openStore(devConfig: string, size: number | undefined): Promise<LunStore> {
-    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files });
+    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files, keys: this.opts.keys });
   }
 
   private createDisk(store: LunStore): ScsiDisk {

@@ -22,6 +22,8 @@ import type { ControlResult } from '../backstore/types.js';
 import { runLunControl } from './lun-control.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
+import { KeyRing } from '../config/keyring.js';
+import { DEFAULT_KEY_DIR } from '../config/key-files.js';
 import type { DaemonConfig, LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
@@ -39,7 +41,7 @@ export interface ServeOptions {
   /** Listen for netlink device events and declare kernel-reply support (default true). */
   netlink?: boolean;
   controlSocket?: string;
-  /** Where CHAP key files live (config `[daemon] key_dir`). */
+  /** Where CHAP and LUKS key files live (config `[daemon] key_dir`). */
   keyDir?: string;
   /** Every file a handler opens must lie beneath one of these (empty: anywhere); see backstore/confine.ts. */
   allowedDirs?: readonly string[];
@@ -71,9 +73,12 @@ export class Server {
   readonly faultGuard: FaultGuard;
   /** Failed LUN opens by subtype, for monitoring. */
   private readonly openFailures = new Map<string, number>();
+  /** Keys for crypt layers: key_dir files plus memory-only keys (wiped at stop). */
+  readonly keys: KeyRing;
 
   constructor(private readonly opts: ServeOptions) {
     this.files = createFileOpener(opts.allowedDirs ?? []);
+    this.keys = new KeyRing(opts.keyDir ?? DEFAULT_KEY_DIR);
     this.faultGuard = new FaultGuard(opts.log);
   }
 
@@ -129,6 +134,7 @@ export class Server {
     const luns = [...this.luns.values()];
     this.luns.clear();
     await Promise.allSettled(luns.map((l) => l.stop()));
+    this.keys.clear();
   }
 
   private serialize<T>(uio: string, work: () => Promise<T>): Promise<T> {
@@ -152,6 +158,7 @@ export class Server {
       log: this.opts.log,
       configfsRoot: this.opts.configfsRoot,
       files: this.files,
+      keys: this.keys,
       faultGuard: this.faultGuard,
     });
     try {

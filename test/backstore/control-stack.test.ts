@@ -25,7 +25,7 @@ const files = createFileOpener([dir]);
 describe('control operations on a stacked LUN', () => {
   it('snapshot create/revert reach the qcow2 layer under a pass-through layer', async () => {
     const path = join(dir, 'stacked.qcow2');
-    const create = await offlineOperation('image.create', { path });
+    const create = await offlineOperation('image.create', { path, format: 'qcow2' });
     await create.operation.run({ mode: 'offline', config: path, options: {}, log: silentLog }, coerceControlArgs(create.operation, { size: '4M' }));
 
     const layers: LayerSpec[] = [

@@ -154,6 +154,15 @@ describe('toLunStore defaults', () => {
     expect(calls).toEqual(['discard 1024 2048', 'write 0 512']);
   });
 
+  it('never turns writeZeroes into a discard when discarded blocks do not read as zeros (encryption layer)', () => {
+    const { store, calls } = memoryStore(4096, ['write', 'discard']);
+    const lun = toLunStore({ ...store, discardZeroes: false });
+    expect(lun.thin).toBe(true);
+    expect(lun.discardZeroes).toBe(false);
+    lun.writeZeroes(1024, 512, { unmap: true });
+    expect(calls).toEqual(['write 1024 512']);
+  });
+
   it('without discard: not thin and discard is a no-op', () => {
     const { store, calls, data } = memoryStore(4096, ['write']);
     const lun = toLunStore(store);

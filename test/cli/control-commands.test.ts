@@ -64,7 +64,7 @@ describe('control commands', () => {
   });
 
   it('refuses a handler that does not offer the operation, and options it does not take', async () => {
-    await expect(cli('image', 'info', image, '--format', 'ram')).rejects.toThrow(/handler "ram" offers no image info on an image path \(offered by: qcow2\)/);
+    await expect(cli('image', 'info', image, '--format', 'ram')).rejects.toThrow(/handler "ram" offers no image info on an image path \(offered by: crypt, qcow2\)/);
     await expect(cli('image', 'create', join(dir, 'b.qcow2'), '--size', '1M', '--compat', '4')).rejects.toThrow(/--compat: "4" is not one of 2, 3/);
     await expect(cli('image', 'create', join(dir, 'b.qcow2'))).rejects.toThrow(/required option '--size <size>' not specified/);
   });

@@ -44,7 +44,7 @@ class RecordingLun implements ControlledLun {
 
 async function image(name: string): Promise<string> {
   const path = join(allowed, name);
-  const create = await offlineOperation('image.create', { path });
+  const create = await offlineOperation('image.create', { path, format: 'qcow2' });
   await create.operation.run({ mode: 'offline', config: path, options: {}, log: pino({ level: 'silent' }) }, { size: 4 << 20, 'cluster-size': 65536, compat: '3' });
   return path;
 }

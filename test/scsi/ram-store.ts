@@ -9,6 +9,8 @@ export interface RamStoreOptions {
   blocks?: number;
   blockSize?: number;
   thin?: boolean;
+  /** Discarded blocks read as zeros (LBPRZ); default: same as thin. */
+  discardZeroes?: boolean;
   writeCache?: boolean;
   readOnly?: boolean;
   /** Return promises instead of values. */
@@ -23,6 +25,7 @@ export class RamStore implements LunStore {
   readonly readOnly: boolean;
   readonly writeCache: boolean;
   readonly thin: boolean;
+  readonly discardZeroes: boolean;
   readonly hasBlockStatus = true;
   readonly abortable = false;
   data: Buffer;
@@ -38,6 +41,7 @@ export class RamStore implements LunStore {
     this.readOnly = opts.readOnly ?? false;
     this.writeCache = opts.writeCache ?? true;
     this.thin = opts.thin ?? false;
+    this.discardZeroes = opts.discardZeroes ?? this.thin;
     this.async = opts.async ?? false;
     this.data = Buffer.alloc(this.size);
     this.deallocated = new Array(this.size / this.blockSize).fill(false);

@@ -27,10 +27,11 @@ describe('READ CAPACITY', () => {
   });
 
   it.each([
-    [false, 0x00],
-    [true, 0xc0],
-  ])('(16) thin=%s -> byte 14 = %i (LBPME, LBPRZ)', async (thin, byte14) => {
-    const { disk } = await freshDisk({ thin, blocks: 4096 });
+    [false, true, 0x00],
+    [true, true, 0xc0],
+    [true, false, 0x80], // an encryption layer with allow_discards: thin, but discarded blocks are not zeros
+  ])('(16) thin=%s discardZeroes=%s -> byte 14 = %i (LBPME, LBPRZ)', async (thin, discardZeroes, byte14) => {
+    const { disk } = await freshDisk({ thin, discardZeroes: thin && discardZeroes, blocks: 4096 });
     const cmd = command([0x9e, 0x10, ...be(0, 8), ...be(32, 4), 0, 0], { inLength: 32 });
     expect(await run(disk, cmd)).toBe(GOOD);
     const d = dataIn(cmd);

@@ -21,8 +21,9 @@ export function readCapacity16(lu: LogicalUnit, cmd: ScsiCommand): number {
   // physical block (we know nothing truer about the store).
   if (lu.store.thin) {
     // LBPME: thin provisioned, UNMAP works. LBPRZ: discarded blocks read as
-    // zeros, which the store contract guarantees for a thin discard.
-    buf[14] = 0x80 | 0x40;
+    // zeros, which the store contract guarantees for a thin discard unless the
+    // store says otherwise (an encryption layer: zeros below decrypt to noise).
+    buf[14] = 0x80 | (lu.store.discardZeroes ? 0x40 : 0);
   }
   return lu.dataIn(cmd, buf, Math.min(32, allocation));
 }

@@ -59,8 +59,9 @@ export function buildVpdPage(lu: LogicalUnit, code: number, buf: Buffer): number
       if (!lu.store.thin) return -1;
       bodyLength = 4;
       // LBPU (UNMAP), LBPWS (WRITE SAME 16 + UNMAP), LBPWS10, LBPRZ=001b:
-      // a deallocated block reads as zeros (the store contract for discard).
-      buf[5] = 0x80 | 0x40 | 0x20 | (0x1 << 2);
+      // a deallocated block reads as zeros (the store contract for discard),
+      // 000b when the store's discard does not zero (an encryption layer).
+      buf[5] = 0x80 | 0x40 | 0x20 | ((lu.store.discardZeroes ? 0x1 : 0) << 2);
       buf[6] = 0x02; // PROVISIONING TYPE: thin
       break;
     default:

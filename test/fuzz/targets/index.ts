@@ -13,4 +13,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   config: async () => (await import('./config.js')).default,
   qcow2: async () => (await import('./qcow2.js')).default,
   'metrics-address': async () => (await import('./metrics-address.js')).default,
+  luks: async () => (await import('./luks.js')).default,
 };
