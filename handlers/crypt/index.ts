@@ -190,7 +190,10 @@ class CryptStore implements Backstore {
     this.key = key;
     this.readOnly = readOnly || lower.readOnly === true || !lower.write;
     this.writeCache = lower.writeCache;
-    this.fua = lower.fua;
+    // The layer below is a LunStore: its write honours opts.fua itself (the
+    // core added write + flush there if that store needs it), so passing FUA
+    // down is enough; declaring it here keeps the core from flushing twice.
+    this.fua = true;
     if (!this.readOnly) this.write = (offset, iov, opts) => this.writeData(offset, iov, opts);
     if (lower.flush) this.flush = () => lower.flush!();
     // Discard only when asked for, and only if the layer below really deallocates.
