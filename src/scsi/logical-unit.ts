@@ -21,12 +21,6 @@ export const PROCEED = -1;
 /** Size of the shared buffer data-in replies are built in (INQUIRY, MODE SENSE, RSOC ...). */
 const SCRATCH_BYTES = 4096;
 
-/** Default upper bounds advertised in VPD B0 and enforced (in logical blocks). */
-export const MAX_UNMAP_BLOCK_DESCRIPTORS = 256;
-export const MAX_UNMAP_LBA_COUNT = 1 << 22;
-export const MAX_WRITE_SAME_BLOCKS = 1 << 22;
-export const MAX_COMPARE_AND_WRITE_BLOCKS = 255;
-
 export class LogicalUnit {
   readonly blockSize: number;
   /** Number of logical blocks; changes on refresh() after a resize. */

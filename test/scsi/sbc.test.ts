@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { be, cdb, command, dataIn, fieldPointer, freshDisk, pattern, run, sense } from './harness.js';
+import { IDENTITY, be, cdb, command, dataIn, fieldPointer, freshDisk, pattern, run, sense } from './harness.js';
 
 const GOOD = 0x00;
 const CHECK = 0x02;
@@ -352,6 +352,37 @@ describe('COMPARE AND WRITE', () => {
     const cmd = command(c, { out: Buffer.alloc(out) });
     expect(await run(disk, cmd)).toBe(status);
     if (status === CHECK) expect(sense(cmd)).toEqual({ key: 5, asc, ascq: 0 });
+  });
+
+  // SBC-4 5.3: NUMBER OF LOGICAL BLOCKS above the Block Limits VPD's MAXIMUM
+  // COMPARE AND WRITE LENGTH -> INVALID FIELD IN CDB, before anything is read or written.
+  // [maximum transfer length, advertised maximum, blocks asked, accepted]
+  it.each([
+    [16, 8, 8, true],
+    [16, 8, 9, false],
+    [3, 1, 2, false],
+    [1024, 255, 255, true],
+    [0, 255, 255, true],
+  ])('max transfer %i -> MAXIMUM COMPARE AND WRITE LENGTH %i; %i blocks accepted=%s', async (maxTransfer, max, n, ok) => {
+    const { disk, store } = await freshDisk({ async: true }, { ...IDENTITY, maxTransferBlocks: maxTransfer });
+    const b0 = command([0x12, 0x01, 0xb0, 0, 64, 0], { inLength: 64 });
+    expect(await run(disk, b0)).toBe(GOOD);
+    expect(dataIn(b0)[5]).toBe(max);
+    const old = pattern(n, BS, 1);
+    old.copy(store.data, 0);
+    const before = Buffer.from(store.data);
+    store.calls.length = 0;
+    const cmd = command(caw(0, n), { out: Buffer.concat([old, pattern(n, BS, 2)]) });
+    if (ok) {
+      expect(await run(disk, cmd)).toBe(GOOD);
+      expect(store.data.subarray(0, n * BS).equals(pattern(n, BS, 2))).toBe(true);
+      return;
+    }
+    expect(await run(disk, cmd)).toBe(CHECK);
+    expect(sense(cmd)).toEqual({ key: 5, asc: 0x24, ascq: 0 });
+    expect(fieldPointer(cmd)).toMatchObject({ sksv: true, cd: true, byte: 13 });
+    expect(store.calls).toEqual([]);
+    expect(store.data.equals(before)).toBe(true);
   });
 
   it('FUA bit and WCE=0 force a durable write', async () => {

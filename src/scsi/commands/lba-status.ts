@@ -4,7 +4,8 @@
  */
 import type { ScsiCommand } from '../command.js';
 import { readU64, writeU64 } from '../be64.js';
-import { type LogicalUnit, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
+import type { LogicalUnit } from '../logical-unit.js';
+import { MAX_UNMAP_LBA_COUNT } from '../block-limits.js';
 import type { Extent } from '../../backstore/types.js';
 import { IoKind } from '../sense-map.js';
 

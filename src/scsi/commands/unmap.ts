@@ -7,7 +7,8 @@
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { gather } from '../../iov.js';
 import { readU64 } from '../be64.js';
-import { type LogicalUnit, MAX_UNMAP_BLOCK_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
+import type { LogicalUnit } from '../logical-unit.js';
+import { MAX_UNMAP_BLOCK_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../block-limits.js';
 import { Asc, SenseKey } from '../sense.js';
 import { IoKind } from '../sense-map.js';
 

@@ -9,7 +9,8 @@
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { gather, iovIsZero } from '../../iov.js';
 import { readU64 } from '../be64.js';
-import { type LogicalUnit, MAX_WRITE_SAME_BLOCKS, PROCEED } from '../logical-unit.js';
+import { type LogicalUnit, PROCEED } from '../logical-unit.js';
+import { MAX_WRITE_SAME_BLOCKS } from '../block-limits.js';
 import { IoKind } from '../sense-map.js';
 
 /** Largest buffer used to replicate a non-zero block. */
