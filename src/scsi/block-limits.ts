@@ -14,11 +14,38 @@ import type { LogicalUnit } from './logical-unit.js';
  */
 export const MAX_UNMAP_BLOCK_DESCRIPTORS = 256;
 
-/** MAXIMUM UNMAP LBA COUNT (sum over the descriptors of one UNMAP). */
-export const MAX_UNMAP_LBA_COUNT = 1 << 22;
+/**
+ * The limits below are budgets in bytes, turned into logical blocks per LUN:
+ * a LUN of 4 KiB blocks must not be allowed eight times the work of one of
+ * 512-byte blocks in a single command. Each command of the advertised
+ * maximum has to finish well inside the kernel's command timeout (TCMU
+ * cmd_time_out and the Linux sd timeout: 30 s) on a slow disk, as an
+ * initiator sends it in one piece. Measured on the development host with
+ * scripts/bench-host/block-limits.mts (512-byte blocks, tmp files on ext4,
+ * docs/ADMIN.md "Block limits" has the table):
+ *   2 GiB  WRITE SAME of a non-zero block: file 7.7 s, qcow2 3.0 s (replicated
+ *          writes, the one case whose cost grows with the data)
+ *   2 GiB  UNMAP / WRITE SAME UNMAP: file 0.5 s, qcow2 0.1 s
+ * Linux splits larger discards and zeroings itself (blk-lib by
+ * discard_max_bytes / write_zeroes_max_bytes, taken from this page), so a
+ * smaller limit only means more commands, each far from the timeout.
+ */
+const MAX_UNMAP_BYTES = 1 << 30;
+const MAX_WRITE_SAME_BYTES = 256 << 20;
 
-/** MAXIMUM WRITE SAME LENGTH. */
-export const MAX_WRITE_SAME_BLOCKS = 1 << 22;
+/** MAXIMUM UNMAP LBA COUNT: the sum over the descriptors of one UNMAP. */
+export function maxUnmapBlocks(lu: LogicalUnit): number {
+  return Math.floor(MAX_UNMAP_BYTES / lu.blockSize);
+}
+
+/**
+ * MAXIMUM WRITE SAME LENGTH. Linux takes its write_zeroes limit from here
+ * and zeroes with WRITE SAME(16) (UNMAP set when LBPRZ is reported); ESXi's
+ * VAAI block zeroing sends a few MiB at a time.
+ */
+export function maxWriteSameBlocks(lu: LogicalUnit): number {
+  return Math.floor(MAX_WRITE_SAME_BYTES / lu.blockSize);
+}
 
 /**
  * The NUMBER OF LOGICAL BLOCKS field of COMPARE AND WRITE is one byte, so

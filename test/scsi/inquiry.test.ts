@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { IDENTITY, command, dataIn, fieldPointer, freshDisk, run, sense } from './harness.js';
+import type { RamStoreOptions } from './ram-store.js';
 
 const GOOD = 0x00;
 const CHECK = 0x02;
 
 const inquiry = (evpd: number, page: number, alloc: number) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
 
-async function vpd(page: number, opts: { thin?: boolean } = {}, alloc = 255): Promise<Buffer> {
+async function vpd(page: number, opts: RamStoreOptions = {}, alloc = 255): Promise<Buffer> {
   const { disk } = await freshDisk(opts);
   const cmd = command(inquiry(1, page, alloc), { inLength: alloc });
   expect(await run(disk, cmd)).toBe(GOOD);
@@ -107,14 +108,22 @@ describe('VPD pages', () => {
     expect(d.readUInt32BE(12)).toBe(1024);
     expect(d.readUInt32BE(20)).toBe(0); // no unmap on a thick LUN
     expect(d.readUInt32BE(24)).toBe(0);
-    expect(d.readUInt32BE(40)).toBe(1 << 22); // max WRITE SAME length (low 32 bits)
+    expect(d.readUInt32BE(36)).toBe(0);
+    expect(d.readUInt32BE(40)).toBe(1 << 19); // max WRITE SAME length: 256 MiB of 512-byte blocks
   });
 
   it('0xB0 block limits, thin: unmap counts', async () => {
     const d = await vpd(0xb0, { thin: true });
-    expect(d.readUInt32BE(20)).toBe(1 << 22);
+    expect(d.readUInt32BE(20)).toBe(1 << 21); // max UNMAP LBA count: 1 GiB of 512-byte blocks
     expect(d.readUInt32BE(24)).toBe(256);
     expect(d.readUInt32BE(28)).toBe(8);
+  });
+
+  it('0xB0 limits are byte budgets: a 4 KiB-block LUN gets an eighth of the blocks', async () => {
+    const d = await vpd(0xb0, { thin: true, blockSize: 4096 });
+    expect(d.readUInt32BE(20)).toBe(1 << 18);
+    expect(d.readUInt32BE(40)).toBe(1 << 16);
+    expect(d.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB block
   });
 
   it('0xB1 non-rotating medium', async () => {

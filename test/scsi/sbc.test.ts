@@ -122,7 +122,7 @@ describe('WRITE SAME', () => {
 
   it.each([
     ['length 0 (WSNZ)', ws10(0, 0, 0), BS, 5, 0x24, 7],
-    ['length over the maximum', ws16(0, 0, (1 << 22) + 1), BS, 5, 0x24, 10],
+    ['length over the maximum (256 MiB)', ws16(0, 0, (1 << 19) + 1), BS, 5, 0x24, 10],
     ['past the end', ws16(0, 2040, 9), BS, 5, 0x21, -1],
     ['missing data-out block', ws10(0, 0, 1), 100, 5, 0x24, 7],
   ])('%s is rejected', async (_n, c, outBytes, key, asc, byte) => {
@@ -182,7 +182,7 @@ describe('UNMAP', () => {
     ['a range past the end', unmapList([[0, 1], [2047, 2]]), undefined, 5, 0x21],
     ['list shorter than its header', Buffer.alloc(6), undefined, 5, 0x1a],
     ['too many descriptors', unmapList(Array.from({ length: 257 }, (_, i) => [i, 1] as [number, number])), undefined, 5, 0x26],
-    ['too many blocks in total', unmapList([[0, 1 << 21], [0, (1 << 21) + 1]]), undefined, 5, 0x26],
+    ['too many blocks in total (1 GiB)', unmapList([[0, 1 << 20], [0, (1 << 20) + 1]]), undefined, 5, 0x26],
     ['data-out shorter than the parameter list length', unmapList([[0, 1]]), 40, 5, 0x24],
   ])('%s is rejected before any discard', async (_n, list, cdbLength, key, asc) => {
     const { disk, store } = await freshDisk({ thin: true });

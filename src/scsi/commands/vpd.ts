@@ -3,7 +3,7 @@
  * zeroed buffer and returns the page length including its 4-byte header.
  */
 import type { LogicalUnit } from '../logical-unit.js';
-import { MAX_UNMAP_BLOCK_DESCRIPTORS, MAX_UNMAP_LBA_COUNT, MAX_WRITE_SAME_BLOCKS, maxCompareAndWriteBlocks } from '../block-limits.js';
+import { MAX_UNMAP_BLOCK_DESCRIPTORS, maxCompareAndWriteBlocks, maxUnmapBlocks, maxWriteSameBlocks } from '../block-limits.js';
 import { naaBytes } from '../identity.js';
 import { writeU64 } from '../be64.js';
 import { putAscii } from '../ascii.js';
@@ -95,10 +95,10 @@ function blockLimits(lu: LogicalUnit, buf: Buffer): number {
   buf.writeUInt32BE(lu.maxTransferBlocks, 8);
   buf.writeUInt32BE(lu.maxTransferBlocks, 12); // OPTIMAL TRANSFER LENGTH
   if (lu.store.thin) {
-    buf.writeUInt32BE(MAX_UNMAP_LBA_COUNT, 20);
+    buf.writeUInt32BE(maxUnmapBlocks(lu), 20);
     buf.writeUInt32BE(MAX_UNMAP_BLOCK_DESCRIPTORS, 24);
     buf.writeUInt32BE(Math.max(1, 4096 / lu.blockSize), 28); // OPTIMAL UNMAP GRANULARITY
   }
-  writeU64(buf, 36, MAX_WRITE_SAME_BLOCKS);
+  writeU64(buf, 36, maxWriteSameBlocks(lu));
   return 0x3c;
 }
