@@ -159,7 +159,12 @@ export class Lun implements FaultOwner {
     return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files });
   }
 
-  private createDisk(store: LunStore): ScsiDisk {
+  /**
+   * The SCSI disk over `store`. A disk replacing this LUN's current one
+   * (RECONFIG, snapshot revert) keeps its MODE SELECT settings and pending
+   * unit attentions and reports MEDIUM MAY HAVE CHANGED, not POWER ON.
+   */
+  private createDisk(store: LunStore, replaces?: ScsiDisk): ScsiDisk {
     const serial = this.configfs.unitSerial();
     return new ScsiDisk(
       store,
@@ -167,7 +172,7 @@ export class Lun implements FaultOwner {
         ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
-      { log: this.log },
+      { log: this.log, replaces },
     );
   }
 
@@ -192,7 +197,7 @@ export class Lun implements FaultOwner {
     // Finish what the old store is doing before anything reaches the new one.
     await this.engine!.drain();
     this.store = next;
-    this.disk = this.createDisk(next);
+    this.disk = this.createDisk(next, this.disk);
     this.devConfig = newDevConfig;
     this.engine!.start();
     await old.close();
@@ -325,7 +330,7 @@ export class Lun implements FaultOwner {
         // No size hint: a snapshot revert may bring back a different virtual
         // size, which the initiator then learns through a unit attention.
         this.store = await this.openStore(this.devConfig, undefined);
-        this.disk = this.createDisk(this.store); // reports POWER ON, RESET (06/29/00) once
+        this.disk = this.createDisk(this.store, this.disk); // mode pages kept; MEDIUM MAY HAVE CHANGED once
         if (this.store.size !== store.size) this.disk.addUnitAttention(0x2a, 0x09); // CAPACITY DATA HAS CHANGED
         this.state = 'serving';
         engine.start();

@@ -15,18 +15,18 @@ async function vpd(page: number, opts: RamStoreOptions = {}, alloc = 255): Promi
 }
 
 describe('standard INQUIRY', () => {
-  it('identifies an SPC-5 disk with command queuing', async () => {
+  it('identifies an SPC-4 disk with command queuing (VERSION 06h, as the in-kernel LIO backstores)', async () => {
     const { disk } = await freshDisk();
     const cmd = command(inquiry(0, 0, 96), { inLength: 96 });
     expect(await run(disk, cmd)).toBe(GOOD);
     const d = dataIn(cmd);
     expect(d.length).toBe(66);
     expect(cmd.dataInLength).toBe(66);
-    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x07, 0x12, 61, 0x00, 0x02]);
+    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x06, 0x12, 61, 0x00, 0x02]);
     expect(d.toString('ascii', 8, 16)).toBe('TCMU-TS ');
     expect(d.toString('ascii', 16, 32)).toBe('test disk       ');
     expect(d.toString('ascii', 32, 36)).toBe('0042');
-    expect([d.readUInt16BE(58), d.readUInt16BE(60), d.readUInt16BE(62)]).toEqual([0x00a0, 0x05c0, 0x0600]);
+    expect([d.readUInt16BE(58), d.readUInt16BE(60), d.readUInt16BE(62)]).toEqual([0x00a0, 0x0460, 0x04c0]); // SAM-5, SPC-4, SBC-3 like LIO
   });
 
   it.each([
