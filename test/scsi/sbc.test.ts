@@ -182,7 +182,7 @@ describe('UNMAP', () => {
     ['a range past the end', unmapList([[0, 1], [2047, 2]]), undefined, 5, 0x21],
     ['list shorter than its header', Buffer.alloc(6), undefined, 5, 0x1a],
     ['too many descriptors', unmapList(Array.from({ length: 257 }, (_, i) => [i, 1] as [number, number])), undefined, 5, 0x26],
-    ['too many blocks in total (1 GiB)', unmapList([[0, 1 << 20], [0, (1 << 20) + 1]]), undefined, 5, 0x26],
+    ['too many blocks in total (512 MiB)', unmapList([[0, 1 << 19], [0, (1 << 19) + 1]]), undefined, 5, 0x26],
     ['data-out shorter than the parameter list length', unmapList([[0, 1]]), 40, 5, 0x24],
   ])('%s is rejected before any discard', async (_n, list, cdbLength, key, asc) => {
     const { disk, store } = await freshDisk({ thin: true });
@@ -345,6 +345,7 @@ describe('COMPARE AND WRITE', () => {
 
   it.each([
     ['zero blocks is a no-op', caw(0, 0), 0, GOOD, 0],
+    ['zero blocks with a data-out (256 wrapped to 0) -> INVALID FIELD IN CDB', caw(0, 0), 512 * BS, CHECK, 0x24],
     ['past the end', caw(2047, 2), 4 * BS, CHECK, 0x21],
     ['short data-out (needs 2N blocks)', caw(0, 2), 3 * BS, CHECK, 0x24],
   ])('%s', async (_n, c, out, status, asc) => {

@@ -16,8 +16,12 @@ export function compareAndWrite(lu: LogicalUnit, cmd: ScsiCommand): number | Pro
   const cdb = cmd.cdb;
   const lba = readU64(cdb, 2);
   const blocks = cdb[13];
-  // SBC-4: NUMBER OF LOGICAL BLOCKS 0 transfers and changes nothing; not an error.
-  if (blocks === 0) return ScsiStatus.Good;
+  // SBC-4: NUMBER OF LOGICAL BLOCKS 0 transfers and changes nothing; not an
+  // error. A data-out sent with it does not fit the CDB: LIO's core refuses
+  // such a write overflow with INVALID FIELD IN CDB (target_cmd_size_check),
+  // and so do we (libiscsi's CompareAndWrite.Simple sends 256 blocks, which
+  // the one-byte field wraps to 0, and expects exactly that).
+  if (blocks === 0) return cmd.iovLength === 0 ? ScsiStatus.Good : lu.invalidCdbField(cmd, 13);
   // SBC-4 5.3: more than the Block Limits VPD's MAXIMUM COMPARE AND WRITE
   // LENGTH is INVALID FIELD IN CDB, checked before anything is read or written.
   if (blocks > maxCompareAndWriteBlocks(lu)) return lu.invalidCdbField(cmd, 13);
