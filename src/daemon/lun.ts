@@ -23,6 +23,7 @@ import { native, type NativeMapping } from '../native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
+import { type CopyRegistry, daemonCopyRegistry } from './copy-registry.js';
 
 export interface LunOptions {
   log: Logger;
@@ -33,6 +34,8 @@ export interface LunOptions {
   files?: FileOpener;
   /** Attributes process-level faults to this LUN (see fault-guard.ts). */
   faultGuard?: FaultGuard;
+  /** Where EXTENDED COPY finds the daemon's LUNs (default: the process-wide one). */
+  copyRegistry?: CopyRegistry;
 }
 
 export interface LunStatus {
@@ -67,6 +70,8 @@ export class Lun implements FaultOwner {
   private engine?: RingEngine;
   private disk?: ScsiDisk;
   private devConfig: string;
+  /** Takes this LUN off the copy registry (set while serving). */
+  private unlist?: () => void;
   private state: LunStatus['state'] = 'starting';
   private failure?: string;
   private stopping?: Promise<void>;
@@ -133,6 +138,10 @@ export class Lun implements FaultOwner {
     }
     if ((this.state as LunStatus['state']) === 'failed') return;
     this.state = 'serving';
+    // Reachable for other LUNs' EXTENDED COPY only while serving (not while quiesced or stopping).
+    this.unlist = (this.opts.copyRegistry ?? daemonCopyRegistry).add(this.disk.identity.naa, () =>
+      this.state === 'serving' ? this.disk?.copyEndpoint() : undefined,
+    );
     this.log.info(
       { devConfig: this.devConfig, size: this.store.size, thin: this.store.thin, writeCache: this.store.writeCache },
       'LUN serving',
@@ -172,7 +181,7 @@ export class Lun implements FaultOwner {
         ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
-      { log: this.log, replaces },
+      { log: this.log, replaces, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },
     );
   }
 
@@ -212,6 +221,7 @@ export class Lun implements FaultOwner {
 
   private async doStop(deviceGone: boolean): Promise<void> {
     this.state = 'stopping';
+    this.unlist?.();
     let blocked = false;
     if (!deviceGone) {
       try {
@@ -275,6 +285,7 @@ export class Lun implements FaultOwner {
   fail(err: unknown, source: string): void {
     if (this.state === 'failed' || this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'failed';
+    this.unlist?.();
     const message = err instanceof Error ? err.message : String(err);
     this.failure = `${source}: ${message}`;
     this.log.error({ err, source }, 'LUN failed: stopped serving, device blocked');

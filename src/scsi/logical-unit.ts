@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
+import type { CopyPeerLookup } from './copy-peers.js';
 import type { DiskIdentity } from './identity.js';
 import { scatter } from '../iov.js';
 import { LbaRangeLock } from './lba-lock.js';
@@ -39,6 +40,8 @@ export class LogicalUnit {
   readonly scratch = Buffer.alloc(SCRATCH_BYTES);
   /** Pending unit attentions, oldest first, each (asc << 8) | ascq. */
   readonly unitAttentions: number[] = [];
+  /** Other LUNs of the daemon EXTENDED COPY may copy from or to (none when unset). */
+  copyPeers: CopyPeerLookup | undefined;
 
   constructor(
     readonly store: LunStore,

@@ -22,7 +22,7 @@ describe('standard INQUIRY', () => {
     const d = dataIn(cmd);
     expect(d.length).toBe(66);
     expect(cmd.dataInLength).toBe(66);
-    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x06, 0x12, 61, 0x00, 0x02]);
+    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x06, 0x12, 61, 0x08, 0x02]);
     expect(d.toString('ascii', 8, 16)).toBe('TCMU-TS ');
     expect(d.toString('ascii', 16, 32)).toBe('test disk       ');
     expect(d.toString('ascii', 32, 36)).toBe('0042');
@@ -114,14 +114,14 @@ describe('VPD pages', () => {
 
   it('0xB0 block limits, thin: unmap counts', async () => {
     const d = await vpd(0xb0, { thin: true });
-    expect(d.readUInt32BE(20)).toBe(1 << 21); // max UNMAP LBA count: 1 GiB of 512-byte blocks
+    expect(d.readUInt32BE(20)).toBe(1 << 20); // max UNMAP LBA count: 512 MiB of 512-byte blocks
     expect(d.readUInt32BE(24)).toBe(256);
     expect(d.readUInt32BE(28)).toBe(8);
   });
 
   it('0xB0 limits are byte budgets: a 4 KiB-block LUN gets an eighth of the blocks', async () => {
     const d = await vpd(0xb0, { thin: true, blockSize: 4096 });
-    expect(d.readUInt32BE(20)).toBe(1 << 18);
+    expect(d.readUInt32BE(20)).toBe(1 << 17);
     expect(d.readUInt32BE(40)).toBe(1 << 16);
     expect(d.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB block
   });

@@ -37,7 +37,7 @@ export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
     buf[2] = VERSION;
     buf[3] = 0x12; // HISUP=1, RESPONSE DATA FORMAT=2
     buf[4] = STANDARD_LENGTH - 5; // ADDITIONAL LENGTH counts the bytes after byte 4
-    buf[5] = 0x00; // no ALUA (TPGS 0), no 3PC, no protection information
+    buf[5] = 0x08; // 3PC: EXTENDED COPY; no ALUA (TPGS 0), no protection information
     buf[6] = 0x00;
     buf[7] = 0x02; // CMDQUE: full task management model
     putAscii(buf, 8, 8, lu.identity.vendor);

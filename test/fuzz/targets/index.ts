@@ -12,4 +12,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'ring-kernel': async () => (await import('./ring-kernel.js')).default,
   config: async () => (await import('./config.js')).default,
   qcow2: async () => (await import('./qcow2.js')).default,
+  xcopy: async () => (await import('./xcopy.js')).default,
 };
