@@ -5,8 +5,10 @@
 #     data around them must stay. NUMBER OF LOGICAL BLOCKS 0 is refused (WSNZ).
 #  MODE SELECT (WCE off) survives a RECONFIG of the file LUN and a snapshot
 #  revert of the qcow2 LUN, which report MEDIUM MAY HAVE CHANGED, not POWER ON.
+#  EXTENDED COPY (sg_xcopy) from the file LUN to the ram LUN inside the daemon,
+#  and to an in-kernel fileio LUN it does not serve (COPY TARGET DEVICE NOT REACHABLE).
 #  Then libiscsi's conformance suites (iscsi-test-cu over SG_IO) for INQUIRY,
-#  COMPARE AND WRITE, WRITE SAME(16), UNMAP, GET LBA STATUS on the file LUN.
+#  COMPARE AND WRITE, WRITE SAME(16), UNMAP, GET LBA STATUS, EXTENDED COPY on the file LUN.
 #  2. Persistent reservations (emulated by the target core, which needs the
 #     writable dbroot guest-boot.sh sets): the ram LUN exported through a
 #     second tcm_loop target, so two I_T nexuses register, reserve, preempt.
@@ -124,10 +126,33 @@ if [ -b "${SD[file]:-}" ] && [ -b "${SD[qcow2]:-}" ]; then
   result mode_qcow2_wce_after "$(wce "${SD[qcow2]}")"
 fi
 
+# -- 4. EXTENDED COPY between two LUNs of the daemon, and to a LUN it does not serve ------
+# sg_xcopy reads both LUNs' VPD 0x83 and sends EXTENDED COPY (LID1) to the source.
+if [ -b "${SD[file]:-}" ] && [ -b "${SD[ram]:-}" ]; then
+  head -c $((1 << 20)) /dev/urandom > $S/xc
+  dd if=$S/xc of="${SD[file]}" bs=1M seek=8 oflag=direct status=none
+  turs2 "${SD[file]}"; turs2 "${SD[ram]}"
+  out=$(sg_xcopy if="${SD[file]}" of="${SD[ram]}" bs=512 skip=16384 seek=20480 count=2048 2>&1); rc=$?
+  printf '%s\n' "$out" | tail -n 20 | sed 's/^/@@LOG xcopy /'
+  result xcopy_rc "$rc"
+  result xcopy_src "$(sha256sum < $S/xc | cut -d' ' -f1)"
+  result xcopy_dst "$(dd if="${SD[ram]}" bs=1M skip=10 count=1 iflag=direct status=none | sha256sum | cut -d' ' -f1)"
+  # The in-kernel fileio backstore: a LUN on the same target that this daemon does not serve.
+  truncate -s $SIZE $S/ref.img
+  if fileio_create ref $S/ref.img $SIZE && ref=$(loop_export ref 3); then
+    out=$(sg_xcopy -v if="${SD[file]}" of="$ref" bs=512 count=8 2>&1); rc=$?
+    printf '%s\n' "$out" | tail -n 20 | sed 's/^/@@LOG xcopy_foreign /'
+    result xcopy_foreign_rc "$rc"
+    result xcopy_foreign_sense "$(grep -io 'copy target device not reachable' <<<"$out" | head -1)"
+  else
+    result xcopy_foreign_rc setup-failed
+  fi
+fi
+
 # -- conformance: libiscsi's test suite over SG_IO on the file LUN ------------------
 # (iscsi-test-cu, Debian libiscsi-bin; --dataloss allows its writes)
 if [ -b "${SD[file]:-}" ] && command -v iscsi-test-cu >/dev/null; then
-  for suite in Inquiry CompareAndWrite WriteSame16 Unmap GetLBAStatus; do
+  for suite in Inquiry CompareAndWrite WriteSame16 Unmap GetLBAStatus ExtendedCopy; do
     out=$(timeout 300 iscsi-test-cu --dataloss -n -t "ALL.$suite" "${SD[file]}" 2>&1); rc=$?
     printf '%s\n' "$out" | grep -E 'FAILED|\.c:[0-9]+|Run Summary|^ *tests|^ *asserts' | sed "s/^/@@LOG conformance_$suite /"
     result "conf_${suite}_rc" "$rc"
