@@ -137,6 +137,7 @@ describe('EXTENDED COPY (LID1)', () => {
     ['segment longer than 32 MiB (4 KiB blocks)', null, 5, 0x26, 0, 16 + 64 + 10],
     ['source range past the end', parameterList([A(), B()], [segment(0, 1, 2, 2047, 0)]), 5, 0x21, 0, -1],
     ['destination range past the end', parameterList([A(), B()], [segment(0, 1, 2, 0, 2047)]), 5, 0x21, 0, -1],
+    ['descriptor lists over MAXIMUM DESCRIPTOR LIST LENGTH', parameterList(Array.from({ length: 9 }, A), Array.from({ length: 9 }, () => segment(0, 1, 1, 0, 0))), 5, 0x1a, 0, -1],
     ['descriptors longer than the parameter list', parameterList([A(), B()], [segment(0, 1, 1, 0, 0)], { 11: 56 }), 5, 0x1a, 0, -1],
   ])('%s is refused before anything is copied', async (_n, list, key, asc, ascq, byte) => {
     const big = list === null;

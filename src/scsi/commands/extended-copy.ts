@@ -64,6 +64,12 @@ export function extendedCopy(lu: LogicalUnit, cmd: ScsiCommand): number | Promis
   const cscdLength = list.readUInt16BE(2);
   const segmentsLength = list.readUInt32BE(8);
   if (list.readUInt32BE(12) !== 0) return lu.invalidParameter(cmd, 12); // inline data: not supported
+  // SPC-4 6.4.3: descriptor lists longer than MAXIMUM DESCRIPTOR LIST LENGTH
+  // are a PARAMETER LIST LENGTH ERROR (checked before the counts, as libiscsi's
+  // ExtendedCopy.DescrLimits expects).
+  if (cscdLength + segmentsLength > COPY_LIMITS.maxDescriptorListLength) {
+    return lu.check(cmd, SenseKey.IllegalRequest, Asc.ParameterListLengthError);
+  }
   if (cscdLength % CSCD_LENGTH !== 0) return lu.invalidParameter(cmd, 2);
   if (cscdLength / CSCD_LENGTH > COPY_LIMITS.maxCscdDescriptors) {
     return lu.check(cmd, SenseKey.IllegalRequest, Asc.TooManyTargetDescriptors);
