@@ -24,8 +24,8 @@ function xcopy(from: string, to: string, blocks: number): number[][] {
   return [[0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...be(list.length, 4), 0, 0], list];
 }
 
-async function served(registry: CopyRegistry, naa: string) {
-  const store = new RamStore();
+async function served(registry: CopyRegistry, naa: string, blocks = 2048) {
+  const store = new RamStore({ blocks, async: true });
   const identity: DiskIdentity = { ...IDENTITY, naa };
   const disk = new ScsiDisk(store, identity, { copyPeers: registry.lookup });
   await run(disk, command([0, 0, 0, 0, 0, 0]));
@@ -59,6 +59,25 @@ describe('CopyRegistry', () => {
     expect(await run(a.disk, cmd)).toBe(2);
     expect(sense(cmd)).toEqual({ key: 0x0a, asc: 0x0d, ascq: 0x02 });
     expect(b.store.calls).toEqual([]);
+  });
+
+  it('a LUN that stops serving while a copy runs aborts it (COPY TARGET DEVICE NOT REACHABLE)', async () => {
+    const registry = new CopyRegistry();
+    const a = await served(registry, naaA, 8192);
+    const b = await served(registry, naaB, 8192);
+    // 4096 blocks: two 1 MiB chunks; the destination goes away after the first write.
+    const origWrite = b.store.write.bind(b.store);
+    let writes = 0;
+    b.store.write = (offset, iov, opts) => {
+      writes++;
+      b.pause(true);
+      return origWrite(offset, iov, opts);
+    };
+    const [cdb, list] = xcopy(naaA, naaB, 4096);
+    const cmd = command(cdb, { out: Buffer.from(list) });
+    expect(await run(a.disk, cmd)).toBe(2);
+    expect(sense(cmd)).toEqual({ key: 0x0a, asc: 0x0d, ascq: 0x02 });
+    expect(writes).toBe(1);
   });
 
   it('a stale removal does not take off a newer registration under the same id', async () => {

@@ -46,6 +46,8 @@ const CHUNK_BYTES = 1 << 20;
 interface Segment {
   source: CopyEndpoint;
   destination: CopyEndpoint;
+  sourceNaa: Buffer;
+  destinationNaa: Buffer;
   blocks: number;
   sourceLba: number;
   destinationLba: number;
@@ -113,7 +115,7 @@ export function extendedCopy(lu: LogicalUnit, cmd: ScsiCommand): number | Promis
     const destinationLba = readU64(list, at + 20);
     if (sourceLba + blocks > source.capacityBlocks || destinationLba + blocks > destination.capacityBlocks) return lu.lbaOutOfRange(cmd);
     if (destination.store.readOnly) return lu.writeProtected(cmd);
-    segments.push({ source, destination, blocks, sourceLba, destinationLba });
+    segments.push({ source, destination, sourceNaa: designators[from]!, destinationNaa: designators[to]!, blocks, sourceLba, destinationLba });
     at += SEGMENT_LENGTH;
   }
   return copySegments(lu, cmd, segments);
@@ -157,6 +159,11 @@ async function copySegments(lu: LogicalUnit, cmd: ScsiCommand, segments: Segment
       try {
         for (let done = 0; done < s.blocks; done += chunkBlocks) {
           if (cmd.aborted) return ScsiStatus.TaskAborted;
+          // Another LUN may stop, fail or swap its store (RECONFIG, snapshot
+          // revert) while this copy runs: it must still be the one served.
+          if (resolve(lu, s.sourceNaa) !== s.source || resolve(lu, s.destinationNaa) !== s.destination) {
+            return copyAborted(lu, cmd, Asc.CopyTargetDeviceNotReachable);
+          }
           const n = Math.min(chunkBlocks, s.blocks - done);
           const piece = n === chunkBlocks ? buffer : buffer.subarray(0, n * bs);
           phase = IoKind.Read;
