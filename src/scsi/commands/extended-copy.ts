@@ -102,8 +102,10 @@ export function extendedCopy(lu: LogicalUnit, cmd: ScsiCommand): number | Promis
     if (at + SEGMENT_LENGTH > end || list.readUInt16BE(at + 2) !== SEGMENT_LENGTH - 4) return lu.invalidParameter(cmd, at + 2);
     const from = list.readUInt16BE(at + 4);
     const to = list.readUInt16BE(at + 6);
-    if (from >= cscdCount) return lu.invalidParameter(cmd, at + 4);
-    if (to >= cscdCount) return lu.invalidParameter(cmd, at + 6);
+    // A copy target the list does not describe, or one not served here, is a
+    // copy that cannot be done: COPY ABORTED (what LIO answers, and what
+    // libiscsi's ExtendedCopy.ValidSegDescr expects).
+    if (from >= cscdCount || to >= cscdCount) return copyAborted(lu, cmd, Asc.CopyTargetDeviceNotReachable);
     const source = resolve(lu, designators[from]!);
     const destination = resolve(lu, designators[to]!);
     if (!source || !destination) return copyAborted(lu, cmd, Asc.CopyTargetDeviceNotReachable);
@@ -113,7 +115,12 @@ export function extendedCopy(lu: LogicalUnit, cmd: ScsiCommand): number | Promis
     if (blocks * source.blockSize > COPY_LIMITS.maxSegmentBytes) return lu.invalidParameter(cmd, at + 10);
     const sourceLba = readU64(list, at + 12);
     const destinationLba = readU64(list, at + 20);
-    if (sourceLba + blocks > source.capacityBlocks || destinationLba + blocks > destination.capacityBlocks) return lu.lbaOutOfRange(cmd);
+    // Past the end of a copy target: COPY ABORTED too (libiscsi accepts only
+    // NO ADDITIONAL SENSE, UNREACHABLE COPY TARGET or COPY TARGET DEVICE NOT
+    // REACHABLE with it, so no LBA OUT OF RANGE detail).
+    if (sourceLba + blocks > source.capacityBlocks || destinationLba + blocks > destination.capacityBlocks) {
+      return copyAborted(lu, cmd, Asc.NoAdditionalSense);
+    }
     if (destination.store.readOnly) return lu.writeProtected(cmd);
     segments.push({ source, destination, sourceNaa: designators[from]!, destinationNaa: designators[to]!, blocks, sourceLba, destinationLba });
     at += SEGMENT_LENGTH;

@@ -78,7 +78,7 @@ const target: FuzzTarget = {
     const asc = cmd.sense[0] === 0x72 ? cmd.sense[2]! : cmd.sense[12]!;
     const ascq = cmd.sense[0] === 0x72 ? cmd.sense[3]! : cmd.sense[13]!;
     if (!ALLOWED_KEYS.has(key)) throw new FuzzFinding('unexpected-sense', `sense ${key}/${asc}/${ascq} for list ${list.toString('hex')}`);
-    // Refused before the copy (ILLEGAL REQUEST, DATA PROTECT, NOT REACHABLE): nothing may have changed.
+    // Refused before the copy (ILLEGAL REQUEST, DATA PROTECT, COPY ABORTED): nothing may have changed.
     if (key !== 0x03) {
       disks.forEach((d, i) => {
         if (!d.store.data.equals(before[i]!)) throw new FuzzFinding('refused-but-written', `disk ${i} changed after ${key}/${asc}/${ascq}: ${list.toString('hex')}`);
