@@ -145,7 +145,9 @@ if [ -b "${SD[file]:-}" ] && [ -b "${SD[ram]:-}" ]; then
     out=$(sg_xcopy -v if="$(sg_of "${SD[file]}")" of="$(sg_of "$ref")" bs=512 count=8 2>&1); rc=$?
     printf '%s\n' "$out" | tail -n 20 | sed 's/^/@@LOG xcopy_foreign /'
     result xcopy_foreign_rc "$rc"
-    result xcopy_foreign_sense "$(grep -io 'copy target device not reachable' <<<"$out" | head -1)"
+    # sg_xcopy -v names the sense key only (exit status 10 = COPY ABORTED); the
+    # additional sense (COPY TARGET DEVICE NOT REACHABLE) is pinned by the unit tests.
+    result xcopy_foreign_sense "$(grep -io 'copy aborted' <<<"$out" | head -1)"
   else
     result xcopy_foreign_rc setup-failed
   fi
