@@ -25,6 +25,7 @@ import { TcmuConfigfs } from '../tcmu/configfs.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
 import type { KeySource } from '../config/keyring.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
+import { type CopyRegistry, daemonCopyRegistry } from './copy-registry.js';
 
 export interface LunOptions {
   log: Logger;
@@ -37,6 +38,8 @@ export interface LunOptions {
   keys?: KeySource;
   /** Attributes process-level faults to this LUN (see fault-guard.ts). */
   faultGuard?: FaultGuard;
+  /** Where EXTENDED COPY finds the daemon's LUNs (default: the process-wide one). */
+  copyRegistry?: CopyRegistry;
 }
 
 export interface LunStatus {
@@ -73,6 +76,8 @@ export class Lun implements FaultOwner {
   private engine?: RingEngine;
   private disk?: ScsiDisk;
   private devConfig: string;
+  /** Takes this LUN off the copy registry (set while serving). */
+  private unlist?: () => void;
   private state: LunStatus['state'] = 'starting';
   private failure?: string;
   private stopping?: Promise<void>;
@@ -140,6 +145,10 @@ export class Lun implements FaultOwner {
     }
     if ((this.state as LunStatus['state']) === 'failed') return;
     this.state = 'serving';
+    // Reachable for other LUNs' EXTENDED COPY only while serving (not while quiesced or stopping).
+    this.unlist = (this.opts.copyRegistry ?? daemonCopyRegistry).add(this.disk.identity.naa, () =>
+      this.state === 'serving' ? this.disk?.copyEndpoint() : undefined,
+    );
     this.log.info(
       { devConfig: this.devConfig, size: this.store.size, thin: this.store.thin, writeCache: this.store.writeCache },
       'LUN serving',
@@ -166,7 +175,12 @@ export class Lun implements FaultOwner {
     return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files, keys: this.opts.keys });
   }
 
-  private createDisk(store: LunStore): ScsiDisk {
+  /**
+   * The SCSI disk over `store`. A disk replacing this LUN's current one
+   * (RECONFIG, snapshot revert) keeps its MODE SELECT settings and pending
+   * unit attentions and reports MEDIUM MAY HAVE CHANGED, not POWER ON.
+   */
+  private createDisk(store: LunStore, replaces?: ScsiDisk): ScsiDisk {
     const serial = this.configfs.unitSerial();
     return new ScsiDisk(
       store,
@@ -174,7 +188,7 @@ export class Lun implements FaultOwner {
         ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
-      { log: this.log },
+      { log: this.log, replaces, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },
     );
   }
 
@@ -199,7 +213,7 @@ export class Lun implements FaultOwner {
     // Finish what the old store is doing before anything reaches the new one.
     await this.engine!.drain();
     this.store = next;
-    this.disk = this.createDisk(next);
+    this.disk = this.createDisk(next, this.disk);
     this.devConfig = newDevConfig;
     this.engine!.start();
     await old.close();
@@ -214,6 +228,7 @@ export class Lun implements FaultOwner {
 
   private async doStop(deviceGone: boolean): Promise<void> {
     this.state = 'stopping';
+    this.unlist?.();
     let blocked = false;
     if (!deviceGone) {
       try {
@@ -277,6 +292,7 @@ export class Lun implements FaultOwner {
   fail(err: unknown, source: string): void {
     if (this.state === 'failed' || this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'failed';
+    this.unlist?.();
     const message = err instanceof Error ? err.message : String(err);
     this.failure = `${source}: ${message}`;
     this.log.error({ err, source }, 'LUN failed: stopped serving, device blocked');
@@ -332,7 +348,7 @@ export class Lun implements FaultOwner {
         // No size hint: a snapshot revert may bring back a different virtual
         // size, which the initiator then learns through a unit attention.
         this.store = await this.openStore(this.devConfig, undefined);
-        this.disk = this.createDisk(this.store); // reports POWER ON, RESET (06/29/00) once
+        this.disk = this.createDisk(this.store, this.disk); // mode pages kept; MEDIUM MAY HAVE CHANGED once
         if (this.store.size !== store.size) this.disk.addUnitAttention(0x2a, 0x09); // CAPACITY DATA HAS CHANGED
         this.state = 'serving';
         engine.start();

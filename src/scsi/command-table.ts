@@ -1,6 +1,6 @@
 /**
  * Table-driven CDB decode. One CommandSpec per opcode (or per opcode +
- * service action for the 0x9E / 0xA3 groups). The same `usage` bytes are
+ * service action for the 0x83 / 0x84 / 0x9E / 0xA3 groups). The same `usage` bytes are
  * reported by REPORT SUPPORTED OPERATION CODES and used to reject CDBs
  * with reserved bits set, so what we advertise and what we accept can
  * never drift apart.
@@ -36,7 +36,7 @@ export interface CommandSpec {
 }
 
 /** Opcodes whose CDB byte 1 bits 4-0 select a service action. */
-export const SERVICE_ACTION_OPCODES: readonly number[] = [0x9e, 0xa3];
+export const SERVICE_ACTION_OPCODES: readonly number[] = [0x83, 0x84, 0x9e, 0xa3];
 
 /** Lookup result when the opcode is known but its service action is not. */
 export const UNKNOWN_SERVICE_ACTION = Symbol('unknown service action');

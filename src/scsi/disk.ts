@@ -8,18 +8,45 @@ import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand, type ScsiTarget } from './command.js';
 import { type CommandSpec, UNKNOWN_SERVICE_ACTION, firstReservedByte, highestBit } from './command-table.js';
+import type { CopyEndpoint, CopyPeerLookup } from './copy-peers.js';
 import type { DiskIdentity } from './identity.js';
 import { LogicalUnit, isThenable } from './logical-unit.js';
 import { DISK_COMMANDS } from './opcodes.js';
 import { Asc, SenseKey, writeSense } from './sense.js';
 
+export interface ScsiDiskOptions {
+  log?: Logger;
+  /**
+   * The disk this one replaces on the same LUN (a new store after a
+   * RECONFIG or a snapshot revert). Its mode page settings (WCE, D_SENSE)
+   * and pending unit attentions carry over instead of being reset, and the
+   * initiator is told NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
+   * (06/28/00) rather than POWER ON, RESET (06/29/00): after a power on
+   * SAM-5 has the mode pages back at their defaults, which these are not.
+   */
+  replaces?: ScsiDisk;
+  /** Finds the daemon's other LUNs by NAA id, for EXTENDED COPY between them. */
+  copyPeers?: CopyPeerLookup;
+}
+
 export class ScsiDisk implements ScsiTarget {
   private readonly lu: LogicalUnit;
 
-  constructor(store: LunStore, identity: DiskIdentity, opts: { log?: Logger } = {}) {
+  constructor(store: LunStore, identity: DiskIdentity, opts: ScsiDiskOptions = {}) {
     this.lu = new LogicalUnit(store, identity, opts.log, DISK_COMMANDS);
-    // SAM-5: the first command after power on sees this once.
-    this.lu.addUnitAttention(0x29, 0x00);
+    this.lu.copyPeers = opts.copyPeers;
+    const before = opts.replaces?.lu;
+    if (before === undefined) {
+      // SAM-5: the first command after power on sees this once.
+      this.lu.addUnitAttention(0x29, 0x00);
+      return;
+    }
+    this.lu.dSense = before.dSense;
+    // WCE turned off by MODE SELECT stays off; otherwise it follows the new
+    // store (WCE cannot be on without a volatile cache to enable).
+    if (before.store.writeCache && !before.wce) this.lu.wce = false;
+    for (const code of before.unitAttentions) this.lu.addUnitAttention(code >> 8, code & 0xff);
+    this.lu.addUnitAttention(0x28, 0x00); // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
   }
 
   execute(cmd: ScsiCommand): number | Promise<number> {
@@ -39,6 +66,16 @@ export class ScsiDisk implements ScsiTarget {
     const reserved = firstReservedByte(cdb, found.usage);
     if (reserved >= 0) return lu.invalidCdbField(cmd, reserved, highestBit(cdb[reserved] & ~found.usage[reserved]));
     return this.run(found, cmd);
+  }
+
+  /** Who the disk says it is (INQUIRY, VPD 0x80 / 0x83). */
+  get identity(): DiskIdentity {
+    return this.lu.identity;
+  }
+
+  /** This disk as the source or destination of another LUN's EXTENDED COPY. */
+  copyEndpoint(): CopyEndpoint {
+    return this.lu;
   }
 
   /** Queue a unit attention (e.g. 2A/09 CAPACITY DATA HAS CHANGED), reported once to the next command. */

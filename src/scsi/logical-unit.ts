@@ -10,6 +10,7 @@ import { isAbortError } from '../backstore/errors.js';
 import type { CallOptions, LunStore, WriteOptions, WriteZeroesOptions } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
+import type { CopyPeerLookup } from './copy-peers.js';
 import type { DiskIdentity } from './identity.js';
 import { scatter } from '../iov.js';
 import { LbaRangeLock } from './lba-lock.js';
@@ -25,12 +26,6 @@ export const PROCEED = -1;
 
 /** Size of the shared buffer data-in replies are built in (INQUIRY, MODE SENSE, RSOC ...). */
 const SCRATCH_BYTES = 4096;
-
-/** Default upper bounds advertised in VPD B0 and enforced (in logical blocks). */
-export const MAX_UNMAP_BLOCK_DESCRIPTORS = 256;
-export const MAX_UNMAP_LBA_COUNT = 1 << 22;
-export const MAX_WRITE_SAME_BLOCKS = 1 << 22;
-export const MAX_COMPARE_AND_WRITE_BLOCKS = 255;
 
 export class LogicalUnit {
   readonly blockSize: number;
@@ -50,6 +45,8 @@ export class LogicalUnit {
   readonly scratch = Buffer.alloc(SCRATCH_BYTES);
   /** Pending unit attentions, oldest first, each (asc << 8) | ascq. */
   readonly unitAttentions: number[] = [];
+  /** Other LUNs of the daemon EXTENDED COPY may copy from or to (none when unset). */
+  copyPeers: CopyPeerLookup | undefined;
 
   constructor(
     readonly store: LunStore,

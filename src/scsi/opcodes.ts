@@ -9,12 +9,14 @@ import { type CommandSpec, CommandTable, usage } from './command-table.js';
 import type { LogicalUnit } from './logical-unit.js';
 import { readCapacity10, readCapacity16 } from './commands/capacity.js';
 import { compareAndWrite } from './commands/compare-and-write.js';
+import { extendedCopy } from './commands/extended-copy.js';
 import { inquiry } from './commands/inquiry.js';
 import { getLbaStatus } from './commands/lba-status.js';
 import { modeSelect10, modeSelect6 } from './commands/mode-select.js';
 import { modeSense10, modeSense6 } from './commands/mode-sense.js';
 import { read10, read12, read16, read6, write10, write12, write16, write6 } from './commands/read-write.js';
 import { reportSupportedOperationCodes, reportSupportedTaskManagementFunctions } from './commands/rsoc.js';
+import { receiveCopyOperatingParameters } from './commands/receive-copy-results.js';
 import { requestSense, startStopUnit, testUnitReady } from './commands/spc-basic.js';
 import { synchronizeCache10, synchronizeCache16 } from './commands/sync-cache.js';
 import { unmap } from './commands/unmap.js';
@@ -51,6 +53,8 @@ const specs: CommandSpec[] = [
   { opcode: 0x42, name: 'UNMAP', direction: 'out', usage: usage(0x42, 0, 0, 0, 0, 0, GROUP, 0xff, 0xff, 0), run: unmap, available: thinOnly },
   { opcode: 0x55, name: 'MODE SELECT(10)', direction: 'out', usage: usage(0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0), run: modeSelect10 },
   { opcode: 0x5a, name: 'MODE SENSE(10)', direction: 'in', usage: usage(0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0), run: modeSense10 },
+  { opcode: 0x83, serviceAction: 0x00, name: 'EXTENDED COPY(LID1)', direction: 'out', usage: usage(0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, ...FF4, 0, 0), run: extendedCopy },
+  { opcode: 0x84, serviceAction: 0x03, name: 'RECEIVE COPY RESULTS(LID1) OPERATING PARAMETERS', direction: 'in', usage: usage(0x84, 0x03, 0xff, 0, 0, 0, 0, 0, 0, 0, ...FF4, 0, 0), run: receiveCopyOperatingParameters },
   { opcode: 0x88, name: 'READ(16)', direction: 'in', usage: usage(0x88, DPO_FUA, ...FF8, ...FF4, GROUP, 0), run: read16, neverFails: true },
   { opcode: 0x89, name: 'COMPARE AND WRITE', direction: 'out', usage: usage(0x89, DPO_FUA, ...FF8, 0, 0, 0, 0xff, GROUP, 0), run: compareAndWrite },
   { opcode: 0x8a, name: 'WRITE(16)', direction: 'out', usage: usage(0x8a, DPO_FUA, ...FF8, ...FF4, GROUP, 0), run: write16, neverFails: true },

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { IDENTITY, command, dataIn, fieldPointer, freshDisk, run, sense } from './harness.js';
+import type { RamStoreOptions } from './ram-store.js';
 
 const GOOD = 0x00;
 const CHECK = 0x02;
 
 const inquiry = (evpd: number, page: number, alloc: number) => [0x12, evpd, page, alloc >> 8, alloc & 0xff, 0];
 
-async function vpd(page: number, opts: { thin?: boolean } = {}, alloc = 255): Promise<Buffer> {
+async function vpd(page: number, opts: RamStoreOptions = {}, alloc = 255): Promise<Buffer> {
   const { disk } = await freshDisk(opts);
   const cmd = command(inquiry(1, page, alloc), { inLength: alloc });
   expect(await run(disk, cmd)).toBe(GOOD);
@@ -14,18 +15,18 @@ async function vpd(page: number, opts: { thin?: boolean } = {}, alloc = 255): Pr
 }
 
 describe('standard INQUIRY', () => {
-  it('identifies an SPC-5 disk with command queuing', async () => {
+  it('identifies an SPC-4 disk with command queuing (VERSION 06h, as the in-kernel LIO backstores)', async () => {
     const { disk } = await freshDisk();
     const cmd = command(inquiry(0, 0, 96), { inLength: 96 });
     expect(await run(disk, cmd)).toBe(GOOD);
     const d = dataIn(cmd);
     expect(d.length).toBe(66);
     expect(cmd.dataInLength).toBe(66);
-    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x07, 0x12, 61, 0x00, 0x02]);
+    expect([d[0], d[1], d[2], d[3], d[4], d[5], d[7]]).toEqual([0x00, 0x00, 0x06, 0x12, 61, 0x08, 0x02]);
     expect(d.toString('ascii', 8, 16)).toBe('TCMU-TS ');
     expect(d.toString('ascii', 16, 32)).toBe('test disk       ');
     expect(d.toString('ascii', 32, 36)).toBe('0042');
-    expect([d.readUInt16BE(58), d.readUInt16BE(60), d.readUInt16BE(62)]).toEqual([0x00a0, 0x05c0, 0x0600]);
+    expect([d.readUInt16BE(58), d.readUInt16BE(60), d.readUInt16BE(62)]).toEqual([0x00a0, 0x0460, 0x04c0]); // SAM-5, SPC-4, SBC-3 like LIO
   });
 
   it.each([
@@ -107,14 +108,22 @@ describe('VPD pages', () => {
     expect(d.readUInt32BE(12)).toBe(1024);
     expect(d.readUInt32BE(20)).toBe(0); // no unmap on a thick LUN
     expect(d.readUInt32BE(24)).toBe(0);
-    expect(d.readUInt32BE(40)).toBe(1 << 22); // max WRITE SAME length (low 32 bits)
+    expect(d.readUInt32BE(36)).toBe(0);
+    expect(d.readUInt32BE(40)).toBe(1 << 19); // max WRITE SAME length: 256 MiB of 512-byte blocks
   });
 
   it('0xB0 block limits, thin: unmap counts', async () => {
     const d = await vpd(0xb0, { thin: true });
-    expect(d.readUInt32BE(20)).toBe(1 << 22);
+    expect(d.readUInt32BE(20)).toBe(1 << 20); // max UNMAP LBA count: 512 MiB of 512-byte blocks
     expect(d.readUInt32BE(24)).toBe(256);
     expect(d.readUInt32BE(28)).toBe(8);
+  });
+
+  it('0xB0 limits are byte budgets: a 4 KiB-block LUN gets an eighth of the blocks', async () => {
+    const d = await vpd(0xb0, { thin: true, blockSize: 4096 });
+    expect(d.readUInt32BE(20)).toBe(1 << 17);
+    expect(d.readUInt32BE(40)).toBe(1 << 16);
+    expect(d.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB block
   });
 
   it('0xB1 non-rotating medium', async () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { cdb, command, dataIn, fieldPointer, freshDisk, run, sense } from './harness.js';
+import { ScsiDisk } from '../../src/scsi/index.js';
+import { IDENTITY, cdb, command, dataIn, fieldPointer, freshDisk, run, sense } from './harness.js';
+import { RamStore } from './ram-store.js';
 
 const GOOD = 0x00;
 const CHECK = 0x02;
@@ -209,5 +211,79 @@ describe('MODE SELECT', () => {
   it('parameter list length 0 is a no-op', async () => {
     const { disk } = await freshDisk();
     expect(await run(disk, command(select10(0x10, 0)))).toBe(GOOD);
+  });
+});
+
+/**
+ * A LUN swaps its store (RECONFIG, snapshot revert) by building a new
+ * ScsiDisk that replaces the old one: MODE SELECT settings and pending unit
+ * attentions survive, and the initiator hears MEDIUM MAY HAVE CHANGED once
+ * instead of POWER ON (which would mean the mode pages are back at default).
+ */
+describe('mode pages across a store swap (ScsiDisk replaces)', () => {
+  async function selected(byte2Caching: number, byte2Control: number) {
+    const { disk, store } = await freshDisk({ writeCache: true });
+    const body = list6(cachingPage(byte2Caching), controlPage(byte2Control));
+    expect(await run(disk, command(select6(0x10, body.length), { out: body }))).toBe(GOOD);
+    return { disk, store };
+  }
+  const currentPages = async (disk: ScsiDisk) => {
+    const ms = command(sense6(0x08, 0x3f, 0, 255), { inLength: 255 });
+    expect(await run(disk, ms)).toBe(GOOD);
+    const d = dataIn(ms);
+    return { wce: (d[4 + 12 + 2] & 0x04) !== 0, dSense: (d[4 + 12 + 20 + 2] & 0x04) !== 0 };
+  };
+
+  it('WCE=0 and D_SENSE=1 survive; the first command gets 06/28/00 in descriptor format', async () => {
+    const { disk } = await selected(0x00, 0x06);
+    const next = new ScsiDisk(new RamStore({ writeCache: true }), IDENTITY, { replaces: disk });
+    const first = command(cdb.read10(0, 1), { inLength: 512 });
+    expect(await run(next, first)).toBe(CHECK);
+    expect([first.sense[0], first.sense[1], first.sense[2], first.sense[3]]).toEqual([0x72, 6, 0x28, 0x00]);
+    expect(await currentPages(next)).toEqual({ wce: false, dSense: true });
+  });
+
+  it('writes after the swap are FUA while WCE stays off', async () => {
+    const { disk } = await selected(0x00, 0x02);
+    const store = new RamStore({ writeCache: true });
+    const next = new ScsiDisk(store, IDENTITY, { replaces: disk });
+    await run(next, command([0, 0, 0, 0, 0, 0]));
+    expect(await run(next, command(cdb.write10(0, 1), { out: Buffer.alloc(512) }))).toBe(GOOD);
+    expect(store.calls.at(-1)).toMatchObject({ method: 'write', fua: true });
+  });
+
+  it('WCE left at its default follows the new store', async () => {
+    const { disk } = await selected(0x04, 0x02);
+    const without = new ScsiDisk(new RamStore({ writeCache: false }), IDENTITY, { replaces: disk });
+    await run(without, command([0, 0, 0, 0, 0, 0]));
+    expect((await currentPages(without)).wce).toBe(false);
+    const { disk: plain } = await freshDisk({ writeCache: false });
+    const withCache = new ScsiDisk(new RamStore({ writeCache: true }), IDENTITY, { replaces: plain });
+    await run(withCache, command([0, 0, 0, 0, 0, 0]));
+    expect((await currentPages(withCache)).wce).toBe(true);
+  });
+
+  it('a pending unit attention is carried and reported before MEDIUM MAY HAVE CHANGED', async () => {
+    const { disk } = await freshDisk();
+    disk.addUnitAttention(0x2a, 0x09);
+    const next = new ScsiDisk(new RamStore(), IDENTITY, { replaces: disk });
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const tur = command([0, 0, 0, 0, 0, 0]);
+      const status = await run(next, tur);
+      const s = sense(tur);
+      order.push(status === GOOD ? 'good' : `${s.key}/${s.asc.toString(16)}/${s.ascq.toString(16)}`);
+    }
+    expect(order).toEqual(['6/2a/9', '6/28/0', 'good']);
+  });
+
+  it('a disk that replaces none reports POWER ON with default pages', async () => {
+    const { disk } = await selected(0x00, 0x06);
+    expect(await currentPages(disk)).toEqual({ wce: false, dSense: true });
+    const fresh = new ScsiDisk(new RamStore({ writeCache: true }), IDENTITY);
+    const tur = command([0, 0, 0, 0, 0, 0]);
+    expect(await run(fresh, tur)).toBe(CHECK);
+    expect(sense(tur)).toEqual({ key: 6, asc: 0x29, ascq: 0 });
+    expect(await currentPages(fresh)).toEqual({ wce: true, dSense: false });
   });
 });

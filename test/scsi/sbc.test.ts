@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { be, cdb, command, dataIn, fieldPointer, freshDisk, pattern, run, sense } from './harness.js';
+import { IDENTITY, be, cdb, command, dataIn, fieldPointer, freshDisk, pattern, run, sense } from './harness.js';
 
 const GOOD = 0x00;
 const CHECK = 0x02;
@@ -123,7 +123,7 @@ describe('WRITE SAME', () => {
 
   it.each([
     ['length 0 (WSNZ)', ws10(0, 0, 0), BS, 5, 0x24, 7],
-    ['length over the maximum', ws16(0, 0, (1 << 22) + 1), BS, 5, 0x24, 10],
+    ['length over the maximum (256 MiB)', ws16(0, 0, (1 << 19) + 1), BS, 5, 0x24, 10],
     ['past the end', ws16(0, 2040, 9), BS, 5, 0x21, -1],
     ['missing data-out block', ws10(0, 0, 1), 100, 5, 0x24, 7],
   ])('%s is rejected', async (_n, c, outBytes, key, asc, byte) => {
@@ -183,7 +183,7 @@ describe('UNMAP', () => {
     ['a range past the end', unmapList([[0, 1], [2047, 2]]), undefined, 5, 0x21],
     ['list shorter than its header', Buffer.alloc(6), undefined, 5, 0x1a],
     ['too many descriptors', unmapList(Array.from({ length: 257 }, (_, i) => [i, 1] as [number, number])), undefined, 5, 0x26],
-    ['too many blocks in total', unmapList([[0, 1 << 21], [0, (1 << 21) + 1]]), undefined, 5, 0x26],
+    ['too many blocks in total (512 MiB)', unmapList([[0, 1 << 19], [0, (1 << 19) + 1]]), undefined, 5, 0x26],
     ['data-out shorter than the parameter list length', unmapList([[0, 1]]), 40, 5, 0x24],
   ])('%s is rejected before any discard', async (_n, list, cdbLength, key, asc) => {
     const { disk, store } = await freshDisk({ thin: true });
@@ -346,6 +346,7 @@ describe('COMPARE AND WRITE', () => {
 
   it.each([
     ['zero blocks is a no-op', caw(0, 0), 0, GOOD, 0],
+    ['zero blocks with a data-out (256 wrapped to 0) -> INVALID FIELD IN CDB', caw(0, 0), 512 * BS, CHECK, 0x24],
     ['past the end', caw(2047, 2), 4 * BS, CHECK, 0x21],
     ['short data-out (needs 2N blocks)', caw(0, 2), 3 * BS, CHECK, 0x24],
   ])('%s', async (_n, c, out, status, asc) => {
@@ -353,6 +354,37 @@ describe('COMPARE AND WRITE', () => {
     const cmd = command(c, { out: Buffer.alloc(out) });
     expect(await run(disk, cmd)).toBe(status);
     if (status === CHECK) expect(sense(cmd)).toEqual({ key: 5, asc, ascq: 0 });
+  });
+
+  // SBC-4 5.3: NUMBER OF LOGICAL BLOCKS above the Block Limits VPD's MAXIMUM
+  // COMPARE AND WRITE LENGTH -> INVALID FIELD IN CDB, before anything is read or written.
+  // [maximum transfer length, advertised maximum, blocks asked, accepted]
+  it.each([
+    [16, 8, 8, true],
+    [16, 8, 9, false],
+    [3, 1, 2, false],
+    [1024, 255, 255, true],
+    [0, 255, 255, true],
+  ])('max transfer %i -> MAXIMUM COMPARE AND WRITE LENGTH %i; %i blocks accepted=%s', async (maxTransfer, max, n, ok) => {
+    const { disk, store } = await freshDisk({ async: true }, { ...IDENTITY, maxTransferBlocks: maxTransfer });
+    const b0 = command([0x12, 0x01, 0xb0, 0, 64, 0], { inLength: 64 });
+    expect(await run(disk, b0)).toBe(GOOD);
+    expect(dataIn(b0)[5]).toBe(max);
+    const old = pattern(n, BS, 1);
+    old.copy(store.data, 0);
+    const before = Buffer.from(store.data);
+    store.calls.length = 0;
+    const cmd = command(caw(0, n), { out: Buffer.concat([old, pattern(n, BS, 2)]) });
+    if (ok) {
+      expect(await run(disk, cmd)).toBe(GOOD);
+      expect(store.data.subarray(0, n * BS).equals(pattern(n, BS, 2))).toBe(true);
+      return;
+    }
+    expect(await run(disk, cmd)).toBe(CHECK);
+    expect(sense(cmd)).toEqual({ key: 5, asc: 0x24, ascq: 0 });
+    expect(fieldPointer(cmd)).toMatchObject({ sksv: true, cd: true, byte: 13 });
+    expect(store.calls).toEqual([]);
+    expect(store.data.equals(before)).toBe(true);
   });
 
   it('FUA bit and WCE=0 force a durable write', async () => {

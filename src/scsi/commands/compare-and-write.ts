@@ -7,7 +7,8 @@
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { sliceIov } from '../../iov.js';
 import { readU64 } from '../be64.js';
-import { type LogicalUnit, MAX_COMPARE_AND_WRITE_BLOCKS, PROCEED } from '../logical-unit.js';
+import { type LogicalUnit, PROCEED } from '../logical-unit.js';
+import { maxCompareAndWriteBlocks } from '../block-limits.js';
 import { IoKind } from '../sense-map.js';
 import { CompareMode, compareRange } from './compare-range.js';
 
@@ -15,9 +16,15 @@ export function compareAndWrite(lu: LogicalUnit, cmd: ScsiCommand): number | Pro
   const cdb = cmd.cdb;
   const lba = readU64(cdb, 2);
   const blocks = cdb[13];
-  // SBC-4: NUMBER OF LOGICAL BLOCKS 0 transfers and changes nothing; not an error.
-  if (blocks === 0) return ScsiStatus.Good;
-  if (blocks > MAX_COMPARE_AND_WRITE_BLOCKS) return lu.invalidCdbField(cmd, 13);
+  // SBC-4: NUMBER OF LOGICAL BLOCKS 0 transfers and changes nothing; not an
+  // error. A data-out sent with it does not fit the CDB: LIO's core refuses
+  // such a write overflow with INVALID FIELD IN CDB (target_cmd_size_check),
+  // and so do we (libiscsi's CompareAndWrite.Simple sends 256 blocks, which
+  // the one-byte field wraps to 0, and expects exactly that).
+  if (blocks === 0) return cmd.iovLength === 0 ? ScsiStatus.Good : lu.invalidCdbField(cmd, 13);
+  // SBC-4 5.3: more than the Block Limits VPD's MAXIMUM COMPARE AND WRITE
+  // LENGTH is INVALID FIELD IN CDB, checked before anything is read or written.
+  if (blocks > maxCompareAndWriteBlocks(lu)) return lu.invalidCdbField(cmd, 13);
   const bad = lu.validateIo(cmd, lba, blocks, 13, 2 * blocks * lu.blockSize);
   if (bad !== PROCEED) return bad;
   if (lu.store.readOnly) return lu.writeProtected(cmd);

@@ -7,8 +7,21 @@ import { buildVpdPage } from './vpd.js';
 /** Standard data length: 58 fixed bytes + 4 version descriptors (8 bytes). */
 const STANDARD_LENGTH = 66;
 
-/** Version descriptors (SPC-5 table 35): SAM-5, SPC-5, SBC-4, none claimed. */
-const VERSION_DESCRIPTORS = [0x00a0, 0x05c0, 0x0600];
+/**
+ * VERSION 06h (SPC-4) and version descriptors SAM-5 (00A0h), SPC-4 (0460h),
+ * SBC-3 (04C0h), no particular revision claimed: exactly what the in-kernel
+ * LIO backstores report (target_core_spc.c; they add the transport's
+ * descriptor, which a TCMU runner is not told), so a LUN looks the same to
+ * initiators whether the kernel or this runner emulates it. Not SPC-5 (07h):
+ * libiscsi's conformance suite (iscsi-test-cu, Debian 12 libiscsi-bin 1.19)
+ * fails any VERSION other than 04h-06h, and nothing an initiator enables
+ * depends on 07h: Linux gates READ CAPACITY(16) and VPD pages on SPC-3 (05h)
+ * or later (scsi_level = VERSION + 1). SBC-3 is the command set of the
+ * SPC-4 generation; the SBC-4 additions used here (NDOB, WSNZ) are
+ * advertised where initiators look for them (CDB usage data, VPD B0).
+ */
+const VERSION = 0x06;
+const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0];
 
 export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
   const cdb = cmd.cdb;
@@ -21,10 +34,10 @@ export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
     const buf = lu.reply(STANDARD_LENGTH);
     buf[0] = 0x00; // peripheral qualifier 0 (connected), type 0 direct access block device
     buf[1] = 0x00; // not removable
-    buf[2] = 0x07; // VERSION: SPC-5
+    buf[2] = VERSION;
     buf[3] = 0x12; // HISUP=1, RESPONSE DATA FORMAT=2
     buf[4] = STANDARD_LENGTH - 5; // ADDITIONAL LENGTH counts the bytes after byte 4
-    buf[5] = 0x00; // no ALUA (TPGS 0), no 3PC, no protection information
+    buf[5] = 0x08; // 3PC: EXTENDED COPY; no ALUA (TPGS 0), no protection information
     buf[6] = 0x00;
     buf[7] = 0x02; // CMDQUE: full task management model
     putAscii(buf, 8, 8, lu.identity.vendor);

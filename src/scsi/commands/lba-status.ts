@@ -4,7 +4,8 @@
  */
 import type { ScsiCommand } from '../command.js';
 import { readU64, writeU64 } from '../be64.js';
-import { type LogicalUnit, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
+import type { LogicalUnit } from '../logical-unit.js';
+import { maxUnmapBlocks } from '../block-limits.js';
 import type { Extent } from '../../backstore/types.js';
 import { IoKind } from '../sense-map.js';
 
@@ -23,7 +24,7 @@ export function getLbaStatus(lu: LogicalUnit, cmd: ScsiCommand): number | Promis
   if (lba >= lu.capacityBlocks) return lu.lbaOutOfRange(cmd);
   // Ask about a bounded window: the answer may end early (SBC-4 allows it;
   // the initiator asks again from where the last descriptor ended).
-  const blocks = Math.min(lu.capacityBlocks - lba, MAX_UNMAP_LBA_COUNT);
+  const blocks = Math.min(lu.capacityBlocks - lba, maxUnmapBlocks(lu));
   return answer(lu, cmd, lba, blocks, allocation);
 }
 

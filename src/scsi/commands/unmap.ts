@@ -7,7 +7,8 @@
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { gather } from '../../iov.js';
 import { readU64 } from '../be64.js';
-import { type LogicalUnit, MAX_UNMAP_BLOCK_DESCRIPTORS, MAX_UNMAP_LBA_COUNT } from '../logical-unit.js';
+import type { LogicalUnit } from '../logical-unit.js';
+import { MAX_UNMAP_BLOCK_DESCRIPTORS, maxUnmapBlocks } from '../block-limits.js';
 import { Asc, SenseKey } from '../sense.js';
 import { IoKind } from '../sense-map.js';
 
@@ -36,7 +37,7 @@ export function unmap(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<numbe
     if (lba + blocks > lu.capacityBlocks) return lu.lbaOutOfRange(cmd);
     total += blocks;
   }
-  if (total > MAX_UNMAP_LBA_COUNT) return lu.invalidParameter(cmd, HEADER + 8);
+  if (total > maxUnmapBlocks(lu)) return lu.invalidParameter(cmd, HEADER + 8);
   return discardAll(lu, cmd, list, count);
 }
 

@@ -3,12 +3,7 @@
  * zeroed buffer and returns the page length including its 4-byte header.
  */
 import type { LogicalUnit } from '../logical-unit.js';
-import {
-  MAX_COMPARE_AND_WRITE_BLOCKS,
-  MAX_UNMAP_BLOCK_DESCRIPTORS,
-  MAX_UNMAP_LBA_COUNT,
-  MAX_WRITE_SAME_BLOCKS,
-} from '../logical-unit.js';
+import { MAX_UNMAP_BLOCK_DESCRIPTORS, maxCompareAndWriteBlocks, maxUnmapBlocks, maxWriteSameBlocks } from '../block-limits.js';
 import { naaBytes } from '../identity.js';
 import { writeU64 } from '../be64.js';
 import { putAscii } from '../ascii.js';
@@ -95,16 +90,16 @@ function deviceIdentification(lu: LogicalUnit, buf: Buffer): number {
 function blockLimits(lu: LogicalUnit, buf: Buffer): number {
   // WSNZ: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 ("to the end") is refused.
   buf[4] = 0x01;
-  buf[5] = MAX_COMPARE_AND_WRITE_BLOCKS;
+  buf[5] = maxCompareAndWriteBlocks(lu);
   // Optimal granularity: a 4 KiB page, the unit Linux and most stores work in.
   buf.writeUInt16BE(Math.max(1, 4096 / lu.blockSize), 6);
   buf.writeUInt32BE(lu.maxTransferBlocks, 8);
   buf.writeUInt32BE(lu.maxTransferBlocks, 12); // OPTIMAL TRANSFER LENGTH
   if (lu.store.thin) {
-    buf.writeUInt32BE(MAX_UNMAP_LBA_COUNT, 20);
+    buf.writeUInt32BE(maxUnmapBlocks(lu), 20);
     buf.writeUInt32BE(MAX_UNMAP_BLOCK_DESCRIPTORS, 24);
     buf.writeUInt32BE(Math.max(1, 4096 / lu.blockSize), 28); // OPTIMAL UNMAP GRANULARITY
   }
-  writeU64(buf, 36, MAX_WRITE_SAME_BLOCKS);
+  writeU64(buf, 36, maxWriteSameBlocks(lu));
   return 0x3c;
 }

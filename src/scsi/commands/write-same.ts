@@ -9,7 +9,8 @@
 import { ScsiStatus, type ScsiCommand } from '../command.js';
 import { gather, iovIsZero } from '../../iov.js';
 import { readU64 } from '../be64.js';
-import { type LogicalUnit, MAX_WRITE_SAME_BLOCKS, PROCEED } from '../logical-unit.js';
+import { type LogicalUnit, PROCEED } from '../logical-unit.js';
+import { maxWriteSameBlocks } from '../block-limits.js';
 import { IoKind } from '../sense-map.js';
 
 /** Largest buffer used to replicate a non-zero block. */
@@ -34,7 +35,7 @@ function writeSame(
   unmap: boolean,
   noDataOut: boolean,
 ): number | Promise<number> {
-  if (blocks === 0 || blocks > MAX_WRITE_SAME_BLOCKS) return lu.invalidCdbField(cmd, lengthByte);
+  if (blocks === 0 || blocks > maxWriteSameBlocks(lu)) return lu.invalidCdbField(cmd, lengthByte);
   if (lba + blocks > lu.capacityBlocks) return lu.lbaOutOfRange(cmd);
   // The data-out is one logical block (none with NDOB).
   const bad = lu.validateIo(cmd, lba, 0, lengthByte, noDataOut ? 0 : lu.blockSize);
