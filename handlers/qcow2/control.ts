@@ -74,6 +74,8 @@ const snapshotCreateOp: ControlOperation = {
   description: 'create an internal snapshot',
   modes: ['offline', 'online'],
   args: [NAME_ARG],
+  // The active image reads the same afterwards: no MEDIUM MAY HAVE CHANGED.
+  changesMedium: false,
   async run(ctx, args) {
     const info = await snapshotCreate(imagePath(ctx), snapshotName(args), files(ctx));
     return { value: info, text: `snapshot ${snapshotName(args)} created` };

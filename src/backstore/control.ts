@@ -80,6 +80,7 @@ function checkOperation(op: unknown, where: string): void {
     throw new ConfigError(`${where}: "modes" must list 'offline' and/or 'online'`);
   }
   if (o.quiesce !== undefined && typeof o.quiesce !== 'boolean') throw new ConfigError(`${where}: "quiesce" must be a boolean`);
+  if (o.changesMedium !== undefined && typeof o.changesMedium !== 'boolean') throw new ConfigError(`${where}: "changesMedium" must be a boolean`);
   if (o.args !== undefined) {
     if (!Array.isArray(o.args) || o.args.length > MAX_ARGS) throw new ConfigError(`${where}: "args" must be a list of at most ${MAX_ARGS}`);
     const seen = new Set<string>();

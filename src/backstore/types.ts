@@ -306,6 +306,12 @@ export interface ControlOperation {
    * needs it closed (e.g. listing snapshots). Default true.
    */
   readonly quiesce?: boolean;
+  /**
+   * Online, quiesced operations only: false when the LUN's contents are the
+   * same afterwards (e.g. creating a snapshot), so the initiator is not told
+   * MEDIUM MAY HAVE CHANGED. Default true.
+   */
+  readonly changesMedium?: boolean;
   run(ctx: ControlContext, args: ControlArgs): Promise<ControlResult>;
 }
 

@@ -19,7 +19,7 @@ export interface ControlledLun {
   readonly log: Logger;
   /** The current dev_config is in the status (a RECONFIG may have changed it since the device appeared). */
   status(): { devConfig: string };
-  quiesced<T>(fn: () => Promise<T>): Promise<T>;
+  quiesced<T>(fn: () => Promise<T>, opts?: { mediumChanged?: boolean }): Promise<T>;
 }
 
 export async function runLunControl(
@@ -43,5 +43,6 @@ export async function runLunControl(
     log: lun.log.child({ control: op, handler: found.handler.name }),
   };
   const run = () => found.operation.run(ctx, args);
-  return found.operation.quiesce === false ? run() : lun.quiesced(run);
+  if (found.operation.quiesce === false) return run();
+  return lun.quiesced(run, { mediumChanged: found.operation.changesMedium !== false });
 }

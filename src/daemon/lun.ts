@@ -180,7 +180,7 @@ export class Lun implements FaultOwner {
    * (RECONFIG, snapshot revert) keeps its MODE SELECT settings and pending
    * unit attentions and reports MEDIUM MAY HAVE CHANGED, not POWER ON.
    */
-  private createDisk(store: LunStore, replaces?: ScsiDisk): ScsiDisk {
+  private createDisk(store: LunStore, replaces?: ScsiDisk, mediumUnchanged = false): ScsiDisk {
     const serial = this.configfs.unitSerial();
     return new ScsiDisk(
       store,
@@ -188,7 +188,7 @@ export class Lun implements FaultOwner {
         ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
-      { log: this.log, replaces, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },
+      { log: this.log, replaces, mediumUnchanged, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },
     );
   }
 
@@ -332,9 +332,11 @@ export class Lun implements FaultOwner {
    * Run `fn` with the LUN quiesced: new commands held by the kernel
    * (block_dev), in-flight ones finished, the store flushed and closed.
    * The store is reopened afterwards (even if fn failed) and the initiator
-   * sees a unit attention, because the medium may have changed under it.
+   * sees a unit attention, because the medium may have changed under it,
+   * unless the caller says it did not (`mediumChanged: false`, e.g. a
+   * snapshot create, which leaves the LUN's contents as they were).
    */
-  async quiesced<T>(fn: () => Promise<T>): Promise<T> {
+  async quiesced<T>(fn: () => Promise<T>, opts: { mediumChanged?: boolean } = {}): Promise<T> {
     const store = this.requireStore();
     const engine = this.engine!;
     this.configfs.setBlocked(true);
@@ -348,7 +350,8 @@ export class Lun implements FaultOwner {
         // No size hint: a snapshot revert may bring back a different virtual
         // size, which the initiator then learns through a unit attention.
         this.store = await this.openStore(this.devConfig, undefined);
-        this.disk = this.createDisk(this.store, this.disk); // mode pages kept; MEDIUM MAY HAVE CHANGED once
+        // Mode pages kept; MEDIUM MAY HAVE CHANGED once, unless the caller said the contents are unchanged.
+        this.disk = this.createDisk(this.store, this.disk, opts.mediumChanged === false);
         if (this.store.size !== store.size) this.disk.addUnitAttention(0x2a, 0x09); // CAPACITY DATA HAS CHANGED
         this.state = 'serving';
         engine.start();

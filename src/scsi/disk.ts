@@ -25,6 +25,12 @@ export interface ScsiDiskOptions {
    * SAM-5 has the mode pages back at their defaults, which these are not.
    */
   replaces?: ScsiDisk;
+  /**
+   * With `replaces`: the store was reopened but its contents did not change
+   * (e.g. a snapshot was created), so no MEDIUM MAY HAVE CHANGED is raised;
+   * settings and pending unit attentions still carry over.
+   */
+  mediumUnchanged?: boolean;
   /** Finds the daemon's other LUNs by NAA id, for EXTENDED COPY between them. */
   copyPeers?: CopyPeerLookup;
 }
@@ -46,7 +52,7 @@ export class ScsiDisk implements ScsiTarget {
     // store (WCE cannot be on without a volatile cache to enable).
     if (before.store.writeCache && !before.wce) this.lu.wce = false;
     for (const code of before.unitAttentions) this.lu.addUnitAttention(code >> 8, code & 0xff);
-    this.lu.addUnitAttention(0x28, 0x00); // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
+    if (!opts.mediumUnchanged) this.lu.addUnitAttention(0x28, 0x00); // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
   }
 
   execute(cmd: ScsiCommand): number | Promise<number> {

@@ -277,6 +277,20 @@ describe('mode pages across a store swap (ScsiDisk replaces)', () => {
     expect(order).toEqual(['6/2a/9', '6/28/0', 'good']);
   });
 
+  it('with mediumUnchanged (snapshot create): settings and pending attentions carry, no 06/28/00', async () => {
+    const { disk } = await selected(0x00, 0x06);
+    disk.addUnitAttention(0x2a, 0x09);
+    const next = new ScsiDisk(new RamStore({ writeCache: true }), IDENTITY, { replaces: disk, mediumUnchanged: true });
+    const order: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const tur = command([0, 0, 0, 0, 0, 0]);
+      const status = await run(next, tur);
+      order.push(status === GOOD ? 'good' : `${tur.sense[1]}/${tur.sense[2].toString(16)}/${tur.sense[3].toString(16)}`);
+    }
+    expect(order).toEqual(['6/2a/9', 'good']); // descriptor format (D_SENSE kept): key, asc, ascq at bytes 1-3
+    expect(await currentPages(next)).toEqual({ wce: false, dSense: true });
+  });
+
   it('a disk that replaces none reports POWER ON with default pages', async () => {
     const { disk } = await selected(0x00, 0x06);
     expect(await currentPages(disk)).toEqual({ wce: false, dSense: true });
