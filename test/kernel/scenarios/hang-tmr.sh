@@ -42,7 +42,12 @@ wait_for 60 sh -c 'dmesg | grep -q "ABORT_TASK: Sending TMR_FUNCTION_COMPLETE"' 
 # LUN reset while a command is still stuck in the handler; open the gate so everything can finish.
 ( timeout 120 sg_reset -d "$hdev"; echo $? > /mnt/scratch/reset.rc ) &
 RESET=$!
-sleep 3
+# Open the gate only once the LUN RESET has reached the runner (the kernel
+# sends the TMR to the ring before it waits for the stuck command), so the
+# reset really overlaps a command held in the handler. A fixed sleep raced it.
+lun_reset_logged() { grep '"msg":"task management function"' "$RUNNER_LOG" | grep -q '"type":5'; }
+if wait_for 60 lun_reset_logged; then result reset_reached_runner ok
+else result reset_reached_runner fail; echo "hang-tmr: no LUN RESET TMR in the runner log 60 s after sg_reset -d" >&2; fi
 rm -f $GATE
 # Bounded waits: a command stuck in the kernel must fail this scenario, not hang it.
 wait_gone() { local pid=$1 n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.2; n=$((n+1)); done; ! kill -0 "$pid" 2>/dev/null; }
