@@ -119,6 +119,7 @@ describeKernel('daemon: hung handler isolation, ABORT TASK and LUN RESET', () =>
   it('ABORT TASK and LUN RESET reach the runner and complete', () => {
     expect(r('abort_seen'), why('the initiator timeout sent ABORT TASK')).toBe('ok');
     expect(r('abort_done'), why('ABORT TASK completed')).toBe('ok');
+    expect(Number(r('h0_inflight_at_reset')), why('handler calls still pending when sg_reset -d started')).toBeGreaterThanOrEqual(1);
     expect(r('reset_reached_runner'), why('LUN RESET reached the runner while the handler held a command')).toBe('ok');
     expect(Number(r('tmr_abort')), why('ABORT TASK TMRs seen by the runner')).toBeGreaterThanOrEqual(1);
     expect(Number(r('tmr_lun_reset')), why('LUN RESET TMRs seen by the runner')).toBeGreaterThanOrEqual(1);

@@ -117,7 +117,7 @@ describe('native mapping', () => {
 });
 
 describe('fallocate', () => {
-  test('punches a hole that reads back as zeros', () => {
+  test('punches a hole that reads back as zeros', (ctx) => {
     const path = join(scratch, 'falloc');
     writeFileSync(path, Buffer.alloc(65536, 0xff));
     const fd = openSync(path, 'r+');
@@ -127,8 +127,7 @@ describe('fallocate', () => {
       closeSync(fd);
       // Some filesystems (overlay on old kernels) lack hole punching.
       if ((err as { code?: string }).code === 'EOPNOTSUPP' && !process.env.CI) {
-        console.warn('SKIP: filesystem lacks FALLOC_FL_PUNCH_HOLE');
-        return;
+        ctx.skip('the filesystem lacks FALLOC_FL_PUNCH_HOLE');
       }
       throw err;
     }
@@ -184,7 +183,11 @@ function ringOrSkip(): boolean {
     return true;
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ENOSYS' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EACCES') return false;
+    // Outside CI a kernel or sandbox without io_uring is a visible skip; CI must have it.
+    if (!process.env.CI && (code === 'ENOSYS' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EACCES')) {
+      console.warn(`io_uring unavailable (${code}): skipping the io_ring tests`);
+      return false;
+    }
     throw err;
   }
 }
