@@ -292,8 +292,12 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const stage = Float64Array.from([2, fd, 8192, 10, 1, id, 8192, 612]);
     const out = new Int32Array(2 + 2 * 4);
     ring.run(stage, 1, out);
-    expect(out[0]).toBe(0); // not inline, even though the page cache holds it
-    expect(await reapUntil(ring, 1)).toEqual([[10, 612]]);
+    // Punted to an io-wq worker even though the page cache holds it. The
+    // worker may still post its completion before run() reaps (a race on a
+    // busy machine), so the completion is taken from wherever it shows up.
+    expect(out[0]).toBeLessThanOrEqual(1);
+    const done = out[0] === 1 ? [[out[2], out[3]]] : await reapUntil(ring, 1);
+    expect(done).toEqual([[10, 612]]);
     expect(Buffer.from(area, 8192, 512).every((v) => v === 0xb2)).toBe(true);
     expect(Buffer.from(area, 8704, 100).every((v) => v === 0xa1)).toBe(true);
     ring.close();
