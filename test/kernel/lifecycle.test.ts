@@ -56,7 +56,7 @@ describeKernel('daemon: SIGKILL and restart 10 times under fio --verify', () => 
   it('restarts 10 times while fio writes and verifies', () => {
     expect(r('create'), why('lun create')).toBe('ok');
     expect(r('kills'), why('kills')).toBe('10');
-    expect(r('kills_under_io'), why('kills while the daemon reported commands in flight')).toBe('10');
+    expect(r('kills_under_io'), why('kills while the initiator had commands in flight on the LUN')).toBe('10');
     expect(r('restarts'), why('restarts that served the LUN again')).toBe('10');
   });
   it('fio jobs running through every kill complete without errors and verify (crc32c)', () => {
