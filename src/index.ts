@@ -5,8 +5,15 @@
  */
 export type {
   Backstore,
+  ControlArg,
+  ControlArgs,
+  ControlContext,
+  ControlMode,
+  ControlOperation,
+  ControlResult,
   Extent,
   Handler,
+  HandlerControl,
   LunStore,
   MaybePromise,
   OpenContext,
@@ -16,6 +23,8 @@ export type {
 export { StorageError, errorCode, type StorageErrorCode } from './backstore/errors.js';
 export { ConfigError } from './backstore/config-error.js';
 export * from './backstore/options.js';
-export { toLunStore } from './backstore/stack.js';
+export { toLunStore } from './backstore/lun-store.js';
 export * from './iov.js';
-export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig } from './backstore/registry.js';
+export { openDevConfig, openStack, registerHandler, parseDevConfig, formatDevConfig, formatDevStack, type DevLayer } from './backstore/registry.js';
+export { coerceControlArgs } from './backstore/control.js';
+export { layerOperation, offeredOperations, offlineOperation } from './backstore/control-registry.js';

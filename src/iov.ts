@@ -136,11 +136,28 @@ export function iovIsZero(iov: readonly Buffer[], from: number, length: number):
   return true;
 }
 
-/** Total bytes of the iov. */
+/** Total bytes of the iov (the one length helper: handlers, SCSI emulation and file I/O use it). */
 export function iovLength(iov: readonly Buffer[]): number {
   let n = 0;
-  for (const b of iov) n += b.length;
+  for (let i = 0; i < iov.length; i++) n += iov[i]!.length;
   return n;
+}
+
+/**
+ * The iov without its first `consumed` bytes, for continuing a short
+ * transfer. `consumed` must be at least 0 and less than the iov's length (a
+ * finished transfer has no remainder; RangeError otherwise); only the first
+ * remaining Buffer is re-sliced.
+ */
+export function iovRemainder(iov: readonly Buffer[], consumed: number): Buffer[] {
+  if (!(consumed >= 0 && consumed < iovLength(iov))) {
+    throw new RangeError(`iovRemainder: consumed ${consumed} must be at least 0 and less than the iov's ${iovLength(iov)} bytes`);
+  }
+  let index = 0;
+  while (consumed >= iov[index]!.length) consumed -= iov[index++]!.length;
+  const rest = iov.slice(index);
+  rest[0] = rest[0]!.subarray(consumed);
+  return rest;
 }
 
 /** Set every byte of the iov to `value` (zero by default). */

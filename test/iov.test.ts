@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import * as iovApi from '../src/iov.js';
 import * as publicApi from '../src/index.js';
-import { compareIov, copyFromIov, copyIntoIov, fillIov, gather, iovIsZero, iovLength, scatter, sliceIov } from '../src/iov.js';
+import { compareIov, copyFromIov, copyIntoIov, fillIov, gather, iovIsZero, iovLength, iovRemainder, scatter, sliceIov } from '../src/iov.js';
 
 /** Bytes 1..n (never 0, so copied bytes differ from untouched zeroed ones). */
 const seq = (n: number, start = 1) => Buffer.from(Array.from({ length: n }, (_, i) => (start + i) % 256 || 1));
@@ -26,7 +26,7 @@ const shapes: Array<[string, number[]]> = [
 describe('iov helpers are all exported to handler authors', () => {
   it('src/index.ts re-exports every export of src/iov.ts', () => {
     const names = Object.keys(iovApi).sort();
-    expect(names).toEqual(['compareIov', 'copyFromIov', 'copyIntoIov', 'fillIov', 'gather', 'iovIsZero', 'iovLength', 'scatter', 'sliceIov']);
+    expect(names).toEqual(['compareIov', 'copyFromIov', 'copyIntoIov', 'fillIov', 'gather', 'iovIsZero', 'iovLength', 'iovRemainder', 'scatter', 'sliceIov']);
     for (const n of names) expect((publicApi as Record<string, unknown>)[n], n).toBe((iovApi as Record<string, unknown>)[n]);
   });
 });
@@ -291,5 +291,33 @@ describe('copyFromIov: every iov byte into dst at dstStart', () => {
     const dst = Buffer.alloc(16);
     expect(() => copyFromIov(dst, iov, dstStart)).toThrow(/^copyFromIov: destination/);
     expect(dst).toEqual(Buffer.alloc(16));
+  });
+});
+
+describe('iovRemainder: the iov after its first `consumed` bytes (continuing a short transfer)', () => {
+  const content = seq(10);
+  it.each(shapes.flatMap(([name, lens]) => [0, 1, 3, 4, 7, 9].map((consumed) => [name, lens, consumed] as const)))(
+    '%s %j: consumed %i',
+    (_name, lens, consumed) => {
+      const iov = iovOf(...lens);
+      copyIntoIov(iov, content, 0);
+      const rest = iovRemainder(iov, consumed);
+      expect(iovLength(rest)).toBe(10 - consumed);
+      expect(concat(rest)).toEqual(content.subarray(consumed));
+      expect(rest[0]!.length).toBeGreaterThan(0); // starts at a byte still to transfer
+      // Views, not copies, and the caller's array is left alone.
+      rest[0]![0] = 0xee;
+      expect(concat(iov)[consumed]).toBe(0xee);
+      expect(iov.map((b) => b.length)).toEqual(lens);
+    },
+  );
+  it.each([
+    [[], 0, 'an empty iov has no remainder'],
+    [[0, 0], 0, 'nor has an iov of zero-length parts'],
+    [[3, 4], 7, 'a finished transfer has none'],
+    [[3, 4], 8, 'past the end'],
+    [[3, 4], -1, 'negative'],
+  ])('%j consumed %i (%s) is a RangeError', (lens, consumed) => {
+    expect(() => iovRemainder(iovOf(...lens), consumed)).toThrow(/^iovRemainder: consumed/);
   });
 });

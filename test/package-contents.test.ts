@@ -80,6 +80,7 @@ describe('npm pack contents', () => {
 
   it('ships no stale output: every compiled file has its TypeScript source', () => {
     const source = (f: string) => f.replace(/^dist\//, '').replace(/\.(d\.ts|js\.map|js)$/, '.ts');
-    expect(files.filter((f) => f.startsWith('dist/') && !existsSync(join(ROOT, source(f))))).toEqual([]);
+    const stale = files.filter((f) => f.startsWith('dist/') && !existsSync(join(ROOT, source(f))));
+    expect(stale, 'compiled files whose source is gone would ship: rebuild from a clean dist/ (rm -rf dist && npm run build)').toEqual([]);
   });
 });

@@ -4,8 +4,12 @@
  * changes nothing: every call goes to `ctx.lower` unchanged. Copy it, then
  * change only what your layer transforms.
  *
+ * `ctx.lower` is the store below, normalised by the core: every method is
+ * there (emulated or refusing where the store below lacks it) and its
+ * capabilities are decided, so a layer never tests `lower.write && ...`.
+ *
  * Use it in a stack (it cannot be a dev_config subtype on its own, and the
- * daemon never serves example-* directories):
+ * daemon serves example-* subtypes only when named in `serve --subtypes`):
  *
  *   openStack([
  *     { handler: 'file', config: '/var/lib/lun0.img' },
@@ -33,8 +37,9 @@
  *   - size/blockSize: a layer with a header (LUKS) exposes less than the
  *     lower store holds; adjust offsets and size, never forward them raw.
  *   - flush, fua, close: flush and FUA must reach the lower store or
- *     durability is a lie, so forward them. Do NOT close `lower`: the
- *     stack owns every layer and closes them all, top first.
+ *     durability is a lie, so forward them (a FUA write to `lower` is
+ *     durable when it settles). Do NOT close `lower`: the stack owns
+ *     every layer and closes them all, top first.
  *
  * Never silently forward an operation you have not thought about: leave it
  * out and let the core's default (emulation or refusal) apply.
@@ -50,6 +55,9 @@ function openPassthrough(config: string, ctx: OpenContext): Backstore {
   if (config !== '') throw new ConfigError(`example-passthrough: takes no config, got "${config}"`);
   rejectUnknownOptions('example-passthrough', ctx.options, []);
 
+  // `lower` is a LunStore: the core has already filled in every method
+  // (emulating or refusing what the store below lacks) and decided its
+  // capabilities. So there is nothing to test, only to forward.
   return {
     // Geometry and capabilities: unchanged, so copy them from below. A
     // layer that changes them (a header, a different block size) says so here.
@@ -59,21 +67,21 @@ function openPassthrough(config: string, ctx: OpenContext): Backstore {
     blockSize: lower.blockSize,
     readOnly: ctx.readOnly || lower.readOnly,
     writeCache: lower.writeCache,
-    fua: lower.fua,
+    // A FUA write to `lower` is durable when it settles (the core adds the
+    // flush below if that store needs one), so forwarding opts.fua is enough.
+    fua: true,
     thin: lower.thin,
 
-    // Reads and writes: the same bytes at the same offsets. Return the lower
-    // store's result as is — a synchronous lower store stays synchronous.
+    // Return the lower store's result as is: a synchronous store stays synchronous.
     read: (offset, iov) => lower.read(offset, iov),
-
-    // Optional methods exist here exactly when they exist below, so the
-    // core applies the same defaults it would apply to `lower` itself.
-    write: lower.write && ((offset, iov, opts) => lower.write!(offset, iov, opts)),
-    flush: lower.flush && (() => lower.flush!()),
-    discard: lower.discard && ((offset, length) => lower.discard!(offset, length)),
-    writeZeroes: lower.writeZeroes && ((offset, length, opts) => lower.writeZeroes!(offset, length, opts)),
-    blockStatus: lower.blockStatus && ((offset, length) => lower.blockStatus!(offset, length)),
-    resize: lower.resize && ((newSize) => lower.resize!(newSize)),
+    write: (offset, iov, opts) => lower.write(offset, iov, opts),
+    flush: () => lower.flush(),
+    discard: (offset, length) => lower.discard(offset, length),
+    writeZeroes: (offset, length, opts) => lower.writeZeroes(offset, length, opts),
+    // Forwarded only when real below, so GET LBA STATUS is answered by the
+    // core's own default rather than by a forwarded one.
+    blockStatus: lower.hasBlockStatus ? (offset, length) => lower.blockStatus(offset, length) : undefined,
+    resize: (newSize) => lower.resize(newSize),
 
     // Release only what THIS layer owns (nothing here). `lower` is closed by the stack.
     close: () => {},

@@ -1,9 +1,11 @@
 /**
- * Offline image library for the CLI: create, info, check, snapshots. Every
- * function opens the image privately; do not use it on an image a daemon is
- * serving (the daemon quiesces a LUN and calls the same snapshot functions).
+ * Image library behind the handler's control operations (./control.ts):
+ * create, info, check, snapshots. Every function opens the image privately;
+ * do not use it on an image a daemon is serving (the daemon quiesces a LUN
+ * before its snapshot operations run). `files` is the opener every file
+ * goes through: the daemon's confined one for a served LUN, unconfined by
+ * default (the CLI, tests).
  */
-import { stat } from 'node:fs/promises';
 import type { FileOpener } from '../../src/backstore/confine.js';
 import { type CheckResult, checkConsistency } from './check.js';
 import { type CreateOptions, createImage as create } from './create.js';
@@ -47,7 +49,7 @@ async function withImage<T>(path: string, readOnly: boolean, fn: (img: Qcow2Imag
   }
 }
 
-export function imageInfo(path: string): Promise<ImageInfo> {
+export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> {
   return withImage(path, true, async (img) => {
     const h = img.header;
     return {
@@ -55,7 +57,7 @@ export function imageInfo(path: string): Promise<ImageInfo> {
       version: h.version,
       virtualSize: h.size,
       clusterSize: img.clusterSize,
-      fileSize: (await stat(path)).size,
+      fileSize: (await img.fh.stat()).size,
       refcountBits: 2 ** h.refcountOrder,
       compressionType: h.compressionType,
       backingFile: h.backingFile,
@@ -65,12 +67,12 @@ export function imageInfo(path: string): Promise<ImageInfo> {
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
       snapshots: listSnapshots(img),
     };
-  });
+  }, files);
 }
 
 /** Check (read-only) or repair leaks. Corruptions are reported, never "fixed" here. */
-export function checkImage(path: string, opts?: { repair?: 'leaks' }): Promise<CheckResult> {
-  return withImage(path, opts?.repair === undefined, (img) => img.lock.run(() => checkConsistency(img, opts?.repair)));
+export function checkImage(path: string, opts?: { repair?: 'leaks' }, files?: FileOpener): Promise<CheckResult> {
+  return withImage(path, opts?.repair === undefined, (img) => img.lock.run(() => checkConsistency(img, opts?.repair)), files);
 }
 
 export async function snapshotCreate(path: string, name: string, files?: FileOpener): Promise<SnapshotInfo> {

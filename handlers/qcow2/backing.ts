@@ -9,7 +9,7 @@ import { type FileOpener, requestedPath } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import { readvFull } from './file-io.js';
 import { QCOW2_MAGIC } from './format.js';
-import { fillIov, sliceIov } from '../../src/iov.js';
+import { fillIov, iovLength, sliceIov } from '../../src/iov.js';
 
 export interface BackingStore {
   readonly size: number;
@@ -28,8 +28,7 @@ export interface SizedReader {
 
 /** Read that clips to `size` and zero-fills the rest. */
 async function clippedRead(size: number, offset: number, iov: readonly Buffer[], inner: (off: number, bufs: readonly Buffer[]) => Promise<void>): Promise<void> {
-  let len = 0;
-  for (const b of iov) len += b.length;
+  const len = iovLength(iov);
   const inside = Math.max(0, Math.min(len, size - offset));
   if (inside < len) fillIov(sliceIov(iov, inside, len - inside));
   if (inside > 0) await inner(offset, sliceIov(iov, 0, inside));

@@ -3,8 +3,7 @@
  * laid out contiguously and all counted, written with one pwrite each and
  * an fdatasync, so a fresh image passes `qemu-img check` with no leaks.
  */
-import { stat } from 'node:fs/promises';
-import { unconfinedOpener } from '../../src/backstore/confine.js';
+import { type FileOpener, openerOf } from '../../src/backstore/confine.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { StorageError } from '../../src/backstore/errors.js';
 import { writeFull } from './file-io.js';
@@ -29,6 +28,8 @@ export interface CreateOptions {
   backing?: string;
   backingFormat?: 'qcow2' | 'raw';
   version?: 2 | 3;
+  /** Opens the new image (and checks the backing file) within the caller's allowed directories; default unconfined. */
+  files?: FileOpener;
 }
 
 const REFCOUNT_ORDER = 4; // 16-bit refcounts, QEMU's default (and the only choice for v2)
@@ -43,10 +44,12 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
     throw new StorageError('EINVAL', `qcow2: size ${opts.size} must be a multiple of 512`);
   }
   const version = opts.version ?? 3;
+  const files = openerOf({ files: opts.files });
   if (opts.backing) {
     const base = isAbsolute(opts.backing) ? opts.backing : resolve(dirname(path), opts.backing);
-    await stat(base).catch((err) => {
-      throw new StorageError('EINVAL', `qcow2: backing file ${base} not found`, { cause: err });
+    await files.canonicalPath(base).catch((err) => {
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : `cannot be opened: ${(err as Error).message}`;
+      throw new StorageError('EINVAL', `qcow2: backing file ${base} ${why}`, { cause: err });
     });
   }
   const cs = clusterSize;
@@ -104,8 +107,8 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
   for (let b = 0; b < blocks; b++) meta.writeBigUInt64BE(BigInt((blocksAt + b) * cs), (b * 8));
   const blocksStart = (blocksAt - 1) * cs;
   for (let c = 0; c < total; c++) meta.writeUInt16BE(1, blocksStart + c * 2);
-  // The CLI's own shell: unconfined, but through the one opener (0666 & umask, as `qemu-img create`).
-  const fh = await unconfinedOpener.openHandle(path, { create: true, mode: 0o666 });
+  // 0666 & umask, as `qemu-img create`.
+  const fh = await files.openHandle(path, { create: true, mode: 0o666 });
   try {
     await writeFull(fh, meta, cs);
     await writeFull(fh, first, 0);

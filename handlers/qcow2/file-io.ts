@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { sharedUringIo } from '../../src/io/uring-io.js';
+import { iovLength } from '../../src/iov.js';
 
 /**
  * Guest data goes through the process-wide io_uring when there is one (one
@@ -35,12 +36,6 @@ export async function writeFull(fh: FileHandle, buf: Buffer, pos: number): Promi
   }
 }
 
-function totalLength(bufs: readonly Buffer[]): number {
-  let n = 0;
-  for (const b of bufs) n += b.length;
-  return n;
-}
-
 /** One preadv straight into the caller's buffers (zero copy); falls back to per-buffer reads on a short read. */
 export async function readvFull(fh: FileHandle, bufs: readonly Buffer[], pos: number): Promise<void> {
   const ring = dataRing();
@@ -54,7 +49,7 @@ export async function readvFull(fh: FileHandle, bufs: readonly Buffer[], pos: nu
     }
   }
   if (bufs.length === 1) return readFull(fh, bufs[0]!, pos);
-  const want = totalLength(bufs);
+  const want = iovLength(bufs);
   const { bytesRead } = await fh.readv(bufs, pos);
   if (bytesRead === want) return;
   let at = pos;
@@ -69,7 +64,7 @@ export async function writevFull(fh: FileHandle, bufs: readonly Buffer[], pos: n
   const ring = dataRing();
   if (ring) return ring.write(fh.fd, bufs, pos);
   if (bufs.length === 1) return writeFull(fh, bufs[0]!, pos);
-  const want = totalLength(bufs);
+  const want = iovLength(bufs);
   const { bytesWritten } = await fh.writev(bufs as Buffer[], pos);
   if (bytesWritten === want) return;
   let skip = bytesWritten;

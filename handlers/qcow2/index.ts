@@ -11,6 +11,7 @@ import { openerOf } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
 import { Qcow2Backstore } from './backstore.js';
+import { qcow2Control } from './control.js';
 import { openImage } from './open.js';
 
 const qcow2Handler: Handler = {
@@ -29,6 +30,7 @@ const qcow2Handler: Handler = {
     }
     return store;
   },
+  control: qcow2Control,
 };
 
 export default qcow2Handler;

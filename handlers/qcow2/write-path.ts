@@ -171,8 +171,7 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
     const cs = img.clusterSize;
     try {
       img.guardWrite(host, cs);
-      let len = 0;
-      for (const b of bufs) len += b.length;
+      const len = iovLength(bufs);
       if (inCluster === 0 && len === cs) {
         await writevFull(img.fh, bufs, host);
       } else if (pristine && (await readsAsZeros(img, gc, old))) {

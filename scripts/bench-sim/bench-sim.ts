@@ -167,7 +167,7 @@ function afterPowerOn(disk: ScsiTarget): ScsiTarget {
 async function scsiDiskTarget(): Promise<BenchTarget> {
   // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
   const scsi = await import('../../src/scsi/index.js');
-  const stack = await import('../../src/backstore/stack.js');
+  const stack = await import('../../src/backstore/lun-store.js');
   const ramDisk = await import('../../handlers/ram/ram-disk.js');
   const store = stack.toLunStore(new ramDisk.RamDisk(RAM_BYTES, 512, false));
   // Prefill so reads copy real data rather than a zero-fill shortcut path.
@@ -182,7 +182,7 @@ async function scsiDiskTarget(): Promise<BenchTarget> {
  */
 async function fileDiskTarget(): Promise<BenchTarget> {
   const scsi = await import('../../src/scsi/index.js');
-  const stack = await import('../../src/backstore/stack.js');
+  const stack = await import('../../src/backstore/lun-store.js');
   const file = await import('../../handlers/file/index.js');
   const { pino } = await import('pino');
   const path = join(tmpdir(), `tcmu-bench-${process.pid}-${Date.now()}.img`);

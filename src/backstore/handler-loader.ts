@@ -9,6 +9,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError } from './config-error.js';
 import { type FileOpener, unconfinedOpener } from './confine.js';
+import { validateControl } from './control.js';
 import type { Handler } from './types.js';
 
 /**
@@ -56,6 +57,7 @@ export function validateHandler(value: unknown, source: string): Handler {
   if (candidate.layer !== undefined && typeof candidate.layer !== 'boolean') {
     throw new ConfigError(`${source}: handler "${candidate.name}" has a non-boolean "layer" (${typeof candidate.layer})`);
   }
+  if (candidate.control !== undefined) validateControl(candidate.control, `${source}: handler "${candidate.name}"`);
   return value as Handler;
 }
 

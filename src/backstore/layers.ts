@@ -5,10 +5,11 @@
  * stack owns them all, so a failed open or an orderly stop releases each
  * exactly once.
  */
+import { ConfigError } from './config-error.js';
+import { layerName } from './dev-config.js';
+import { StorageError } from './errors.js';
 import type { Backstore } from './types.js';
-
-type OptionalMethod = 'write' | 'flush' | 'discard' | 'writeZeroes' | 'blockStatus' | 'resize';
-const OPTIONAL_METHODS: readonly OptionalMethod[] = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'];
+import { OPTIONAL_METHODS, type OptionalMethod } from './validate-backstore.js';
 
 function bindIfPresent<K extends OptionalMethod>(store: Backstore, key: K): Backstore[K] {
   const method = store[key];
@@ -43,4 +44,20 @@ export function composeLayers(bottomUp: readonly Backstore[]): Backstore {
   };
   for (const key of OPTIONAL_METHODS) composed[key] = bindIfPresent(top, key);
   return composed as unknown as Backstore;
+}
+
+/**
+ * An error from resolving or opening layer `bottomUpIndex` of a stack of
+ * `count`, re-made to name the layer the way the dev_config counts it (from
+ * the top: `layer 2 of 2 (bottom), handler "file": ...`). Class and code are
+ * kept (the daemon answers the kernel with the errno of `code`); a single
+ * handler's errors are returned as they are.
+ */
+export function errorInLayer(err: unknown, bottomUpIndex: number, count: number, handler: string): unknown {
+  if (count === 1 || !(err instanceof Error)) return err;
+  const message = `${layerName(count - 1 - bottomUpIndex, count, handler)}: ${err.message}`;
+  if (err instanceof ConfigError) return new ConfigError(message, { cause: err });
+  if (err instanceof StorageError) return new StorageError(err.code, message, { cause: err });
+  const code = (err as NodeJS.ErrnoException).code;
+  return Object.assign(new Error(message, { cause: err }), code === undefined ? {} : { code });
 }

@@ -6,9 +6,17 @@
  */
 import type { MaybePromise } from './types.js';
 
-/** True for anything thenable (a handler may return a non-native promise). */
+/**
+ * True for anything thenable (a handler may return a non-native promise).
+ * The one promise check of the code base: SCSI emulation and the ring use it
+ * too, so "is this result still pending?" has one answer everywhere.
+ */
 export function isPromiseLike<T>(value: MaybePromise<T>): value is Promise<T> {
-  return value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /** Run `next` after `first` settles; synchronous all the way when `first` was. */

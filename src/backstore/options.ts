@@ -4,6 +4,10 @@
  * nothing is guessed or silently corrected.
  */
 import { ConfigError } from './config-error.js';
+import { sizeInBytes } from '../config/size.js';
+
+/** The size grammar shared with the config file and the CLI (src/config/size.ts). */
+export { sizeInBytes } from '../config/size.js';
 
 type Options = Readonly<Record<string, string>>;
 
@@ -35,26 +39,13 @@ export function booleanOption(handler: string, options: Options, key: string, fa
   }
 }
 
-const SIZE_SUFFIX: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
-
-/**
- * A byte count: digits with an optional binary suffix K, M, G, T, P
- * (case-insensitive, optionally followed by "iB" or "B"): `1G`, `512MiB`, `4096`.
- */
-export function parseSize(text: string): number | undefined {
-  const match = /^(\d+)([kmgtp]?)(?:i?b)?$/i.exec(text);
-  if (!match) return undefined;
-  const bytes = Number(match[1]) * SIZE_SUFFIX[match[2]!.toLowerCase()]!;
-  return Number.isSafeInteger(bytes) ? bytes : undefined;
-}
-
 /** A size option in bytes, or undefined when absent. */
 export function sizeOption(handler: string, options: Options, key: string): number | undefined {
   const value = options[key];
   if (value === undefined) return undefined;
-  const bytes = parseSize(value);
+  const bytes = sizeInBytes(value);
   if (bytes === undefined) {
-    throw new ConfigError(`${handler}: option ${key}="${value}" is not a size (bytes, or a number with K, M, G, T or P)`);
+    throw new ConfigError(`${handler}: option ${key}="${value}" is not a size (bytes, or a number with K, M, G, T or P, e.g. 512M or 1.5G)`);
   }
   return bytes;
 }

@@ -7,13 +7,13 @@ import { ConfigError } from './config-error.js';
 import { type FileOpener, openerOf } from './confine.js';
 import { HANDLER_NAME, parseDevConfig } from './dev-config.js';
 import { builtinHandlerNames, isModulePath, loadBuiltinHandler, loadHandlerModule, validateHandler } from './handler-loader.js';
-import { composeLayers } from './layers.js';
-import { toLunStore } from './stack.js';
+import { composeLayers, errorInLayer } from './layers.js';
+import { toLunStore } from './lun-store.js';
 import { validateBackstore } from './validate-backstore.js';
 import type { Backstore, Handler, LunStore, OpenContext } from './types.js';
 
 export { builtinHandlerNames } from './handler-loader.js';
-export { formatDevConfig, parseDevConfig, type ParsedDevConfig } from './dev-config.js';
+export { formatDevConfig, formatDevStack, parseDevConfig, subtypeOf, type DevLayer, type ParsedDevConfig } from './dev-config.js';
 
 /** One layer of a stack: which handler, its config string and options. */
 export interface LayerSpec {
@@ -111,16 +111,12 @@ export function resolveHandler(name: string, allowModules = true, files?: FileOp
   return pending;
 }
 
-function checkLayering(handlers: readonly Handler[]): void {
+function checkLayering(handlers: readonly Handler[], layers: readonly LayerSpec[]): void {
   handlers.forEach((handler, index) => {
-    if (index === 0 && handler.layer) {
-      throw new ConfigError(`handler "${handler.name}" is a layer and needs a store below it (e.g. a file)`);
-    }
-    if (index > 0 && !handler.layer) {
-      throw new ConfigError(
-        `handler "${handler.name}" is not a layer and cannot sit on top of "${handlers[index - 1]!.name}"`,
-      );
-    }
+    let problem: string | undefined;
+    if (index === 0 && handler.layer) problem = `handler "${handler.name}" is a layer and needs a store below it (e.g. a file)`;
+    if (index > 0 && !handler.layer) problem = `handler "${handler.name}" is not a layer and cannot sit on top of "${handlers[index - 1]!.name}"`;
+    if (problem !== undefined) throw errorInLayer(new ConfigError(problem), index, handlers.length, layers[index]!.handler);
   });
 }
 
@@ -136,7 +132,9 @@ async function closeQuietly(stores: readonly Backstore[], base: BaseOpenContext)
 
 /**
  * Open `layers` bottom-up (layers[0] is the bottom, e.g. the file), passing
- * each the store below it as `ctx.lower`. Only the top layer gets
+ * each the store below it as `ctx.lower`, normalised by the core
+ * (toLunStore: every method present or emulated, capabilities decided), so
+ * a layer never tests for a missing method. Only the top layer gets
  * `base.size` (the LUN size); lower layers open at their own natural size.
  * The returned store owns the whole stack: its close() closes every layer,
  * top first, so a layer must NOT close its `lower` itself. If any layer
@@ -151,10 +149,17 @@ export async function openStack(
   // Resolve everything first: an unknown handler must not leave files open.
   const allowModules = resolveOptions.allowModules ?? true;
   const files = openerOf(base);
-  const handlers = await Promise.all(layers.map((layer) => resolveHandler(layer.handler, allowModules, files)));
-  checkLayering(handlers);
+  const handlers = await Promise.all(
+    layers.map((layer, index) =>
+      resolveHandler(layer.handler, allowModules, files).catch((err: unknown) => {
+        throw errorInLayer(err, index, layers.length, layer.handler);
+      }),
+    ),
+  );
+  checkLayering(handlers, layers);
 
   const opened: Backstore[] = [];
+  let lower: LunStore | undefined;
   try {
     for (const [index, layer] of layers.entries()) {
       const handler = handlers[index]!;
@@ -164,11 +169,17 @@ export async function openStack(
         files,
         size: isTop ? base.size : undefined,
         log: base.log.child({ handler: handler.name }),
-        lower: opened.at(-1),
+        lower,
         options: Object.assign(Object.create(null) as Record<string, string>, layer.options),
       };
-      const store = await handler.open(layer.config, ctx);
+      let store: Backstore;
+      try {
+        store = await handler.open(layer.config, ctx);
+      } catch (err) {
+        throw errorInLayer(err, index, layers.length, layer.handler);
+      }
       opened.push(validateBackstore(store, handler.name));
+      if (!isTop) lower = toLunStore(opened.at(-1)!);
     }
   } catch (err) {
     await closeQuietly(opened, base);
@@ -178,11 +189,38 @@ export async function openStack(
 }
 
 /**
- * Open the LUN a TCMU dev_config describes (`file//path;create=1`) with the
- * core defaults applied. The subtype must be a built-in or a registered
- * name (registerHandler / registerUserHandler), never a package to import.
+ * Open the LUN a TCMU dev_config describes (`file//path;create=1`, or a
+ * stack written top first: `crypt/;key=k1>file//path`) with the core
+ * defaults applied. Every handler must be a built-in or a registered name
+ * (registerHandler / registerUserHandler), never a package to import.
  */
 export async function openDevConfig(devConfig: string, ctx: BaseOpenContext): Promise<LunStore> {
-  const { handler, config, options } = parseDevConfig(devConfig);
-  return toLunStore(await openStack([{ handler, config, options }], ctx, { allowModules: false }));
+  return toLunStore(await openStack(layersOfDevConfig(devConfig), ctx, { allowModules: false }));
+}
+
+/**
+ * The layers a dev_config opens, bottom first: what openDevConfig opens and
+ * what the daemon searches for a LUN's control operations, so both always
+ * agree on what the LUN is made of.
+ */
+export function layersOfDevConfig(devConfig: string): LayerSpec[] {
+  // A dev_config names its stack top first; stacks open bottom first.
+  return [...parseDevConfig(devConfig).layers].reverse();
+}
+
+/**
+ * Every handler this process can name: registered objects, registered
+ * user modules and the built-ins (each loaded once). For listings such as
+ * `tcmu-ts handlers`; a module that fails to load is reported, naming it.
+ */
+export async function knownHandlers(): Promise<NamedHandler[]> {
+  const names = [...new Set([...registered.keys(), ...userModules.keys(), ...builtinHandlerNames()])].sort();
+  const handlers = await Promise.all(names.map((name) => resolveHandler(name, false)));
+  return names.map((name, index) => ({ name, handler: handlers[index]! }));
+}
+
+/** A handler and the subtype name it answers to (a user module's own `name` may differ). */
+export interface NamedHandler {
+  name: string;
+  handler: Handler;
 }

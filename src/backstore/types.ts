@@ -1,7 +1,7 @@
 /**
  * The handler contract. A handler is a plain object that opens backstores;
  * a backstore is an opened LUN image. Only `read` and `close` are required:
- * every optional method has a core default (see ./stack.ts), so a RAM disk
+ * every optional method has a core default (see ./lun-store.ts), so a RAM disk
  * fits in a few dozen lines and a layer (crypt, qcow2) only implements what
  * it changes.
  *
@@ -92,8 +92,15 @@ export interface OpenContext {
   readOnly: boolean;
   /** Child logger for this LUN; handlers log at debug on their hot path, never at info. */
   log: Logger;
-  /** The opened layer below, for a stacking handler (crypt over qcow2 over file). */
-  lower?: Backstore;
+  /**
+   * The opened layer below, for a stacking handler (crypt over qcow2 over
+   * file), already normalised by the core (./lun-store.ts): every method is
+   * present (emulated or refusing where the store below lacks it) and the
+   * capabilities (readOnly, writeCache, thin, hasBlockStatus) are decided,
+   * so a layer never tests `lower.write && ...`. A FUA write to it is
+   * durable when it settles. Do not close it: the stack closes every layer.
+   */
+  lower?: LunStore;
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
   /**
@@ -116,11 +123,104 @@ export interface Handler {
    * (for `file//var/lib/lun0.img` it is `/var/lib/lun0.img`).
    */
   open(config: string, ctx: OpenContext): MaybePromise<Backstore>;
+  /**
+   * Control operations this handler offers besides serving I/O (image
+   * create/info/check, snapshots). The CLI lists them (`tcmu-ts handlers`)
+   * and builds `tcmu-ts <group> <verb>` commands from them; the daemon runs
+   * the online ones on a served LUN. See src/backstore/control.ts.
+   */
+  readonly control?: HandlerControl;
+}
+
+/**
+ * The control surface of a handler: named operations, each describing its
+ * arguments so a command line can be built and listed without knowing the
+ * handler. Operation names are `<group>.<verb>` ('snapshot.create',
+ * 'image.info'); the CLI command is `tcmu-ts <group> <verb> <target> ...`.
+ */
+export interface HandlerControl {
+  readonly operations: Readonly<Record<string, ControlOperation>>;
+  /**
+   * Does the image at `path` look like one of this handler's (a magic
+   * number, not a full open)? Lets the CLI pick the handler for an offline
+   * operation on an existing image when several offer it and no --format
+   * was given. Open the file through `files`.
+   */
+  probe?(path: string, files: FileOpener): Promise<boolean>;
+}
+
+/**
+ * Where an operation can run:
+ * - 'offline': on an image path, from the CLI, with no daemon involved
+ *   (the image must not be in use);
+ * - 'online': on a LUN the daemon serves; the daemon finds the layer of the
+ *   LUN's stack that offers the operation and, when `quiesce` is not false,
+ *   holds new commands, finishes in-flight ones and closes the store around
+ *   the call (reopening it afterwards, with a unit attention).
+ */
+export type ControlMode = 'offline' | 'online';
+
+/** One argument, after the target (image path or LUN name). */
+export interface ControlArg {
+  /** kebab-case; the CLI option is `--<name>` (or a positional `<name>`). */
+  readonly name: string;
+  readonly description: string;
+  /** 'size' accepts 10G, 512M, 1.5T or a byte count and arrives as a number of bytes. */
+  readonly type: 'string' | 'size' | 'integer' | 'boolean';
+  readonly required?: boolean;
+  /** Positional (in listed order) instead of an option; positional arguments are required. */
+  readonly positional?: boolean;
+  /** The only accepted values (type 'string'). */
+  readonly choices?: readonly string[];
+  /** Applied when absent, in the same spelling a user would type ('64k', '3'). */
+  readonly default?: string;
+}
+
+/** Arguments after the core checked and converted them (sizes in bytes). */
+export type ControlArgs = Readonly<Record<string, string | number | boolean | undefined>>;
+
+/** What an operation receives besides its arguments. */
+export interface ControlContext {
+  readonly mode: ControlMode;
+  /**
+   * Which image: offline, the path given on the command line; online, the
+   * config string of the layer offering the operation (for
+   * `qcow2//srv/a.qcow2` it is `/srv/a.qcow2`), wherever it sits in the stack.
+   */
+  readonly config: string;
+  /** That layer's dev_config options (online); empty offline. */
+  readonly options: Readonly<Record<string, string>>;
+  /** Open every file through this (confined to allowed_dirs in the daemon): `openerOf(ctx)`. */
+  readonly files?: FileOpener;
+  readonly log: Logger;
+}
+
+/** What an operation returns. */
+export interface ControlResult {
+  /** JSON-serialisable result: what `--json` prints and the control socket carries. */
+  readonly value: unknown;
+  /** Human-readable output; absent: the CLI prints `value` as `key: value` lines. */
+  readonly text?: string;
+  /** Exit status the CLI sets (e.g. a check that found corruption); 0 when absent. */
+  readonly exitCode?: number;
+}
+
+export interface ControlOperation {
+  /** One line, shown by `--help` and `tcmu-ts handlers`. */
+  readonly description: string;
+  readonly modes: readonly ControlMode[];
+  readonly args?: readonly ControlArg[];
+  /**
+   * Online only: false when the operation neither changes the image nor
+   * needs it closed (e.g. listing snapshots). Default true.
+   */
+  readonly quiesce?: boolean;
+  run(ctx: ControlContext, args: ControlArgs): Promise<ControlResult>;
 }
 
 /**
  * A backstore with every optional method filled by the core's defaults
- * (src/backstore/stack.ts). This is what SCSI emulation talks to; it never
+ * (src/backstore/lun-store.ts). This is what SCSI emulation talks to; it never
  * needs to check for a missing method.
  */
 export interface LunStore {

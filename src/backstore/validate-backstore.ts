@@ -1,12 +1,27 @@
 /**
- * Check what a handler's open() returned before the core trusts it: the
- * core validates every command against `size` and `blockSize` once, so a
- * wrong value here would let commands through that the handler cannot serve.
+ * The shape of a Backstore, said once: which methods are optional and which
+ * flags exist (composeLayers binds the same list), and the check of what a
+ * handler's open() returned before the core trusts it. The core validates
+ * every command against `size` and `blockSize` once, so a wrong value here
+ * would let commands through that the handler cannot serve.
  */
 import type { Backstore } from './types.js';
 
-const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
-const FLAGS = ['readOnly', 'writeCache', 'fua', 'thin'] as const;
+/** Every optional method of Backstore; the type below fails to compile if one is missing. */
+export const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
+export type OptionalMethod = (typeof OPTIONAL_METHODS)[number];
+
+/** Every optional boolean flag of Backstore. */
+export const BACKSTORE_FLAGS = ['readOnly', 'writeCache', 'fua', 'thin'] as const;
+
+// Compile-time completeness: an optional method added to Backstore but not
+// to OPTIONAL_METHODS would be silently dropped by composeLayers.
+type OptionalFunctionKeys = {
+  [K in keyof Backstore]-?: undefined extends Backstore[K] ? (NonNullable<Backstore[K]> extends (...args: never[]) => unknown ? K : never) : never;
+}[keyof Backstore];
+type Missing = Exclude<OptionalFunctionKeys, OptionalMethod>;
+const everyOptionalMethodListed: [Missing] extends [never] ? true : Missing = true;
+void everyOptionalMethodListed;
 
 export function validateBackstore(store: unknown, handlerName: string): Backstore {
   const bad = (what: string): never => {
@@ -27,7 +42,7 @@ export function validateBackstore(store: unknown, handlerName: string): Backstor
     const value = candidate[method];
     if (value !== undefined && typeof value !== 'function') bad(`"${method}" must be a function or absent, got ${typeof value}`);
   }
-  for (const flag of FLAGS) {
+  for (const flag of BACKSTORE_FLAGS) {
     const value = candidate[flag];
     if (value !== undefined && typeof value !== 'boolean') bad(`"${flag}" must be a boolean or absent, got ${typeof value}`);
   }

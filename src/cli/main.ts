@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 /**
  * The tcmu-ts command line. Each subcommand lives in its own module; this
- * file only wires them into commander.
+ * file only wires them into commander. The control-operation commands
+ * (`image ...`, `snapshot ...`) come from the handlers themselves, so the
+ * handlers are loaded only when the command line may need them: `serve`
+ * and `lun` start without paying for every handler's code.
  */
 import './threadpool.js'; // must run before anything touches libuv's pool
 import { Command } from 'commander';
+import { offeredOperations } from '../backstore/control-registry.js';
+import { knownHandlers } from '../backstore/registry.js';
+import { registerControlCommands } from './control-commands.js';
+import { registerHandlers } from './handlers.js';
 import { registerServe } from './serve.js';
 import { registerLun } from './lun.js';
-import { registerImage, registerSnapshot } from './image.js';
 
 const program = new Command();
 program
@@ -17,10 +23,17 @@ program
 
 registerServe(program);
 registerLun(program);
-registerImage(program);
-registerSnapshot(program);
+registerHandlers(program, async () => ({ handlers: await knownHandlers(), offers: await offeredOperations() }));
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+async function main(): Promise<void> {
+  // The first word that is not an option names the command.
+  const first = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const builtin = program.commands.some((c) => c.name() === first || c.aliases().includes(first ?? ''));
+  if (!builtin) registerControlCommands(program, await offeredOperations());
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err: unknown) => {
   process.stderr.write(`tcmu-ts: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -18,7 +18,7 @@ function checkChapKeys(config: DaemonConfig, file: string): void {
     try {
       readChapKey(config.keyDir, lun.chap);
     } catch (err) {
-      throw new ConfigError(file, `lun.${lun.name}.chap`, (err as Error).message);
+      throw ConfigError.at(file, `lun.${lun.name}.chap`, (err as Error).message);
     }
   }
 }

@@ -6,20 +6,31 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { parseSize } from './size.js';
+import { ConfigError } from '../backstore/config-error.js';
+import { type DevLayer, formatDevConfig, parseDevConfig } from '../backstore/dev-config.js';
+import { checkPositiveSize } from './size.js';
 import { COMPLETION_AFFINITIES, type CompletionAffinity } from '../lio/export.js';
 import { quoteForError, validateIscsiName, validateKeyName, validateLunName, validatePortal } from './names.js';
 import { DEFAULT_KEY_DIR } from './chap-keys.js';
 
 export interface LunConfig {
   name: string;
-  /** Handler subtype: file, ram, qcow2, or a user handler name. */
+  /**
+   * As written: a handler name (file, ram, qcow2, or a user handler) used
+   * with `path` and `options`, or a whole stack string, top first
+   * (`crypt/;key=k1>qcow2//srv/a.qcow2`).
+   */
   backstore: string;
-  /** Handler config string: the image path for file/qcow2. */
+  /** Handler config string: the image path for file/qcow2 ('' with a stack string). */
   path: string;
   size: number;
   blockSize: 512 | 4096;
+  /** Handler options ({} with a stack string: each layer carries its own). */
   options: Record<string, string>;
+  /** The dev_config the LUN is created with, checked by the one dev_config parser. */
+  devConfig: string;
+  /** Its layers, top first (one for a plain handler). */
+  layers: DevLayer[];
   export: 'none' | 'loop' | 'iscsi';
   iqn?: string;
   /** iSCSI: where the target listens, as the admin wrote it (there is no default). */
@@ -56,14 +67,12 @@ export const DEFAULT_CONFIG: DaemonConfig = {
 
 type Table = Record<string, unknown>;
 
-/** Every refusal of a config: `code` ECONFIG, the message names the file, the key (or line:column) and the reason. */
-export class ConfigError extends Error {
-  readonly code = 'ECONFIG';
-  constructor(file: string, key: string, reason: string) {
-    super(`${file}: ${key}: ${reason}`);
-    this.name = 'ConfigError';
-  }
-}
+/**
+ * Every refusal of a config is the core's one ConfigError (`code` ECONFIG),
+ * made by ConfigError.at: the message names the file, the key (or
+ * line:column) and the reason.
+ */
+export { ConfigError };
 
 /** A value for an error message: its TOML type and a bounded rendering (never Node's "undefined"/"NaN" spellings). */
 function describe(v: unknown): string {
@@ -87,7 +96,7 @@ export function loadConfig(file: string): DaemonConfig {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError(file, '(file)', `cannot be read (${code})`);
+    throw ConfigError.at(file, '(file)', `cannot be read (${code})`);
   }
   return parseConfig(text, file);
 }
@@ -98,11 +107,11 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     doc = parseToml(text) as Table;
   } catch (err) {
     // The parser's message is about syntax (no key exists yet): the location is line:column.
-    if (err instanceof TomlError) throw new ConfigError(`${file}:${err.line}:${err.column}`, 'TOML syntax', err.message.split('\n')[0]!);
-    throw new ConfigError(file, 'TOML syntax', 'the parser gave up on this file');
+    if (err instanceof TomlError) throw ConfigError.at(`${file}:${err.line}:${err.column}`, 'TOML syntax', err.message.split('\n')[0]!);
+    throw ConfigError.at(file, 'TOML syntax', 'the parser gave up on this file');
   }
   const fail = (key: string, reason: string): never => {
-    throw new ConfigError(file, key, reason);
+    throw ConfigError.at(file, key, reason);
   };
   const known = (table: Table, prefix: string, keys: string[]) => {
     for (const k of Object.keys(table)) {
@@ -160,18 +169,20 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
     if (!isTable(raw)) fail(`lun.${name}`, 'expected a table');
     const t = raw as Table;
     known(t, p, ['backstore', 'path', 'size', 'block_size', 'options', 'export', 'iqn', 'portal', 'initiators', 'chap', 'completion_affinity']);
-    const backstore = t.backstore === undefined ? fail(`${p}backstore`, 'missing (file, ram, qcow2 or a user handler)') : str(t.backstore, `${p}backstore`);
+    const backstore =
+      t.backstore === undefined ? fail(`${p}backstore`, 'missing (file, ram, qcow2, a user handler, or a stack such as "crypt/;key=k1>file//srv/a.img")') : str(t.backstore, `${p}backstore`);
     const path = t.path === undefined ? '' : str(t.path, `${p}path`);
-    if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
+    const stacked = isStackString(backstore);
+    if (stacked) {
+      for (const k of ['path', 'options']) {
+        if (t[k] !== undefined) fail(`${p}${k}`, `not allowed when backstore is a stack string: write the ${k === 'path' ? 'path after its handler (file//srv/a.img)' : 'options after their layer (;key=value)'} in backstore`);
+      }
+    } else if (backstore !== 'ram' && !isAbsolute(path)) fail(`${p}path`, path ? `"${path}" is not an absolute path` : 'missing');
     if (t.size === undefined) fail(`${p}size`, 'missing');
-    let size = 0;
     if (typeof t.size !== 'string' && typeof t.size !== 'number') fail(`${p}size`, `expected a size like "10G" or a byte count, got ${describe(t.size)}`);
     if (typeof t.size === 'number' && !Number.isSafeInteger(t.size)) fail(`${p}size`, `expected a positive integer byte count, got ${describe(t.size)}`);
-    try {
-      size = parseSize(t.size as string | number, `${p}size`);
-    } catch (err) {
-      fail(`${p}size`, (err as Error).message.replace(`${p}size: `, ''));
-    }
+    const checkedSize = checkPositiveSize(t.size as string | number);
+    const size = 'reason' in checkedSize ? fail(`${p}size`, checkedSize.reason) : checkedSize.bytes;
     const blockSize = t.block_size === undefined ? 512 : t.block_size;
     if (blockSize !== 512 && blockSize !== 4096) fail(`${p}block_size`, `must be 512 or 4096, got ${describe(blockSize)}`);
     if (size % (blockSize as number) !== 0) fail(`${p}size`, `${size} is not a multiple of block_size ${blockSize}`);
@@ -196,6 +207,7 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
       }
       completionAffinity = value as CompletionAffinity;
     }
+    const { devConfig, layers } = stacked ? stackOf(backstore, p, fail) : singleLayerOf(backstore, path, options, p, fail);
     config.luns.push({
       name,
       backstore,
@@ -203,6 +215,8 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
       size,
       blockSize: blockSize as 512 | 4096,
       options,
+      devConfig,
+      layers,
       export: exp as LunConfig['export'],
       ...iscsi,
       completionAffinity,
@@ -212,6 +226,58 @@ export function parseConfig(text: string, file = 'config'): DaemonConfig {
 }
 
 type Fail = (key: string, reason: string) => never;
+
+/** A `backstore` value that is a whole dev_config (it has the '/' after a handler name) rather than a handler name. */
+function isStackString(backstore: string): boolean {
+  return backstore.includes('/');
+}
+
+/** The reason of a ConfigError from the dev_config parser, for `fail(key, reason)`. */
+function reasonOf(err: unknown): string {
+  if (err instanceof ConfigError) return err.message;
+  throw err;
+}
+
+/**
+ * `backstore = "crypt/;key=k1>qcow2//srv/a.qcow2"`: parsed by the one
+ * dev_config parser; the bottom layer, unless ram, must name an absolute path.
+ */
+function stackOf(backstore: string, p: string, fail: Fail): { devConfig: string; layers: DevLayer[] } {
+  let layers: DevLayer[] = [];
+  try {
+    layers = parseDevConfig(backstore).layers;
+  } catch (err) {
+    fail(`${p}backstore`, reasonOf(err));
+  }
+  const bottom = layers[layers.length - 1]!;
+  if (bottom.handler !== 'ram' && !isAbsolute(bottom.config)) {
+    fail(`${p}backstore`, `the bottom layer (${bottom.handler}) needs an absolute path, e.g. "${bottom.handler}//srv/a.img", not ${quoteForError(bottom.config)}`);
+  }
+  return { devConfig: backstore, layers };
+}
+
+/** `backstore = "file"` with `path` and `options`: each part checked against what a dev_config can carry, under its own key. */
+function singleLayerOf(
+  backstore: string,
+  path: string,
+  options: Record<string, string>,
+  p: string,
+  fail: Fail,
+): { devConfig: string; layers: DevLayer[] } {
+  const check = (key: string, format: () => unknown) => {
+    try {
+      format();
+    } catch (err) {
+      fail(key, reasonOf(err));
+    }
+  };
+  check(`${p}backstore`, () => formatDevConfig(backstore, ''));
+  check(`${p}path`, () => formatDevConfig(backstore, path));
+  for (const [k, v] of Object.entries(options)) check(`${p}options.${k}`, () => formatDevConfig(backstore, '', { [k]: v }));
+  let devConfig = '';
+  check(`${p}backstore`, () => (devConfig = formatDevConfig(backstore, path, options)));
+  return { devConfig, layers: parseDevConfig(devConfig).layers };
+}
 
 /**
  * The keys of an iSCSI export. Nothing here has a default that opens the LUN:

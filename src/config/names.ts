@@ -36,6 +36,11 @@ export function validateLunName(name: string): void {
   validateSimpleName('LUN name', name);
 }
 
+/** The key of an encrypted layer (`crypt/;key=NAME`): a file directly inside the key directory, as CHAP keys. */
+export function validateCryptKeyName(name: string): void {
+  validateSimpleName('key name', name);
+}
+
 /** A CHAP key name: a file directly inside the key directory. */
 export function validateKeyName(name: string): void {
   validateSimpleName('CHAP key name', name);

@@ -6,7 +6,6 @@
  */
 import type { Logger } from 'pino';
 import type { LunConfig } from '../config/config.js';
-import { formatDevConfig } from '../backstore/registry.js';
 import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../lio/export.js';
 import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
 
@@ -17,7 +16,7 @@ export async function provisionLuns(luns: readonly LunConfig[], log: Logger, key
     luns.map(async (lun) => {
       const l = log.child({ lun: lun.name });
       try {
-        const devConfig = formatDevConfig(lun.backstore, lun.path, lun.options);
+        const devConfig = lun.devConfig; // checked by the config loader (one dev_config parser)
         const current = existing.get(lun.name);
         if (current && current.devConfig !== devConfig) {
           l.warn({ configured: devConfig, kernel: current.devConfig }, 'LUN exists with a different dev_config; leaving it as it is');

@@ -16,8 +16,10 @@ import { listTcmuDevices, parseUioName, readUioDevice, type TcmuUioDevice } from
 import { TcmuNetlink, type TcmuEvent } from '../tcmu/netlink/tcmu-events.js';
 import { startControlServer } from './control.js';
 import { Lun, type LunStatus } from './lun.js';
-import { pathOfDevConfig } from './paths.js';
+import { subtypeOf } from '../backstore/dev-config.js';
 import { createFileOpener, type FileOpener } from '../backstore/confine.js';
+import type { ControlResult } from '../backstore/types.js';
+import { runLunControl } from './lun-control.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
 import type { LunConfig } from '../config/config.js';
@@ -96,28 +98,9 @@ export class Server {
     throw Object.assign(new Error(`no served LUN named ${name}`), { code: 'ENOENT' });
   }
 
-  /** Internal snapshot operations on a served qcow2 LUN (quiesced while the image changes). */
-  async snapshot(name: string, op: string, snapName?: string): Promise<unknown> {
-    const lun = this.find(name);
-    const path = pathOfDevConfig(lun.device.devConfig);
-    if (lun.device.subtype !== 'qcow2' || !path) throw new Error(`LUN ${name} is not a qcow2 LUN; snapshots need qcow2`);
-    const api = await import('../../handlers/qcow2/api.js');
-    const needName = () => {
-      if (!snapName) throw new Error(`snapshot ${op} needs a snapshot name`);
-      return snapName;
-    };
-    switch (op) {
-      case 'list':
-        return api.snapshotList(path, this.files); // the snapshot table only changes through these operations
-      case 'create':
-        return lun.quiesced(() => api.snapshotCreate(path, needName(), this.files));
-      case 'revert':
-        return lun.quiesced(() => api.snapshotRevert(path, needName(), this.files));
-      case 'delete':
-        return lun.quiesced(() => api.snapshotDelete(path, needName(), this.files));
-      default:
-        throw new Error(`unknown snapshot operation ${op}`);
-    }
+  /** Run online control operation `op` ('snapshot.create', ...) on a served LUN (see lun-control.ts). */
+  async control(name: string, op: string, rawArgs: Readonly<Record<string, unknown>>): Promise<ControlResult> {
+    return runLunControl(this.find(name), op, rawArgs, this.files);
   }
 
   async stop(): Promise<void> {
@@ -197,8 +180,7 @@ export class Server {
           if (ev.devSize !== undefined) await lun.resize(ev.devSize);
           if (ev.devConfig !== undefined) {
             const next = ev.devConfig.trim();
-            const subtype = next.split('/')[0];
-            if (subtype !== lun.device.subtype) {
+            if (subtypeOf(next) !== lun.device.subtype) {
               log.error({ devConfig: next }, 'refusing reconfig: the subtype cannot change on a live LUN');
               return EINVAL;
             }
@@ -217,6 +199,13 @@ export class Server {
   }
 }
 
+/** A LUN named in a control request: a name or an id "user_N/name", by the same rule as the config and the CLI. */
+function lunName(value: unknown): string {
+  const lun = String(value);
+  validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
+  return lun;
+}
+
 /** Run until a signal: the body of `tcmu-ts serve`. */
 export async function serveForever(opts: ServeOptions): Promise<void> {
   const server = new Server(opts);
@@ -232,11 +221,17 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
         return { pid: process.pid, luns: server.list(), faults: server.faults() };
       case 'rescan':
         return { opened: await server.scan() };
+      case 'control': {
+        const args = req.args ?? {};
+        if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+          throw Object.assign(new Error('control: "args" must be an object'), { code: 'EINVAL' });
+        }
+        return server.control(lunName(req.lun), String(req.op), args as Record<string, unknown>);
+      }
       case 'snapshot': {
-        const lun = String(req.lun);
-        // A name or an id "user_N/name": the same LUN-name rule as the config and the CLI.
-        validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
-        return server.snapshot(lun, String(req.op), req.name === undefined ? undefined : String(req.name));
+        // The request older CLIs send; answers with the bare result as they expect.
+        const args = req.name === undefined ? {} : { name: String(req.name) };
+        return (await server.control(lunName(req.lun), `snapshot.${String(req.op)}`, args)).value;
       }
       default:
         throw Object.assign(new Error(`unknown control command ${JSON.stringify(req.cmd)?.slice(0, 80)}`), { code: 'EINVAL' });

@@ -26,7 +26,8 @@ import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { StorageError } from '../backstore/errors.js';
 import { native, type NativeIoRing } from '../native.js';
-import { remainder, totalLength, type VectorIo } from './vector-io.js';
+import { iovLength, iovRemainder } from '../iov.js';
+import type { VectorIo } from './vector-io.js';
 
 const IOV_MAX = 1024;
 const EOPNOTSUPP = osConstants.errno.EOPNOTSUPP;
@@ -183,14 +184,14 @@ export class UringVectorIo implements VectorIo {
    * through the io_uring. A miss costs one refused syscall.
    */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
-    const total = totalLength(iov);
+    const total = iovLength(iov);
     if (total >= OFFLOAD_READ_BYTES || invalidArgument(fd, position, total) !== undefined) {
       return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, resolve, reject));
     }
     const done = this.readNow(fd, iov, position, total);
     if (done < 0) return; // all of it
     if (done > 0) {
-      iov = remainder(iov, done);
+      iov = iovRemainder(iov, done);
       position += done;
     }
     return new Promise((resolve, reject) => this.start(READ, fd, iov, position, resolve, reject));
@@ -230,7 +231,7 @@ export class UringVectorIo implements VectorIo {
 
   private start(kind: Kind, fd: number, iov: readonly Buffer[], position: number, resolve: () => void, reject: (err: unknown) => void): void {
     if (this.broken) return reject(this.broken);
-    const expected = totalLength(iov);
+    const expected = iovLength(iov);
     // Checked here, before staging: the io_uring and its batches are shared by
     // every LUN, so one operation's bad argument must fail only that
     // operation (the addon also answers such a record with -EINVAL alone).
@@ -423,7 +424,7 @@ export class UringVectorIo implements VectorIo {
       const eof = new StorageError('EIO', `file: ${what} at byte ${op.position} hit the end of the file (${op.expected} bytes missing)`);
       return this.finish(op, Object.assign(eof, { endOfFile: true }));
     }
-    op.iov = remainder(op.iov, result);
+    op.iov = iovRemainder(op.iov, result);
     op.position += result;
     op.expected -= result;
     this.prepare(op);

@@ -11,6 +11,7 @@
  */
 import fs from 'node:fs';
 import { StorageError } from '../backstore/errors.js';
+import { iovLength, iovRemainder } from '../iov.js';
 
 type VectorOp = (
   fd: number,
@@ -18,21 +19,6 @@ type VectorOp = (
   position: number,
   callback: (err: NodeJS.ErrnoException | null, bytes: number) => void,
 ) => void;
-
-export function totalLength(iov: readonly Buffer[]): number {
-  let total = 0;
-  for (let i = 0; i < iov.length; i++) total += iov[i]!.length;
-  return total;
-}
-
-/** The iov without its first `consumed` bytes. */
-export function remainder(iov: readonly Buffer[], consumed: number): Buffer[] {
-  let index = 0;
-  while (consumed >= iov[index]!.length) consumed -= iov[index++]!.length;
-  const rest = iov.slice(index);
-  rest[0] = rest[0]!.subarray(consumed);
-  return rest;
-}
 
 function transfer(
   op: VectorOp,
@@ -51,7 +37,7 @@ function transfer(
       // The file shrank under us (someone truncated it): the LUN's bytes are gone.
       return reject(new StorageError('EIO', `file: ${what} at byte ${position} hit the end of the file (${expected} bytes missing)`));
     }
-    transfer(op, what, fd, remainder(iov, bytes), position + bytes, expected - bytes, resolve, reject);
+    transfer(op, what, fd, iovRemainder(iov, bytes), position + bytes, expected - bytes, resolve, reject);
   });
 }
 
@@ -66,14 +52,14 @@ export interface VectorIo {
 /** Fill every byte of `iov` from `fd` at `position`. */
 export function readFully(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    transfer(fs.readv as VectorOp, 'read', fd, iov, position, totalLength(iov), resolve, reject);
+    transfer(fs.readv as VectorOp, 'read', fd, iov, position, iovLength(iov), resolve, reject);
   });
 }
 
 /** Write every byte of `iov` to `fd` at `position`. */
 export function writeFully(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    transfer(fs.writev as VectorOp, 'write', fd, iov, position, totalLength(iov), resolve, reject);
+    transfer(fs.writev as VectorOp, 'write', fd, iov, position, iovLength(iov), resolve, reject);
   });
 }
 

@@ -167,7 +167,5 @@ export function goodStatus(): number {
   return ScsiStatus.Good;
 }
 
-/** True for a promise-like result of a store call. */
-export function isThenable<T>(r: T | Promise<T>): r is Promise<T> {
-  return r !== undefined && r !== null && typeof (r as { then?: unknown }).then === 'function';
-}
+/** True for a promise-like result of a store call (the core's one promise check). */
+export { isPromiseLike as isThenable } from '../backstore/maybe.js';

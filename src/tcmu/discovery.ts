@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { subtypeOf } from '../backstore/dev-config.js';
 
 export const UIO_CLASS = '/sys/class/uio';
 
@@ -14,7 +15,7 @@ export interface TcmuUioDevice {
   hbaIndex: number;
   deviceName: string;
   devConfig: string;
-  /** The part of devConfig before the first '/', e.g. 'file'. */
+  /** The part of devConfig before the first '/', e.g. 'file': the top layer's handler for a stack. */
   subtype: string;
   /** Length of map0 in bytes. */
   mapSize: number;
@@ -25,13 +26,7 @@ export function parseUioName(name: string): Omit<TcmuUioDevice, 'uio' | 'mapSize
   const match = /^tcm-user\/(\d+)\/([^/]+)\/(.*)$/.exec(name.trim());
   if (!match) return undefined;
   const devConfig = match[3]!;
-  const slash = devConfig.indexOf('/');
-  return {
-    hbaIndex: Number(match[1]),
-    deviceName: match[2]!,
-    devConfig,
-    subtype: slash < 0 ? devConfig : devConfig.slice(0, slash),
-  };
+  return { hbaIndex: Number(match[1]), deviceName: match[2]!, devConfig, subtype: subtypeOf(devConfig) };
 }
 
 export function readUioDevice(uio: string, root = UIO_CLASS): TcmuUioDevice | undefined {

@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
 import { decodeCommand } from './entry-decode.js';
+import { isPromiseLike } from '../backstore/maybe.js';
 import type { NativeMapping } from '../native.js';
 import {
   CmdRsp,
@@ -365,7 +366,7 @@ export class RingEngine {
       return;
     }
     if (typeof result === 'number') this.complete(slot, result);
-    else if (result !== null && typeof (result as { then?: unknown })?.then === 'function') result.then(slot.onResolve, slot.onReject);
+    else if (isPromiseLike(result)) result.then(slot.onResolve, slot.onReject);
     else this.complete(slot, Number.NaN); // neither a status nor a promise: failed as invalid
   }
 

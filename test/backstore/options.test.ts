@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { booleanOption, parseSize, rejectUnknownOptions, sizeOption } from '../../src/backstore/options.js';
+import { booleanOption, rejectUnknownOptions, sizeOption } from '../../src/backstore/options.js';
 
 describe('handler option helpers', () => {
   it('rejects unknown keys, naming the key and what is allowed', () => {
@@ -17,17 +17,11 @@ describe('handler option helpers', () => {
     expect(() => booleanOption('file', { create: 'maybe' }, 'create', false)).toThrow('file: option create="maybe" is not a boolean');
   });
 
-  it('reads sizes with binary suffixes', () => {
-    expect(parseSize('4096')).toBe(4096);
-    expect(parseSize('1K')).toBe(1024);
-    expect(parseSize('512MiB')).toBe(512 * 2 ** 20);
-    expect(parseSize('2g')).toBe(2 * 2 ** 30);
-    expect(parseSize('1P')).toBe(2 ** 50);
-    expect(parseSize('1.5G')).toBeUndefined();
-    expect(parseSize('-1')).toBeUndefined();
-    expect(parseSize('99999999P')).toBeUndefined(); // beyond 2^53
+  it('reads sizes with the one size grammar (src/config/size.ts)', () => {
     expect(sizeOption('ram', { size: '1M' }, 'size')).toBe(2 ** 20);
+    expect(sizeOption('ram', { size: '1.5G' }, 'size')).toBe(1.5 * 2 ** 30); // as in the config file
     expect(sizeOption('ram', {}, 'size')).toBeUndefined();
     expect(() => sizeOption('ram', { size: 'big' }, 'size')).toThrow('ram: option size="big" is not a size');
+    expect(() => sizeOption('ram', { size: '1.1K' }, 'size')).toThrow('ram: option size="1.1K" is not a size');
   });
 });

@@ -197,7 +197,7 @@ describe('openStack', () => {
   });
 
   it('runs example-passthrough over ram with the same behaviour and capabilities', async () => {
-    const { toLunStore } = await import('../../src/backstore/stack.js');
+    const { toLunStore } = await import('../../src/backstore/lun-store.js');
     const lun = toLunStore(
       await openStack(
         [
@@ -221,5 +221,122 @@ describe('openStack', () => {
     await lun.resize(4 << 20);
     expect(lun.size).toBe(4 << 20);
     await lun.close();
+  });
+});
+
+describe('stacks written as a dev_config (top first)', () => {
+  it('opens example-passthrough over ram from one string, with the layer options where they were written', async () => {
+    const lun = await openDevConfig('example-passthrough/>ram/;size=2M', { ...base, size: undefined });
+    expect(lun.size).toBe(2 << 20);
+    expect(lun.thin).toBe(true);
+    lun.write(4096, [Buffer.from('stacked')], { fua: true });
+    const out = Buffer.alloc(7);
+    lun.read(4096, [out]);
+    expect(out.toString()).toBe('stacked');
+    await lun.close();
+  });
+
+  it('hands every layer a lower store normalised by the core: all methods present, capabilities decided', async () => {
+    const seen: Record<string, unknown>[] = [];
+    registerHandler({
+      name: 'read-only-bottom',
+      open: (_config, ctx) => ({
+        size: 8192,
+        blockSize: ctx.blockSize,
+        read: (_offset, iov) => iov.forEach((b) => b.fill(0x61)),
+        close: () => {},
+      }),
+    });
+    registerHandler({
+      name: 'inspecting-layer',
+      layer: true,
+      open(_config, ctx) {
+        const lower = ctx.lower!;
+        seen.push({
+          methods: ['read', 'write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize', 'close'].filter(
+            (m) => typeof (lower as unknown as Record<string, unknown>)[m] === 'function',
+          ).length,
+          readOnly: lower.readOnly,
+          writeCache: lower.writeCache,
+          thin: lower.thin,
+          hasBlockStatus: lower.hasBlockStatus,
+        });
+        return { size: lower.size, blockSize: lower.blockSize, readOnly: lower.readOnly, read: (o, iov) => lower.read(o, iov), close: () => {} };
+      },
+    });
+    const lun = await openDevConfig('inspecting-layer/>inspecting-layer/>read-only-bottom/', { ...base, size: undefined });
+    // Both layers saw a complete LunStore: a read-only bottom with only read/close becomes
+    // one whose write refuses with EROFS instead of a missing method.
+    expect(seen).toEqual([
+      { methods: 8, readOnly: true, writeCache: false, thin: false, hasBlockStatus: false },
+      { methods: 8, readOnly: true, writeCache: false, thin: false, hasBlockStatus: false },
+    ]);
+    expect(() => lun.write(0, [Buffer.alloc(512)], { fua: false })).toThrow(expect.objectContaining({ code: 'EROFS' }));
+    await lun.close();
+  });
+
+  it('a FUA write through a layer reaches the store below as write + flush when that store needs it', async () => {
+    const calls: string[] = [];
+    registerHandler({
+      name: 'cached-bottom',
+      open: (_config, ctx) => ({
+        size: 8192,
+        blockSize: ctx.blockSize,
+        read: () => {},
+        write: (_o, _iov, opts) => void calls.push(`write fua=${opts.fua}`),
+        flush: () => void calls.push('flush'),
+        close: () => {},
+      }),
+    });
+    const lun = await openDevConfig('example-passthrough/>cached-bottom/', { ...base, size: undefined });
+    lun.write(0, [Buffer.alloc(512)], { fua: true });
+    lun.write(512, [Buffer.alloc(512)], { fua: false });
+    // One flush for the FUA write, added once by the core below the layer (the layer declares fua), none for the other.
+    expect(calls).toEqual(['write fua=true', 'flush', 'write fua=false']);
+    await lun.close();
+  });
+
+  it('names the layer (position from the top, handler) in errors from resolving and opening', async () => {
+    await expect(openDevConfig('nosuchlayer/;key=k1>ram/;size=1M', base)).rejects.toThrow(
+      /^layer 1 of 2 \(top\), handler "nosuchlayer": unknown handler "nosuchlayer"/,
+    );
+    await expect(openDevConfig('example-passthrough/>ram/;sise=1M', base)).rejects.toThrow(
+      'layer 2 of 2 (bottom), handler "ram": ram: unknown option "sise" (allowed: size)',
+    );
+    await expect(openDevConfig('example-passthrough/;x=1>ram/;size=1M', base)).rejects.toThrow(
+      'layer 1 of 2 (top), handler "example-passthrough": example-passthrough: unknown option "x" (allowed: none)',
+    );
+    await expect(openDevConfig('example-passthrough/>ram/;size=1M;size=2M', base)).rejects.toThrow(
+      'layer 2 of 2 (bottom), handler "ram": option "size" is given twice',
+    );
+  });
+
+  it('keeps the class and code of an error it re-names (the daemon answers the kernel with its errno)', async () => {
+    registerHandler({
+      name: 'denied-bottom',
+      open: () => {
+        throw Object.assign(new Error('/srv/x.img is outside the allowed directories'), { code: 'EACCES' });
+      },
+    });
+    const err = await openDevConfig('example-passthrough/>denied-bottom/', base).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'EACCES', message: 'layer 2 of 2 (bottom), handler "denied-bottom": /srv/x.img is outside the allowed directories' });
+    const { ConfigError } = await import('../../src/backstore/config-error.js');
+    expect(await openDevConfig('example-passthrough/>ram/;sise=1', base).catch((e: unknown) => e)).toBeInstanceOf(ConfigError);
+  });
+
+  // Once handlers/crypt lands this is skipped (visibly): its own tests cover opening.
+  it.skipIf(builtinHandlerNames().includes('crypt'))('until a crypt handler exists, a crypt stack fails with the normal unknown-handler error', async () => {
+    await expect(openDevConfig('crypt/;key=k1>ram/;size=1M', base)).rejects.toThrow(/handler "crypt": unknown handler "crypt"/);
+  });
+});
+
+describe('stack shape errors name the layer as written', () => {
+  it('a layer at the bottom, a store on top', async () => {
+    await expect(openDevConfig('ram/;size=1M>example-passthrough/', base)).rejects.toThrow(
+      'layer 2 of 2 (bottom), handler "example-passthrough": handler "example-passthrough" is a layer and needs a store below it',
+    );
+    await expect(openDevConfig('ram/>ram/;size=1M', base)).rejects.toThrow(
+      'layer 1 of 2 (top), handler "ram": handler "ram" is not a layer and cannot sit on top of "ram"',
+    );
   });
 });

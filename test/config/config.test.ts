@@ -1,22 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/config.js';
-import { parseSize } from '../../src/config/size.js';
-
-describe('parseSize', () => {
-  it.each([
-    ['512', 512],
-    ['4k', 4096],
-    ['10G', 10 * 2 ** 30],
-    ['1.5T', 1.5 * 2 ** 40],
-    ['64MiB', 64 * 2 ** 20],
-    [1048576, 1048576],
-  ])('%s -> %d', (text, bytes) => {
-    expect(parseSize(text as string | number, 'size')).toBe(bytes);
-  });
-  it.each(['', '-1', '10X', '0', '1.2345k'])('rejects %j', (text) => {
-    expect(() => parseSize(text, 'lun.a.size')).toThrow(/lun\.a\.size/);
-  });
-});
 
 describe('parseConfig', () => {
   it('parses a full config', () => {

@@ -4,10 +4,13 @@
  * numbers, unicode, path tricks and nested/array tables, plus occasional
  * byte-level damage. Every case must end in one of
  *   ok                      a config that passes the loader's own invariants
+ *                           (ok:stack when a LUN's backstore is a stack string: its
+ *                           dev_config fits configfs and round-trips through the parser)
  *   refused:ECONFIG:<key>   a ConfigError naming the key (or line:column for syntax)
  * Anything else (a raw Node error, a refusal that names no key, a message
  * with Node internals, an accepted config breaking an invariant) is a finding.
  */
+import { DEV_CONFIG_MAX_LENGTH, type DevLayer, formatDevStack, parseDevConfig } from '../../../src/backstore/dev-config.js';
 import { ConfigError, parseConfig, type DaemonConfig } from '../../../src/config/config.js';
 import { validateIscsiName, validateKeyName, validateLunName, validatePortal } from '../../../src/config/names.js';
 import { mutate } from '../lib/mutate.js';
@@ -50,6 +53,15 @@ export = "iscsi"
 portal = "[::1]:3260"
 initiators = "any"
 `,
+  `[lun.vault]
+backstore = "crypt/;key=k1>qcow2//var/lib/tcmu-ts/vault.qcow2;compress=zstd"
+size = "20G"
+export = "loop"
+
+[lun.plain]
+backstore = "example-passthrough/>file//srv/plain.img;create=1"
+size = "1.5G"
+`,
   `[daemon]
 log_level = "info"
 
@@ -73,6 +85,9 @@ const VALUES = [
   '0', '-1', '1', '512', '4096', '1000', '9007199254740991', '9007199254740993', '1e308', '-1e308', '0x7fffffff', '0o777', '0b1',
   '1.5', 'inf', '-inf', 'nan', 'true', 'false', '1979-05-27', '1979-05-27T07:32:00Z', '07:32:00',
   '[]', '[""]', '["any"]', '[1, 2]', '["iqn.2020-01.a:b", "iqn.2020-01.a:b"]', '[["nested"]]', '{}', '{ a = 1 }', '{ a = { b = "c" } }',
+  '"crypt/;key=k1>file//srv/a.img"', '"crypt/;key=k1>qcow2//srv/a.qcow2;compress=zstd"', '"crypt/>>file//a"', '"crypt/;key>file//a"',
+  '"file//srv/a>b.img"', '">file//a"', '"a/>b/>c/>d/>e/>f/>g/>h/>i/"', '"File//a"', '"crypt/;key=k1>file/rel"', '"ram/;size=1M>ram/"',
+  '"crypt/;x=1;x=2>file//a"', '"crypt/;key=a,b>file//a"', '"crypt/;key=k1>ram/"', '"file//a;create=1;Extend=1"',
   '"\\u0000"', '"é\u202e"', '"\uD83D\uDCA9"', `"${'x'.repeat(300)}"`, "'literal'", '"""multi\nline"""',
 ];
 
@@ -83,13 +98,20 @@ const KEYS = [
 
 const HEADERS = ['[daemon]', '[lun]', '[[lun]]', '[lun.x]', '[lun."."]', '[lun.".."]', '[lun."a/b"]', '[lun.a.b]', '[daemon.handlers]', '[daemon.x]', '[lun.__proto__]', '[lun."é"]', '[x]', '[[daemon]]'];
 
+/** Pieces of stack strings, for rebuilding a backstore value from separators, handlers, paths and options. */
+const STACK_PIECES = ['>', ';', '/', '//', '=', ',', 'crypt/', 'file/', 'qcow2/', 'ram/', 'example-passthrough/', '/srv/a.img', ';key=k1', ';create=1', ';size=1M', 'Q', ' ', ':', '\\t', 'é'];
+
+function randomStack(rng: Rng): string {
+  return Array.from({ length: rng.between(1, 10) }, () => rng.pick(STACK_PIECES)).join('');
+}
+
 function mutateLines(rng: Rng, text: string): string {
   let lines = text.split('\n');
   const n = rng.between(1, 4);
   for (let i = 0; i < n; i++) {
     const at = rng.below(lines.length);
     const line = lines[at] ?? '';
-    switch (rng.below(11)) {
+    switch (rng.below(12)) {
       case 0: // delete a line
         lines.splice(at, 1);
         break;
@@ -124,6 +146,9 @@ function mutateLines(rng: Rng, text: string): string {
         if (eq > 0) lines[at] = `${rng.pick(KEYS)} ${line.slice(eq)}`;
         break;
       }
+      case 11: // a backstore rebuilt as a random stack string (separators, layers, options)
+        lines.splice(at, line.startsWith('backstore') ? 1 : 0, `backstore = "${randomStack(rng)}"`);
+        break;
       case 8: // splice unicode or control characters into a line
         lines[at] = line.slice(0, rng.below(line.length + 1)) + rng.pick(['\u0000', '\u202e', '\uFEFF', 'é', '\t', '\r', '"', "'", '\\', '#', '=', ']', '\uD800']) + line.slice(rng.below(line.length + 1));
         break;
@@ -185,6 +210,16 @@ function checkInvariants(config: DaemonConfig): void {
       bad(`accepted a value its validator refuses: ${(err as Error).message}`);
     }
     if (!Number.isSafeInteger(lun.size) || lun.size <= 0 || lun.size % lun.blockSize !== 0) bad(`LUN ${lun.name} size ${lun.size} accepted`);
+    // The dev_config is what reaches the kernel: it must fit configfs and parse back to the same layers.
+    if (lun.devConfig.length > DEV_CONFIG_MAX_LENGTH || lun.devConfig.includes(',')) bad(`LUN ${lun.name} dev_config ${JSON.stringify(lun.devConfig)} does not fit configfs`);
+    let layers: DevLayer[] = [];
+    try {
+      layers = parseDevConfig(lun.devConfig).layers;
+    } catch (err) {
+      bad(`LUN ${lun.name} dev_config ${JSON.stringify(lun.devConfig)} does not parse: ${(err as Error).message}`);
+    }
+    if (JSON.stringify(layers) !== JSON.stringify(lun.layers)) bad(`LUN ${lun.name}: layers differ from its dev_config's`);
+    if (formatDevStack(layers) !== lun.devConfig) bad(`LUN ${lun.name}: dev_config ${JSON.stringify(lun.devConfig)} does not round-trip`);
   }
 }
 
@@ -209,6 +244,7 @@ const target: FuzzTarget = {
       return `refused:ECONFIG:${keyClass(key)}`;
     }
     checkInvariants(config);
+    if (config.luns.some((l) => l.layers.length > 1)) return 'ok:stack';
     return config.luns.some((l) => l.export === 'iscsi') ? 'ok:iscsi' : 'ok';
   },
 };

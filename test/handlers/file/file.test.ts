@@ -6,7 +6,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import fileHandler, { createFileHandler } from '../../../handlers/file/index.js';
 import type { Fallocator } from '../../../handlers/file/fallocate.js';
 import type { VectorIo } from '../../../src/io/vector-io.js';
-import { toLunStore } from '../../../src/backstore/stack.js';
+import { toLunStore } from '../../../src/backstore/lun-store.js';
 import type { Backstore, OpenContext } from '../../../src/backstore/types.js';
 import { openContext } from '../../backstore/context.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import ram from '../../../handlers/ram/index.js';
 import type { RamDisk } from '../../../handlers/ram/ram-disk.js';
-import { toLunStore } from '../../../src/backstore/stack.js';
+import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { openContext } from '../../backstore/context.js';
 
 const MiB = 1 << 20;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toLunStore } from '../../src/backstore/stack.js';
+import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
 import { ZERO_CHUNK_SIZE } from '../../src/backstore/zero-fill.js';
 

@@ -1,4 +1,6 @@
 /**
+ * The core's defaults for a handler's store, in one place.
+ *
  * toLunStore: turn a handler's Backstore (only `read` and `close` required)
  * into a LunStore with every method present, filling the gaps with the
  * core's defaults once, at open. SCSI emulation then never tests for a

@@ -1,0 +1,138 @@
+/**
+ * The qcow2 handler's control operations (Handler.control): what
+ * `tcmu-ts image create|info|check` and `tcmu-ts snapshot
+ * create|list|revert|delete` run. The CLI and the daemon find them through
+ * the registry; online, `ctx.config` is the qcow2 layer's image path
+ * wherever that layer sits in the LUN's stack, and every file is opened
+ * through `ctx.files` (the daemon's confined opener).
+ */
+import { isAbsolute } from 'node:path';
+import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
+import { StorageError } from '../../src/backstore/errors.js';
+import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
+import { checkImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
+import { QCOW2_MAGIC } from './format.js';
+
+/** The image a control operation works on; a served LUN's must be absolute, as `open` requires. */
+function imagePath(ctx: ControlContext): string {
+  if (ctx.mode === 'online' && !isAbsolute(ctx.config)) {
+    throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${ctx.config}'`);
+  }
+  return ctx.config;
+}
+
+const files = (ctx: ControlContext) => openerOf(ctx);
+const snapshotName = (args: ControlArgs) => args.name as string;
+const NAME_ARG = { name: 'name', description: 'snapshot name', type: 'string', positional: true } as const;
+
+const imageCreate: ControlOperation = {
+  description: 'create a qcow2 image (an overlay with --backing)',
+  modes: ['offline'],
+  args: [
+    { name: 'size', type: 'size', required: true, description: 'virtual size, e.g. 10G (overlays may take the base size: pass it anyway)' },
+    { name: 'cluster-size', type: 'size', default: '64k', description: 'cluster size, 512 B to 2 MiB' },
+    { name: 'backing', type: 'string', description: 'backing (base) image' },
+    { name: 'backing-format', type: 'string', choices: ['qcow2', 'raw'], default: 'qcow2', description: 'qcow2 or raw' },
+    { name: 'compat', type: 'string', choices: ['2', '3'], default: '3', description: '2 or 3' },
+  ],
+  async run(ctx, args) {
+    const path = imagePath(ctx);
+    const backing = args.backing as string | undefined;
+    await createImage(path, {
+      size: args.size as number,
+      clusterSize: args['cluster-size'] as number,
+      backing,
+      backingFormat: backing ? (args['backing-format'] as 'qcow2' | 'raw') : undefined,
+      version: Number(args.compat) as 2 | 3,
+      files: files(ctx),
+    });
+    return { value: { created: path }, text: `created ${path}` };
+  },
+};
+
+const imageInfoOp: ControlOperation = {
+  description: 'show the header, backing file, flags and snapshots of a qcow2 image',
+  modes: ['offline'],
+  async run(ctx) {
+    return { value: await imageInfo(imagePath(ctx), files(ctx)) };
+  },
+};
+
+const imageCheck: ControlOperation = {
+  description: 'check metadata consistency; exit 2 on corruption, 3 on leaks only',
+  modes: ['offline'],
+  args: [{ name: 'repair-leaks', type: 'boolean', description: 'free leaked clusters (never touches corruptions)' }],
+  async run(ctx, args) {
+    const repair = args['repair-leaks'] === true;
+    const result = await checkImage(imagePath(ctx), repair ? { repair: 'leaks' } : undefined, files(ctx));
+    const exitCode = result.corruptions > 0 ? 2 : result.leaks > 0 && !repair ? 3 : 0;
+    return { value: result, exitCode };
+  },
+};
+
+const snapshotCreateOp: ControlOperation = {
+  description: 'create an internal snapshot',
+  modes: ['offline', 'online'],
+  args: [NAME_ARG],
+  async run(ctx, args) {
+    const info = await snapshotCreate(imagePath(ctx), snapshotName(args), files(ctx));
+    return { value: info, text: `snapshot ${snapshotName(args)} created` };
+  },
+};
+
+const snapshotListOp: ControlOperation = {
+  description: 'list internal snapshots',
+  modes: ['offline', 'online'],
+  // The snapshot table only changes through these operations, which quiesce.
+  quiesce: false,
+  async run(ctx) {
+    const list = await snapshotList(imagePath(ctx), files(ctx));
+    const text = list.map((s) => `${String(s.id ?? '').padEnd(6)} ${String(s.name).padEnd(24)} ${s.date ?? ''}`).join('\n');
+    return { value: list, text };
+  },
+};
+
+const snapshotRevertOp: ControlOperation = {
+  description: 'revert the image to an internal snapshot',
+  modes: ['offline', 'online'],
+  args: [NAME_ARG],
+  async run(ctx, args) {
+    await snapshotRevert(imagePath(ctx), snapshotName(args), files(ctx));
+    return { value: { reverted: snapshotName(args) }, text: `reverted to ${snapshotName(args)}` };
+  },
+};
+
+const snapshotDeleteOp: ControlOperation = {
+  description: 'delete an internal snapshot and free its clusters',
+  modes: ['offline', 'online'],
+  args: [NAME_ARG],
+  async run(ctx, args) {
+    await snapshotDelete(imagePath(ctx), snapshotName(args), files(ctx));
+    return { value: { deleted: snapshotName(args) }, text: `snapshot ${snapshotName(args)} deleted` };
+  },
+};
+
+/** True when the file starts with the qcow2 magic ("QFI\xfb"). */
+async function probe(path: string, opener: FileOpener): Promise<boolean> {
+  const fh = await opener.openHandle(path);
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    return bytesRead === 4 && head.readUInt32BE(0) === QCOW2_MAGIC;
+  } finally {
+    await fh.close();
+  }
+}
+
+export const qcow2Control: HandlerControl = {
+  operations: {
+    'image.create': imageCreate,
+    'image.info': imageInfoOp,
+    'image.check': imageCheck,
+    'snapshot.create': snapshotCreateOp,
+    'snapshot.list': snapshotListOp,
+    'snapshot.revert': snapshotRevertOp,
+    'snapshot.delete': snapshotDeleteOp,
+  },
+  probe,
+};
