@@ -3,10 +3,29 @@
  * the kernel's data area). They never allocate data buffers: they copy
  * between a source and the views, or build trimmed views. Shared by SCSI
  * emulation and handlers; exported to handler authors by src/index.ts.
+ *
+ * Ranges: `scatter` and `gather` stop at the end of the iov and return how
+ * many bytes they copied (data-in is truncated to the initiator's allocation
+ * that way). Every other range past the end of its iov or Buffer, and any
+ * negative offset or length, throws a RangeError naming the function: a
+ * silent short copy would leave stale bytes in a read or drop bytes of a
+ * write, and a short compare would report "equal".
  */
 
-/** Copy `length` bytes of `src` into the iov from its start; returns bytes copied (bounded by the iov). */
+function outOfRange(fn: string, what: string, start: number, length: number, size: number): RangeError {
+  return new RangeError(`${fn}: ${what} [${start}, ${start + length}) is outside its ${size} bytes`);
+}
+
+function checkRange(fn: string, what: string, start: number, length: number, size: number): void {
+  if (!(start >= 0 && length >= 0 && start + length <= size)) throw outOfRange(fn, what, start, length, size);
+}
+
+/**
+ * Copy `length` bytes of `src` into the iov from its start; returns bytes
+ * copied (bounded by the iov). RangeError if `src` is shorter than `length`.
+ */
 export function scatter(iov: readonly Buffer[], src: Buffer, length: number): number {
+  checkRange('scatter', 'source', 0, length, src.length);
   let done = 0;
   for (let i = 0; i < iov.length && done < length; i++) {
     const dst = iov[i];
@@ -17,8 +36,14 @@ export function scatter(iov: readonly Buffer[], src: Buffer, length: number): nu
   return done;
 }
 
-/** Copy `length` bytes starting at byte `from` of the iov into `dst` at `dstOffset`; returns bytes copied. */
+/**
+ * Copy `length` bytes starting at byte `from` of the iov into `dst` at
+ * `dstOffset`; returns bytes copied (bounded by the iov, 0 when `from` is at
+ * or past its end). RangeError if `dst` cannot take `length` bytes at `dstOffset`.
+ */
 export function gather(iov: readonly Buffer[], from: number, dst: Buffer, dstOffset: number, length: number): number {
+  if (from < 0) throw outOfRange('gather', 'iov range', from, length, iovLength(iov));
+  checkRange('gather', 'destination', dstOffset, length, dst.length);
   let skip = from;
   let done = 0;
   for (let i = 0; i < iov.length && done < length; i++) {
@@ -38,9 +63,12 @@ export function gather(iov: readonly Buffer[], from: number, dst: Buffer, dstOff
 /**
  * Compare `length` bytes of the iov starting at `from` with `other` starting
  * at `otherOffset`. Returns the offset (relative to `from`) of the first
- * differing byte, or -1 when equal.
+ * differing byte, or -1 when equal. RangeError if either range runs past
+ * the end of its iov or Buffer (checked before comparing anything).
  */
 export function compareIov(iov: readonly Buffer[], from: number, other: Buffer, otherOffset: number, length: number): number {
+  checkRange('compareIov', 'other range', otherOffset, length, other.length);
+  checkRange('compareIov', 'iov range', from, length, iovLength(iov));
   let skip = from;
   let done = 0;
   for (let i = 0; i < iov.length && done < length; i++) {
@@ -64,9 +92,12 @@ export function compareIov(iov: readonly Buffer[], from: number, other: Buffer, 
 /**
  * Views covering exactly bytes [from, from + length) of the iov. Pass the
  * iov's total length as `total` to get the iov itself back when it already
- * is exactly that range, so the common READ/WRITE case allocates nothing.
+ * is exactly that range, so the common READ/WRITE case allocates nothing
+ * (`total` is trusted: pass `iovLength(iov)`). RangeError if the range runs
+ * past the end of the iov.
  */
 export function sliceIov(iov: readonly Buffer[], from: number, length: number, total = -1): readonly Buffer[] {
+  if (from < 0 || length < 0) throw outOfRange('sliceIov', 'iov range', from, length, iovLength(iov));
   if (from === 0 && length === total) return iov;
   const out: Buffer[] = [];
   let skip = from;
@@ -82,11 +113,13 @@ export function sliceIov(iov: readonly Buffer[], from: number, length: number, t
     left -= n;
     skip = 0;
   }
+  if (left > 0 || (length === 0 && from > iovLength(iov))) throw outOfRange('sliceIov', 'iov range', from, length, iovLength(iov));
   return out;
 }
 
-/** True if every byte of the iov range is zero. */
+/** True if every byte of the iov range is zero. RangeError if the range runs past the end of the iov. */
 export function iovIsZero(iov: readonly Buffer[], from: number, length: number): boolean {
+  checkRange('iovIsZero', 'iov range', from, length, iovLength(iov));
   let skip = from;
   let left = length;
   for (let i = 0; i < iov.length && left > 0; i++) {
@@ -112,10 +145,14 @@ export function iovLength(iov: readonly Buffer[]): number {
 
 /**
  * The iov without its first `consumed` bytes, for continuing a short
- * transfer. `consumed` must be less than the iov's length (a finished
- * transfer has no remainder); only the first remaining Buffer is re-sliced.
+ * transfer. `consumed` must be at least 0 and less than the iov's length (a
+ * finished transfer has no remainder; RangeError otherwise); only the first
+ * remaining Buffer is re-sliced.
  */
 export function iovRemainder(iov: readonly Buffer[], consumed: number): Buffer[] {
+  if (!(consumed >= 0 && consumed < iovLength(iov))) {
+    throw new RangeError(`iovRemainder: consumed ${consumed} must be at least 0 and less than the iov's ${iovLength(iov)} bytes`);
+  }
   let index = 0;
   while (consumed >= iov[index]!.length) consumed -= iov[index++]!.length;
   const rest = iov.slice(index);
@@ -123,12 +160,18 @@ export function iovRemainder(iov: readonly Buffer[], consumed: number): Buffer[]
   return rest;
 }
 
+/** Set every byte of the iov to `value` (zero by default). */
 export function fillIov(iov: readonly Buffer[], value = 0): void {
   for (const b of iov) b.fill(value);
 }
 
-/** Copy bytes of `src` (starting at srcStart) into `dst` buffers. */
+/**
+ * Fill the `dst` buffers, in order, from bytes of `src` starting at
+ * `srcStart`. RangeError (before copying) if `src` holds fewer bytes there
+ * than the iov, which would leave stale bytes in a read.
+ */
 export function copyIntoIov(dst: readonly Buffer[], src: Buffer, srcStart: number): void {
+  checkRange('copyIntoIov', 'source', srcStart, iovLength(dst), src.length);
   let at = srcStart;
   for (const b of dst) {
     src.copy(b, 0, at, at + b.length);
@@ -136,8 +179,12 @@ export function copyIntoIov(dst: readonly Buffer[], src: Buffer, srcStart: numbe
   }
 }
 
-/** Copy the caller's buffers into `dst` at dstStart. */
+/**
+ * Copy every byte of the `src` buffers, in order, into `dst` at `dstStart`.
+ * RangeError (before copying) if `dst` has less room there than the iov holds.
+ */
 export function copyFromIov(dst: Buffer, src: readonly Buffer[], dstStart: number): void {
+  checkRange('copyFromIov', 'destination', dstStart, iovLength(src), dst.length);
   let at = dstStart;
   for (const b of src) {
     b.copy(dst, at);

@@ -89,7 +89,8 @@ export class Server {
 
   /** Open every handled device not yet served. Returns how many were opened by this call. */
   async scan(): Promise<number> {
-    const found = listTcmuDevices(this.opts.uioRoot).filter((d) => this.opts.subtypes.has(d.subtype));
+    // Already served devices are not counted (open() answers 0 for them too).
+    const found = listTcmuDevices(this.opts.uioRoot).filter((d) => this.opts.subtypes.has(d.subtype) && !this.luns.has(d.uio));
     const opened = await Promise.all(found.map((d) => this.serialize(d.uio, () => this.open(d, { fresh: false }))));
     return opened.filter((status) => status === 0).length;
   }

@@ -27,6 +27,13 @@ check() { local k="$1"; shift; local out rc
 wait_for() { local t="$1"; shift; local end=$(( $(date +%s) + t ))
   until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.2; done; }
 die() { echo "guest-lib: $*" >&2; return 1; }
+# dev_busy /dev/sdX: the initiator has commands in flight on the disk
+# (/sys/block/sdX/inflight: reads, writes), i.e. in the target or the
+# runner's ring. Kill scenarios wait for it right before SIGKILL, so a kill
+# is known to land under I/O rather than assumed to after a sleep. (The
+# daemon's own `status` in-flight count is too slow to sample: a node start
+# per look, and the file handler finishes a command in microseconds.)
+dev_busy() { local r w; read -r r w < "/sys/block/${1#/dev/}/inflight" && [ $((r + w)) -gt 0 ]; }
 
 # -- backstores ----------------------------------------------------------------
 # tcmu_create NAME DEV_CONFIG SIZE_BYTES [EXTRA_CONTROL_KEYS] -> prints /dev/uioN

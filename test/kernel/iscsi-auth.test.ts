@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
+import { describeKernel, explain, one, REFUSED_RC, REPO, runGuestScript, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/iscsi-auth.sh'), 'utf8');
 
@@ -19,12 +19,12 @@ describeKernel('iSCSI export with an initiator ACL and CHAP', () => {
   });
 
   it('refuses a config written for the old defaults, saying what to add', () => {
-    expect(r('old_config_rc'), why('tcmu-ts serve with export = "iscsi" and no initiators')).not.toBe('0');
+    expect(r('old_config_rc'), why('tcmu-ts serve with export = "iscsi" and no initiators')).toMatch(REFUSED_RC);
     expect(r('old_config_msg'), why('error message')).toBe('lun.auth0.initiators: missing: an iSCSI export no longer admits every host by default');
   });
 
   it('refuses a CHAP key file readable by others before exporting anything, without printing the secret', () => {
-    expect(r('open_key_rc'), why('tcmu-ts serve with a 0644 key file')).not.toBe('0');
+    expect(r('open_key_rc'), why('tcmu-ts serve with a 0644 key file')).toMatch(REFUSED_RC);
     expect(r('open_key_msg'), why('error message')).toMatch(/^lun\.auth0\.chap: CHAP key file \/mnt\/scratch\/keys\/web1 is open to group or others$/);
     expect(r('open_key_leaks'), why('secret in the error output')).toBe('0');
   });
@@ -63,7 +63,7 @@ describeKernel('iSCSI export with an initiator ACL and CHAP', () => {
   });
 
   it('applies the same rules to the CLI: no initiator is an error, "any" must be written', () => {
-    expect(r('cli_no_initiator_rc'), why('lun create --export iscsi without --initiator')).not.toBe('0');
+    expect(r('cli_no_initiator_rc'), why('lun create --export iscsi without --initiator')).toMatch(REFUSED_RC);
     expect(r('cli_no_initiator_msg'), why('error message')).toBe('1');
     expect(r('cli_no_initiator_made'), why('a LUN made despite the refused export')).toBe('0');
     expect(r('cli_any_rc'), why('lun create --export iscsi --initiator any')).toBe('0');

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
+import { describeKernel, explain, one, REFUSED_RC, REPO, runGuestScript, type GuestRun } from './vm.js';
 
 const scenario = (name: string) => readFileSync(join(REPO, 'test/kernel/scenarios', `${name}.sh`), 'utf8');
 
@@ -31,11 +31,11 @@ describeKernel('daemon: LUN churn, config file, single instance, confinement', (
     expect(r('cli_export_affinity'), why('cmd_completion_affinity after lun export --completion-affinity submitter')).toBe('-1');
   });
   it('refuses to start a second daemon', () => {
-    expect(r('second_rc'), why('second instance exit code')).not.toBe('0');
+    expect(r('second_rc'), why('second instance exit code')).toMatch(REFUSED_RC);
     expect(r('second_refused'), why('second instance message')).toBe('ok');
   });
   it('refuses a backing path outside allowed_dirs, with a reason', () => {
-    expect(r('confined_rc'), why('lun create outside allowed_dirs')).not.toBe('0');
+    expect(r('confined_rc'), why('lun create outside allowed_dirs')).toMatch(REFUSED_RC);
     expect(r('confined_message'), why('lun create error message')).toBe('ok');
   });
   it('answers every netlink event for 20 LUNs created and removed while running', () => {
@@ -56,6 +56,7 @@ describeKernel('daemon: SIGKILL and restart 10 times under fio --verify', () => 
   it('restarts 10 times while fio writes and verifies', () => {
     expect(r('create'), why('lun create')).toBe('ok');
     expect(r('kills'), why('kills')).toBe('10');
+    expect(r('kills_under_io'), why('kills while the initiator had commands in flight on the LUN')).toBe('10');
     expect(r('restarts'), why('restarts that served the LUN again')).toBe('10');
   });
   it('fio jobs running through every kill complete without errors and verify (crc32c)', () => {
@@ -119,6 +120,8 @@ describeKernel('daemon: hung handler isolation, ABORT TASK and LUN RESET', () =>
   it('ABORT TASK and LUN RESET reach the runner and complete', () => {
     expect(r('abort_seen'), why('the initiator timeout sent ABORT TASK')).toBe('ok');
     expect(r('abort_done'), why('ABORT TASK completed')).toBe('ok');
+    expect(Number(r('h0_inflight_at_reset')), why('handler calls still pending when sg_reset -d started')).toBeGreaterThanOrEqual(1);
+    expect(r('reset_reached_runner'), why('LUN RESET reached the runner while the handler held a command')).toBe('ok');
     expect(Number(r('tmr_abort')), why('ABORT TASK TMRs seen by the runner')).toBeGreaterThanOrEqual(1);
     expect(Number(r('tmr_lun_reset')), why('LUN RESET TMRs seen by the runner')).toBeGreaterThanOrEqual(1);
     expect(r('reset_rc'), why('sg_reset -d exit status')).toBe('0');

@@ -33,8 +33,9 @@ describeKernel('qcow2 LUN: SIGKILL and restart 10 times, nothing acknowledged is
     expect(r('disc_prefilled_nonzero'), why('ranges to discard hold data before the discards')).toBe('10');
   });
 
-  it('is killed and restarted 10 times', () => {
+  it('is killed and restarted 10 times, each time with commands in flight', () => {
     expect(r('kills'), why('kills')).toBe('10');
+    expect(r('kills_under_io'), why('kills while the initiator had commands in flight on the LUN')).toBe('10');
     expect(r('restarts'), why('restarts that served the LUN again')).toBe('10');
   });
 

@@ -159,6 +159,13 @@ export function explain(run: GuestRun, what: string): string {
   ].join('\n');
 }
 
+/**
+ * A refusal's exit status as a scenario reports it: a number, not 0, and not
+ * 124 (timeout(1) killed a command that hung instead of refusing). A bare
+ * `.not.toBe('0')` would also pass when the result is missing.
+ */
+export const REFUSED_RC = /^(?!0$|124$)\d+$/;
+
 /** The single value of a result key (the last one if printed twice). */
 export function one(run: GuestRun, key: string): string | undefined {
   const v = run.results.get(key);

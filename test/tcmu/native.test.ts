@@ -117,7 +117,7 @@ describe('native mapping', () => {
 });
 
 describe('fallocate', () => {
-  test('punches a hole that reads back as zeros', () => {
+  test('punches a hole that reads back as zeros', (ctx) => {
     const path = join(scratch, 'falloc');
     writeFileSync(path, Buffer.alloc(65536, 0xff));
     const fd = openSync(path, 'r+');
@@ -127,8 +127,7 @@ describe('fallocate', () => {
       closeSync(fd);
       // Some filesystems (overlay on old kernels) lack hole punching.
       if ((err as { code?: string }).code === 'EOPNOTSUPP' && !process.env.CI) {
-        console.warn('SKIP: filesystem lacks FALLOC_FL_PUNCH_HOLE');
-        return;
+        ctx.skip('the filesystem lacks FALLOC_FL_PUNCH_HOLE');
       }
       throw err;
     }
@@ -184,7 +183,11 @@ function ringOrSkip(): boolean {
     return true;
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ENOSYS' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EACCES') return false;
+    // Outside CI a kernel or sandbox without io_uring is a visible skip; CI must have it.
+    if (!process.env.CI && (code === 'ENOSYS' || code === 'EPERM' || code === 'ENOTSUP' || code === 'EACCES')) {
+      console.warn(`io_uring unavailable (${code}): skipping the io_ring tests`);
+      return false;
+    }
     throw err;
   }
 }
@@ -289,8 +292,12 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const stage = Float64Array.from([2, fd, 8192, 10, 1, id, 8192, 612]);
     const out = new Int32Array(2 + 2 * 4);
     ring.run(stage, 1, out);
-    expect(out[0]).toBe(0); // not inline, even though the page cache holds it
-    expect(await reapUntil(ring, 1)).toEqual([[10, 612]]);
+    // Punted to an io-wq worker even though the page cache holds it. The
+    // worker may still post its completion before run() reaps (a race on a
+    // busy machine), so the completion is taken from wherever it shows up.
+    expect(out[0]).toBeLessThanOrEqual(1);
+    const done = out[0] === 1 ? [[out[2], out[3]]] : await reapUntil(ring, 1);
+    expect(done).toEqual([[10, 612]]);
     expect(Buffer.from(area, 8192, 512).every((v) => v === 0xb2)).toBe(true);
     expect(Buffer.from(area, 8704, 100).every((v) => v === 0xa1)).toBe(true);
     ring.close();

@@ -117,8 +117,8 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
     await lun.close();
   });
 
-  it('implements FUA as write then fdatasync (the core default), and flush as fdatasync', async () => {
-    if (io !== 'threads') return; // observed through the fs spies
+  // Observed through spies on node:fs, which only the thread-pool path calls.
+  it.skipIf(io !== 'threads')('implements FUA as write then fdatasync (the core default), and flush as fdatasync (thread pool only: seen through fs spies)', async () => {
     const lun = toLunStore(await open(imagePath(MiB), { size: MiB, options }));
     expect(lun.writeCache).toBe(true);
     const order: string[] = [];

@@ -21,33 +21,52 @@ iops() { fio --name=$1 --filename="$ndev" --rw=randread --bs=4k --iodepth=16 --i
   --size=64M --time_based --runtime=8 --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{print $8 ";" $5}'; }
 r=$(iops base); result iops_base "${r%%;*}"
 
-# Close the gate: h0's I/O hangs inside the handler.
+# h0's state as the runner reports it (tcmu-ts status --json): FIELD is
+# stuckEvents or inFlight (the handler calls not settled yet).
+h0_field() { $TS status --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); const l = s.luns.find((l) => l.id === "user_1/h0"); console.log(l === undefined ? "missing" : process.argv[1] === "inFlight" ? (l.stats?.inFlight ?? 0) : l[process.argv[1]])' "$1"; }
+h0_at_least() { local v; v=$(h0_field "$1") && [ "$v" != missing ] && [ "$v" -ge "$2" ]; }
+tmr_count() { grep '"msg":"task management function"' "$RUNNER_LOG" | grep -c "\"type\":$1"; }
+lun_resets_above() { [ "$(tmr_count 5)" -gt "$1" ]; }
+
+# Close the gate: h0's I/O hangs inside the handler. The stuck read is a
+# SCSI pass-through (sg_raw) with a 4 s timeout: on expiry the initiator's
+# error handler sends ABORT TASK, and a pass-through command that timed out
+# is not retried. (A block-layer read would be retried with the same 4 s
+# timeout, and the retry's timeout would escalate to the error handler's own
+# LUN resets and finally offline the disk while the gate is closed.)
 touch $GATE
-echo 4 > /sys/block/${hdev#/dev/}/device/timeout   # initiator gives up after 4 s -> ABORT TASK
-dd if="$hdev" of=/dev/null bs=4k count=1 iflag=direct status=none 2>/mnt/scratch/hung-dd.err &
+sg_raw -r 4096 -t 4 "$hdev" 28 00 00 00 00 00 00 00 01 00 >/dev/null 2>/mnt/scratch/hung-read.err &
 HUNG=$!
 r=$(iops during); result iops_during "${r%%;*}"; result fio_during_err "${r##*;}"
-result h0_status "$($TS status --json | node -e 'const s = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(s.luns.find((l) => l.id === "user_1/h0")?.stuckEvents ?? "missing")')"
+# The watchdog reports a LUN stuck after 5 s without a completion: wait for that state, bounded.
+wait_for 30 h0_at_least stuckEvents 1 || echo "hang-tmr: h0 not reported stuck 30 s after the gate closed" >&2
+result h0_status "$(h0_field stuckEvents)"
 
 # Let the ABORT TASK finish (the kernel completes the stuck command after
-# h0's cmd_time_out) before the LUN RESET, with a long initiator timeout so
-# no second abort starts meanwhile. A LUN RESET that overtakes a pending
-# ABORT TASK on the same tcm_loop nexus hangs the initiator's error handler
-# forever in Linux 6.1 (tcm_loop_issue_tmr never hears back): a kernel race
-# this test must not provoke.
+# h0's cmd_time_out) before the LUN RESET. A LUN RESET that overtakes a
+# pending ABORT TASK on the same tcm_loop nexus hangs the initiator's error
+# handler forever in Linux 6.1 (tcm_loop_issue_tmr never hears back): a
+# kernel race this test must not provoke.
 wait_for 30 sh -c 'dmesg | grep -q "ABORT_TASK: Found referenced"' && result abort_seen ok || result abort_seen fail
-echo 60 > /sys/block/${hdev#/dev/}/device/timeout
 wait_for 60 sh -c 'dmesg | grep -q "ABORT_TASK: Sending TMR_FUNCTION_COMPLETE"' && result abort_done ok || result abort_done fail
 
-# LUN reset while a command is still stuck in the handler; open the gate so everything can finish.
+# LUN reset while the handler still holds the aborted read (the kernel gave
+# up on it, the handler has not returned). Open the gate only once the
+# runner has seen the LUN RESET, so the reset cannot miss the stuck handler.
+resets_before=$(tmr_count 5)
+result h0_inflight_at_reset "$(h0_field inFlight)"
 ( timeout 120 sg_reset -d "$hdev"; echo $? > /mnt/scratch/reset.rc ) &
 RESET=$!
-sleep 3
+if wait_for 60 lun_resets_above "$resets_before"; then
+  result reset_reached_runner ok
+else
+  result reset_reached_runner fail; echo "hang-tmr: no new LUN RESET TMR in the runner log 60 s after sg_reset -d" >&2
+fi
 rm -f $GATE
 # Bounded waits: a command stuck in the kernel must fail this scenario, not hang it.
 wait_gone() { local pid=$1 n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.2; n=$((n+1)); done; ! kill -0 "$pid" 2>/dev/null; }
 wait_gone $RESET && result reset_rc "$(cat /mnt/scratch/reset.rc)" || result reset_rc stuck
-if wait_gone $HUNG; then wait $HUNG; result hung_dd_rc "$?"; else result hung_dd_rc stuck; fi
+if wait_gone $HUNG; then wait $HUNG; result hung_read_rc "$?"; else result hung_read_rc stuck; fi
 # h0 recovered: fresh I/O works again.
 head -c 65536 /dev/urandom > /mnt/scratch/pat
 dd if=/mnt/scratch/pat of="$hdev" bs=64k oflag=direct status=none && dd if="$hdev" of=/mnt/scratch/pat2 bs=64k count=1 iflag=direct status=none \

@@ -65,7 +65,7 @@ rm -f $S/kills.done
   echo "$n $bad" > $S/fio.summary ) &
 FIO=$!
 
-kills=0 restarts=0 markers=0 discards=0 marker_now=0 disc_now=0
+kills=0 busy_kills=0 restarts=0 markers=0 discards=0 marker_now=0 disc_now=0
 for i in $(seq 1 10); do
   sleep 2
   head -c 4096 /dev/urandom > $S/marker$i
@@ -73,6 +73,8 @@ for i in $(seq 1 10); do
   disc_at=$(( DISC_MB * MiB + i * MiB ))
   dd if=$S/marker$i of="$dev" bs=4096 seek=$(( mark_at / 4096 )) oflag=direct conv=notrunc status=none && markers=$((markers+1))
   blkdiscard -f -o $disc_at -l $((256 * 1024)) "$dev" && discards=$((discards+1))
+  # Kill only while the initiator has commands in flight on the LUN (bounded wait).
+  wait_for 30 dev_busy "$dev" && busy_kills=$((busy_kills+1))
   kill -KILL "$RUNNER_PID" && kills=$((kills+1))
   wait "$RUNNER_PID" 2>/dev/null
   RUNNER_PID=
@@ -82,6 +84,7 @@ for i in $(seq 1 10); do
   [ "$(read_sum "$dev" $disc_at $((256 * 1024)))" = "$ZERO_256K" ] && disc_now=$((disc_now+1))
 done
 result kills "$kills"
+result kills_under_io "$busy_kills"
 result restarts "$restarts"
 result markers_written "$markers"
 result discards_done "$discards"

@@ -22,7 +22,7 @@ rm -f /mnt/scratch/kills.done
   done
   echo "$n $bad" > /mnt/scratch/fio.summary ) &
 FIO=$!
-kills=0 restarts=0 markers=0
+kills=0 busy_kills=0 restarts=0 markers=0
 for i in $(seq 1 10); do
   sleep 2
   # A durable marker: 4 KiB of known content at 300 MiB + i*64 KiB.
@@ -30,6 +30,8 @@ for i in $(seq 1 10); do
   if dd if=/mnt/scratch/marker$i of="$dev" bs=4096 seek=$(( (300<<20)/4096 + i*16 )) oflag=direct,sync conv=notrunc status=none; then
     markers=$((markers+1))
   fi
+  # Kill only while the initiator has commands in flight on the LUN (bounded wait).
+  wait_for 30 dev_busy "$dev" && busy_kills=$((busy_kills+1))
   kill -KILL "$RUNNER_PID" && kills=$((kills+1))
   wait "$RUNNER_PID" 2>/dev/null
   RUNNER_PID=
@@ -37,6 +39,7 @@ for i in $(seq 1 10); do
   RUNNER_LOG=/mnt/scratch/runner$i.log runner_start && restarts=$((restarts+1))
 done
 result kills "$kills"
+result kills_under_io "$busy_kills"
 result restarts "$restarts"
 result markers_written "$markers"
 
