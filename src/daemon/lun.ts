@@ -17,7 +17,7 @@ import type { LunStore } from '../backstore/types.js';
 import { openDevConfig } from '../backstore/registry.js';
 import type { FileOpener } from '../backstore/confine.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
-import { ScsiDisk, deriveIdentity } from '../scsi/index.js';
+import { ScsiDisk, identityFromUnitSerial } from '../scsi/index.js';
 import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
 import { CommandCounters } from '../tcmu/command-counters.js';
 import { native, type NativeMapping } from '../native.js';
@@ -122,9 +122,9 @@ export class Lun implements FaultOwner {
   async start(mode: { fresh: boolean }): Promise<void> {
     const size = this.configfs.devSize();
     this.store = await this.openStore(this.devConfig, size);
-    this.disk = this.createDisk(this.store);
     const fresh = mode.fresh || !this.tryBlock();
     try {
+      this.disk = this.createDisk(this.store); // inside: a failure here still closes the store
       if (!fresh) this.configfs.resetRing();
       this.mapping = native().openUio(`/dev/${this.device.uio}`, this.device.mapSize);
       this.engine = new RingEngine(this.mapping, this.target, {
@@ -185,7 +185,7 @@ export class Lun implements FaultOwner {
     return new ScsiDisk(
       store,
       {
-        ...deriveIdentity(this.id, serial ? { wwn: serial } : undefined),
+        ...identityFromUnitSerial(this.id, serial),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
       { log: this.log, replaces, mediumUnchanged, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },

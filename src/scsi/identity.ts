@@ -66,6 +66,28 @@ export function deriveIdentity(lunName: string, opts: { wwn?: string } = {}): Di
   return { vendor: 'TCMU-TS', product: 'tcmu-ts disk', revision: '0001', serial, naa };
 }
 
+/**
+ * The identity of a LUN whose configfs `wwn/vpd_unit_serial` is
+ * `unitSerial` (absent: derived from the name). A serial that is itself a
+ * WWN is used as one; any other serial (targetcli/rtslib write a UUID) is
+ * reported as is in VPD 0x80 and turned into an NAA 6 id the way LIO does
+ * for its own backstores: the LIO company id followed by the serial's first
+ * 25 hex digits, other characters skipped, zero-padded. A serial with no hex
+ * digit at all, or not printable ASCII, falls back to the name.
+ */
+export function identityFromUnitSerial(lunName: string, unitSerial: string | undefined): DiskIdentity {
+  if (unitSerial === undefined || unitSerial === '') return deriveIdentity(lunName);
+  try {
+    return deriveIdentity(lunName, { wwn: unitSerial });
+  } catch {
+    // not a WWN: the LIO rule below
+  }
+  const digits = unitSerial.toLowerCase().replace(/[^0-9a-f]/g, '');
+  if (digits === '' || !/^[\x20-\x7e]{1,254}$/.test(unitSerial)) return deriveIdentity(lunName);
+  const naa = '6' + LIO_OUI + digits.slice(0, 25).padEnd(25, '0');
+  return { ...deriveIdentity(lunName), naa, serial: unitSerial };
+}
+
 /** The NAA designator bytes for VPD 0x83 (8 or 16 bytes). */
 export function naaBytes(identity: DiskIdentity): Buffer {
   const hex = identity.naa.toLowerCase();

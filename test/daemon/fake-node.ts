@@ -95,8 +95,7 @@ export class FakeNode {
     writeFileSync(join(dir, 'attrib/dev_size'), `${spec.size}\n`);
     writeFileSync(join(dir, 'attrib/hw_block_size'), `${spec.blockSize ?? 512}\n`);
     writeFileSync(join(dir, 'attrib/hw_max_sectors'), '128\n');
-    // A NAA 6 id: Lun parses the serial as a WWN and refuses other forms
-    // (a UUID serial, as rtslib/targetcli writes one, fails start today).
+    // A NAA 6 id as the serial; tests set a UUID (what rtslib/targetcli write) with setAttr.
     writeFileSync(join(dir, 'wwn/vpd_unit_serial'), `T10 VPD Unit Serial Number: 6001405${String(this.nextMinor).padStart(25, '0')}\n`);
     writeFileSync(join(dir, 'action/block_dev'), '0');
     writeFileSync(join(dir, 'action/reset_ring'), '0');

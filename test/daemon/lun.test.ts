@@ -47,6 +47,20 @@ function lunFor(dev: FakeDevice, drainTimeoutMs?: number): Lun {
 const pattern = (blocks: number, seed: number) => Buffer.from(Array.from({ length: blocks * 512 }, (_, i) => (i * 7 + seed) & 0xff));
 
 describe('Lun open', () => {
+  it('serves a device whose unit serial is a targetcli UUID (VPD 0x80 reports it, VPD 0x83 derives the NAA id from it)', async () => {
+    const { dev } = fileDevice('uuid');
+    const uuid = '5c2e8a1b-03d4-4f5e-9a6b-7c8d9e0f1a2b';
+    dev.setAttr('wwn/vpd_unit_serial', `T10 VPD Unit Serial Number: ${uuid}\n`);
+    const lun = lunFor(dev);
+    await lun.start({ fresh: false });
+    expect(lun.status().state).toBe('serving');
+    await drainUnitAttentions(dev);
+    const vpd80 = await dev.submit(Buffer.from([0x12, 0x01, 0x80, 0, 255, 0]), { inLength: 255 });
+    expect(vpd80.status).toBe(0);
+    expect(vpd80.dataIn!.subarray(4, 4 + vpd80.dataIn![3]!).toString('ascii')).toBe(uuid);
+  });
+
+
   it('reopen (daemon restart): blocks, resets the ring, maps, unblocks; serves I/O to the file', async () => {
     const { dev } = fileDevice('a');
     const lun = lunFor(dev);
@@ -136,10 +150,20 @@ describe('Lun changes while serving', () => {
     expect(seen).toEqual({ blocked: '1', state: 'stopping' });
     expect(dev.attr('action/block_dev')).toBe('0');
     expect(lun.status().state).toBe('serving');
-    expect(await drainUnitAttentions(dev)).toEqual(['29/00']);
+    expect(await drainUnitAttentions(dev)).toEqual(['28/00']); // MEDIUM MAY HAVE CHANGED, not POWER ON: mode pages kept
     const back = await readBlocks(dev, 0, 4);
     expect(back.subarray(0, 512)).toEqual(Buffer.alloc(512, 0x44)); // read from the reopened file
     expect(back.subarray(512)).toEqual(data.subarray(512)); // written before the quiesce, flushed by close
+  });
+
+  it('quiesced with mediumChanged: false (snapshot create): reopened, no unit attention', async () => {
+    const { dev } = fileDevice('qn');
+    const lun = lunFor(dev);
+    await lun.start({ fresh: false });
+    await drainUnitAttentions(dev);
+    expect(await lun.quiesced(async () => 'made', { mediumChanged: false })).toBe('made');
+    expect(lun.status().state).toBe('serving');
+    expect(await drainUnitAttentions(dev)).toEqual([]);
   });
 
   it('quiesced: when fn throws, the store is still reopened and the device unblocked', async () => {
