@@ -32,7 +32,8 @@ const forbidden: Array<[RegExp, string]> = [
   [/^test\//, 'test sources'],
   [/^dist\/test\//, 'compiled tests or the kernel simulator'],
   [/^dist\/scripts\//, 'compiled scripts (simulator bench)'],
-  [/^scripts\//, 'scripts, benches and their results'],
+  // scripts/systemd/ is product: the unit and D-Bus policy `tcmu-ts service install` puts in place.
+  [/^scripts\/(?!systemd\/)/, 'scripts, benches and their results'],
   [/(^|\/)bench[^/]*(\/|$)/i, 'a benchmark'],
   [/(^|\/)sim\//, 'the kernel simulator'],
   [/kernel-sim/, 'the kernel simulator'],
@@ -65,6 +66,12 @@ describe('npm pack contents', () => {
     const handlers = readdirSync(join(ROOT, 'handlers'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
     expect(handlers.length).toBeGreaterThan(0);
     for (const h of handlers) expect(files, `dist/handlers/${h}/index.js`).toContain(`dist/handlers/${h}/index.js`);
+  });
+
+  it('ships the systemd unit and the D-Bus policy that `tcmu-ts service install` installs, and nothing else from scripts/', () => {
+    const shipped = readdirSync(join(ROOT, 'scripts/systemd')).map((f) => `scripts/systemd/${f}`).sort();
+    expect(shipped.length).toBeGreaterThan(0);
+    expect(files.filter((f) => f.startsWith('scripts/'))).toEqual(shipped);
   });
 
   it('ships the addon sources and binding.gyp, so `npm install` can build it', () => {
