@@ -333,9 +333,8 @@ describe('stacks written as a dev_config (top first)', () => {
     expect(await openDevConfig('example-passthrough/>ram/;sise=1', base).catch((e: unknown) => e)).toBeInstanceOf(ConfigError);
   });
 
-  // Once handlers/crypt lands this is skipped (visibly): its own tests cover opening.
-  it.skipIf(builtinHandlerNames().includes('crypt'))('until a crypt handler exists, a crypt stack fails with the normal unknown-handler error', async () => {
-    await expect(openDevConfig('crypt/;key=k1>ram/;size=1M', base)).rejects.toThrow(/handler "crypt": unknown handler "crypt"/);
+  it('a stack naming a handler that does not exist fails with the normal unknown-handler error, naming the layer', async () => {
+    await expect(openDevConfig('no-such-layer/;key=k1>ram/;size=1M', base)).rejects.toThrow(/handler "no-such-layer": unknown handler "no-such-layer"/);
   });
 });
 

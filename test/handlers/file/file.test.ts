@@ -116,9 +116,12 @@ describe.each(['threads', 'uring'] as const)('file handler: I/O (io=%s)', (io) =
     expect(back[2]!.equals(Buffer.concat([own, shared]))).toBe(true);
     await lun.close();
   });
+});
 
-  // Observed through spies on node:fs, which only the thread-pool path calls.
-  it.skipIf(io !== 'threads')('implements FUA as write then fdatasync (the core default), and flush as fdatasync (thread pool only: seen through fs spies)', async () => {
+// Observed through spies on node:fs, which only the thread-pool path calls (io_uring bypasses them).
+describe('file handler: FUA and flush (io=threads)', () => {
+  it('implements FUA as write then fdatasync (the core default), and flush as fdatasync', async () => {
+    const options = { io: 'threads' as const };
     const lun = toLunStore(await open(imagePath(MiB), { size: MiB, options }));
     expect(lun.writeCache).toBe(true);
     const order: string[] = [];
