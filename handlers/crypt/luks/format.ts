@@ -16,12 +16,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afSplit } from './af.js';
 import { LuksError } from './errors.js';
-import { deriveKey, pbkdf2Async } from './kdf.js';
+import { pbkdf2Async } from './kdf.js';
+import { cryptKeyslotArea } from './keyslot-area.js';
 import { LUKS_MAGIC, LUKS1_SLOTS, SLOT_ACTIVE, SLOT_INACTIVE } from './luks1.js';
 import { BINARY_SIZE, sealCopy } from './luks2-binary.js';
 import { SECTOR } from './limits.js';
 import type { Kdf } from './model.js';
-import { xtsEngine } from '../xts.js';
 
 export type KdfChoice =
   | { type: 'argon2id' | 'argon2i'; time: number; memoryKiB: number; cpus: number }
@@ -70,18 +70,7 @@ async function keyslotMaterial(volumeKey: Buffer, kdf: Kdf, passphrase: Buffer):
   const material = Buffer.alloc(Math.ceil(split.length / SECTOR) * SECTOR);
   split.copy(material);
   split.fill(0);
-  const areaKey = await deriveKey(kdf, passphrase, volumeKey.length);
-  let engine;
-  try {
-    engine = xtsEngine(areaKey);
-  } finally {
-    areaKey.fill(0);
-  }
-  try {
-    engine.crypt(true, material, SECTOR, 0, 1);
-  } finally {
-    engine.wipe();
-  }
+  await cryptKeyslotArea(true, kdf, passphrase, volumeKey.length, material);
   return material;
 }
 

@@ -9,11 +9,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import { afMerge } from './af.js';
 import { LuksError } from './errors.js';
-import { deriveKey, pbkdf2Async } from './kdf.js';
+import { pbkdf2Async } from './kdf.js';
+import { cryptKeyslotArea } from './keyslot-area.js';
 import { SECTOR } from './limits.js';
 import type { Keyslot, LuksHeader, VolumeDigest } from './model.js';
 import type { ReadAt } from './read-header.js';
-import { xtsEngine } from '../xts.js';
 
 export async function digestMatches(d: VolumeDigest, key: Buffer): Promise<boolean> {
   const got = await pbkdf2Async(key, d.salt, d.iterations, d.digest.length, d.hash);
@@ -24,18 +24,7 @@ export async function digestMatches(d: VolumeDigest, key: Buffer): Promise<boole
 export async function tryKeyslot(header: LuksHeader, slot: Keyslot, passphrase: Buffer, read: ReadAt): Promise<Buffer | null> {
   const materialLen = Math.ceil((slot.keySize * slot.stripes) / SECTOR) * SECTOR;
   const material = await read(slot.areaOffset, materialLen);
-  const areaKey = await deriveKey(slot.kdf, passphrase, slot.areaKeySize);
-  let engine;
-  try {
-    engine = xtsEngine(areaKey);
-  } finally {
-    areaKey.fill(0);
-  }
-  try {
-    engine.crypt(false, material, SECTOR, 0, 1);
-  } finally {
-    engine.wipe();
-  }
+  await cryptKeyslotArea(false, slot.kdf, passphrase, slot.areaKeySize, material);
   const candidate = await afMerge(material, slot.keySize, slot.stripes, slot.afHash);
   material.fill(0);
   for (const d of header.digests) {
