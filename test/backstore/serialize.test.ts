@@ -6,6 +6,7 @@
  * differently from issue order (no wall-clock anywhere).
  */
 import { describe, expect, it } from 'vitest';
+import { afterTurns, seededRandom } from '../support/shuffled-settle.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import { CallQueue, limitConcurrency } from '../../src/backstore/serialize.js';
 import { toLunStore } from '../../src/backstore/lun-store.js';
@@ -28,7 +29,7 @@ class ProbeStore implements Backstore {
   /** Calls that must wait for release() before settling. */
   readonly parked: (() => void)[] = [];
   park = false;
-  private rng = 7;
+  private readonly nextRandom = seededRandom(7);
 
   constructor(readonly maxInFlight?: number) {}
 
@@ -44,18 +45,8 @@ class ProbeStore implements Backstore {
         resolve();
       };
       if (this.park) this.parked.push(finish);
-      else this.after(this.nextRandom() % 4, finish);
+      else afterTurns(this.nextRandom() % 4, finish);
     });
-  }
-
-  private after(turns: number, fn: () => void): void {
-    if (turns === 0) queueMicrotask(fn);
-    else setImmediate(() => this.after(turns - 1, fn));
-  }
-
-  private nextRandom(): number {
-    this.rng = (this.rng * 1103515245 + 12345) & 0x7fffffff;
-    return this.rng;
   }
 
   release(): void {

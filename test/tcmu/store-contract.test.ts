@@ -6,6 +6,7 @@
  * whether calls overlapped.
  */
 import { afterEach, describe, expect, test } from 'vitest';
+import { afterTurns, seededRandom } from '../support/shuffled-settle.js';
 import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { Backstore, CallOptions, WriteOptions } from '../../src/backstore/types.js';
 import { ScsiDisk } from '../../src/scsi/index.js';
@@ -44,7 +45,7 @@ class ProbeStore implements Backstore {
   readonly parked: Call[] = [];
   active = 0;
   maxActive = 0;
-  private rng = 99;
+  private readonly nextRandom = seededRandom(99);
 
   constructor(private readonly opts: ProbeOptions = {}) {
     if (opts.abortable !== undefined) this.abortable = opts.abortable;
@@ -75,19 +76,9 @@ class ProbeStore implements Backstore {
       };
       this.calls.push(call);
       if (signal && this.opts.honour !== false) signal.addEventListener('abort', onAbort, { once: true });
-      if (this.opts.random) this.after(this.nextRandom() % 4, call.finish);
+      if (this.opts.random) afterTurns(this.nextRandom() % 4, call.finish);
       else this.parked.push(call);
     });
-  }
-
-  private after(turns: number, fn: () => void): void {
-    if (turns === 0) queueMicrotask(fn);
-    else setImmediate(() => this.after(turns - 1, fn));
-  }
-
-  private nextRandom(): number {
-    this.rng = (this.rng * 1103515245 + 12345) & 0x7fffffff;
-    return this.rng;
   }
 
   release(): void {
