@@ -75,6 +75,8 @@ dd if=/mnt/scratch/pat of="$hdev" bs=64k oflag=direct status=none && dd if="$hde
 result tmr_abort "$(grep '"msg":"task management function"' "$RUNNER_LOG" | grep -c '"type":1')"
 result tmr_lun_reset "$(grep '"msg":"task management function"' "$RUNNER_LOG" | grep -c '"type":5')"
 result stuck_logged "$(grep -c 'handler I/O is stuck' "$RUNNER_LOG")"
+# The watchdog logs the recovery on its next tick after the first fresh completion: wait for it, bounded.
+wait_for 15 grep -q 'handler I/O recovered' "$RUNNER_LOG" || echo "hang-tmr: no recovery log line 15 s after h0 served again" >&2
 result recovered_logged "$(grep -c 'handler I/O recovered' "$RUNNER_LOG")"
 result hung_tasks "$(dmesg | grep -c 'blocked for more than')"
 dmesg | grep -iE 'abort|reset|tcmu|timeout' | tail -20 | sed 's/^/@@LOG dmesg /'
