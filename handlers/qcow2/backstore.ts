@@ -26,6 +26,11 @@ export class Qcow2Backstore implements Backstore {
     return this.currentSize;
   }
 
+  /** A discard frees whole clusters only (a partial one is zeroed in place). */
+  get discardGranularity(): number {
+    return Math.max(4096, this.image.clusterSize);
+  }
+
   get readOnly(): boolean {
     return this.image.readOnly;
   }

@@ -103,6 +103,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     writeCache,
     thin,
     discardZeroes,
+    discardGranularity: discardGranularityOf(store),
     hasBlockStatus,
     abortable: wantsSignals(store),
     read: bound(store, 'read'),
@@ -123,4 +124,11 @@ export function toLunStore(handlerStore: Backstore): LunStore {
       });
   }
   return lun;
+}
+
+/** 4 KiB, the page Linux and most stores work in, unless the handler declares a coarser unit (checked by validateBackstore). */
+const DEFAULT_DISCARD_GRANULARITY = 4096;
+
+function discardGranularityOf(store: Backstore): number {
+  return store.discardGranularity ?? DEFAULT_DISCARD_GRANULARITY;
 }

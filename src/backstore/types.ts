@@ -151,6 +151,14 @@ export interface Backstore {
    * and WRITE SAME is never turned into a discard. Default true.
    */
   readonly discardZeroes?: boolean;
+  /**
+   * The smallest range, in bytes, whose discard really frees space (a qcow2
+   * cluster, a filesystem block); reported to initiators as OPTIMAL UNMAP
+   * GRANULARITY so they send discards the store can honour whole. A power
+   * of two; default 4096. Smaller or unaligned discards still work (they
+   * zero what they cannot free).
+   */
+  readonly discardGranularity?: number;
 
   read(offset: number, iov: readonly Buffer[], opts?: CallOptions): MaybePromise<void>;
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
@@ -330,6 +338,8 @@ export interface LunStore {
   readonly thin: boolean;
   /** A discarded block reads as zeros (report LBPRZ; WRITE SAME with UNMAP may discard). */
   readonly discardZeroes: boolean;
+  /** Bytes a discard frees in one piece (a power of two, >= 4096; see Backstore.discardGranularity). */
+  readonly discardGranularity: number;
   /** blockStatus is real (GET LBA STATUS answers from the store). */
   readonly hasBlockStatus: boolean;
   /** Pass each command's abort signal in CallOptions (the store is abortable or queued); otherwise pass none. */

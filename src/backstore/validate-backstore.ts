@@ -53,5 +53,9 @@ export function validateBackstore(store: unknown, handlerName: string): Backstor
   if (maxInFlight !== undefined && !(typeof maxInFlight === 'number' && Number.isSafeInteger(maxInFlight) && maxInFlight >= 1)) {
     bad(`"maxInFlight" must be a positive integer or absent, got ${String(maxInFlight)}`);
   }
+  const { discardGranularity: g } = candidate;
+  if (g !== undefined && !(typeof g === 'number' && Number.isInteger(g) && g >= 4096 && g <= 1 << 30 && (g & (g - 1)) === 0)) {
+    bad(`"discardGranularity" must be a power of two from 4096 to 1 GiB or absent, got ${String(g)}`);
+  }
   return store as Backstore;
 }

@@ -163,6 +163,12 @@ describe('toLunStore defaults', () => {
     expect(calls).toEqual(['write 1024 512']);
   });
 
+  it('discard granularity: 4 KiB unless the handler declares a coarser unit', () => {
+    const { store } = memoryStore(4096, ['write', 'discard']);
+    expect(toLunStore(store).discardGranularity).toBe(4096);
+    expect(toLunStore({ ...store, discardGranularity: 65536 }).discardGranularity).toBe(65536);
+  });
+
   it('without discard: not thin and discard is a no-op', () => {
     const { store, calls, data } = memoryStore(4096, ['write']);
     const lun = toLunStore(store);

@@ -135,7 +135,9 @@ describe('user handler modules', () => {
     ['baddecl-zero', { maxInFlight: 0 }, '"maxInFlight" must be a positive integer or absent, got 0'],
     ['baddecl-half', { maxInFlight: 1.5 }, '"maxInFlight" must be a positive integer or absent, got 1.5'],
     ['baddecl-abort', { abortable: 'yes' }, '"abortable" must be a boolean or absent, got string'],
-  ])('refuses a bad concurrency declaration (%s) naming the handler', async (name, declaration, message) => {
+    ['baddecl-gran-small', { discardGranularity: 512 }, '"discardGranularity" must be a power of two from 4096 to 1 GiB or absent, got 512'],
+    ['baddecl-gran-odd', { discardGranularity: 12288 }, '"discardGranularity" must be a power of two from 4096 to 1 GiB or absent, got 12288'],
+  ])('refuses a bad declaration (%s) naming the handler', async (name, declaration, message) => {
     registerHandler({ name, open: () => ({ size: 512, blockSize: 512, read() {}, close() {}, ...declaration }) as Backstore });
     await expect(openDevConfig(`${name}/`, base)).rejects.toThrow(`handler "${name}" returned an invalid backstore: ${message}`);
   });

@@ -126,6 +126,11 @@ describe('VPD pages', () => {
     expect(d.readUInt32BE(28)).toBe(1); // OPTIMAL UNMAP GRANULARITY: one 4 KiB block
   });
 
+  it('0xB0 OPTIMAL UNMAP GRANULARITY follows the store (a 64 KiB qcow2 cluster)', async () => {
+    expect((await vpd(0xb0, { thin: true, discardGranularity: 65536 })).readUInt32BE(28)).toBe(128);
+    expect((await vpd(0xb0, { thin: true, blockSize: 4096, discardGranularity: 65536 })).readUInt32BE(28)).toBe(16);
+  });
+
   it('0xB1 non-rotating medium', async () => {
     const d = await vpd(0xb1);
     expect([d[1], d.readUInt16BE(2), d.readUInt16BE(4)]).toEqual([0xb1, 0x3c, 1]);

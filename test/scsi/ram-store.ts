@@ -15,6 +15,8 @@ export interface RamStoreOptions {
   readOnly?: boolean;
   /** Return promises instead of values. */
   async?: boolean;
+  /** Bytes a discard frees in one piece; default 4096. */
+  discardGranularity?: number;
 }
 
 type Method = 'read' | 'write' | 'flush' | 'discard' | 'writeZeroes' | 'blockStatus';
@@ -26,6 +28,7 @@ export class RamStore implements LunStore {
   readonly writeCache: boolean;
   readonly thin: boolean;
   readonly discardZeroes: boolean;
+  readonly discardGranularity: number;
   readonly hasBlockStatus = true;
   readonly abortable = false;
   data: Buffer;
@@ -42,6 +45,7 @@ export class RamStore implements LunStore {
     this.writeCache = opts.writeCache ?? true;
     this.thin = opts.thin ?? false;
     this.discardZeroes = opts.discardZeroes ?? this.thin;
+    this.discardGranularity = opts.discardGranularity ?? 4096;
     this.async = opts.async ?? false;
     this.data = Buffer.alloc(this.size);
     this.deallocated = new Array(this.size / this.blockSize).fill(false);

@@ -98,7 +98,9 @@ function blockLimits(lu: LogicalUnit, buf: Buffer): number {
   if (lu.store.thin) {
     buf.writeUInt32BE(maxUnmapBlocks(lu), 20);
     buf.writeUInt32BE(MAX_UNMAP_BLOCK_DESCRIPTORS, 24);
-    buf.writeUInt32BE(Math.max(1, 4096 / lu.blockSize), 28); // OPTIMAL UNMAP GRANULARITY
+    // OPTIMAL UNMAP GRANULARITY: what the store frees in one piece (a qcow2 cluster), so
+    // initiators align discards to it (Linux: discard_granularity).
+    buf.writeUInt32BE(Math.max(1, lu.store.discardGranularity / lu.blockSize), 28);
   }
   writeU64(buf, 36, maxWriteSameBlocks(lu));
   return 0x3c;

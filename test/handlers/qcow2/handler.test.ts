@@ -37,6 +37,14 @@ describe('qcow2 handler', () => {
     await expect(qcow2.open('relative.qcow2', ctx())).rejects.toMatchObject({ code: 'EINVAL' });
   });
 
+  it('declares its cluster as the discard granularity (at least 4 KiB)', async () => {
+    for (const [clusterSize, granularity] of [[65536, 65536], [2 * MiB, 2 * MiB], [512, 4096]]) {
+      const { store } = await fresh(`gran-${clusterSize}.qcow2`, 4 * MiB, clusterSize);
+      expect(store.discardGranularity).toBe(granularity);
+      await store.close();
+    }
+  });
+
   it('read-only open refuses writes and leaves the file untouched', async () => {
     const path = tmp.path('ro.qcow2');
     await createImage(path, { size: MiB });
