@@ -192,13 +192,24 @@ export class Lun implements FaultOwner {
     );
   }
 
-  /** Grow (or shrink) the LUN; the initiator gets CAPACITY DATA HAS CHANGED. */
+  /**
+   * Grow (or shrink) the LUN; the initiator gets CAPACITY DATA HAS CHANGED.
+   * A shrink first lets the commands in flight finish: they were checked
+   * against the old size, and one landing past the new end after the store
+   * shrank would write (and regrow) or read beyond it.
+   */
   async resize(newSize: number): Promise<void> {
     const store = this.requireStore();
     if (newSize === store.size) return;
-    await store.resize(newSize);
-    // refresh() re-reads the size and queues CAPACITY DATA HAS CHANGED (06/2A/09).
-    this.disk!.refresh();
+    const shrinking = newSize < store.size;
+    if (shrinking) await this.engine!.drain();
+    try {
+      await store.resize(newSize);
+      // refresh() re-reads the size and queues CAPACITY DATA HAS CHANGED (06/2A/09).
+      this.disk!.refresh();
+    } finally {
+      if (shrinking && this.state === 'serving') this.engine!.start();
+    }
     this.log.info({ size: newSize }, 'LUN resized');
   }
 

@@ -110,6 +110,26 @@ describe('Lun changes while serving', () => {
     expect(await drainUnitAttentions(dev)).toEqual([]);
   });
 
+  it('resize down waits for the commands in flight (checked against the old size) before the store shrinks', async () => {
+    registerHandler(orderedResizeHandler);
+    resizeEvents.length = 0;
+    const dev = node.add({ name: 'shrink', devConfig: 'ordered-resize/', size: 4 * MiB });
+    const lun = lunFor(dev);
+    await lun.start({ fresh: false });
+    await drainUnitAttentions(dev);
+    const tailWrite = dev.submit(cdb.write10(3 * 2048, 1), { out: Buffer.alloc(512, 7) });
+    await waitFor(() => heldWrites.length === 1, 'the write near the end reached the handler');
+    const shrink = lun.resize(2 * MiB);
+    await settle();
+    expect(resizeEvents).toEqual([]); // the store has not shrunk under the write
+    heldWrites.splice(0).forEach((release) => release());
+    expect((await tailWrite).status).toBe(0);
+    await shrink;
+    expect(resizeEvents).toEqual(['write done', 'resize 2097152']);
+    expect(await drainUnitAttentions(dev)).toEqual(['2a/09']);
+    expect(await capacity(dev)).toBe(2 * MiB); // and the LUN serves again at the new size
+  });
+
   it('RECONFIG to another file: later I/O reaches the new file, the old store is closed', async () => {
     const { dev } = fileDevice('x', 4 * MiB, 0x11);
     const other = join(node.root, 'other.img');
@@ -271,5 +291,27 @@ const heldHandler: Handler = {
       read: () => new Promise<void>((resolve) => held.push(resolve)),
       close() {},
     };
+  },
+};
+
+/** Writes wait in heldWrites until released; the order of completions and resizes lands in resizeEvents. */
+const heldWrites: Array<() => void> = [];
+const resizeEvents: string[] = [];
+const orderedResizeHandler: Handler = {
+  name: 'ordered-resize',
+  description: 'test: held writes, recorded resizes',
+  open(_config, ctx) {
+    const store = {
+      size: ctx.size ?? 4 * MiB,
+      blockSize: ctx.blockSize,
+      read: () => undefined,
+      write: () => new Promise<void>((resolve) => heldWrites.push(resolve)).then(() => void resizeEvents.push('write done')),
+      resize(newSize: number) {
+        resizeEvents.push(`resize ${newSize}`);
+        store.size = newSize;
+      },
+      close() {},
+    };
+    return store;
   },
 };
