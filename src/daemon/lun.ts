@@ -26,6 +26,7 @@ import type { TcmuUioDevice } from '../tcmu/discovery.js';
 import type { KeySource } from '../config/keyring.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
 import { type CopyRegistry, daemonCopyRegistry } from './copy-registry.js';
+import { UseCount } from './use-count.js';
 
 export interface LunOptions {
   log: Logger;
@@ -78,6 +79,8 @@ export class Lun implements FaultOwner {
   private devConfig: string;
   /** Takes this LUN off the copy registry (set while serving). */
   private unlist?: () => void;
+  /** Other LUNs' EXTENDED COPY reads and writes in progress on this LUN's store. */
+  private readonly peerCopies = new UseCount();
   private state: LunStatus['state'] = 'starting';
   private failure?: string;
   private stopping?: Promise<void>;
@@ -188,7 +191,13 @@ export class Lun implements FaultOwner {
         ...identityFromUnitSerial(this.id, serial),
         maxTransferBlocks: this.configfs.maxSectors(),
       },
-      { log: this.log, replaces, mediumUnchanged, copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup },
+      {
+        log: this.log,
+        replaces,
+        mediumUnchanged,
+        copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup,
+        holdForCopy: () => this.peerCopies.enter(),
+      },
     );
   }
 
@@ -227,6 +236,7 @@ export class Lun implements FaultOwner {
     this.disk = this.createDisk(next, this.disk);
     this.devConfig = newDevConfig;
     this.engine!.start();
+    await this.peerCopiesDone();
     await old.close();
     this.log.info({ devConfig: newDevConfig }, 'LUN reconfigured');
   }
@@ -258,6 +268,7 @@ export class Lun implements FaultOwner {
         ]);
         if (!drained) this.log.error({ inFlight: this.engine.stats.inFlight }, 'stop: in-flight commands did not finish');
       }
+      await this.peerCopiesDone();
       if (this.store) await this.store.close();
     } finally {
       this.closeMapping();
@@ -354,6 +365,7 @@ export class Lun implements FaultOwner {
     this.state = 'stopping';
     try {
       await engine.drain();
+      await this.peerCopiesDone();
       await store.close();
       try {
         return await fn();
@@ -370,6 +382,21 @@ export class Lun implements FaultOwner {
     } finally {
       this.configfs.setBlocked(false);
     }
+  }
+
+  /**
+   * Wait (bounded by the drain timeout) for other LUNs' copies reading or
+   * writing this LUN's store, before it is closed under them. New ones
+   * cannot start: the LUN is unlisted, or no longer serves the store.
+   */
+  private async peerCopiesDone(): Promise<void> {
+    if (this.peerCopies.users === 0) return;
+    const timeoutMs = this.opts.drainTimeoutMs ?? 30_000;
+    const done = await Promise.race([
+      this.peerCopies.idle().then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
+    ]);
+    if (!done) this.log.error({ copies: this.peerCopies.users }, 'other LUNs\' copies on this store did not finish; closing it anyway');
   }
 
   private closeMapping(): void {

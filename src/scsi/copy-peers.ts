@@ -16,6 +16,12 @@ export interface CopyEndpoint {
   readonly wce: boolean;
   /** COMPARE AND WRITE's range lock: a copy waits for it like a WRITE does. */
   readonly lock: LbaRangeLock;
+  /**
+   * Keeps this LUN's store open until the returned release is called: a LUN
+   * that stops or swaps its store waits for the peers' copies in progress
+   * instead of closing the store under them. Absent: nothing to wait for.
+   */
+  readonly hold?: () => () => void;
 }
 
 /** The LUN served by this daemon whose NAA designator is `naa`, if any. */

@@ -33,6 +33,8 @@ export interface ScsiDiskOptions {
   mediumUnchanged?: boolean;
   /** Finds the daemon's other LUNs by NAA id, for EXTENDED COPY between them. */
   copyPeers?: CopyPeerLookup;
+  /** CopyEndpoint.hold for this disk: the owner's count of peers' copies in progress. */
+  holdForCopy?: () => () => void;
 }
 
 export class ScsiDisk implements ScsiTarget {
@@ -41,6 +43,7 @@ export class ScsiDisk implements ScsiTarget {
   constructor(store: LunStore, identity: DiskIdentity, opts: ScsiDiskOptions = {}) {
     this.lu = new LogicalUnit(store, identity, opts.log, DISK_COMMANDS);
     this.lu.copyPeers = opts.copyPeers;
+    this.lu.hold = opts.holdForCopy;
     const before = opts.replaces?.lu;
     if (before === undefined) {
       // SAM-5: the first command after power on sees this once.

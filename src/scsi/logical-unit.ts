@@ -47,6 +47,8 @@ export class LogicalUnit {
   readonly unitAttentions: number[] = [];
   /** Other LUNs of the daemon EXTENDED COPY may copy from or to (none when unset). */
   copyPeers: CopyPeerLookup | undefined;
+  /** See CopyEndpoint.hold: set by the daemon for a LUN other LUNs may copy from or to. */
+  hold: (() => () => void) | undefined;
 
   constructor(
     readonly store: LunStore,

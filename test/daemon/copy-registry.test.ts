@@ -6,23 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { CopyRegistry } from '../../src/daemon/copy-registry.js';
 import { ScsiDisk, type DiskIdentity } from '../../src/scsi/index.js';
-import { IDENTITY, be, command, pattern, run, sense } from '../scsi/harness.js';
+import { IDENTITY, command, pattern, run, sense, xcopy } from '../scsi/harness.js';
 import { RamStore } from '../scsi/ram-store.js';
 
 const naaA = '6001405' + '1'.repeat(25);
 const naaB = '6001405' + '2'.repeat(25);
-
-function xcopy(from: string, to: string, blocks: number): number[][] {
-  const cscd = (naa: string) => {
-    const d = [0xe4, 0, 0, 0, 0x01, 0x03, 0, 16, ...Buffer.from(naa, 'hex')];
-    while (d.length < 32) d.push(0);
-    return d;
-  };
-  const seg = [0x02, 0, 0, 0x18, 0, 0, 0, 1, 0, 0, ...be(blocks, 2), ...be(0, 8), ...be(0, 8)];
-  const body = [...cscd(from), ...cscd(to), ...seg];
-  const list = [0, 0x18, 0, 64, 0, 0, 0, 0, ...be(seg.length, 4), 0, 0, 0, 0, ...body];
-  return [[0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...be(list.length, 4), 0, 0], list];
-}
 
 async function served(registry: CopyRegistry, naa: string, blocks = 2048) {
   const store = new RamStore({ blocks, async: true });

@@ -14,6 +14,7 @@ import { readUioDevice } from '../../src/tcmu/discovery.js';
 import { registerHandler } from '../../src/backstore/registry.js';
 import type { Handler } from '../../src/backstore/types.js';
 import { settle, waitFor } from '../tcmu/wait.js';
+import { xcopy } from '../scsi/harness.js';
 import { capacity, cdb, drainUnitAttentions, FakeNode, readBlocks, senseOf, writeBlocks, type FakeDevice } from './fake-node.js';
 
 const MiB = 1 << 20;
@@ -42,6 +43,15 @@ function lunFor(dev: FakeDevice, drainTimeoutMs?: number): Lun {
   const lun = new Lun(device, { log: silentLogger, configfsRoot: node.configfsRoot, drainTimeoutMs });
   luns.push(lun);
   return lun;
+}
+
+/** The LUN's NAA designator (VPD 0x83, first designator), as hex. */
+async function naaOf(dev: FakeDevice): Promise<string> {
+  const r = await dev.submit(Buffer.from([0x12, 0x01, 0x83, 0, 255, 0]), { inLength: 255 });
+  if (r.status !== 0) throw new Error(`INQUIRY VPD 0x83: status ${r.status}`);
+  const d = r.dataIn!;
+  if ((d[5]! & 0x0f) !== 0x3) throw new Error('first designator is not NAA');
+  return d.subarray(8, 8 + d[7]!).toString('hex');
 }
 
 const pattern = (blocks: number, seed: number) => Buffer.from(Array.from({ length: blocks * 512 }, (_, i) => (i * 7 + seed) & 0xff));
@@ -111,9 +121,9 @@ describe('Lun changes while serving', () => {
   });
 
   it('resize down waits for the commands in flight (checked against the old size) before the store shrinks', async () => {
-    registerHandler(orderedResizeHandler);
-    resizeEvents.length = 0;
-    const dev = node.add({ name: 'shrink', devConfig: 'ordered-resize/', size: 4 * MiB });
+    registerHandler(recordingHandler);
+    storeEvents.length = 0;
+    const dev = node.add({ name: 'shrink', devConfig: 'recording/', size: 4 * MiB });
     const lun = lunFor(dev);
     await lun.start({ fresh: false });
     await drainUnitAttentions(dev);
@@ -121,13 +131,34 @@ describe('Lun changes while serving', () => {
     await waitFor(() => heldWrites.length === 1, 'the write near the end reached the handler');
     const shrink = lun.resize(2 * MiB);
     await settle();
-    expect(resizeEvents).toEqual([]); // the store has not shrunk under the write
+    expect(storeEvents).toEqual([]); // the store has not shrunk under the write
     heldWrites.splice(0).forEach((release) => release());
     expect((await tailWrite).status).toBe(0);
     await shrink;
-    expect(resizeEvents).toEqual(['write done', 'resize 2097152']);
+    expect(storeEvents).toEqual(['write done', 'resize 2097152']);
     expect(await drainUnitAttentions(dev)).toEqual(['2a/09']);
     expect(await capacity(dev)).toBe(2 * MiB); // and the LUN serves again at the new size
+  });
+
+  it("stop waits for another LUN's EXTENDED COPY writing into this LUN's store before closing it", async () => {
+    registerHandler(recordingHandler);
+    storeEvents.length = 0;
+    const { dev: source } = fileDevice('xsrc', 4 * MiB, 0x5a);
+    const destination = node.add({ name: 'xdst', devConfig: 'recording/', size: 4 * MiB });
+    const [a, b] = [lunFor(source), lunFor(destination)];
+    await a.start({ fresh: false });
+    await b.start({ fresh: false });
+    await drainUnitAttentions(source);
+    const [copyCdb, list] = xcopy(await naaOf(source), await naaOf(destination), 8);
+    const copy = source.submit(Buffer.from(copyCdb!), { out: Buffer.from(list!) });
+    await waitFor(() => heldWrites.length === 1, "the copy's write reached the destination store");
+    const stopped = b.stop();
+    await settle();
+    expect(storeEvents).toEqual([]); // not closed under the copy
+    heldWrites.splice(0).forEach((release) => release());
+    expect((await copy).status).toBe(0);
+    await stopped;
+    expect(storeEvents).toEqual(['write done', 'close']);
   });
 
   it('RECONFIG to another file: later I/O reaches the new file, the old store is closed', async () => {
@@ -294,23 +325,25 @@ const heldHandler: Handler = {
   },
 };
 
-/** Writes wait in heldWrites until released; the order of completions and resizes lands in resizeEvents. */
+/** Writes wait in heldWrites until released; completions, resizes and the close land in storeEvents, in order. */
 const heldWrites: Array<() => void> = [];
-const resizeEvents: string[] = [];
-const orderedResizeHandler: Handler = {
-  name: 'ordered-resize',
-  description: 'test: held writes, recorded resizes',
+const storeEvents: string[] = [];
+const recordingHandler: Handler = {
+  name: 'recording',
+  description: 'test: held writes, recorded resizes and close',
   open(_config, ctx) {
     const store = {
       size: ctx.size ?? 4 * MiB,
       blockSize: ctx.blockSize,
       read: () => undefined,
-      write: () => new Promise<void>((resolve) => heldWrites.push(resolve)).then(() => void resizeEvents.push('write done')),
+      write: () => new Promise<void>((resolve) => heldWrites.push(resolve)).then(() => void storeEvents.push('write done')),
       resize(newSize: number) {
-        resizeEvents.push(`resize ${newSize}`);
+        storeEvents.push(`resize ${newSize}`);
         store.size = newSize;
       },
-      close() {},
+      close() {
+        storeEvents.push('close');
+      },
     };
     return store;
   },

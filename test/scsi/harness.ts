@@ -104,3 +104,19 @@ export function pattern(blocks: number, blockSize = 512, seed = 1): Buffer {
   for (let i = 0; i < b.length; i++) b[i] = (i * 7 + seed * 13 + Math.floor(i / blockSize)) & 0xff;
   return b;
 }
+
+/**
+ * EXTENDED COPY (LID1) of `blocks` blocks from LBA 0 of the LUN named by NAA
+ * designator `from` (hex) to LBA 0 of `to`: [CDB, parameter list].
+ */
+export function xcopy(from: string, to: string, blocks: number): number[][] {
+  const cscd = (naa: string) => {
+    const d = [0xe4, 0, 0, 0, 0x01, 0x03, 0, 16, ...Buffer.from(naa, 'hex')];
+    while (d.length < 32) d.push(0);
+    return d;
+  };
+  const seg = [0x02, 0, 0, 0x18, 0, 0, 0, 1, 0, 0, ...be(blocks, 2), ...be(0, 8), ...be(0, 8)];
+  const body = [...cscd(from), ...cscd(to), ...seg];
+  const list = [0, 0x18, 0, 64, 0, 0, 0, 0, ...be(seg.length, 4), 0, 0, 0, 0, ...body];
+  return [[0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...be(list.length, 4), 0, 0], list];
+}

@@ -173,10 +173,19 @@ async function copySegments(lu: LogicalUnit, cmd: ScsiCommand, segments: Segment
           }
           const n = Math.min(chunkBlocks, s.blocks - done);
           const piece = n === chunkBlocks ? buffer : buffer.subarray(0, n * bs);
-          phase = IoKind.Read;
-          await s.source.store.read((s.sourceLba + done) * bs, [piece]);
-          phase = IoKind.Write;
-          await s.destination.store.write((s.destinationLba + done) * bs, [piece], { fua: !s.destination.wce });
+          // This LUN's own store stays open while its command runs; a peer's
+          // only while held (taken right after the check above, no await between).
+          const releaseSource = s.source === lu ? undefined : s.source.hold?.();
+          const releaseDestination = s.destination === lu ? undefined : s.destination.hold?.();
+          try {
+            phase = IoKind.Read;
+            await s.source.store.read((s.sourceLba + done) * bs, [piece]);
+            phase = IoKind.Write;
+            await s.destination.store.write((s.destinationLba + done) * bs, [piece], { fua: !s.destination.wce });
+          } finally {
+            releaseSource?.();
+            releaseDestination?.();
+          }
         }
       } finally {
         release();
