@@ -12,7 +12,7 @@
 import { StorageError } from './errors.js';
 import { andThen } from './maybe.js';
 import { limitConcurrency, wantsSignals } from './serialize.js';
-import type { Backstore, Extent, LunStore, MaybePromise, WriteOptions, WriteZeroesOptions } from './types.js';
+import type { Backstore, CallOptions, Extent, LunStore, MaybePromise, WriteOptions, WriteZeroesOptions } from './types.js';
 import { writeZeroesWithWrites, type WriteFn } from './zero-fill.js';
 
 type Method<K extends keyof Backstore> = NonNullable<Backstore[K]>;
@@ -38,11 +38,16 @@ function noop(): void {}
  * durable once the write AND a following flush have completed. Non-FUA
  * writes go straight through (one extra call, no allocation).
  */
-function fuaByFlush(write: WriteFn, flush: () => MaybePromise<void>): WriteFn {
+function fuaByFlush(write: WriteFn, flush: (opts?: CallOptions) => MaybePromise<void>): WriteFn {
   return (offset: number, iov: readonly Buffer[], opts: WriteOptions) => {
     if (!opts.fua) return write(offset, iov, opts);
-    return andThen(write(offset, iov, opts), flush);
+    return andThen(write(offset, iov, opts), () => flush(signalOnly(opts)));
   };
+}
+
+/** The abort signal of `opts` alone (a handler's discard must not see write-zeroes' own fields). */
+function signalOnly(opts: CallOptions): CallOptions | undefined {
+  return opts.signal ? { signal: opts.signal } : undefined;
 }
 
 function wholeRangeMapped(offset: number, length: number): Extent[] {
@@ -62,7 +67,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
   const thin = !readOnly && has(store, 'discard') && store.thin !== false;
   const discardZeroes = thin && store.discardZeroes !== false;
 
-  const flush: () => MaybePromise<void> = hasFlush ? bound(store, 'flush') : noop;
+  const flush: (opts?: CallOptions) => MaybePromise<void> = hasFlush ? bound(store, 'flush') : noop;
 
   let write: WriteFn;
   if (readOnly) {
@@ -75,7 +80,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     write = writeCache && store.fua !== true ? fuaByFlush(own, flush) : own;
   }
 
-  let discard: (offset: number, length: number) => MaybePromise<void>;
+  let discard: (offset: number, length: number, opts?: CallOptions) => MaybePromise<void>;
   if (readOnly) discard = refuseReadOnly('discard');
   else if (thin) discard = bound(store, 'discard');
   else discard = noop; // SBC allows an UNMAP that deallocates nothing (LBPRZ=0)
@@ -90,7 +95,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     // so a thin store may honour `unmap` by deallocating; otherwise write
     // real zeros from the shared buffer.
     writeZeroes = (offset, length, opts) =>
-      opts.unmap && discardZeroes ? discard(offset, length) : writeZeroesWithWrites(write, offset, length);
+      opts.unmap && discardZeroes ? discard(offset, length, signalOnly(opts)) : writeZeroesWithWrites(write, offset, length, signalOnly(opts));
   }
 
   const hasBlockStatus = has(store, 'blockStatus');

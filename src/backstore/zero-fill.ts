@@ -5,7 +5,7 @@
  * chunks, so a WRITE SAME over a whole LUN allocates nothing big.
  */
 import { isPromiseLike } from './maybe.js';
-import type { MaybePromise, WriteOptions } from './types.js';
+import type { CallOptions, MaybePromise, WriteOptions } from './types.js';
 
 /** Chunk size of emulated zero writes: big enough to be efficient, small enough to keep I/O latency bounded. */
 export const ZERO_CHUNK_SIZE = 1 << 20;
@@ -25,19 +25,24 @@ export type WriteFn = (offset: number, iov: readonly Buffer[], opts: WriteOption
  * Write zeros over [offset, offset + length) with `write`, one chunk at a
  * time. Stays synchronous while `write` does; after the first promise the
  * remaining chunks follow it in order (never in parallel, to bound memory
- * and keep the store's queue fair to other commands).
+ * and keep the store's queue fair to other commands). With `opts.signal`,
+ * each chunk's write gets it, and an abort between chunks stops the walk
+ * (the caller reports TASK ABORTED; zeroing is idempotent).
  */
-export function writeZeroesWithWrites(write: WriteFn, offset: number, length: number): MaybePromise<void> {
+export function writeZeroesWithWrites(write: WriteFn, offset: number, length: number, opts?: CallOptions): MaybePromise<void> {
+  const signal = opts?.signal;
+  const writeOpts: WriteOptions = signal ? { fua: false, signal } : plainWrite;
   const end = offset + length;
   let position = offset;
   while (position < end) {
+    signal?.throwIfAborted();
     const chunk = Math.min(ZERO_CHUNK_SIZE, end - position);
     const iov = chunk === ZERO_CHUNK_SIZE ? fullChunkIov : [zeroChunk.subarray(0, chunk)];
-    const result = write(position, iov, plainWrite);
+    const result = write(position, iov, writeOpts);
     position += chunk;
     if (isPromiseLike(result)) {
       const resumeAt = position;
-      return result.then(() => writeZeroesWithWrites(write, resumeAt, end - resumeAt));
+      return result.then(() => writeZeroesWithWrites(write, resumeAt, end - resumeAt, opts));
     }
   }
   return undefined;

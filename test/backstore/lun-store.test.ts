@@ -145,6 +145,30 @@ describe('toLunStore defaults', () => {
     expect(writes).toEqual([0, ZERO_CHUNK_SIZE, 2 * ZERO_CHUNK_SIZE]);
   });
 
+  it('emulated writeZeroes and FUA pass the abort signal on, and an abort between zero chunks stops the walk', async () => {
+    const seen: string[] = [];
+    const controller = new AbortController();
+    const lun = toLunStore({
+      size: 4 * ZERO_CHUNK_SIZE,
+      blockSize: 512,
+      abortable: true,
+      read() {},
+      async write(offset, _iov, opts) {
+        seen.push(`write ${offset} ${opts.signal === controller.signal ? 'signal' : 'none'}`);
+        if (offset === ZERO_CHUNK_SIZE) controller.abort(new Error('aborted by the test'));
+      },
+      flush(opts) {
+        seen.push(`flush ${opts?.signal === controller.signal ? 'signal' : 'none'}`);
+      },
+      close() {},
+    });
+    await lun.write(0, [Buffer.alloc(512)], { fua: true, signal: controller.signal });
+    expect(seen).toEqual(['write 0 signal', 'flush signal']);
+    seen.length = 0;
+    await expect(lun.writeZeroes(0, 3 * ZERO_CHUNK_SIZE, { unmap: false, signal: controller.signal })).rejects.toThrow('aborted by the test');
+    expect(seen).toEqual(['write 0 signal', `write ${ZERO_CHUNK_SIZE} signal`]); // the third chunk never started
+  });
+
   it('emulates writeZeroes with unmap through discard on a thin store', () => {
     const { store, calls } = memoryStore(4096, ['write', 'discard']);
     const lun = toLunStore(store);

@@ -40,7 +40,7 @@ async function locked(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: nu
     if (at === -2) return ScsiStatus.TaskAborted;
     if (at >= 0) return lu.miscompare(cmd, at);
     phase = IoKind.Write;
-    await lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, bytes, bytes), { fua: fua || !lu.wce });
+    await lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, bytes, bytes), lu.writeOptions(cmd, fua || !lu.wce));
     return ScsiStatus.Good;
   } catch (err) {
     return lu.storeFailed(cmd, err, phase);

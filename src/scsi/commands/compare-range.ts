@@ -33,7 +33,7 @@ export async function compareRange(lu: LogicalUnit, cmd: ScsiCommand, lba: numbe
     if (cmd.aborted) return -2;
     const n = Math.min(chunkBlocks, blocks - done);
     const view = n === chunkBlocks ? chunk : chunk.subarray(0, n * bs);
-    await lu.store.read((lba + done) * bs, [view]);
+    await lu.store.read((lba + done) * bs, [view], lu.callOptions(cmd));
     if (mode === CompareMode.Full) {
       const at = compareIov(cmd.iov, done * bs, view, 0, n * bs);
       if (at >= 0) return done * bs + at;

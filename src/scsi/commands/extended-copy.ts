@@ -179,9 +179,10 @@ async function copySegments(lu: LogicalUnit, cmd: ScsiCommand, segments: Segment
           const releaseDestination = s.destination === lu ? undefined : s.destination.hold?.();
           try {
             phase = IoKind.Read;
-            await s.source.store.read((s.sourceLba + done) * bs, [piece]);
+            await s.source.store.read((s.sourceLba + done) * bs, [piece], s.source.store.abortable ? { signal: cmd.signal } : undefined);
             phase = IoKind.Write;
-            await s.destination.store.write((s.destinationLba + done) * bs, [piece], { fua: !s.destination.wce });
+            const fua = !s.destination.wce;
+            await s.destination.store.write((s.destinationLba + done) * bs, [piece], s.destination.store.abortable ? { fua, signal: cmd.signal } : { fua });
           } finally {
             releaseSource?.();
             releaseDestination?.();

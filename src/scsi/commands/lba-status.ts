@@ -32,7 +32,7 @@ async function answer(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: nu
   const bs = lu.blockSize;
   let extents: Extent[];
   try {
-    extents = await lu.store.blockStatus(lba * bs, blocks * bs);
+    extents = await lu.store.blockStatus(lba * bs, blocks * bs, lu.callOptions(cmd));
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Read);
   }
