@@ -27,6 +27,7 @@ import type { KeySource } from '../config/keyring.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
 import { type CopyRegistry, daemonCopyRegistry } from './copy-registry.js';
 import { UseCount } from './use-count.js';
+import { finishesWithin } from './finishes-within.js';
 
 export interface LunOptions {
   log: Logger;
@@ -261,15 +262,18 @@ export class Lun implements FaultOwner {
     }
     try {
       if (this.engine) {
-        const timeoutMs = this.opts.drainTimeoutMs ?? 30_000;
-        const drained = await Promise.race([
-          this.engine.drain().then(() => true),
-          new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
-        ]);
+        const drained = await finishesWithin(this.engine.drain(), this.drainTimeoutMs);
         if (!drained) this.log.error({ inFlight: this.engine.stats.inFlight }, 'stop: in-flight commands did not finish');
       }
       await this.peerCopiesDone();
-      if (this.store) await this.store.close();
+      // Bounded too: a store whose calls run one at a time (maxInFlight)
+      // closes only after a stuck call returns, and a handler's close may
+      // hang on its own; the daemon must still be able to stop.
+      const store = this.store;
+      if (store) {
+        const closed = await finishesWithin((async () => store.close())(), this.drainTimeoutMs, (err) => this.log.error({ err }, 'store close failed late'));
+        if (!closed) this.log.error({ timeoutMs: this.drainTimeoutMs }, 'stop: the store did not close in time; leaving it');
+      }
     } finally {
       this.closeMapping();
       if (blocked) {
@@ -391,12 +395,13 @@ export class Lun implements FaultOwner {
    */
   private async peerCopiesDone(): Promise<void> {
     if (this.peerCopies.users === 0) return;
-    const timeoutMs = this.opts.drainTimeoutMs ?? 30_000;
-    const done = await Promise.race([
-      this.peerCopies.idle().then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref()),
-    ]);
+    const done = await finishesWithin(this.peerCopies.idle(), this.drainTimeoutMs);
     if (!done) this.log.error({ copies: this.peerCopies.users }, 'other LUNs\' copies on this store did not finish; closing it anyway');
+  }
+
+  /** How long stop waits for commands, copies and the store's close, each. */
+  private get drainTimeoutMs(): number {
+    return this.opts.drainTimeoutMs ?? 30_000;
   }
 
   private closeMapping(): void {

@@ -12,7 +12,7 @@ import { Lun } from '../../src/daemon/lun.js';
 import { silentLogger } from '../../src/log.js';
 import { readUioDevice } from '../../src/tcmu/discovery.js';
 import { registerHandler } from '../../src/backstore/registry.js';
-import type { Handler } from '../../src/backstore/types.js';
+import type { Backstore, Handler } from '../../src/backstore/types.js';
 import { settle, waitFor } from '../tcmu/wait.js';
 import { xcopy } from '../scsi/harness.js';
 import { capacity, cdb, drainUnitAttentions, FakeNode, readBlocks, senseOf, writeBlocks, type FakeDevice } from './fake-node.js';
@@ -308,6 +308,21 @@ describe('Lun failure and stop', () => {
     held.splice(0).forEach((release) => release());
     await settle();
   });
+
+  it('stop() also finishes for a serial store (maxInFlight 1) whose close queues behind a stuck call', async () => {
+    registerHandler(serialHeldHandler);
+    const dev = node.add({ name: 's', devConfig: 'held-serial/', size: 4 * MiB });
+    const lun = lunFor(dev, 50);
+    await lun.start({ fresh: false });
+    await drainUnitAttentions(dev);
+    void dev.submit(cdb.read10(0, 1), { inLength: 512 }).catch(() => undefined);
+    await waitFor(() => held.length === 1, 'the read reached the handler');
+    await lun.stop(); // before: waited forever for the queued close
+    expect(lun.status().state).toBe('stopped');
+    expect(dev.attr('action/block_dev')).toBe('0');
+    held.splice(0).forEach((release) => release());
+    await settle();
+  });
 });
 
 /** Reads wait here until the test releases them. */
@@ -346,5 +361,14 @@ const recordingHandler: Handler = {
       },
     };
     return store;
+  },
+};
+
+/** As heldHandler, but declared serial: the core queues its close behind the held read. */
+const serialHeldHandler: Handler = {
+  name: 'held-serial',
+  description: 'test: one call at a time, reads held until released',
+  open(config, ctx) {
+    return { ...(heldHandler.open(config, ctx) as Backstore), maxInFlight: 1 };
   },
 };
