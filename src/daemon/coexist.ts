@@ -65,8 +65,12 @@ export function readUioName(uio: string, root = '/sys/class/uio'): string | unde
   }
 }
 
-/** Where an admin unblocks an `enable` that waits for a runner that never answers. */
-export const RESET_NETLINK = '/sys/module/target_core_user/parameters/reset_netlink';
+/**
+ * How an admin fails an `enable` that waits for a runner that never answers
+ * (the kernel resets pending netlink commands only while they are blocked).
+ */
+const PARAMS = '/sys/module/target_core_user/parameters';
+export const RESET_NETLINK = `echo 1 > ${PARAMS}/block_netlink; echo 1 > ${PARAMS}/reset_netlink; echo 0 > ${PARAMS}/block_netlink`;
 
 export const COEXIST_ADVICE =
   'create the devices tcmu-ts serves with nl_reply_supported=-1 (tcmu-ts does so for its config LUNs while another runner runs; ' +

@@ -218,7 +218,7 @@ export class Server {
     } else {
       this.opts.log.warn(
         fields,
-        `device of a subtype tcmu-ts does not serve, and no other TCMU runner is running: the kernel keeps its enable waiting until one answers (unless it was made with nl_reply_supported=-1); start that runner, or unblock with: echo 1 > ${RESET_NETLINK}`,
+        `device of a subtype tcmu-ts does not serve, and no other TCMU runner is running: the kernel keeps its enable waiting until one answers (unless it was made with nl_reply_supported=-1); start that runner, or fail the waiting enable with: ${RESET_NETLINK}`,
       );
     }
   }
