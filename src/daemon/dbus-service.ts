@@ -219,7 +219,7 @@ export async function tryDbusService(opts: DbusServiceOptions & { onLost?: (reas
       const mine = objects.map((o) => o.iface.subtype);
       const shared = owner?.subtypes.filter((s) => mine.includes(s)) ?? [];
       const who = owner ? `${owner.process}, offering ${owner.subtypes.map((t) => `user:${t}`).join(', ') || 'no handlers'}` : 'another process';
-      if (shared.length > 0) {
+      if (shared.length > 0 && !opts.quiet) {
         log.error(
           { owner: owner?.process, subtypes: shared },
           `the runner owning ${BUS_NAME} serves subtypes tcmu-ts serves too: two runners would open the same devices; serve each subtype in one runner only (tcmu-ts serve --subtypes)`,
@@ -228,7 +228,8 @@ export async function tryDbusService(opts: DbusServiceOptions & { onLost?: (reas
       closedByUs = true;
       bus.disconnect();
       const reason = `${BUS_NAME} is owned by ${who}; tcmu-ts leaves it alone, so targetcli lists that runner's handlers, not tcmu-ts's`;
-      log.warn({ reason }, 'no D-Bus service: serving without it');
+      if (opts.quiet) log.debug({ reason }, 'no D-Bus service: serving without it');
+      else log.warn({ reason }, 'no D-Bus service: serving without it');
       return { kind: 'name-taken', reason };
     }
   } catch (err) {

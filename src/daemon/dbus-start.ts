@@ -7,7 +7,9 @@
  * the bus goes away later (the system bus restarted), the daemon serves on
  * and tries again with a growing pause (1 s doubling to 30 s), logging the
  * first failure and the success, not every try. A name owned by another
- * runner (tcmu-runner) is never retried for: that is its runner's name.
+ * runner (tcmu-runner) is never taken from it: tcmu-ts asks again (every
+ * 30 s, without queueing) and gets the name only once that runner has let
+ * it go, so targetcli lists tcmu-ts's handlers after tcmu-runner stops.
  */
 import type { Logger } from 'pino';
 import { createFileOpener } from '../backstore/confine.js';
@@ -25,6 +27,8 @@ export interface TargetcliServiceOptions {
   reconnect?: boolean;
   /** First pause before trying again, ms (default 1000; tests shorten it). */
   retryMs?: number;
+  /** Pause between asks for a name another runner owns, ms (default 30 s; tests shorten it). */
+  takenRetryMs?: number;
 }
 
 /** The registration, kept alive across bus restarts. */
@@ -59,7 +63,7 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
       onLost: () => {
         current = undefined;
         pause = firstPause;
-        schedule();
+        retryNoBus();
       },
     });
     if (closed) {
@@ -67,20 +71,25 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
       return;
     }
     if ('kind' in result) {
-      if (result.kind === 'no-bus') schedule();
+      if (result.kind === 'name-taken') schedule(opts.takenRetryMs ?? MAX_RETRY_MS);
+      else retryNoBus();
       return;
     }
     current = result;
     pause = firstPause;
   };
-  const schedule = () => {
+  const schedule = (delay: number) => {
     if (!reconnect || closed || timer) return;
     timer = setTimeout(() => {
       timer = undefined;
-      pause = Math.min(pause * 2, MAX_RETRY_MS);
       attempt(true).catch((err) => log.error({ err }, 'D-Bus registration failed'));
-    }, pause);
+    }, delay);
     timer.unref();
+  };
+  /** No bus: try again after `pause`, doubling it up to MAX_RETRY_MS. */
+  const retryNoBus = () => {
+    schedule(pause);
+    pause = Math.min(pause * 2, MAX_RETRY_MS);
   };
 
   await attempt(false);

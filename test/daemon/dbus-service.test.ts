@@ -253,6 +253,33 @@ describe.skipIf(!haveBus)('D-Bus reconnect', () => {
   });
 });
 
+describe.skipIf(!haveBus)('a name another runner owns', () => {
+  it('is never taken while owned; once that runner lets it go, tcmu-ts registers (asking again without queueing)', async () => {
+    const bus = await startPrivateBus();
+    const other = dbus.sessionBus({ busAddress: bus.address });
+    const lines: string[] = [];
+    const { pino } = await import('pino');
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    let service: TargetcliService | undefined;
+    try {
+      expect(await other.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE)).toBe(dbus.RequestNameReply.PRIMARY_OWNER);
+      service = await startTargetcliService({ log, subtypes: new Set(['ram']), allowedDirs: [], busAddress: bus.address, takenRetryMs: 100 });
+      expect(service.current).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 400)); // several asks while the other owns it
+      expect(service.current).toBeUndefined();
+      other.disconnect(); // the other runner stops
+      await waitUntil(() => service!.current !== undefined, 'registered once the name is free');
+      const msgs = lines.map((l) => JSON.parse(l).msg as string);
+      expect(msgs.filter((m) => m === 'no D-Bus service: serving without it')).toHaveLength(1); // the later asks are quiet
+      expect(msgs.filter((m) => m === 'D-Bus service registered')).toHaveLength(1);
+    } finally {
+      service?.close();
+      other.disconnect();
+      bus.stop();
+    }
+  });
+});
+
 async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
