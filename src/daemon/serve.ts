@@ -176,6 +176,11 @@ export class Server {
       this.luns.set(device.uio, lun);
       return 0;
     } catch (err) {
+      if (readUioName(device.uio, this.opts.uioRoot) !== `tcm-user/${device.hbaIndex}/${device.deviceName}/${device.devConfig}`) {
+        // Not a failure of ours: the kernel dropped the device meanwhile (another runner refused it first, or it was deleted).
+        lun.log.warn({ err: (err as Error)?.message, devConfig: device.devConfig }, 'device went away while tcmu-ts opened it; nothing to serve');
+        return ENODEV;
+      }
       lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
       this.openFailures.set(device.subtype, (this.openFailures.get(device.subtype) ?? 0) + 1);
       return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
@@ -277,7 +282,13 @@ export class Server {
     const log = this.opts.log.child({ uio, event: ev.kind });
     switch (ev.kind) {
       case 'added': {
-        const device = readUioDevice(uio, this.opts.uioRoot);
+        let device: TcmuUioDevice | undefined;
+        try {
+          device = readUioDevice(uio, this.opts.uioRoot);
+        } catch (err) {
+          if (readUioName(uio, this.opts.uioRoot) !== undefined) throw err;
+          device = undefined; // unregistered between the reads of its sysfs files
+        }
         if (!device) return ENODEV;
         return this.open(device, { fresh: true });
       }

@@ -16,6 +16,8 @@ import { silentLogger } from '../../src/log.js';
 import type { TcmuEvent } from '../../src/tcmu/netlink/tcmu-events.js';
 import { waitFor } from '../tcmu/wait.js';
 import { FakeNode, type FakeDevice } from './fake-node.js';
+import { registerHandler } from '../../src/backstore/registry.js';
+import { pino } from 'pino';
 
 const MiB = 1 << 20;
 
@@ -56,10 +58,17 @@ describe('Server: a netlink reply the kernel did not take', () => {
   let replies: Array<{ kind: string; minor: number; status: number }>;
   /** What the fake kernel does with a reply: take it, or refuse it (ENODEV) after running `before`. */
   let refuse: ((ev: TcmuEvent) => void) | undefined;
+  let lines: string[];
 
   beforeEach(() => {
     node = new FakeNode();
-    server = new Server({ log: silentLogger, subtypes: new Set(['file']), uioRoot: node.uioRoot, configfsRoot: node.configfsRoot });
+    lines = [];
+    server = new Server({
+      log: pino({ level: 'info' }, { write: (l: string) => lines.push(l) }),
+      subtypes: new Set(['file', 'vanishing']),
+      uioRoot: node.uioRoot,
+      configfsRoot: node.configfsRoot,
+    });
     replies = [];
     refuse = undefined;
     (server as unknown as { netlink: unknown }).netlink = {
@@ -104,6 +113,27 @@ describe('Server: a netlink reply the kernel did not take', () => {
     // deviceVanishes() looks for ~2 s; afterwards the LUN is still there.
     await new Promise((r) => setTimeout(r, 2300));
     expect(server.list().map((l) => [l.id, l.state])).toEqual([['user_1/kept', 'serving']]);
+  });
+
+  it('a device the kernel drops while tcmu-ts opens it: a warning, ENODEV, no open failure counted', async () => {
+    let dev: FakeDevice | undefined;
+    registerHandler({
+      name: 'vanishing',
+      description: 'test: the kernel unregisters the device during open',
+      open() {
+        node.remove(dev!); // another runner's refusal came first
+        throw Object.assign(new Error('open /dev/uioN: No such file or directory'), { code: 'ENOENT' });
+      },
+    });
+    dev = node.add({ name: 'v', devConfig: 'vanishing/', size: 4 * MiB });
+    onEvent(node.event('added', dev));
+    await waitFor(() => replies.length === 1, 'the reply');
+    expect(replies[0]!.status).toBe(-19);
+    expect(server.list()).toEqual([]);
+    const parsed = lines.map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(parsed.filter((l) => l.level >= 50)).toEqual([]);
+    expect(parsed.map((l) => l.msg)).toContain('device went away while tcmu-ts opened it; nothing to serve');
+    expect([...(server.metricsSource().openFailures() as Map<string, number>).keys()]).toEqual([]);
   });
 
   it('events of subtypes tcmu-ts does not serve get no reply at all, whatever the event', async () => {
