@@ -95,7 +95,8 @@ fi
 # -- the race: a tcmu-ts device made by hand without nl_reply_supported=-1 -------------
 mkdir -p $CFG/core/user_1/p0
 echo -n "dev_config=file/$A/p0.img,dev_size=$((64 * MiB))" > $CFG/core/user_1/p0/control
-timeout 60 sh -c "echo 1 > $CFG/core/user_1/p0/enable" 2>$S/p0.err; result p0_enable_rc $?
+# bash, not sh: dash's echo reports every failed write as "I/O error", bash says which errno.
+timeout 60 bash -c "echo 1 > $CFG/core/user_1/p0/enable" 2>$S/p0.err; result p0_enable_rc $?
 result p0_enable_err "$(tr -d '\n' < $S/p0.err | sed 's/.*: //')"
 result p0_enabled "$(cat $CFG/core/user_1/p0/enable 2>/dev/null)"
 sleep 3   # tcmu-ts checks for ~2 s whether the device went away
@@ -109,7 +110,7 @@ rmdir $CFG/core/user_1/p0 2>/dev/null
 result f_after "$(dd if=$sd_f bs=1M count=4 iflag=direct status=none 2>/dev/null | cmp -s - $S/pat_f && echo same || echo differs)"
 result c_after "$(dd if=$sd_c bs=1M count=4 iflag=direct status=none 2>/dev/null | cmp -s - $S/pat_c && echo same || echo differs)"
 # Measured, not asserted: a RECONFIG (dev_size) of tcmu-runner's LUN while both run.
-timeout 30 sh -c "echo $((96 * MiB)) > $(dev_path c0)/attrib/dev_size" 2>$S/rc.err; result reconfig_c0_rc "$? $(tr -d '\n' < $S/rc.err)"
+timeout 30 bash -c "echo $((96 * MiB)) > $(dev_path c0)/attrib/dev_size" 2>$S/rc.err; result reconfig_c0_rc "$? $(tr -d '\n' < $S/rc.err)"
 result ts_errors_a "$(grep '"level":[56]0' "$RUNNER_LOG" 2>/dev/null | grep -vc 'the kernel refused this device before tcmu-ts answered')"
 dump_log runner-a "$RUNNER_LOG" 30
 teardown_all && result teardown ok || result teardown fail
@@ -121,7 +122,8 @@ printf '[daemon]\nallowed_dirs = ["%s"]\n' "$A" > $S/bare.toml
 RUNNER_LOG=$S/runner-b.log
 node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve --config $S/bare.toml > $RUNNER_LOG 2>&1 &
 RUNNER_PID=$!
-wait_for 60 grep -q 'D-Bus service registered' $RUNNER_LOG
+# Wait for the name itself (a slow start under emulation once outlasted a 60 s wait for the log line).
+wait_for 120 name_is "$RUNNER_PID"
 result b_ts_owner "$(name_is "$RUNNER_PID" && echo yes || echo "no:$(name_pid)")"
 tr_start; sleep 5
 result b_owner_with_both "$(name_is "$RUNNER_PID" && echo tcmu-ts || { name_is "$TR_PID" && echo tcmu-runner || echo "other:$(name_pid)"; })"
