@@ -4,7 +4,11 @@
  * them. Complements bench-sim's '+ metrics' pairs, whose ratios this
  * shared machine's noise blurs by a few percent.
  *
- *   node dist/scripts/bench-sim/bench-counters.js
+ *   node dist/scripts/bench-sim/bench-counters.js [ROUNDS]
+ *
+ * Times are CPU time of the process (process.cpuUsage), not wall time, so a
+ * loaded machine's time slicing does not count; cache and frequency effects
+ * of the load still do.
  */
 import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
@@ -33,14 +37,24 @@ function run(counters: CommandCounters | undefined, n: number): number {
 }
 
 const N = 2e7;
-for (let round = 0; round < 4; round++) {
-  let t = performance.now();
+const ROUNDS = Number(process.argv[2] ?? 7);
+/** CPU time of this process in ns (user + system): on a loaded machine wall time also counts other processes' turns. */
+const cpuNs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+};
+const extra: number[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  let t = cpuNs();
   run(undefined, N);
-  const base = ((performance.now() - t) * 1e6) / N;
+  const base = (cpuNs() - t) / N;
   const counters = new CommandCounters();
   counters.reserve(128);
-  t = performance.now();
+  t = cpuNs();
   run(counters, N);
-  const withCounters = ((performance.now() - t) * 1e6) / N;
-  console.log(`round ${round + 1}: loop ${base.toFixed(1)} ns/cmd, with counters ${withCounters.toFixed(1)} ns/cmd (+${(withCounters - base).toFixed(1)})`);
+  const withCounters = (cpuNs() - t) / N;
+  extra.push(withCounters - base);
+  console.log(`round ${round + 1}: loop ${base.toFixed(1)} ns/cmd, with counters ${withCounters.toFixed(1)} ns/cmd (+${(withCounters - base).toFixed(1)}) CPU time`);
 }
+const sorted = [...extra].sort((a, b) => a - b);
+console.log(`counters: median +${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ns/cmd CPU, range +${sorted[0]!.toFixed(1)}..+${sorted[sorted.length - 1]!.toFixed(1)} over ${ROUNDS} rounds`);

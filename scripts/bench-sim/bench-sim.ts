@@ -290,10 +290,33 @@ function pairTable(chosen: Scenario[], runs: Map<Scenario, Row[]>): string {
     const tput = Array.from({ length: n }, (_, i) => b[i]!.cmdsPerSec / a[i]!.cmdsPerSec);
     const cpu = Array.from({ length: n }, (_, i) => b[i]!.cpuPerCmdUs / a[i]!.cpuPerCmdUs);
     const pct = (x: number) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)}%`;
-    lines.push(`${base.name.padEnd(48)}  cmds/s ${pct(median(tput)).padStart(7)}  main CPU/cmd ${pct(median(cpu)).padStart(7)}   (per round: ${tput.map(pct).join(' ')} | ${cpu.map(pct).join(' ')})`);
+    const q = (xs: number[]) => {
+      const sorted = [...xs].sort((x, y) => x - y);
+      return `IQR ${pct(sorted[Math.floor((sorted.length - 1) / 4)]!)}..${pct(sorted[Math.ceil((3 * (sorted.length - 1)) / 4)]!)}`;
+    };
+    lines.push(`${base.name.padEnd(48)}  cmds/s ${pct(median(tput)).padStart(7)} (${q(tput)})  main CPU/cmd ${pct(median(cpu)).padStart(7)} (${q(cpu)})`);
+    lines.push(`${''.padEnd(48)}  per round: ${tput.map(pct).join(' ')} | ${cpu.map(pct).join(' ')}`);
   }
   if (lines.length === 0) return '';
-  return ['metrics on vs off, median of per-round ratios (each pair ran back to back):', ...lines, ''].join('\n');
+  return ['metrics on vs off, median and interquartile range of per-round ratios (each pair ran back to back, order alternating by round):', ...lines, ''].join('\n');
+}
+
+/**
+ * The scenarios of one round. In odd rounds each '+ metrics' scenario runs
+ * before its baseline instead of after it (A B, B A, ...), so whatever the
+ * second run of a pair inherits from the first (heap, JIT feedback, the
+ * machine's drift) falls on both sides equally.
+ */
+function roundOrder(chosen: Scenario[], round: number): Scenario[] {
+  const order = [...chosen];
+  if (round % 2 === 0) return order;
+  for (let i = 0; i + 1 < order.length; i++) {
+    if (order[i + 1]!.metrics && order[i + 1]!.name === `${order[i]!.name} + metrics`) {
+      [order[i], order[i + 1]] = [order[i + 1]!, order[i]!];
+      i++;
+    }
+  }
+  return order;
 }
 
 async function main(): Promise<void> {
@@ -328,7 +351,7 @@ async function main(): Promise<void> {
   // each scenario sees the same conditions; the median row is reported.
   const runs = new Map<Scenario, Row[]>(chosen.map((s) => [s, []]));
   for (let round = 0; round < repeat; round++) {
-    for (const s of chosen) {
+    for (const s of roundOrder(chosen, round)) {
       try {
         const row = await runScenario(s, seconds);
         runs.get(s)!.push(row);

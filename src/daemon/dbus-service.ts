@@ -15,8 +15,11 @@
  * The bus is optional: without one (no system bus, no policy allowing the
  * name, another runner owning it) the daemon logs one line and serves on.
  * The name is requested without queueing, so tcmu-ts never waits for, or
- * takes over, the name of a tcmu-runner that is already running.
+ * takes over, the name of a tcmu-runner that is already running (the log
+ * line names the owner and its handlers). A lost connection (the bus
+ * restarted) is reported to the caller, which registers again.
  */
+import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
 import type { Logger } from 'pino';
 import type { CheckResult } from './check-config.js';
@@ -143,26 +146,52 @@ export function objectPathOf(subtype: string): string | undefined {
   return /^[A-Za-z0-9_]+$/.test(subtype) ? `${ROOT_PATH}/${subtype}` : undefined;
 }
 
+/** Why there is no service: no usable bus (worth retrying later), or the name is another runner's (leave it alone). */
+export type DbusUnavailable = { kind: 'no-bus' | 'name-taken'; reason: string };
+
 /**
  * Connect, export the objects and take the name. Resolves undefined (after
  * one log line) when there is no usable bus; never rejects.
  */
 export async function startDbusService(opts: DbusServiceOptions): Promise<DbusService | undefined> {
+  const result = await tryDbusService(opts);
+  return 'kind' in result ? undefined : result;
+}
+
+/**
+ * startDbusService, telling why it failed. `onLost` runs once if the
+ * connection later drops (the bus restarted): the objects are gone from the
+ * bus then, and the caller may register again (dbus-start.ts does).
+ */
+export async function tryDbusService(opts: DbusServiceOptions & { onLost?: (reason: string) => void; quiet?: boolean }): Promise<DbusService | DbusUnavailable> {
   const log = opts.log.child({ component: 'dbus' });
+  const say = (fields: object, msg: string) => (opts.quiet ? log.debug(fields, msg) : log.info(fields, msg));
   let bus: dbus.MessageBus;
   try {
     bus = opts.busAddress ? dbus.sessionBus({ busAddress: opts.busAddress }) : dbus.systemBus();
   } catch (err) {
-    log.info({ err: (err as Error).message }, 'no D-Bus: targetcli will not list tcmu-ts handlers');
-    return undefined;
+    say({ err: (err as Error).message }, 'no D-Bus: targetcli will not list tcmu-ts handlers');
+    return { kind: 'no-bus', reason: (err as Error).message };
   }
   let connected = false;
+  let closedByUs = false;
   const failed = new Promise<never>((_, reject) => bus.once('error', reject));
   failed.catch(() => undefined);
-  bus.on('error', (err: unknown) => {
+  const lost = (why: string) => {
     if (!connected) return;
     connected = false;
-    log.warn({ err: (err as Error)?.message ?? String(err) }, 'D-Bus connection lost: targetcli no longer sees tcmu-ts (restart the daemon to re-register)');
+    log.warn({ reason: why }, 'D-Bus connection lost: targetcli no longer sees tcmu-ts until the bus is back; serving goes on');
+    try {
+      bus.disconnect();
+    } catch {
+      // already closed
+    }
+    opts.onLost?.(why);
+  };
+  bus.on('error', (err: unknown) => lost((err as Error)?.message ?? String(err)));
+  // dbus-next forwards stream errors but not the end of the stream (the bus daemon exited).
+  (bus as unknown as { _connection?: { on(ev: 'end', f: () => void): void } })._connection?.on('end', () => {
+    if (!closedByUs) lost('the bus closed the connection');
   });
 
   const queue = new CheckQueue(opts.check);
@@ -170,28 +199,45 @@ export async function startDbusService(opts: DbusServiceOptions): Promise<DbusSe
   for (const h of opts.handlers) {
     const path = objectPathOf(h.name);
     if (path) objects.push({ path, iface: new HandlerObject(h.name, configDescription(h), queue, log) });
-    else log.warn({ handler: h.name }, 'handler not offered on D-Bus: its name is not a valid D-Bus path element ([A-Za-z0-9_]); rename it to use it from targetcli');
+    else if (!opts.quiet) log.warn({ handler: h.name }, 'handler not offered on D-Bus: its name is not a valid D-Bus path element ([A-Za-z0-9_]); rename it to use it from targetcli');
   }
   const manager = new ObjectManager(objects);
   let timer: NodeJS.Timeout | undefined;
+  const timeoutMs = opts.connectTimeoutMs ?? 5000;
+  const within = <T>(p: Promise<T>): Promise<T> => {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the bus did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    return Promise.race([p, failed, timeout]).finally(() => clearTimeout(timer));
+  };
   try {
     bus.export(ROOT_PATH, manager);
     for (const { path, iface } of objects) bus.export(path, iface);
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the bus did not answer within ${opts.connectTimeoutMs ?? 5000} ms`)), opts.connectTimeoutMs ?? 5000);
-    });
-    const reply = await Promise.race([bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE), failed, timeout]);
+    const reply = await within(bus.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE));
     if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
-      throw new Error(`${BUS_NAME} is owned by another process (tcmu-runner?); tcmu-ts leaves it alone`);
+      const owner = await within(describeOwner(bus)).catch(() => undefined);
+      const mine = objects.map((o) => o.iface.subtype);
+      const shared = owner?.subtypes.filter((s) => mine.includes(s)) ?? [];
+      const who = owner ? `${owner.process}, offering ${owner.subtypes.map((t) => `user:${t}`).join(', ') || 'no handlers'}` : 'another process';
+      if (shared.length > 0 && !opts.quiet) {
+        log.error(
+          { owner: owner?.process, subtypes: shared },
+          `the runner owning ${BUS_NAME} serves subtypes tcmu-ts serves too: two runners would open the same devices; serve each subtype in one runner only (tcmu-ts serve --subtypes)`,
+        );
+      }
+      closedByUs = true;
+      bus.disconnect();
+      const reason = `${BUS_NAME} is owned by ${who}; tcmu-ts leaves it alone, so targetcli lists that runner's handlers, not tcmu-ts's`;
+      if (opts.quiet) log.debug({ reason }, 'no D-Bus service: serving without it');
+      else log.warn({ reason }, 'no D-Bus service: serving without it');
+      return { kind: 'name-taken', reason };
     }
   } catch (err) {
-    connected = false;
     const reason = (err as Error)?.message ?? String(err);
-    log.info({ reason }, 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it');
+    say({ reason }, 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it');
+    closedByUs = true;
     bus.disconnect();
-    return undefined;
-  } finally {
-    clearTimeout(timer);
+    return { kind: 'no-bus', reason };
   }
   connected = true;
   log.info({ name: BUS_NAME, handlers: objects.map((o) => o.iface.subtype) }, 'D-Bus service registered');
@@ -199,7 +245,32 @@ export async function startDbusService(opts: DbusServiceOptions): Promise<DbusSe
     objectPaths: objects.map((o) => o.path),
     close() {
       connected = false;
+      closedByUs = true;
       bus.disconnect();
     },
   };
+}
+
+/** Who owns the name (pid and process name) and the user:<subtype> objects it offers: for the log line only. */
+async function describeOwner(bus: dbus.MessageBus): Promise<{ process: string; subtypes: string[] }> {
+  const daemon = await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus');
+  const pid = Number(await daemon.getInterface('org.freedesktop.DBus').GetConnectionUnixProcessID(BUS_NAME));
+  let name = 'unknown';
+  try {
+    name = readFileSync(`/proc/${pid}/comm`, 'latin1').slice(0, 64).trim();
+  } catch {
+    // another pid namespace, or gone
+  }
+  let subtypes: string[] = [];
+  try {
+    const owner = await bus.getProxyObject(BUS_NAME, ROOT_PATH);
+    const managed = (await owner.getInterface(OBJECT_MANAGER).GetManagedObjects()) as Record<string, unknown>;
+    subtypes = Object.keys(managed)
+      .slice(0, 64)
+      .map((p) => p.slice(ROOT_PATH.length + 1))
+      .filter((t) => /^[A-Za-z0-9_]+$/.test(t));
+  } catch {
+    // an owner without an ObjectManager
+  }
+  return { process: `${name} (pid ${pid})`, subtypes };
 }

@@ -2,11 +2,19 @@
  * The daemon's D-Bus service, assembled: the handlers it serves, each with
  * a CheckConfig that runs the enable-time validation through an opener
  * confined exactly like the LUNs' (same allowed_dirs).
+ *
+ * It also keeps the registration alive: when there is no bus at start, or
+ * the bus goes away later (the system bus restarted), the daemon serves on
+ * and tries again with a growing pause (1 s doubling to 30 s), logging the
+ * first failure and the success, not every try. A name owned by another
+ * runner (tcmu-runner) is never taken from it: tcmu-ts asks again (every
+ * 30 s, without queueing) and gets the name only once that runner has let
+ * it go, so targetcli lists tcmu-ts's handlers after tcmu-runner stops.
  */
 import type { Logger } from 'pino';
 import { createFileOpener } from '../backstore/confine.js';
 import { checkDevConfig } from './check-config.js';
-import { startDbusService, type DbusService } from './dbus-service.js';
+import { tryDbusService, type DbusService } from './dbus-service.js';
 import { describeHandlers } from './handler-info.js';
 
 export interface TargetcliServiceOptions {
@@ -15,15 +23,86 @@ export interface TargetcliServiceOptions {
   allowedDirs: readonly string[];
   /** A bus address instead of the system bus (tests). */
   busAddress?: string;
+  /** Keep registering when there is no bus or it goes away (default true). */
+  reconnect?: boolean;
+  /** First pause before trying again, ms (default 1000; tests shorten it). */
+  retryMs?: number;
+  /** Pause between asks for a name another runner owns, ms (default 30 s; tests shorten it). */
+  takenRetryMs?: number;
 }
 
-export async function startTargetcliService(opts: TargetcliServiceOptions): Promise<DbusService | undefined> {
+/** The registration, kept alive across bus restarts. */
+export interface TargetcliService {
+  /** The live registration, if the daemon is on the bus right now. */
+  readonly current: DbusService | undefined;
+  /** Stop retrying and leave the bus. */
+  close(): void;
+}
+
+const MAX_RETRY_MS = 30_000;
+
+export async function startTargetcliService(opts: TargetcliServiceOptions): Promise<TargetcliService> {
   const files = createFileOpener(opts.allowedDirs);
   const log = opts.log;
-  return startDbusService({
-    log,
-    handlers: await describeHandlers(opts.subtypes, files),
-    check: (devConfig, subtype) => checkDevConfig(devConfig, { files, log, subtype }),
-    busAddress: opts.busAddress,
-  });
+  const handlers = await describeHandlers(opts.subtypes, files);
+  const reconnect = opts.reconnect !== false;
+  const firstPause = opts.retryMs ?? 1000;
+  let current: DbusService | undefined;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let pause = firstPause;
+
+  const attempt = async (quiet: boolean): Promise<void> => {
+    if (closed) return;
+    const result = await tryDbusService({
+      log,
+      handlers,
+      check: (devConfig, subtype) => checkDevConfig(devConfig, { files, log, subtype }),
+      busAddress: opts.busAddress,
+      quiet,
+      onLost: () => {
+        current = undefined;
+        pause = firstPause;
+        retryNoBus();
+      },
+    });
+    if (closed) {
+      if (!('kind' in result)) result.close();
+      return;
+    }
+    if ('kind' in result) {
+      if (result.kind === 'name-taken') schedule(opts.takenRetryMs ?? MAX_RETRY_MS);
+      else retryNoBus();
+      return;
+    }
+    current = result;
+    pause = firstPause;
+  };
+  const schedule = (delay: number) => {
+    if (!reconnect || closed || timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      attempt(true).catch((err) => log.error({ err }, 'D-Bus registration failed'));
+    }, delay);
+    timer.unref();
+  };
+  /** No bus: try again after `pause`, doubling it up to MAX_RETRY_MS. */
+  const retryNoBus = () => {
+    schedule(pause);
+    pause = Math.min(pause * 2, MAX_RETRY_MS);
+  };
+
+  await attempt(false);
+  return {
+    get current() {
+      return current;
+    },
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+      current?.close();
+      current = undefined;
+    },
+  };
 }

@@ -8,10 +8,13 @@ import type { Logger } from 'pino';
 import type { LunConfig } from '../config/config.js';
 import { createTcmuDevice, exportIscsi, exportLoop, listTcmuLuns } from '../lio/export.js';
 import { DEFAULT_KEY_DIR, readChapKey } from '../config/chap-keys.js';
+import { findOtherRunners } from './coexist.js';
 
 /** `keyDir`: where `chap = "NAME"` key files live; secrets are read here, passed to configfs, never logged. */
 export async function provisionLuns(luns: readonly LunConfig[], log: Logger, keyDir = DEFAULT_KEY_DIR): Promise<void> {
   const existing = new Map((await listTcmuLuns()).map((l) => [l.name, l]));
+  // Another runner (tcmu-runner) would refuse our devices before we answer: the kernel must wait for nobody (see coexist.ts).
+  const netlinkReply = findOtherRunners().length === 0;
   await Promise.all(
     luns.map(async (lun) => {
       const l = log.child({ lun: lun.name });
@@ -22,8 +25,8 @@ export async function provisionLuns(luns: readonly LunConfig[], log: Logger, key
           l.warn({ configured: devConfig, kernel: current.devConfig }, 'LUN exists with a different dev_config; leaving it as it is');
         }
         if (!current) {
-          await createTcmuDevice({ name: lun.name, devConfig, size: lun.size, blockSize: lun.blockSize });
-          l.info({ devConfig }, 'LUN created from config');
+          await createTcmuDevice({ name: lun.name, devConfig, size: lun.size, blockSize: lun.blockSize, netlinkReply });
+          l.info({ devConfig, ...(netlinkReply ? {} : { nlReplySupported: -1 }) }, 'LUN created from config');
         }
         if ((current?.exports.length ?? 0) === 0) {
           const completionAffinity = lun.completionAffinity;

@@ -33,6 +33,7 @@ import type { ListenAddress } from './metrics-address.js';
 import { SystemdNotifier, countLuns } from './notify.js';
 import { setLunLogLevel } from './lun-log-level.js';
 import { ConfigReloader } from './config-reload.js';
+import { COEXIST_ADVICE, describeRunners, findOtherRunners, readUioName, RESET_NETLINK } from './coexist.js';
 
 export interface ServeOptions {
   log: Logger;
@@ -103,6 +104,13 @@ export class Server {
     );
     this.netlink = netlink;
     await netlink.enableReplies();
+    const others = findOtherRunners();
+    if (others.length > 0) {
+      this.opts.log.warn(
+        { runners: describeRunners(others), subtypes: [...this.opts.subtypes] },
+        `another TCMU runner is running: it answers the kernel for every device, and refuses those of subtypes it lacks before tcmu-ts can answer; ${COEXIST_ADVICE}`,
+      );
+    }
   }
 
   /** What the metrics endpoint reads on each scrape. */
@@ -168,6 +176,11 @@ export class Server {
       this.luns.set(device.uio, lun);
       return 0;
     } catch (err) {
+      if (readUioName(device.uio, this.opts.uioRoot) !== `tcm-user/${device.hbaIndex}/${device.deviceName}/${device.devConfig}`) {
+        // Not a failure of ours: the kernel dropped the device meanwhile (another runner refused it first, or it was deleted).
+        lun.log.warn({ err: (err as Error)?.message, devConfig: device.devConfig }, 'device went away while tcmu-ts opened it; nothing to serve');
+        return ENODEV;
+      }
       lun.log.error({ err, devConfig: device.devConfig }, 'cannot serve LUN');
       this.openFailures.set(device.subtype, (this.openFailures.get(device.subtype) ?? 0) + 1);
       return NEGATIVE_ERRNO[(err as NodeJS.ErrnoException).code ?? ''] ?? EINVAL;
@@ -176,16 +189,92 @@ export class Server {
 
   private onEvent(ev: TcmuEvent): void {
     const parsed = parseUioName(ev.uioName);
-    if (!parsed || !this.opts.subtypes.has(parsed.subtype)) return; // another runner's device
     const uio = `uio${ev.minor}`;
+    if (!parsed || !this.opts.subtypes.has(parsed.subtype)) {
+      this.foreignEvent(ev, uio, parsed?.subtype);
+      return;
+    }
     this.serialize(uio, () => this.handleEvent(ev, uio))
-      .then((status) => this.netlink?.reply(ev, status))
-      .catch((err) => {
-        // ENODEV: the kernel did not wait for this answer (the device was made
-        // with nl_reply_supported=-1); nothing is lost.
-        const level = (err as NodeJS.ErrnoException).code === 'ENODEV' ? 'debug' : 'error';
-        this.opts.log[level]({ err, event: ev.kind, uio }, 'could not answer netlink event');
+      .then(async (status) => {
+        try {
+          await this.netlink?.reply(ev, status);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENODEV') throw err;
+          await this.replyNotTaken(ev, uio, status);
+        }
+      })
+      .catch((err) => this.opts.log.error({ err, event: ev.kind, uio }, 'could not answer netlink event'));
+  }
+
+  /**
+   * A device of a subtype tcmu-ts does not serve: its own runner answers.
+   * tcmu-ts never does, not even with an error (that could refuse a device
+   * its runner is still opening: the kernel takes the first answer).
+   */
+  private foreignEvent(ev: TcmuEvent, uio: string, subtype: string | undefined): void {
+    const fields = { uio, event: ev.kind, subtype: subtype ?? null, device: ev.uioName.slice(0, 200) };
+    if (ev.kind !== 'added') {
+      this.opts.log.debug(fields, 'netlink event for another runner\'s device; not answered');
+      return;
+    }
+    const others = findOtherRunners();
+    if (others.length > 0) {
+      this.opts.log.info({ ...fields, runners: describeRunners(others) }, 'device of a subtype tcmu-ts does not serve: left to the other runner');
+    } else {
+      this.opts.log.warn(
+        fields,
+        `device of a subtype tcmu-ts does not serve, and no other TCMU runner is running: the kernel keeps its enable waiting until one answers (unless it was made with nl_reply_supported=-1); start that runner, or fail the waiting enable with: ${RESET_NETLINK}`,
+      );
+    }
+  }
+
+  /**
+   * The kernel did not take our *_DONE reply (ENODEV): it waited for no one
+   * (nl_reply_supported=-1, the normal case then), or another runner
+   * answered first. For ADDED the device tells which: if the kernel refused
+   * it, its uio goes away, and a LUN opened for it must close.
+   */
+  private async replyNotTaken(ev: TcmuEvent, uio: string, status: number): Promise<void> {
+    const log = this.opts.log.child({ uio, event: ev.kind });
+    if (ev.kind === 'added') {
+      if (status !== 0 || !(await this.deviceVanishes(uio, ev.uioName))) {
+        log.debug('netlink reply not needed: the kernel did not wait for one (nl_reply_supported=-1)');
+        return;
+      }
+      const others = findOtherRunners();
+      log.error(
+        { device: ev.uioName.slice(0, 200), runners: describeRunners(others) },
+        `the kernel refused this device before tcmu-ts answered: ${others.length ? 'the other runner' : 'another runner'} answered first with an error; LUN closed. ${COEXIST_ADVICE}`,
+      );
+      await this.serialize(uio, async () => {
+        const lun = this.luns.get(uio);
+        // Only the LUN opened for this very device (the minor may be reused meanwhile).
+        if (lun && `tcm-user/${lun.device.hbaIndex}/${lun.device.deviceName}/${lun.device.devConfig}` === ev.uioName.trim()) {
+          this.luns.delete(uio);
+          await lun.stop({ deviceGone: true });
+        }
       });
+      return;
+    }
+    const others = ev.kind === 'reconfig' ? findOtherRunners() : [];
+    if (others.length > 0) {
+      log.warn(
+        { runners: describeRunners(others), devConfig: ev.kind === 'reconfig' ? ev.devConfig : undefined },
+        'the other runner answered this RECONFIG first (tcmu-runner refuses it with ENODEV): the kernel may have kept its old setting while tcmu-ts applied the new one; compare `tcmu-ts status` with configfs',
+      );
+    } else {
+      log.debug('netlink reply not needed: the kernel did not wait for one (nl_reply_supported=-1)');
+    }
+  }
+
+  /** True when uio `uio` stops being the device `name` within ~2 s (the kernel unregisters a refused device right after the first reply). */
+  private async deviceVanishes(uio: string, name: string): Promise<boolean> {
+    for (let i = 0; i < 10; i++) {
+      const now = readUioName(uio, this.opts.uioRoot);
+      if (now !== name.trim()) return true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return false;
   }
 
   /** Returns the status for the *_DONE reply: 0 or a negative errno. */
@@ -193,7 +282,13 @@ export class Server {
     const log = this.opts.log.child({ uio, event: ev.kind });
     switch (ev.kind) {
       case 'added': {
-        const device = readUioDevice(uio, this.opts.uioRoot);
+        let device: TcmuUioDevice | undefined;
+        try {
+          device = readUioDevice(uio, this.opts.uioRoot);
+        } catch (err) {
+          if (readUioName(uio, this.opts.uioRoot) !== undefined) throw err;
+          device = undefined; // unregistered between the reads of its sysfs files
+        }
         if (!device) return ENODEV;
         return this.open(device, { fresh: true });
       }

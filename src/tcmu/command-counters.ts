@@ -47,6 +47,7 @@ const CHECK_CONDITION = 0x02;
  */
 export const LATENCY_BOUNDS_SECONDS: readonly number[] = Array.from({ length: 21 }, (_, k) => 16e-6 * 2 ** k);
 const BOUNDS_MS = Float64Array.from(LATENCY_BOUNDS_SECONDS, (s) => s * 1000);
+const FIRST_BOUND_MS = BOUNDS_MS[0]!;
 /** Buckets per timed group: one per bound plus +Inf. */
 export const LATENCY_BUCKETS = BOUNDS_MS.length + 1;
 
@@ -122,8 +123,13 @@ export class CommandCounters {
     if (group < TIMED_GROUPS) {
       const ms = this.now - this.startedAt[cmd.index]!;
       const latency = ms > 0 ? ms : 0;
+      // Most commands finish within the first bucket (the clock is read per
+      // batch): one comparison; the rest walk the doubling bounds.
       let bucket = 0;
-      while (bucket < BOUNDS_MS.length && latency > BOUNDS_MS[bucket]!) bucket++;
+      if (latency > FIRST_BOUND_MS) {
+        bucket = 1;
+        while (bucket < BOUNDS_MS.length && latency > BOUNDS_MS[bucket]!) bucket++;
+      }
       this.latencyCounts[group * LATENCY_BUCKETS + bucket]!++;
       this.latencySumMs[group]! += latency;
     } else {

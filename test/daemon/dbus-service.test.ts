@@ -13,8 +13,8 @@ import { join, resolve } from 'node:path';
 import dbus from 'dbus-next';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerUserHandler } from '../../src/backstore/registry.js';
-import { BUS_NAME, ROOT_PATH, HANDLER_INTERFACE, type DbusService } from '../../src/daemon/dbus-service.js';
-import { startTargetcliService } from '../../src/daemon/dbus-start.js';
+import { BUS_NAME, ROOT_PATH, HANDLER_INTERFACE } from '../../src/daemon/dbus-service.js';
+import { startTargetcliService, type TargetcliService } from '../../src/daemon/dbus-start.js';
 import { silentLogger } from '../../src/log.js';
 import { hasDbusDaemon, startPrivateBus, type PrivateBus } from './private-bus.js';
 
@@ -43,7 +43,7 @@ const sha = (path: string) => createHash('sha256').update(readFileSync(path)).di
 
 describe.skipIf(!haveBus)('D-Bus service for targetcli', () => {
   let bus: PrivateBus;
-  let service: DbusService | undefined;
+  let service: TargetcliService | undefined;
   let client: dbus.MessageBus;
 
   beforeAll(async () => {
@@ -69,7 +69,7 @@ describe.skipIf(!haveBus)('D-Bus service for targetcli', () => {
   }
 
   it('owns org.kernel.TCMUService1 and lists one object per handler with its ConfigDesc', async () => {
-    expect(service).toBeDefined();
+    expect(service?.current).toBeDefined();
     const mgr = await client.getProxyObject(BUS_NAME, ROOT_PATH);
     const managed = await mgr.getInterface('org.freedesktop.DBus.ObjectManager').GetManagedObjects();
     expect(Object.keys(managed).sort()).toEqual(['file', 'mine', 'qcow2', 'ram'].map((s) => `${ROOT_PATH}/${s}`));
@@ -122,17 +122,28 @@ describe.skipIf(!haveBus)('D-Bus service for targetcli', () => {
   });
 
   it('a second runner does not take the name (tcmu-runner coexistence): it serves without D-Bus', async () => {
-    const second = await startTargetcliService({ log: silentLogger, subtypes: new Set(['file']), allowedDirs: [], busAddress: bus.address });
-    expect(second).toBeUndefined();
+    const lines: string[] = [];
+    const { pino } = await import('pino');
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const second = await startTargetcliService({ log, subtypes: new Set(['file', 'other']), allowedDirs: [], busAddress: bus.address });
+    expect(second.current).toBeUndefined();
+    second.close();
     expect(await check('file', `file/${allowed}/disk.img`)).toEqual([true, 'success']);
+    // The log names the owner and what it offers, and says two runners share a subtype.
+    const parsed = lines.map((l) => JSON.parse(l) as { msg: string; reason?: string; subtypes?: string[] });
+    const taken = parsed.find((l) => l.msg === 'no D-Bus service: serving without it');
+    expect(taken?.reason).toMatch(new RegExp(`^org\\.kernel\\.TCMUService1 is owned by \\S+ \\(pid ${process.pid}\\), offering user:file, user:mine, user:qcow2, user:ram; tcmu-ts leaves it alone`));
+    expect(parsed.find((l) => l.subtypes)?.subtypes).toEqual(['file']);
   });
 
   it('no bus at all: one log line, no service, no rejection', async () => {
     const lines: string[] = [];
     const { pino } = await import('pino');
     const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
-    const none = await startTargetcliService({ log, subtypes: new Set(['file']), allowedDirs: [], busAddress: `unix:path=${root}/no-bus-here` });
-    expect(none).toBeUndefined();
+    const none = await startTargetcliService({ log, subtypes: new Set(['file']), allowedDirs: [], busAddress: `unix:path=${root}/no-bus-here`, retryMs: 20 });
+    expect(none.current).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 200)); // retries meanwhile, quietly (debug)
+    none.close();
     expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it']);
   });
 
@@ -192,7 +203,7 @@ describe.skipIf(!haveBus)('the shipped D-Bus policy', () => {
     const bus = await startPrivateBus([`--config-file=${join(dir, 'bus.conf')}`]);
     try {
       const service = await startTargetcliService({ log: silentLogger, subtypes: new Set(['ram']), allowedDirs: [], busAddress: bus.address });
-      expect(service).toBeDefined();
+      expect(service.current).toBeDefined();
       const client = dbus.sessionBus({ busAddress: bus.address });
       try {
         const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
@@ -206,3 +217,73 @@ describe.skipIf(!haveBus)('the shipped D-Bus policy', () => {
     }
   });
 });
+
+describe.skipIf(!haveBus)('D-Bus reconnect', () => {
+  it('the bus restarts: the daemon notices, serves on, and registers again once the bus is back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tcmu-dbus-restart-'));
+    const address = `unix:path=${join(dir, 'bus')}`;
+    const lines: string[] = [];
+    const { pino } = await import('pino');
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    let bus = await startPrivateBus(['--session', `--address=${address}`]);
+    const service = await startTargetcliService({ log, subtypes: new Set(['ram']), allowedDirs: [], busAddress: address, retryMs: 100 });
+    try {
+      expect(service.current).toBeDefined();
+      bus.stop();
+      await waitUntil(() => service.current === undefined, 'the lost connection noticed');
+      expect(lines.map((l) => JSON.parse(l).msg)).toContain('D-Bus connection lost: targetcli no longer sees tcmu-ts until the bus is back; serving goes on');
+      await new Promise((r) => setTimeout(r, 300)); // a few failed tries while the bus is down
+      bus = await startPrivateBus(['--session', `--address=${address}`]);
+      await waitUntil(() => service.current !== undefined, 're-registered on the new bus');
+      const client = dbus.sessionBus({ busAddress: address });
+      try {
+        const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
+        expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
+      } finally {
+        client.disconnect();
+      }
+      // Registered twice, lost once; the failed tries in between logged nothing at info.
+      const msgs = lines.map((l) => JSON.parse(l).msg as string);
+      expect(msgs.filter((m) => m === 'D-Bus service registered')).toHaveLength(2);
+      expect(msgs.filter((m) => m.startsWith('no D-Bus'))).toEqual([]);
+    } finally {
+      service.close();
+      bus.stop();
+    }
+  });
+});
+
+describe.skipIf(!haveBus)('a name another runner owns', () => {
+  it('is never taken while owned; once that runner lets it go, tcmu-ts registers (asking again without queueing)', async () => {
+    const bus = await startPrivateBus();
+    const other = dbus.sessionBus({ busAddress: bus.address });
+    const lines: string[] = [];
+    const { pino } = await import('pino');
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    let service: TargetcliService | undefined;
+    try {
+      expect(await other.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE)).toBe(dbus.RequestNameReply.PRIMARY_OWNER);
+      service = await startTargetcliService({ log, subtypes: new Set(['ram']), allowedDirs: [], busAddress: bus.address, takenRetryMs: 100 });
+      expect(service.current).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 400)); // several asks while the other owns it
+      expect(service.current).toBeUndefined();
+      other.disconnect(); // the other runner stops
+      await waitUntil(() => service!.current !== undefined, 'registered once the name is free');
+      const msgs = lines.map((l) => JSON.parse(l).msg as string);
+      expect(msgs.filter((m) => m === 'no D-Bus service: serving without it')).toHaveLength(1); // the later asks are quiet
+      expect(msgs.filter((m) => m === 'D-Bus service registered')).toHaveLength(1);
+    } finally {
+      service?.close();
+      other.disconnect();
+      bus.stop();
+    }
+  });
+});
+
+async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
