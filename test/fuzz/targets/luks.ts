@@ -23,11 +23,11 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, wr
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { openCryptLayer } from '../../../handlers/crypt/index.js';
-import { formatLuks } from '../../../handlers/crypt/luks/format.js';
-import type { LuksLimits } from '../../../handlers/crypt/luks/limits.js';
-import { BINARY_SIZE, sealCopy } from '../../../handlers/crypt/luks/luks2-binary.js';
-import { readLuksHeader } from '../../../handlers/crypt/luks/read-header.js';
-import { unlockVolumeKey } from '../../../handlers/crypt/luks/unlock.js';
+import { formatLuks } from '../../../src/crypto/luks/format.js';
+import type { LuksLimits } from '../../../src/crypto/luks/limits.js';
+import { BINARY_SIZE, sealCopy } from '../../../src/crypto/luks/luks2-binary.js';
+import { readLuksHeader } from '../../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../../src/crypto/luks/unlock.js';
 import { openStack, registerHandler } from '../../../src/backstore/registry.js';
 import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { KeyRing } from '../../../src/config/keyring.js';
