@@ -233,7 +233,7 @@ const target: FuzzTarget = {
     seedDir = join(workDir, 'luks-seeds');
     keyDir = join(seedDir, 'keys');
     const doneMark = join(seedDir, '.done');
-    limits = { maxArgon2MemoryKiB: 65536, maxArgon2Time: 16, maxArgon2Cpus: 4, maxPbkdf2Iterations: 20_000 };
+    limits = { maxArgon2MemoryKiB: 65536, maxArgon2Time: 16, maxArgon2Cpus: 4, maxPbkdf2Iterations: 20_000, maxUnlockPbkdf2Iterations: 100_000, maxUnlockArgon2Work: 4 * 65536 * 16 };
     if (!existsSync(doneMark)) {
       rmSync(seedDir, { recursive: true, force: true });
       mkdirSync(keyDir, { recursive: true, mode: 0o700 });
