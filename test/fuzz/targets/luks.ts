@@ -200,7 +200,7 @@ async function runOne(path: string, seed: Seed): Promise<string> {
   let outcome: string;
   try {
     const { header } = await readLuksHeader({ read, size: bytes.length, where: path, limits });
-    const { volumeKey } = await unlockVolumeKey(header, PASSPHRASE, read, path);
+    const { volumeKey } = await unlockVolumeKey(header, PASSPHRASE, read, path, limits);
     if (volumeKey.toString('hex') !== seed.volumeKey) throw new FuzzFinding('wrong-key-accepted', `${seed.name}: a mutated header yielded a volume key the seed does not have`);
     const lun = await openLayer(path);
     try {
