@@ -59,7 +59,7 @@ const imageCreate: ControlOperation = {
     } finally {
       passphrase?.fill(0);
     }
-    return { value: { created: path, encrypted: passphrase !== undefined }, text: `created ${path}${passphrase ? ' (LUKS encrypted)' : ''}` };
+    return { value: { created: path, ...(passphrase ? { encrypted: true } : {}) }, text: `created ${path}${passphrase ? ' (LUKS encrypted)' : ''}` };
   },
 };
 

@@ -230,3 +230,25 @@ export function writeData(img: DataFile, bufs: readonly Buffer[], host: number):
   if (!img.encryption) return Promise.reject(locked(img));
   return img.encryption.write(img.fh, bufs, host);
 }
+
+/** What `image info` shows of an encrypted image (no key needed, nothing secret). */
+export interface EncryptionInfo {
+  format: 'luks';
+  cipher: string;
+  keyBits: number;
+  headerOffset: number;
+  headerLength: number;
+  keyslots: Array<{ id: string; kdf: string; iterations?: number }>;
+}
+
+export async function encryptionInfo(fh: FileHandle, region: CryptoRegion, path: string): Promise<EncryptionInfo> {
+  const h = await readCryptoHeader(fh, region, `qcow2: ${path}`);
+  return {
+    format: 'luks',
+    cipher: h.cipher,
+    keyBits: h.keySize * 8,
+    headerOffset: region.offset,
+    headerLength: region.length,
+    keyslots: h.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, ...(k.kdf.type === 'pbkdf2' ? { iterations: k.kdf.iterations } : {}) })),
+  };
+}

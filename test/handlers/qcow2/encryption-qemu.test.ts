@@ -18,7 +18,7 @@ import type { Backstore, OpenContext } from '../../../src/backstore/types.js';
 import { KeyRing } from '../../../src/config/keyring.js';
 import { unlockVolumeKey } from '../../../src/crypto/luks/unlock.js';
 import { xtsEngine } from '../../../src/crypto/xts.js';
-import { checkImage, createImage } from '../../../handlers/qcow2/api.js';
+import { checkImage, createImage, imageInfo, snapshotCreate, snapshotRevert } from '../../../handlers/qcow2/api.js';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { qemuImg, qemuImgAvailable, qemuImgOk, qemuIoOk, tempDir } from './qemu.js';
@@ -263,5 +263,23 @@ describe.skipIf(!hasQemu)('qcow2 LUKS encryption against qemu-img/qemu-io 7.2', 
 
     // the API refuses v2 and QEMU-incompatible combinations up front
     await expect(createImage(tmp.path('v2.qcow2'), { size: MiB, version: 2, encrypt: { passphrase: Buffer.from('x') } })).rejects.toThrow(/version 3/);
+  });
+
+  it('internal snapshots of an encrypted image: COW copies are re-encrypted for their new host offset; revert; QEMU agrees', async () => {
+    const path = tmp.path('snap.qcow2');
+    qemuCreate(path, 'k1', '2M');
+    qemuIo(path, 'k1', ['write -P 0x81 0 128k']);
+    await snapshotCreate(path, 's1'); // metadata only: no key needed
+    const s = await qcow2.open(path, ctx({ key: 'k1' }));
+    await s.write!(4 * KiB, [pattern(0x82, 4 * KiB)], { fua: true }); // shared cluster: copied elsewhere, old part re-encrypted
+    expect((await read(s, 0, 12 * KiB)).equals(Buffer.concat([pattern(0x81, 4 * KiB), pattern(0x82, 4 * KiB), pattern(0x81, 4 * KiB)]))).toBe(true);
+    await s.close();
+    qemuIo(path, 'k1', ['read -P 0x81 0 4k', 'read -P 0x82 4k 4k', 'read -P 0x81 8k 120k']);
+    expect(qemuImg('check', ...imageOpts(path, 'k1')).status).toBe(0);
+    await snapshotRevert(path, 's1');
+    qemuIo(path, 'k1', ['read -P 0x81 0 128k']);
+    const info = await imageInfo(path);
+    expect(info.encryption).toMatchObject({ format: 'luks', cipher: 'aes-xts-plain64', keyBits: 512, keyslots: [{ id: '0', kdf: 'pbkdf2' }] });
+    expect(await checkImage(path)).toMatchObject({ corruptions: 0, leaks: 0 });
   });
 });
