@@ -282,4 +282,22 @@ describe.skipIf(!hasQemu)('qcow2 LUKS encryption against qemu-img/qemu-io 7.2', 
     expect(info.encryption).toMatchObject({ format: 'luks', cipher: 'aes-xts-plain64', keyBits: 512, keyslots: [{ id: '0', kdf: 'pbkdf2' }] });
     expect(await checkImage(path)).toMatchObject({ corruptions: 0, leaks: 0 });
   });
+
+  it('a dirty encrypted image: the refcount rebuild at open counts the LUKS header clusters (they stay allocated)', async () => {
+    const path = tmp.path('dirty.qcow2');
+    qemuCreate(path, 'k1', '2M');
+    qemuIo(path, 'k1', ['write -P 0x91 0 64k']);
+    // set the dirty bit (incompatible feature bit 0): the next writable open rebuilds every refcount
+    const fh = await open(path, 'r+');
+    const bits = Buffer.alloc(8);
+    await fh.read(bits, 0, 8, 72);
+    bits.writeBigUInt64BE(bits.readBigUInt64BE() | 1n);
+    await fh.write(bits, 0, 8, 72);
+    await fh.close();
+    const s = await qcow2.open(path, ctx({ key: 'k1' }));
+    await s.write!(128 * KiB, [pattern(0x92, 64 * KiB)], { fua: true }); // would land on the LUKS header if its clusters were freed
+    await s.close();
+    expect(qemuImg('check', ...imageOpts(path, 'k1')).status).toBe(0);
+    qemuIo(path, 'k1', ['read -P 0x91 0 64k', 'read -P 0x92 128k 64k']);
+  });
 });
