@@ -9,6 +9,11 @@
  *                      direct backing file (depth 1) uses A, depth 2 uses
  *                      B, depth 3 and deeper use C (the last one repeats).
  *
+ *   kdf_max_iterations=N  the PBKDF2 iterations one unlock of one image may
+ *                      spend over its keyslots and digest (default
+ *                      src/crypto/luks/limits.ts: 50,000,000); raise it for
+ *                      trusted images made with a long --iter-time.
+ *
  * Unencrypted members of the chain need no key and ignore theirs. Names
  * are looked up like the crypt layer's (key directory file, or a memory key
  * from `tcmu-ts key add`); a missing option or key file refuses the LUN
@@ -16,12 +21,21 @@
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
 import { KeyRing, type KeySource } from '../../src/config/keyring.js';
-import type { LuksLimits } from '../../src/crypto/luks/limits.js';
+import { DEFAULT_LIMITS, type LuksLimits } from '../../src/crypto/luks/limits.js';
 import type { ImageKeys } from './encryption.js';
 
 export interface KeyOptions {
   key?: string;
   backing_key?: string;
+  kdf_max_iterations?: string;
+}
+
+/** The KDF limits an admin may set per LUN (kdf_max_iterations=N), else the defaults. */
+export function kdfLimits(options: KeyOptions): LuksLimits | undefined {
+  const v = options.kdf_max_iterations;
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,9}$/.test(v)) throw new ConfigError(`qcow2: option kdf_max_iterations="${v.slice(0, 40)}" must be a positive integer`);
+  return { ...DEFAULT_LIMITS, maxUnlockPbkdf2Iterations: Number(v), maxPbkdf2Iterations: Math.max(DEFAULT_LIMITS.maxPbkdf2Iterations, Number(v)) };
 }
 
 /** The key names of a chain, or undefined when no key option is given. */
@@ -39,7 +53,7 @@ export function keyNameFor(names: { top?: string; backing?: string[] }, depth: n
   return names.top;
 }
 
-export function imageKeys(options: KeyOptions, source: KeySource | undefined, where: string, limits?: LuksLimits): ImageKeys {
+export function imageKeys(options: KeyOptions, source: KeySource | undefined, where: string, limits = kdfLimits(options)): ImageKeys {
   const names = keyNames(options);
   return {
     where,

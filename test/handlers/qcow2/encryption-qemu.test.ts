@@ -209,6 +209,9 @@ describe.skipIf(!hasQemu)('qcow2 LUKS encryption against qemu-img/qemu-io 7.2', 
     const before = sha(path);
     await expect(qcow2.open(path, ctx({ key: 'bad' }))).rejects.toThrow(/^qcow2: \/.*wrong\.qcow2: LUN lun7: no keyslot matches the key$/);
     await expect(qcow2.open(path, ctx({ key: 'absent' }))).rejects.toThrow(/key "absent"/);
+    // the admin's KDF budget per unlock (kdf_max_iterations): QEMU's keyslot asks for more, refused before the KDF runs
+    await expect(qcow2.open(path, ctx({ key: 'k1', kdf_max_iterations: '1000' }))).rejects.toThrow(/LUN lun7: keyslot 0 needs \d+ PBKDF2 iterations, which exceeds .*of 1000 iterations/);
+    await expect(qcow2.open(path, ctx({ key: 'k1', kdf_max_iterations: 'lots' }))).rejects.toThrow(/kdf_max_iterations="lots" must be a positive integer/);
     expect(sha(path)).toBe(before);
     // an unencrypted image given key= is refused too (the admin meant an encrypted one)
     const plain = tmp.path('plain.qcow2');
