@@ -17,8 +17,8 @@ import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import type { ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
 import { MAX_LUKS_KEY_FILE } from '../../src/config/keyring.js';
 import { createEncryptedImage, isLuksImage, luksInfo } from './image.js';
-import { LuksError } from './luks/errors.js';
-import type { KdfChoice } from './luks/format.js';
+import { LuksError } from '../../src/crypto/luks/errors.js';
+import type { KdfChoice } from '../../src/crypto/luks/format.js';
 
 const pathOf = (ctx: ControlContext) => resolve(ctx.config);
 

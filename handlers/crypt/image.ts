@@ -10,10 +10,10 @@
  */
 import { unlink } from 'node:fs/promises';
 import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
-import { DEFAULT_LIMITS } from './luks/limits.js';
-import { formatLuks, luksDataOffset, type KdfChoice } from './luks/format.js';
-import { LuksError } from './luks/errors.js';
-import { readLuksHeader } from './luks/read-header.js';
+import { DEFAULT_LIMITS } from '../../src/crypto/luks/limits.js';
+import { formatLuks, luksDataOffset, type KdfChoice } from '../../src/crypto/luks/format.js';
+import { LuksError } from '../../src/crypto/luks/errors.js';
+import { readLuksHeader } from '../../src/crypto/luks/read-header.js';
 
 export interface CreateEncryptedOptions {
   format: 'luks2' | 'luks1';

@@ -28,16 +28,16 @@ import { booleanOption, rejectUnknownOptions } from '../../src/backstore/options
 import type { Backstore, Handler, MaybePromise, OpenContext, WriteOptions } from '../../src/backstore/types.js';
 import { KeyRing, type KeySource } from '../../src/config/keyring.js';
 import { cryptControl } from './control.js';
-import { LuksError } from './luks/errors.js';
-import { DEFAULT_LIMITS, type LuksLimits } from './luks/limits.js';
-import type { LuksHeader } from './luks/model.js';
-import { looksLikeLuks, readLuksHeader } from './luks/read-header.js';
-import { unlockVolumeKey } from './luks/unlock.js';
+import { LuksError } from '../../src/crypto/luks/errors.js';
+import { DEFAULT_LIMITS, type LuksLimits } from '../../src/crypto/luks/limits.js';
+import type { LuksHeader } from '../../src/crypto/luks/model.js';
+import { looksLikeLuks, readLuksHeader } from '../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../src/crypto/luks/unlock.js';
 import { readLower, writeLower } from './lower-io.js';
-import { formatLuks } from './luks/format.js';
+import { formatLuks } from '../../src/crypto/luks/format.js';
 import { iovLength } from '../../src/iov.js';
 import { contiguousView, ScratchPool } from './scratch.js';
-import { xtsEngine, type XtsEngine } from './xts.js';
+import { xtsEngine, type XtsEngine } from '../../src/crypto/xts.js';
 
 const NAME = 'crypt';
 

@@ -12,6 +12,7 @@ import { type CreateOptions, createImage as create } from './create.js';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { openImage } from './open.js';
+import { type EncryptionInfo, encryptionInfo } from './encryption.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
 
 export type { CheckResult, CreateOptions, SnapshotInfo };
@@ -33,6 +34,8 @@ export interface ImageInfo {
   dirty: boolean;
   corrupt: boolean;
   snapshots: SnapshotInfo[];
+  /** qcow2 LUKS encryption (encryption.ts), when the image has it. */
+  encryption?: EncryptionInfo;
 }
 
 export function createImage(path: string, opts: CreateOptions): Promise<void> {
@@ -66,6 +69,7 @@ export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> 
       dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
       snapshots: listSnapshots(img),
+      ...(img.cryptoRegion ? { encryption: await encryptionInfo(img.fh, img.cryptoRegion, path) } : {}),
     };
   }, files);
 }

@@ -74,6 +74,8 @@ async function computeReferences(img: Qcow2Image, pace: Pacer, onBad: (message: 
   const cs = img.clusterSize;
   const refs = new RefMap(Math.ceil(img.refcounts.allocatedEnd / cs), onBad);
   refs.add(0);
+  // qcow2 LUKS: the encryption header's clusters (encryption.ts)
+  if (img.cryptoRegion) for (const c of clustersOf(img, img.cryptoRegion.offset, img.cryptoRegion.length)) refs.add(c);
   const rc = img.refcounts;
   for (const c of clustersOf(img, rc.tableOffset, rc.tableClusters * cs)) refs.add(c);
   for (const block of rc.table) if (block) refs.add(block / cs);

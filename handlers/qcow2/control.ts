@@ -12,6 +12,7 @@ import { StorageError } from '../../src/backstore/errors.js';
 import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
 import { checkImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
 import { QCOW2_MAGIC } from './format.js';
+import { readKeyFile } from '../../src/crypto/key-file.js';
 
 /** The image a control operation works on; a served LUN's must be absolute, as `open` requires. */
 function imagePath(ctx: ControlContext): string {
@@ -34,19 +35,31 @@ const imageCreate: ControlOperation = {
     { name: 'backing', type: 'string', description: 'backing (base) image' },
     { name: 'backing-format', type: 'string', choices: ['qcow2', 'raw'], default: 'qcow2', description: 'qcow2 or raw' },
     { name: 'compat', type: 'string', choices: ['2', '3'], default: '3', description: '2 or 3' },
+    { name: 'encrypt', type: 'string', choices: ['luks', 'luks1'], description: "qcow2's own LUKS encryption (QEMU encrypt.format=luks; a LUKS1 header inside the image)" },
+    { name: 'key-file', type: 'string', description: 'with --encrypt: the passphrase file, used whole (as cryptsetup --key-file); mode 0600' },
+    { name: 'pbkdf2-iterations', type: 'integer', description: 'with --encrypt: PBKDF2-sha256 iterations of the keyslot (default 1000000)' },
   ],
   async run(ctx, args) {
     const path = imagePath(ctx);
     const backing = args.backing as string | undefined;
-    await createImage(path, {
-      size: args.size as number,
-      clusterSize: args['cluster-size'] as number,
-      backing,
-      backingFormat: backing ? (args['backing-format'] as 'qcow2' | 'raw') : undefined,
-      version: Number(args.compat) as 2 | 3,
-      files: files(ctx),
-    });
-    return { value: { created: path }, text: `created ${path}` };
+    if ((args.encrypt === undefined) !== (args['key-file'] === undefined)) {
+      throw new StorageError('EINVAL', 'qcow2: --encrypt luks and --key-file go together');
+    }
+    const passphrase = args.encrypt ? await readKeyFile(args['key-file'] as string, files(ctx)) : undefined;
+    try {
+      await createImage(path, {
+        size: args.size as number,
+        clusterSize: args['cluster-size'] as number,
+        backing,
+        backingFormat: backing ? (args['backing-format'] as 'qcow2' | 'raw') : undefined,
+        version: Number(args.compat) as 2 | 3,
+        files: files(ctx),
+        encrypt: passphrase ? { passphrase, iterations: args['pbkdf2-iterations'] as number | undefined } : undefined,
+      });
+    } finally {
+      passphrase?.fill(0);
+    }
+    return { value: { created: path, ...(passphrase ? { encrypted: true } : {}) }, text: `created ${path}${passphrase ? ' (LUKS encrypted)' : ''}` };
   },
 };
 

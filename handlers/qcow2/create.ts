@@ -7,6 +7,7 @@ import { type FileOpener, openerOf } from '../../src/backstore/confine.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { StorageError } from '../../src/backstore/errors.js';
 import { writeFull } from './file-io.js';
+import { checkEncryptable, type EncryptOptions, encryptionClusters, encryptionExtension, writeEncryptionHeader } from './encryption-create.js';
 import {
   featureTableExtension,
   EXT_BACKING_FORMAT,
@@ -28,6 +29,8 @@ export interface CreateOptions {
   backing?: string;
   backingFormat?: 'qcow2' | 'raw';
   version?: 2 | 3;
+  /** LUKS encryption (QEMU's encrypt.format=luks), see encryption-create.ts. */
+  encrypt?: EncryptOptions;
   /** Opens the new image (and checks the backing file) within the caller's allowed directories; default unconfined. */
   files?: FileOpener;
 }
@@ -44,6 +47,7 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
     throw new StorageError('EINVAL', `qcow2: size ${opts.size} must be a multiple of 512`);
   }
   const version = opts.version ?? 3;
+  if (opts.encrypt) checkEncryptable(version);
   const files = openerOf({ files: opts.files });
   if (opts.backing) {
     const base = isAbsolute(opts.backing) ? opts.backing : resolve(dirname(path), opts.backing);
@@ -55,12 +59,13 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
   const cs = clusterSize;
   const l1Size = Math.ceil(opts.size / (cs * (cs / 8)));
   const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / cs));
+  const cryptClusters = opts.encrypt ? encryptionClusters(cs) : 0;
   const perBlock = (cs * 8) / 16;
   // Solve for the refcount metadata that also counts itself.
   let blocks = 1;
   let tableClusters = 1;
   for (;;) {
-    const total = 1 + tableClusters + blocks + l1Clusters;
+    const total = 1 + tableClusters + blocks + l1Clusters + cryptClusters;
     const b = Math.ceil(total / perBlock);
     const t = Math.ceil((b * 8) / cs);
     if (b === blocks && t === tableClusters) break;
@@ -70,17 +75,19 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
   const tableAt = 1;
   const blocksAt = tableAt + tableClusters;
   const l1At = blocksAt + blocks;
-  const total = l1At + l1Clusters;
+  const cryptAt = l1At + l1Clusters;
+  const total = cryptAt + cryptClusters;
 
   const extensions: HeaderExtension[] = [];
   if (opts.backing && opts.backingFormat) extensions.push({ type: EXT_BACKING_FORMAT, data: Buffer.from(opts.backingFormat) });
+  if (opts.encrypt) extensions.push(encryptionExtension(cryptAt * cs));
   const header: Qcow2Header = {
     version,
     backingFileOffset: 0,
     backingFileSize: 0,
     clusterBits,
     size: opts.size,
-    cryptMethod: 0,
+    cryptMethod: opts.encrypt ? 2 : 0,
     l1Size,
     l1TableOffset: l1At * cs,
     refcountTableOffset: tableAt * cs,
@@ -111,6 +118,7 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
   const fh = await files.openHandle(path, { create: true, mode: 0o666 });
   try {
     await writeFull(fh, meta, cs);
+    if (opts.encrypt) await writeEncryptionHeader(fh, cryptAt * cs, opts.encrypt);
     await writeFull(fh, first, 0);
     await fh.datasync();
   } finally {

@@ -156,7 +156,7 @@ export function parseHeader(buf: Buffer, fileSize: number): Qcow2Header {
   if (h.refcountOrder > 6) throw corrupt(`refcount_order ${h.refcountOrder} exceeds 6`);
   parseExtensions(buf, h, cs);
   validateFeatures(h);
-  if (h.cryptMethod !== 0) throw unsupported(`encrypted images (crypt_method ${h.cryptMethod}) are not supported`);
+  if (h.cryptMethod > 2) throw unsupported(`unknown crypt_method ${h.cryptMethod}`); // 1 and 2: encryption.ts
   for (const [name, off] of [
     ['l1_table_offset', h.l1TableOffset],
     ['refcount_table_offset', h.refcountTableOffset],

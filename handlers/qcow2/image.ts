@@ -42,6 +42,7 @@ import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
 import { Refcounts } from './refcounts.js';
 import { readSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
+import { type CryptoRegion, cryptoRegion, cryptoRegionBytes, type ImageKeys, type Qcow2Encryption, unlockImage } from './encryption.js';
 
 const L2_CACHE_BYTES = 32 << 20;
 /** Largest first-cluster read: the header and its extensions must fit in one cluster. */
@@ -59,6 +60,12 @@ export interface OpenImageOptions {
   repairDirty?: (img: Qcow2Image) => Promise<void>;
   /** Opens the image and its backing chain, confined to the allowed directories (default: unconfined). */
   files?: FileOpener;
+  /**
+   * Keys for an encrypted image and its encrypted backing files
+   * (encryption.ts). Absent: an encrypted image opens locked (metadata
+   * operations only; guest data reads and writes fail).
+   */
+  keys?: ImageKeys;
   /** Internal: identities (dev:ino) of the images above this one in a backing chain (loop detection). */
   chain?: readonly string[];
 }
@@ -118,6 +125,12 @@ export class Qcow2Image {
   backing?: BackingStore;
   /** How this image (and so its backing files) was opened. */
   files: FileOpener = openerOf({});
+  /** Where the LUKS header lives, for an encrypted image (encryption.ts). */
+  cryptoRegion?: CryptoRegion;
+  /** The data cipher, once unlocked; wiped at close. */
+  encryption?: Qcow2Encryption;
+  /** Passed on to the backing chain. */
+  private keys?: ImageKeys;
   /** Clusters holding metadata, by kind: the overlap check before every write (overlap.ts). */
   readonly meta: MetadataMap;
   readonly log: Pick<Logger, 'warn' | 'error' | 'debug'>;
@@ -174,6 +187,9 @@ export class Qcow2Image {
       const first = Buffer.alloc(Math.min(HEADER_PROBE, Math.max(fileSize, 512)));
       await readFull(fh, first, 0);
       const header = parseHeader(first, fileSize);
+      // Unlock before anything can be written: a wrong key leaves the file untouched.
+      const region = cryptoRegion(header, fileSize);
+      const encryption = region && opts.keys ? await unlockImage(fh, region, opts.keys, chain.length - 1, path) : undefined;
       let readOnly = opts.readOnly;
       if (header.incompatible & INCOMPAT_CORRUPT) {
         log.error({ path }, 'qcow2: image is marked CORRUPT; opening read-only. Run `qemu-img check -r all` to repair.');
@@ -185,9 +201,13 @@ export class Qcow2Image {
       if (readOnly && !opts.readOnly) await fh.close().catch(() => {});
       const img = new Qcow2Image(path, readOnly && !opts.readOnly ? await files.openHandle(path) : fh, header, readOnly, log);
       img.files = files;
+      img.cryptoRegion = region;
+      img.encryption = encryption;
+      img.keys = opts.keys;
       try {
         await img.load(chain);
       } catch (err) {
+        encryption?.wipe();
         if (img.fh !== fh) await img.fh.close().catch(() => {});
         throw err;
       }
@@ -245,7 +265,7 @@ export class Qcow2Image {
       const base = { path: h.backingFile, relativeTo: dirname(this.path) };
       const files = this.files;
       try {
-        this.backing = await openBacking(base, h.backingFormat, files, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, files, chain }));
+        this.backing = await openBacking(base, h.backingFormat, files, (p) => Qcow2Image.open(p, { readOnly: true, log: this.log, files, chain, keys: this.keys }));
       } catch (err) {
         // The backing image's error already names it: "qcow2: <top>: backing file qcow2: <base>: reason" reads badly.
         throw namedOpenError('backing file', err, ' ');
@@ -270,6 +290,7 @@ export class Qcow2Image {
       if (clash) problems.push(clash);
     };
     add(0, cs, 'header');
+    if (this.cryptoRegion) add(this.cryptoRegion.offset, cryptoRegionBytes(this.cryptoRegion, cs), 'header');
     add(h.l1TableOffset, h.l1Size * 8, 'l1');
     add(rc.tableOffset, rc.tableClusters * cs, 'refcount-table');
     for (const block of rc.table) if (block) add(block, cs, 'refcount-block');
@@ -542,6 +563,7 @@ export class Qcow2Image {
         }
       }
     } finally {
+      this.encryption?.wipe();
       await this.corruptMarked;
       await this.fh.close();
       await this.backing?.close();

@@ -13,13 +13,25 @@ import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.
 import { Qcow2Backstore } from './backstore.js';
 import { qcow2Control } from './control.js';
 import { openImage } from './open.js';
+import { imageKeys } from './encryption-keys.js';
+
+/** Names the LUN in errors (the daemon's logger carries `lun`). */
+function lunLabel(ctx: OpenContext): string {
+  const bindings = typeof ctx.log.bindings === 'function' ? ctx.log.bindings() : {};
+  return typeof bindings.lun === 'string' ? `LUN ${bindings.lun}` : 'unlock';
+}
 
 const qcow2Handler: Handler = {
   name: 'qcow2',
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
-    const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx) });
+    const keys = imageKeys(ctx.options, ctx.keys, lunLabel(ctx));
+    const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx), keys });
+    if (ctx.options.key !== undefined && !image.cryptoRegion) {
+      await image.close();
+      throw new StorageError('EINVAL', `qcow2: option key= given, but ${config} is not encrypted`);
+    }
     const store = new Qcow2Backstore(image, ctx.blockSize);
     if (ctx.size !== undefined && ctx.size > store.size) {
       await image.close();

@@ -4,7 +4,8 @@
  * buffers. Unallocated runs go to the backing file in one request; zero
  * clusters are filled; compressed clusters are inflated and copied.
  */
-import { readFull, readvFull } from './file-io.js';
+import { readFull } from './file-io.js';
+import { readData } from './encryption.js';
 import { decompressCluster } from './compressed.js';
 import type { Qcow2Image } from './image.js';
 import type { ClusterEntry } from './l2-entry.js';
@@ -59,7 +60,7 @@ export async function readRange(img: Qcow2Image, offset: number, iov: readonly B
       const bufs = sliceIov(iov, r.at, r.len);
       switch (r.kind) {
         case 'host':
-          return readvFull(img.fh, bufs, r.host);
+          return readData(img, bufs, r.host);
         case 'through':
           return readThrough(img, r.guest, bufs);
         case 'zero':

@@ -20,7 +20,7 @@
  * would lose acknowledged data that sits in the page cache unreferenced.
  */
 import { StorageError } from '../../src/backstore/errors.js';
-import { readFull, writeFull, writevFull } from './file-io.js';
+import { readData, writeData } from './encryption.js';
 import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-entry.js';
 import { copyFromIov, iovLength, sliceIov } from '../../src/iov.js';
@@ -102,7 +102,7 @@ function inPlace(img: Qcow2Image, bufs: readonly Buffer[], host: number): Promis
   } catch (err) {
     return Promise.reject(err);
   }
-  const p = writevFull(img.fh, bufs, host);
+  const p = writeData(img, bufs, host);
   img.inflightWrites.add(p);
   return p.finally(() => img.inflightWrites.delete(p));
 }
@@ -137,7 +137,7 @@ async function readsAsZeros(img: Qcow2Image, gc: number, e: ClusterEntry): Promi
 async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Buffer): Promise<void> {
   switch (e.kind) {
     case 'normal':
-      return readFull(img.fh, buf, e.host);
+      return readData(img, [buf], e.host);
     case 'compressed':
       (await readCompressed(img, e)).copy(buf);
       return;
@@ -173,16 +173,17 @@ async function allocatingWrite(img: Qcow2Image, gc: number, inCluster: number, b
       img.guardWrite(host, cs);
       const len = iovLength(bufs);
       if (inCluster === 0 && len === cs) {
-        await writevFull(img.fh, bufs, host);
-      } else if (pristine && (await readsAsZeros(img, gc, old))) {
+        await writeData(img, bufs, host);
+      } else if (pristine && !img.cryptoRegion && (await readsAsZeros(img, gc, old))) {
         // Never-used space past the old end of file: only the guest data needs
         // writing (the metadata write-back extends the file over the rest).
-        await writevFull(img.fh, bufs, host + inCluster);
+        // Not when encrypted: zero bytes on disk would decrypt to noise.
+        await writeData(img, bufs, host + inCluster);
       } else {
         const whole = Buffer.alloc(cs);
         await oldContents(img, gc, old, whole);
         copyFromIov(whole, bufs, inCluster);
-        await writeFull(img.fh, whole, host);
+        await writeData(img, [whole], host);
       }
     } catch (err) {
       img.refcounts.queueFree(host);

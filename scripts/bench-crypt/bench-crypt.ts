@@ -1,6 +1,6 @@
 /**
  * `scripts/bench crypt`: host throughput of the crypt layer's aes-xts-plain64
- * engines (handlers/crypt/xts.ts: native = OpenSSL loop in the addon, js =
+ * engines (src/crypto/xts.ts: native = OpenSSL loop in the addon, js =
  * batched ECB + tweaks in JS; one call per request either way) on one
  * core, next to
  *   - OpenSSL's own aes-256-xts driven one sector per cipher object from JS
@@ -15,10 +15,10 @@ import { spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { formatLuks } from '../../handlers/crypt/luks/format.js';
-import { readLuksHeader } from '../../handlers/crypt/luks/read-header.js';
-import { unlockVolumeKey } from '../../handlers/crypt/luks/unlock.js';
-import { xtsEngine } from '../../handlers/crypt/xts.js';
+import { formatLuks } from '../../src/crypto/luks/format.js';
+import { readLuksHeader } from '../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../src/crypto/luks/unlock.js';
+import { xtsEngine } from '../../src/crypto/xts.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const MS = Number(process.env.BENCH_MS ?? 400);

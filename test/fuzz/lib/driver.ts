@@ -9,6 +9,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+
+/** Worker start-up plus the target's setup (seed images made by external tools on a loaded machine). */
+const SETUP_TIMEOUT_MS = 120_000;
 import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -105,15 +108,16 @@ function runChild(
       killed = true;
       child.kill('SIGKILL');
     };
-    const arm = () => {
+    const arm = (ms = timeoutMs) => {
       clearTimeout(timer);
       timer = setTimeout(() => {
-        add({ case: running, kind: 'hang', message: `no progress for ${timeoutMs} ms` });
+        add({ case: running, kind: 'hang', message: `no progress for ${ms} ms` });
         count('finding:hang');
         kill();
-      }, timeoutMs);
+      }, ms);
     };
-    arm(); // also bounds start-up and setup
+    // Also bounds start-up and setup, which may spawn qemu-img/cryptsetup to make seeds: more time there.
+    arm(Math.max(timeoutMs, SETUP_TIMEOUT_MS));
     child.stderr.on('data', (d: Buffer) => (stderrTail = (stderrTail + d.toString()).slice(-4000)));
     child.stdout.on('data', (d: Buffer) => {
       pending += d.toString();

@@ -14,5 +14,6 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   qcow2: async () => (await import('./qcow2.js')).default,
   'metrics-address': async () => (await import('./metrics-address.js')).default,
   luks: async () => (await import('./luks.js')).default,
+  'qcow2-luks': async () => (await import('./qcow2-luks.js')).default,
   xcopy: async () => (await import('./xcopy.js')).default,
 };

@@ -23,11 +23,11 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, wr
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { openCryptLayer } from '../../../handlers/crypt/index.js';
-import { formatLuks } from '../../../handlers/crypt/luks/format.js';
-import type { LuksLimits } from '../../../handlers/crypt/luks/limits.js';
-import { BINARY_SIZE, sealCopy } from '../../../handlers/crypt/luks/luks2-binary.js';
-import { readLuksHeader } from '../../../handlers/crypt/luks/read-header.js';
-import { unlockVolumeKey } from '../../../handlers/crypt/luks/unlock.js';
+import { formatLuks } from '../../../src/crypto/luks/format.js';
+import type { LuksLimits } from '../../../src/crypto/luks/limits.js';
+import { BINARY_SIZE, sealCopy } from '../../../src/crypto/luks/luks2-binary.js';
+import { readLuksHeader } from '../../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../../src/crypto/luks/unlock.js';
 import { openStack, registerHandler } from '../../../src/backstore/registry.js';
 import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { KeyRing } from '../../../src/config/keyring.js';
@@ -200,7 +200,7 @@ async function runOne(path: string, seed: Seed): Promise<string> {
   let outcome: string;
   try {
     const { header } = await readLuksHeader({ read, size: bytes.length, where: path, limits });
-    const { volumeKey } = await unlockVolumeKey(header, PASSPHRASE, read, path);
+    const { volumeKey } = await unlockVolumeKey(header, PASSPHRASE, read, path, limits);
     if (volumeKey.toString('hex') !== seed.volumeKey) throw new FuzzFinding('wrong-key-accepted', `${seed.name}: a mutated header yielded a volume key the seed does not have`);
     const lun = await openLayer(path);
     try {
@@ -233,7 +233,7 @@ const target: FuzzTarget = {
     seedDir = join(workDir, 'luks-seeds');
     keyDir = join(seedDir, 'keys');
     const doneMark = join(seedDir, '.done');
-    limits = { maxArgon2MemoryKiB: 65536, maxArgon2Time: 16, maxArgon2Cpus: 4, maxPbkdf2Iterations: 20_000 };
+    limits = { maxArgon2MemoryKiB: 65536, maxArgon2Time: 16, maxArgon2Cpus: 4, maxPbkdf2Iterations: 20_000, maxUnlockPbkdf2Iterations: 100_000, maxUnlockArgon2Work: 4 * 65536 * 16 };
     if (!existsSync(doneMark)) {
       rmSync(seedDir, { recursive: true, force: true });
       mkdirSync(keyDir, { recursive: true, mode: 0o700 });

@@ -12,7 +12,7 @@ import { openStack } from '../../../src/backstore/registry.js';
 import { toLunStore } from '../../../src/backstore/lun-store.js';
 import type { LunStore } from '../../../src/backstore/types.js';
 import { KeyRing } from '../../../src/config/keyring.js';
-import { formatLuks, type FormatOptions } from '../../../handlers/crypt/luks/format.js';
+import { formatLuks, type FormatOptions } from '../../../src/crypto/luks/format.js';
 import { fileWriter, haveTool, luksFormat, run, tryRun, workDir } from './tools.js';
 
 const w = workDir();

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatLuks, type FormatOptions } from '../../../handlers/crypt/luks/format.js';
-import { readLuksHeader } from '../../../handlers/crypt/luks/read-header.js';
-import { unlockVolumeKey } from '../../../handlers/crypt/luks/unlock.js';
+import { formatLuks, type FormatOptions } from '../../../src/crypto/luks/format.js';
+import { readLuksHeader } from '../../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../../src/crypto/luks/unlock.js';
 import { CRYPTSETUP_FORMATS, cryptsetupVolumeKey, fileReader, fileWriter, haveTool, luksFormat, run, tryRun, workDir } from './tools.js';
 
 const hasCryptsetup = haveTool('cryptsetup');

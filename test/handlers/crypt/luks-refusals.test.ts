@@ -6,11 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatLuks } from '../../../handlers/crypt/luks/format.js';
-import { DEFAULT_LIMITS } from '../../../handlers/crypt/luks/limits.js';
-import { BINARY_SIZE, sealCopy } from '../../../handlers/crypt/luks/luks2-binary.js';
-import { readLuksHeader } from '../../../handlers/crypt/luks/read-header.js';
-import { unlockVolumeKey } from '../../../handlers/crypt/luks/unlock.js';
+import { formatLuks } from '../../../src/crypto/luks/format.js';
+import { DEFAULT_LIMITS } from '../../../src/crypto/luks/limits.js';
+import { BINARY_SIZE, sealCopy } from '../../../src/crypto/luks/luks2-binary.js';
+import { readLuksHeader } from '../../../src/crypto/luks/read-header.js';
+import { unlockVolumeKey } from '../../../src/crypto/luks/unlock.js';
 import { fileReader, haveTool, luksFormat, run, workDir } from './tools.js';
 
 const KEY = Buffer.from('refusal test key');

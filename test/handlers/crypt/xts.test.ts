@@ -3,8 +3,8 @@
 // splitter against its own merge.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { afMerge, afSplit } from '../../../handlers/crypt/luks/af.js';
-import { xtsEngine } from '../../../handlers/crypt/xts.js';
+import { afMerge, afSplit } from '../../../src/crypto/luks/af.js';
+import { xtsEngine } from '../../../src/crypto/xts.js';
 
 /** OpenSSL's aes-xts encryption, one cipher object per sector. */
 function reference(key: Buffer, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): Buffer {

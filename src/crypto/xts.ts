@@ -27,9 +27,9 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { endianness } from 'node:os';
-import { native } from '../../src/native.js';
+import { native } from '../native.js';
 
-if (endianness() !== 'LE') throw new Error('handlers/crypt: the XTS code assumes a little-endian CPU');
+if (endianness() !== 'LE') throw new Error('src/crypto/xts: the XTS code assumes a little-endian CPU');
 
 export interface XtsEngine {
   /** `data` in place: whole sectors, IVs firstIv, firstIv + ivStep, ... */
