@@ -1,6 +1,10 @@
 /**
  * The `qcow2` handler: `qcow2//abs/path/to/image.qcow2`.
  *
+ * Options: `compress=zlib|zstd` (qcow2//srv/a.qcow2;compress=zstd): writes are
+ * stored compressed (compressed-write.ts); the codec must be the image's
+ * compression_type.
+ *
  * Size policy: the LUN exposes the image's virtual size (rounded down to
  * the block size). A configured size larger than that is refused (grow the
  * image first: `resize` or `qemu-img resize`); a smaller one is ignored with
@@ -13,13 +17,25 @@ import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.
 import { Qcow2Backstore } from './backstore.js';
 import { qcow2Control } from './control.js';
 import { openImage } from './open.js';
+import { enableWriteCompression } from './compression-mode.js';
+import { rejectUnknownOptions } from '../../src/backstore/options.js';
 
 const qcow2Handler: Handler = {
   name: 'qcow2',
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
+    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress']);
     const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx) });
+    const compress = ctx.options?.compress;
+    if (compress !== undefined) {
+      try {
+        enableWriteCompression(image, compress);
+      } catch (err) {
+        await image.close();
+        throw err;
+      }
+    }
     const store = new Qcow2Backstore(image, ctx.blockSize);
     if (ctx.size !== undefined && ctx.size > store.size) {
       await image.close();
