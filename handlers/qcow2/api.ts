@@ -12,9 +12,12 @@ import { type CreateOptions, createImage as create } from './create.js';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { openImage } from './open.js';
+import { type CompactOptions, type CompactResult, compactImage as compact } from './compaction.js';
+import { enableWriteCompression } from './compression-mode.js';
+import { type SpaceStats, spaceStats } from './image-stats.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
 
-export type { CheckResult, CreateOptions, SnapshotInfo };
+export type { CheckResult, CompactOptions, CompactResult, CreateOptions, SnapshotInfo, SpaceStats };
 export { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot } from './snapshots.js';
 export { openImage } from './open.js';
 export { Qcow2Image } from './image.js';
@@ -33,6 +36,8 @@ export interface ImageInfo {
   dirty: boolean;
   corrupt: boolean;
   snapshots: SnapshotInfo[];
+  /** Logical vs allocated size, compressed clusters, compression ratio (active tree). */
+  space: SpaceStats;
 }
 
 export function createImage(path: string, opts: CreateOptions): Promise<void> {
@@ -66,7 +71,19 @@ export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> 
       dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
       snapshots: listSnapshots(img),
+      space: await spaceStats(img),
     };
+  }, files);
+}
+
+/**
+ * Offline compaction (compaction.ts) of an image not in use: partly dead
+ * compressed host clusters are emptied, free clusters punched out.
+ */
+export function compactImageFile(path: string, opts?: CompactOptions, files?: FileOpener): Promise<CompactResult> {
+  return withImage(path, false, async (img) => {
+    enableWriteCompression(img, img.header.compressionType);
+    return compact(img, img.header.compressionType, opts);
   }, files);
 }
 

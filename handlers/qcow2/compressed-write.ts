@@ -101,6 +101,34 @@ export async function writeCompressedRange(
   if (persist) await img.persistMetadata();
 }
 
+/**
+ * Compaction's move: re-store guest clusters `gcs` (ascending) that are
+ * still compressed, exactly as a guest write of their own contents would
+ * (claimed, so a guest write to one of them waits or goes first; new place;
+ * old payload freed after the next flush). Returns how many moved.
+ */
+export async function relocateClusters(img: Qcow2Image, type: CompressionType, gcs: readonly number[]): Promise<number> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const releases: Array<() => void> = [];
+  try {
+    for (const gc of gcs) releases.push(await claimCluster(img, gc));
+    const pieces: Piece[] = [];
+    for (const gc of gcs) {
+      const old = await img.entryAt(gc);
+      if (old.kind === 'compressed') pieces.push({ gc, inCluster: 0, at: 0, len: 0, old });
+    }
+    await Promise.all(
+      pieces.map(async (p) => {
+        p.contents = await readCompressed(img, p.old);
+      }),
+    );
+    if (pieces.length > 0) await storeCompressed(img, type, pieces);
+    return pieces.length;
+  } finally {
+    for (const release of releases) release();
+  }
+}
+
 /** The whole new contents of every cluster that gets a new place; partial ones read (and inflate) the old first. */
 async function buildContents(img: Qcow2Image, pieces: Piece[], iov: readonly Buffer[]): Promise<void> {
   const cs = img.clusterSize;

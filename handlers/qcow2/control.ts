@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
-import { checkImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
+import { checkImage, compactImageFile, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
 import { QCOW2_MAGIC } from './format.js';
 
 /** The image a control operation works on; a served LUN's must be absolute, as `open` requires. */
@@ -34,6 +34,7 @@ const imageCreate: ControlOperation = {
     { name: 'backing', type: 'string', description: 'backing (base) image' },
     { name: 'backing-format', type: 'string', choices: ['qcow2', 'raw'], default: 'qcow2', description: 'qcow2 or raw' },
     { name: 'compat', type: 'string', choices: ['2', '3'], default: '3', description: '2 or 3' },
+    { name: 'compress', type: 'string', choices: ['zlib', 'zstd'], description: "the image's compression_type (for LUNs with compress=...; zstd needs compat 3)" },
   ],
   async run(ctx, args) {
     const path = imagePath(ctx);
@@ -44,6 +45,7 @@ const imageCreate: ControlOperation = {
       backing,
       backingFormat: backing ? (args['backing-format'] as 'qcow2' | 'raw') : undefined,
       version: Number(args.compat) as 2 | 3,
+      compressionType: args.compress as 'zlib' | 'zstd' | undefined,
       files: files(ctx),
     });
     return { value: { created: path }, text: `created ${path}` };
@@ -55,6 +57,19 @@ const imageInfoOp: ControlOperation = {
   modes: ['offline'],
   async run(ctx) {
     return { value: await imageInfo(imagePath(ctx), files(ctx)) };
+  },
+};
+
+const imageCompact: ControlOperation = {
+  description: 'reclaim space in a compressed image: empty partly dead compressed clusters, punch out free ones (image not in use)',
+  modes: ['offline'],
+  async run(ctx) {
+    const r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    return {
+      value: r,
+      text: `moved ${r.movedClusters} clusters, punched ${r.punchedClusters} free clusters; allocated ${mib(r.fileBytesAllocatedBefore)} -> ${mib(r.fileBytesAllocatedAfter)}`,
+    };
   },
 };
 
@@ -131,6 +146,7 @@ export const qcow2Control: HandlerControl = {
     'image.create': imageCreate,
     'image.info': imageInfoOp,
     'image.check': imageCheck,
+    'image.compact': imageCompact,
     'snapshot.create': snapshotCreateOp,
     'snapshot.list': snapshotListOp,
     'snapshot.revert': snapshotRevertOp,
