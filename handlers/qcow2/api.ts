@@ -35,9 +35,9 @@ export interface ImageInfo {
   lazyRefcounts: boolean;
   dirty: boolean;
   corrupt: boolean;
-  snapshots: SnapshotInfo[];
   /** Logical vs allocated size, compressed clusters, compression ratio (active tree). */
   space: SpaceStats;
+  snapshots: SnapshotInfo[];
 }
 
 export function createImage(path: string, opts: CreateOptions): Promise<void> {
@@ -70,8 +70,8 @@ export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> 
       lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
       dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
-      snapshots: listSnapshots(img),
       space: await spaceStats(img),
+      snapshots: listSnapshots(img),
     };
   }, files);
 }
