@@ -221,8 +221,36 @@ async function storeCompressed(img: Qcow2Image, type: CompressionType, pieces: P
       }
       img.l2Cache.markDirty(offset, i * 8, i * 8 + 8);
       queueFreeEntry(img, p.old);
+      noteGarbage(img, p.old);
     }
   });
+}
+
+/**
+ * Host bytes released (queued frees) since the last flush we started. Frees
+ * only become reusable space after a flush (refcounts.ts); a guest that
+ * rewrites compressed clusters without flushing would otherwise grow the
+ * file by a dead copy per rewrite. Past this much, the write path starts a
+ * flush itself (one at a time, in the background): flushing early only
+ * makes more durable, never less.
+ */
+const GARBAGE_FLUSH_BYTES = 32 << 20;
+const garbage = new WeakMap<Qcow2Image, { bytes: number; flushing: boolean }>();
+
+function noteGarbage(img: Qcow2Image, e: ClusterEntry): void {
+  const bytes = e.kind === 'compressed' ? e.compressedSize : e.kind === 'normal' || (e.kind === 'zero' && e.host !== 0) ? img.clusterSize : 0;
+  if (bytes === 0) return;
+  let g = garbage.get(img);
+  if (!g) garbage.set(img, (g = { bytes: 0, flushing: false }));
+  g.bytes += bytes;
+  if (g.bytes < GARBAGE_FLUSH_BYTES || g.flushing) return;
+  g.bytes = 0;
+  g.flushing = true;
+  const state = g;
+  img
+    .flush()
+    .catch((err: unknown) => img.log.warn({ path: img.path, err }, 'qcow2: background flush to release rewritten compressed clusters failed'))
+    .finally(() => (state.flushing = false));
 }
 
 /** Payloads that follow each other on disk go out as one pwritev. */

@@ -96,7 +96,7 @@ async function run(name: string, compress: 'zstd' | 'zlib' | undefined, pattern:
 
 console.log(`data: ${size / MiB} MiB ${process.argv[2] ?? 'tar of /usr/share/doc'}; node ${process.version}`);
 console.log('image             pattern  throughput    allocated  after-compact  convert -c  ratio  compare');
-for (const pattern of ['seq1m', 'rand4k'] as const) {
+for (const pattern of (process.env.PATTERNS ?? 'seq1m,rand4k').split(',') as Array<'seq1m' | 'rand4k'>) {
   console.log(await run('uncompressed', undefined, pattern));
   console.log(await run('zstd', 'zstd', pattern));
   console.log(await run('zlib', 'zlib', pattern));
