@@ -75,7 +75,7 @@ describeKernel('compressed qcow2 LUNs (compress=zstd|zlib) on tcm_loop', () => {
   });
 
   it('tears down cleanly; the runner logged no errors', () => {
-    expect(r('teardown'), why('teardown')).toBe('ok');
+    for (const tag of ['z0', 'z1', 'l0', 'c0']) expect(r(`teardown_${tag}`), why(`teardown of ${tag}`)).toBe('ok');
     expect(r('runner_log_errors'), why('runner error lines')).toBe('0');
   });
 });

@@ -14,26 +14,33 @@ S=/mnt/scratch
 MNT=/mnt/lun
 blocks() { stat -c '%b' "$1" | awk '{ print $1 * 512 }'; }   # allocated bytes (st_blocks)
 
-finish() {
-  mountpoint -q $MNT && umount $MNT
-  teardown_all && result teardown ok || result teardown fail
+ERRS=0
+# The runner is stopped after each LUN is removed, so qemu-img never looks at
+# an image the daemon is still closing; its error lines are counted each time.
+stop_runner() {
   runner_stop
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 60
+  ERRS=$((ERRS + $(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null || true)))
+  dump_log runner "$RUNNER_LOG" 30
 }
 
-# serve TAG IMG SIZE CODEC: start a LUN for IMG, print its /dev/sdX
+# serve TAG IMG SIZE CODEC: start the runner and a LUN for IMG; sets SD=/dev/sdX
 serve() {
-  local out rc sd
-  out=$(timeout 120 $TS lun create "$1" --backstore qcow2 --path "$2" --size "$3" --compress "$4" 2>&1); rc=$?
-  printf '%s\n' "$out" | sed "s/^/@@LOG lun_create_$1 /"
+  local tag="$1" out rc
+  SD=
+  runner_start || { result runner_$tag fail; return 1; }
+  out=$(timeout 120 $TS lun create "$tag" --backstore qcow2 --path "$2" --size "$3" --compress "$4" 2>&1); rc=$?
+  printf '%s\n' "$out" | sed "s/^/@@LOG lun_create_$tag /"
   [ $rc = 0 ] || return 1
-  result dev_config_$1 "$(cat $CFG/core/user_*/$1/attrib/dev_config 2>/dev/null)"
-  loop_export "$1" 0
+  result dev_config_$tag "$(cat $CFG/core/user_*/$tag/attrib/dev_config 2>/dev/null)"
+  SD=$(loop_export "$tag" 0)
 }
 
-# unserve: remove every LUN (the runner keeps running)
-unserve() { mountpoint -q $MNT && umount $MNT; teardown_all; }
+# unserve TAG: remove every LUN, stop the runner
+unserve() {
+  mountpoint -q $MNT && umount $MNT
+  teardown_all && result teardown_$1 ok || result teardown_$1 fail
+  stop_runner
+}
 
 # measure TAG IMG RAW CODEC: qemu-img check/compare and sizes vs convert -c
 measure() {
@@ -52,13 +59,12 @@ measure() {
   rm -f $S/ref.qcow2
 }
 
-if runner_start; then result runner ok; else result runner fail; finish; exit 1; fi
-
 # -- zstd ----------------------------------------------------------------------------------
 Z=$S/z.qcow2
 check create_zstd $TS image create $Z --size 1G --compress zstd
 result img_ctype_zstd "$(qemu-img info $Z | sed -n 's/.*compression type: *//p')"
-if sd=$(serve z0 $Z 1G zstd); then
+if serve z0 $Z 1G zstd; then
+  sd=$SD
   result export_zstd ok
   mkdir -p $MNT
   check mkfs_zstd mkfs.ext4 -q -F "$sd" 800M
@@ -74,11 +80,12 @@ if sd=$(serve z0 $Z 1G zstd); then
     --iodepth=16 --offset=850M --size=96M --buffer_compress_percentage=60 --refill_buffers \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output-format=terse --terse-version=3
   check readback_zstd dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
-  unserve
+  unserve z0
   measure zstd1 $Z $S/z.raw zstd
   rm -f $S/z.raw
   # -- acceptance 2: overwrite half the files, compact, measure again --------------------------
-  if sd=$(serve z1 $Z 1G zstd); then
+  if serve z1 $Z 1G zstd; then
+    sd=$SD
     mount "$sd" $MNT && {
       # every second file gets new contents (its bytes reversed; new blocks, old ones freed)
       check overwrite_half python3 -c '
@@ -92,45 +99,49 @@ for p in files[1::2]:
       umount $MNT
     }
     check readback_zstd2 dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
-    unserve
+    unserve z1
     result size_before_compact "$(blocks $Z)"
     out=$($TS image compact $Z 2>&1); rc=$?
     printf '%s\n' "$out" | sed 's/^/@@LOG compact /'
     result compact $rc
     measure zstd2 $Z $S/z.raw zstd
     rm -f $S/z.raw
-  else result export_zstd2 fail; fi
-else result export_zstd fail; fi
+  else result export_zstd2 fail; unserve z1; fi
+else result export_zstd fail; unserve z0; fi
 
 # -- zlib ----------------------------------------------------------------------------------
 L=$S/l.qcow2
 check create_zlib $TS image create $L --size 512M --compress zlib
-if sd=$(serve l0 $L 512M zlib); then
+if serve l0 $L 512M zlib; then
+  sd=$SD
   result export_zlib ok
   check mkfs_zlib mkfs.ext4 -q -F "$sd"
   check mount_zlib mount "$sd" $MNT
   check copy_zlib cp -a /usr/share/doc/. $MNT/
   check umount_zlib umount $MNT
   check readback_zlib dd if="$sd" of=$S/l.raw bs=1M iflag=direct conv=sparse status=none
-  unserve
+  unserve l0
   measure zlib $L $S/l.raw zlib
   rm -f $S/l.raw
-else result export_zlib fail; fi
+else result export_zlib fail; unserve l0; fi
 
 # -- a qemu-img convert -c image served with compress=zstd: read and written ------------------
 head -c $((32 * 1048576)) /dev/zero | tr '\0' 'q' > $S/c.raw
 head -c $((4 * 1048576)) /dev/urandom >> $S/c.raw
 truncate -s 64M $S/c.raw
 qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd $S/c.raw $S/c.qcow2
-if sd=$(serve c0 $S/c.qcow2 64M zstd); then
+if serve c0 $S/c.qcow2 64M zstd; then
+  sd=$SD
   result conv_read "$(dd if="$sd" bs=1M iflag=direct status=none | cmp - $S/c.raw >/dev/null && echo same || echo differ)"
   head -c $((8 * 1048576)) /dev/urandom > $S/c.part
   dd if=$S/c.part of="$sd" bs=1M seek=20 oflag=direct conv=fsync status=none
   dd if=$S/c.part of=$S/c.raw bs=1M seek=20 conv=notrunc status=none
-  unserve
+  unserve c0
   out=$(qemu-img check $S/c.qcow2 2>&1); result conv_check $?
   out=$(qemu-img compare -f qcow2 -F raw $S/c.qcow2 $S/c.raw 2>&1); result conv_compare $?
-else result conv_export fail; fi
+else result conv_export fail; unserve c0; fi
 
-finish
+mountpoint -q $MNT && umount $MNT
+teardown_all; stop_runner
+result runner_log_errors $ERRS
 exit 0
