@@ -261,8 +261,8 @@ class CompressPool {
 
 let pool: CompressPool | undefined;
 function sharedPool(): CompressPool {
-  // Two cores on the test machine: never more workers than cores, at least one.
-  pool ??= new CompressPool(Math.max(1, Math.min(4, availableParallelism() - 1)));
+  // At least two (the event loop mostly waits while a batch compresses), at most four.
+  pool ??= new CompressPool(Math.min(4, Math.max(2, availableParallelism() - 1)));
   return pool;
 }
 
