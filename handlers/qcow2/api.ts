@@ -13,9 +13,12 @@ import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './forma
 import type { Qcow2Image } from './image.js';
 import { openImage } from './open.js';
 import { type EncryptionInfo, encryptionInfo } from './encryption.js';
+import { type CompactOptions, type CompactResult, compactImage as compact } from './compaction.js';
+import { enableWriteCompression } from './compression-mode.js';
+import { type SpaceStats, spaceStats } from './image-stats.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
 
-export type { CheckResult, CreateOptions, SnapshotInfo };
+export type { CheckResult, CompactOptions, CompactResult, CreateOptions, SnapshotInfo, SpaceStats };
 export { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot } from './snapshots.js';
 export { openImage } from './open.js';
 export { Qcow2Image } from './image.js';
@@ -33,6 +36,8 @@ export interface ImageInfo {
   lazyRefcounts: boolean;
   dirty: boolean;
   corrupt: boolean;
+  /** Logical vs allocated size, compressed clusters, compression ratio (active tree). */
+  space: SpaceStats;
   snapshots: SnapshotInfo[];
   /** qcow2 LUKS encryption (encryption.ts), when the image has it. */
   encryption?: EncryptionInfo;
@@ -68,9 +73,21 @@ export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> 
       lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
       dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
+      space: await spaceStats(img),
       snapshots: listSnapshots(img),
       ...(img.cryptoRegion ? { encryption: await encryptionInfo(img.fh, img.cryptoRegion, path) } : {}),
     };
+  }, files);
+}
+
+/**
+ * Offline compaction (compaction.ts) of an image not in use: partly dead
+ * compressed host clusters are emptied, free clusters punched out.
+ */
+export function compactImageFile(path: string, opts?: CompactOptions, files?: FileOpener): Promise<CompactResult> {
+  return withImage(path, false, async (img) => {
+    enableWriteCompression(img, img.header.compressionType);
+    return compact(img, img.header.compressionType, opts);
   }, files);
 }
 

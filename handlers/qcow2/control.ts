@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
-import { checkImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
+import { checkImage, compactImageFile, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
 import { QCOW2_MAGIC } from './format.js';
 import { readKeyFile } from '../../src/crypto/key-file.js';
 
@@ -38,12 +38,16 @@ const imageCreate: ControlOperation = {
     { name: 'encrypt', type: 'string', choices: ['luks', 'luks1'], description: "qcow2's own LUKS encryption (QEMU encrypt.format=luks; a LUKS1 header inside the image)" },
     { name: 'key-file', type: 'string', description: 'with --encrypt: the passphrase file, used whole (as cryptsetup --key-file); mode 0600' },
     { name: 'pbkdf2-iterations', type: 'integer', description: 'with --encrypt: PBKDF2-sha256 iterations of the keyslot (default 1000000)' },
+    { name: 'compress', type: 'string', choices: ['zlib', 'zstd'], description: "the image's compression_type (for LUNs with compress=...; zstd needs compat 3)" },
   ],
   async run(ctx, args) {
     const path = imagePath(ctx);
     const backing = args.backing as string | undefined;
     if ((args.encrypt === undefined) !== (args['key-file'] === undefined)) {
       throw new StorageError('EINVAL', 'qcow2: --encrypt luks and --key-file go together');
+    }
+    if (args.encrypt !== undefined && args.compress !== undefined) {
+      throw new StorageError('EINVAL', 'qcow2: --compress and --encrypt do not mix (QEMU refuses compression on encrypted images)');
     }
     const passphrase = args.encrypt ? await readKeyFile(args['key-file'] as string, files(ctx)) : undefined;
     try {
@@ -53,6 +57,7 @@ const imageCreate: ControlOperation = {
         backing,
         backingFormat: backing ? (args['backing-format'] as 'qcow2' | 'raw') : undefined,
         version: Number(args.compat) as 2 | 3,
+        compressionType: args.compress as 'zlib' | 'zstd' | undefined,
         files: files(ctx),
         encrypt: passphrase ? { passphrase, iterations: args['pbkdf2-iterations'] as number | undefined } : undefined,
       });
@@ -68,6 +73,19 @@ const imageInfoOp: ControlOperation = {
   modes: ['offline'],
   async run(ctx) {
     return { value: await imageInfo(imagePath(ctx), files(ctx)) };
+  },
+};
+
+const imageCompact: ControlOperation = {
+  description: 'reclaim space in a compressed image: empty partly dead compressed clusters, punch out free ones (image not in use)',
+  modes: ['offline'],
+  async run(ctx) {
+    const r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    return {
+      value: r,
+      text: `moved ${r.movedClusters} clusters, punched ${r.punchedClusters} free clusters; allocated ${mib(r.fileBytesAllocatedBefore)} -> ${mib(r.fileBytesAllocatedAfter)}`,
+    };
   },
 };
 
@@ -144,6 +162,7 @@ export const qcow2Control: HandlerControl = {
     'image.create': imageCreate,
     'image.info': imageInfoOp,
     'image.check': imageCheck,
+    'image.compact': imageCompact,
     'snapshot.create': snapshotCreateOp,
     'snapshot.list': snapshotListOp,
     'snapshot.revert': snapshotRevertOp,

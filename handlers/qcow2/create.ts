@@ -12,6 +12,7 @@ import {
   featureTableExtension,
   EXT_BACKING_FORMAT,
   type HeaderExtension,
+  INCOMPAT_COMPRESSION_TYPE,
   MAX_CLUSTER_BITS,
   MIN_CLUSTER_BITS,
   type Qcow2Header,
@@ -31,6 +32,11 @@ export interface CreateOptions {
   version?: 2 | 3;
   /** LUKS encryption (QEMU's encrypt.format=luks), see encryption-create.ts. */
   encrypt?: EncryptOptions;
+  /**
+   * The image's compression_type (what compressed clusters use). zstd needs
+   * v3 (the header field and incompatible bit 3); zlib is the default.
+   */
+  compressionType?: 'zlib' | 'zstd';
   /** Opens the new image (and checks the backing file) within the caller's allowed directories; default unconfined. */
   files?: FileOpener;
 }
@@ -47,7 +53,15 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
     throw new StorageError('EINVAL', `qcow2: size ${opts.size} must be a multiple of 512`);
   }
   const version = opts.version ?? 3;
+  const compressionType = opts.compressionType ?? 'zlib';
+  if (compressionType !== 'zlib' && compressionType !== 'zstd') {
+    throw new StorageError('EINVAL', `qcow2: compression type ${String(compressionType)}: expected zlib or zstd`);
+  }
+  if (compressionType === 'zstd' && version !== 3) throw new StorageError('EINVAL', 'qcow2: zstd compression needs a version 3 image (compat 3)');
   if (opts.encrypt) checkEncryptable(version);
+  if (opts.encrypt && opts.compressionType !== undefined) {
+    throw new StorageError('EINVAL', 'qcow2: compression and encryption do not mix (QEMU refuses compression on encrypted images)');
+  }
   const files = openerOf({ files: opts.files });
   if (opts.backing) {
     const base = isAbsolute(opts.backing) ? opts.backing : resolve(dirname(path), opts.backing);
@@ -94,12 +108,12 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
     refcountTableClusters: tableClusters,
     nbSnapshots: 0,
     snapshotsOffset: 0,
-    incompatible: 0n,
+    incompatible: compressionType === 'zstd' ? INCOMPAT_COMPRESSION_TYPE : 0n,
     compatible: 0n,
     autoclear: 0n,
     refcountOrder: REFCOUNT_ORDER,
     headerLength: version === 3 ? V3_HEADER_LENGTH : V2_HEADER_LENGTH,
-    compressionType: 'zlib',
+    compressionType,
     extensions,
     featureNames: new Map(),
   };

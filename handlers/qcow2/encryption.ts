@@ -18,7 +18,7 @@
  *    driver (qemu-io `write -c`) stores a compressed cluster as PLAINTEXT
  *    deflate even in an encrypted image, and reads it back that way. We read
  *    such clusters as QEMU does and never write compressed clusters into an
- *    encrypted image (refuseCompression).
+ *    encrypted image (compression-mode.ts refuses compress= on one).
  * Only LUKS1 is accepted inside qcow2: that is all QEMU writes or reads there.
  */
 import type { FileHandle } from 'node:fs/promises';
@@ -193,11 +193,6 @@ export async function unlockImage(fh: FileHandle, region: CryptoRegion, keys: Im
   } finally {
     passphrase.fill(0);
   }
-}
-
-/** Compressed clusters are never written into an encrypted image (QEMU would store them in plaintext). */
-export function refuseCompression(encrypted: boolean, path: string): void {
-  if (encrypted) throw new StorageError('ENOTSUP', `qcow2: ${path} is encrypted; compressed clusters would be stored unencrypted, so they are not written`);
 }
 
 /** What the data path needs to know about an image's encryption. */

@@ -134,6 +134,8 @@ export class Qcow2Image {
   /** Clusters holding metadata, by kind: the overlap check before every write (overlap.ts). */
   readonly meta: MetadataMap;
   readonly log: Pick<Logger, 'warn' | 'error' | 'debug'>;
+  /** Told when a host cluster's refcount drops to 0 (the compressed-write packer forgets it). */
+  onClusterFreed?: (hostOffset: number) => void;
 
   private constructor(
     readonly path: string,
@@ -246,6 +248,7 @@ export class Qcow2Image {
       (off) => {
         this.l2Cache.drop(off);
         this.meta.removeCluster(off / this.clusterSize);
+        this.onClusterFreed?.(off);
       },
       this.meta,
       (reason) => this.corrupt(reason),

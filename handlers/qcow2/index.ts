@@ -1,6 +1,11 @@
 /**
  * The `qcow2` handler: `qcow2//abs/path/to/image.qcow2`.
  *
+ * Options: `compress=zlib|zstd` (qcow2//srv/a.qcow2;compress=zstd): writes are
+ * stored compressed (compressed-write.ts); the codec must be the image's
+ * compression_type. `key=NAME`, `backing_key=A:B`, `kdf_max_iterations=N`:
+ * qcow2's own LUKS encryption (encryption-keys.ts). Any other option is refused.
+ *
  * Size policy: the LUN exposes the image's virtual size (rounded down to
  * the block size). A configured size larger than that is refused (grow the
  * image first: `resize` or `qemu-img resize`); a smaller one is ignored with
@@ -14,6 +19,8 @@ import { Qcow2Backstore } from './backstore.js';
 import { qcow2Control } from './control.js';
 import { openImage } from './open.js';
 import { imageKeys } from './encryption-keys.js';
+import { enableWriteCompression } from './compression-mode.js';
+import { rejectUnknownOptions } from '../../src/backstore/options.js';
 
 /** Names the LUN in errors (the daemon's logger carries `lun`). */
 function lunLabel(ctx: OpenContext): string {
@@ -26,11 +33,21 @@ const qcow2Handler: Handler = {
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
+    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress', 'key', 'backing_key', 'kdf_max_iterations']);
     const keys = imageKeys(ctx.options, ctx.keys, lunLabel(ctx));
     const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx), keys });
     if (ctx.options.key !== undefined && !image.cryptoRegion) {
       await image.close();
       throw new StorageError('EINVAL', `qcow2: option key= given, but ${config} is not encrypted`);
+    }
+    const compress = ctx.options?.compress;
+    if (compress !== undefined) {
+      try {
+        enableWriteCompression(image, compress);
+      } catch (err) {
+        await image.close();
+        throw err;
+      }
     }
     const store = new Qcow2Backstore(image, ctx.blockSize);
     if (ctx.size !== undefined && ctx.size > store.size) {

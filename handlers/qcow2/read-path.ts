@@ -6,7 +6,7 @@
  */
 import { readFull } from './file-io.js';
 import { readData } from './encryption.js';
-import { decompressCluster } from './compressed.js';
+import { decompressOffThread } from './compress-pool.js';
 import type { Qcow2Image } from './image.js';
 import type { ClusterEntry } from './l2-entry.js';
 import { copyIntoIov, fillIov, sliceIov } from '../../src/iov.js';
@@ -17,10 +17,11 @@ type Run =
   | { kind: 'zero'; at: number; len: number }
   | { kind: 'compressed'; entry: ClusterEntry; inCluster: number; at: number; len: number };
 
+/** A compressed cluster, inflated off the event loop (compress-pool.ts batches concurrent ones). */
 export async function readCompressed(img: Qcow2Image, e: ClusterEntry): Promise<Buffer> {
   const raw = Buffer.alloc(e.compressedSize);
   await readFull(img.fh, raw, e.host);
-  return decompressCluster(img.header.compressionType, raw, img.clusterSize);
+  return decompressOffThread(img.header.compressionType, raw, img.clusterSize);
 }
 
 /** Where an unallocated range reads from: the backing file, or zeros. */

@@ -25,6 +25,8 @@ import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, compressedHostClusters, writeL2Normal } from './l2-entry.js';
 import { copyFromIov, iovLength, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
+import { writeCompressedRange } from './compressed-write.js';
+import { writeCompression } from './compression-mode.js';
 
 /**
  * `persist: false` is for callers that persist once themselves after many
@@ -32,6 +34,8 @@ import { readCompressed, readThrough } from './read-path.js';
  */
 export async function writeRange(img: Qcow2Image, offset: number, iov: readonly Buffer[], length: number, persist = true): Promise<void> {
   if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const compress = writeCompression(img);
+  if (compress) return writeCompressedRange(img, compress, offset, iov, length, persist);
   const cs = img.clusterSize;
   const jobs: Promise<void>[] = [];
   let run: { host: number; at: number; len: number } | undefined;

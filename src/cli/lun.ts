@@ -42,6 +42,8 @@ export interface BackstoreCliOptions {
   option?: string[];
   encrypt?: string;
   key?: string;
+  /** `--compress zlib|zstd`: the qcow2 layer's compress= option. */
+  compress?: string;
 }
 
 /**
@@ -62,6 +64,12 @@ export function devConfigFromCli(o: BackstoreCliOptions): string {
     layers = parseDevConfig(o.backstore).layers;
   } else {
     layers = [{ handler: o.backstore, config: o.path ?? '', options: parseOptions(o.option) }];
+  }
+  if (o.compress !== undefined) {
+    if (o.compress !== 'zlib' && o.compress !== 'zstd') throw new ConfigError(`--compress ${quoteForError(o.compress)}: expected zlib or zstd`);
+    const qcow2 = layers.filter((l) => l.handler === 'qcow2');
+    if (qcow2.length !== 1) throw new ConfigError('--compress needs exactly one qcow2 layer (--backstore qcow2 --path IMAGE)');
+    qcow2[0]!.options = { ...qcow2[0]!.options, compress: o.compress };
   }
   if (o.encrypt !== undefined || o.key !== undefined) {
     if (o.encrypt === undefined) throw new ConfigError('--key needs --encrypt luks2 or --encrypt luks1');
@@ -141,6 +149,7 @@ export function registerLun(program: Command): void {
     .option('--encrypt <luks2|luks1>', 'put a LUKS layer on top (crypt/;key=NAME); needs --key')
     .option('--key <name>', "with --encrypt: the key's name in the daemon's key directory")
     .option('--no-netlink-reply', 'do not make the kernel wait for the runner (needed next to tcmu-runner 1.5)')
+    .option('--compress <zlib|zstd>', 'qcow2: store writes compressed (compress= option; the image needs that compression_type)')
     .option('--export <fabric>', 'also export: loop or iscsi')
     .option('--completion-affinity <where>', AFFINITY_HELP, affinityOption)
     .action(async (name: string, o) => {

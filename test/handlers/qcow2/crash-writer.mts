@@ -10,18 +10,25 @@
  *   F <id>                     flush done: every op with id <= <id> is durable
  * The log file gets every line; stdout gets READY and the A lines, so the
  * parent can kill after a number of acknowledgements (not after a time).
- * argv: image path, log path, first op id, seed, flush probability per batch
+ * argv: image path, log path, first op id, seed, flush probability per batch,
+ * compression ('' for none; else writes are compressed and an online
+ * compaction runs alongside some batches)
  */
 import { openSync, writeSync } from 'node:fs';
 import { openImage } from '../../../handlers/qcow2/api.js';
 import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
+import { compactImage } from '../../../handlers/qcow2/compaction.js';
+import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
+import type { CompressionType } from '../../../handlers/qcow2/format.js';
 import { fillPattern, SECTOR } from './crash-pattern.js';
 import { rng } from './qemu.js';
 
-const [path, logPath, firstId, seed, flushProbability = '0.3'] = process.argv.slice(2);
+const [path, logPath, firstId, seed, flushProbability = '0.3', compress = ''] = process.argv.slice(2);
 const logFd = openSync(logPath!, 'w');
 const next = rng(Number(seed));
-const store = new Qcow2Backstore(await openImage(path!, { readOnly: false }), SECTOR);
+const image = await openImage(path!, { readOnly: false });
+if (compress) enableWriteCompression(image, compress);
+const store = new Qcow2Backstore(image, SECTOR);
 const sectors = store.size / SECTOR;
 let id = Number(firstId);
 // Synchronous: the line is in the file before the op it announces starts.
@@ -55,6 +62,8 @@ for (;;) {
       jobs.push(ack(opId)(store.write(start * SECTOR, [buf], { fua: false })));
     }
   }
+  // Compaction alongside the batch (not an op: it must change no sector's contents).
+  if (compress && next() < 0.15) jobs.push(compactImage(image, compress as CompressionType, { chunk: 8, threshold: 0.9 }).then(() => {}));
   await Promise.all(jobs);
   if (next() < Number(flushProbability)) {
     const upTo = id;

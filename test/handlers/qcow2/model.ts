@@ -7,6 +7,7 @@ import { expect } from 'vitest';
 import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { openImage } from '../../../handlers/qcow2/api.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot } from '../../../handlers/qcow2/snapshots.js';
+import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
 import { qemuCheck, qemuImg, randomBytes } from './qemu.js';
 
 export class Model {
@@ -17,8 +18,11 @@ export class Model {
   }
 }
 
-export async function openStore(path: string, readOnly = false): Promise<Qcow2Backstore> {
-  return new Qcow2Backstore(await openImage(path, { readOnly }), 512);
+/** `compress`: open as a LUN with compress=zlib|zstd would (compressed writes). */
+export async function openStore(path: string, readOnly = false, compress?: string): Promise<Qcow2Backstore> {
+  const img = await openImage(path, { readOnly });
+  if (compress) enableWriteCompression(img, compress);
+  return new Qcow2Backstore(img, 512);
 }
 
 /** Close, then let qemu-img judge: check clean (no leaks either) and contents equal to the model. */
@@ -52,10 +56,14 @@ export interface DriveOptions {
   /** Check with qemu-img (after a close) every this many ops. */
   verifyEvery: number;
   rawPath: string;
+  /** Write compressed (the handler's compress= option). */
+  compress?: string;
+  /** Data for writes (default: random bytes, which do not compress). */
+  data?: (next: () => number, n: number) => Buffer;
 }
 
 export async function drive(path: string, model: Model, next: () => number, opt: DriveOptions): Promise<{ snapshotsMade: number; reopens: number }> {
-  let store = await openStore(path);
+  let store = await openStore(path, false, opt.compress);
   let snapCounter = 0;
   let reopens = 0;
   for (let op = 0; op < opt.ops; op++) {
@@ -63,7 +71,7 @@ export async function drive(path: string, model: Model, next: () => number, opt:
     const size = store.size;
     if (r < 0.4) {
       const [off, len] = randomRange(next, size, opt.maxLen);
-      const data = randomBytes(next, len);
+      const data = (opt.data ?? randomBytes)(next, len);
       await store.write(off, scatter(next, data), { fua: next() < 0.1 });
       data.copy(model.data, off);
     } else if (r < 0.5) {
@@ -72,7 +80,7 @@ export async function drive(path: string, model: Model, next: () => number, opt:
       const jobs: Promise<void>[] = [];
       for (let k = 0; k < 8; k++) {
         const off = Math.min(size - 512, base + k * 1024 + Math.floor(next() * 2) * 512);
-        const data = randomBytes(next, 512);
+        const data = (opt.data ?? randomBytes)(next, 512);
         data.copy(model.data, off);
         jobs.push(store.write(off, [data], { fua: false }));
       }
@@ -111,7 +119,7 @@ export async function drive(path: string, model: Model, next: () => number, opt:
       expect(listSnapshots(store.image).map((s) => s.name)).toEqual([...model.snapshots.keys()]);
     } else {
       await store.close();
-      store = await openStore(path);
+      store = await openStore(path, false, opt.compress);
       reopens++;
     }
     if (process.env.QCOW2_PARANOID) {
@@ -126,7 +134,7 @@ export async function drive(path: string, model: Model, next: () => number, opt:
     if ((op + 1) % opt.verifyEvery === 0) {
       await store.close();
       await verifyWithQemu(path, model, opt.rawPath);
-      store = await openStore(path);
+      store = await openStore(path, false, opt.compress);
     }
   }
   const whole = Buffer.alloc(store.size);

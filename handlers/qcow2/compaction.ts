@@ -1,0 +1,126 @@
+/**
+ * Reclaiming space in compressed images.
+ *
+ * Host clusters whose payloads are all dead drop to refcount 0 and the
+ * allocator hands them out again (refcounts.ts): that reuse needs nothing
+ * here. What needs compaction is a PARTLY dead host cluster: a few live
+ * payloads keep a whole cluster allocated (read-modify-writes and
+ * overwrites leave such clusters behind). Compaction:
+ *   1. walks the active L2 tables and sums, per host cluster, the bytes of
+ *      the live compressed payloads in it;
+ *   2. moves every guest cluster whose payload touches a host cluster filled
+ *      below `threshold` (relocateClusters: the ordinary compressed write
+ *      path, so it is exactly as crash-safe as a guest write: new copy
+ *      first, L2 switch, old copy freed only after the next fdatasync), in
+ *      chunks, with a flush after each chunk so the emptied clusters are
+ *      free for the next chunk's payloads (the file does not grow);
+ *   3. punches a hole (fallocate) in every host cluster with refcount 0, so
+ *      the file's allocated size drops; the hole reads as zeros and the
+ *      cluster stays free for the allocator. Punching happens under the
+ *      metadata lock and only for refcount-0 clusters: nothing can be
+ *      writing there (writers raise the refcount first, under the lock).
+ * A kill at any point leaves a consistent image (at worst leaked clusters
+ * `tcmu-ts image check --repair-leaks` frees).
+ *
+ * Images with internal snapshots are refused: their payloads are shared and
+ * moving the active copy would free nothing.
+ */
+import { native } from '../../src/native.js';
+import { StorageError } from '../../src/backstore/errors.js';
+import { relocateClusters } from './compressed-write.js';
+import type { CompressionType } from './format.js';
+import type { Qcow2Image } from './image.js';
+import { readL2 } from './l2-entry.js';
+import { resetPacking } from './packing.js';
+import { forEachL2 } from './tree-walk.js';
+
+export interface CompactResult {
+  movedClusters: number;
+  punchedClusters: number;
+  fileBytesAllocatedBefore: number;
+  fileBytesAllocatedAfter: number;
+}
+
+export interface CompactOptions {
+  /** Host clusters filled below this fraction with live payloads are emptied (default 0.85). */
+  threshold?: number;
+  /** Guest clusters moved between flushes (default 256). */
+  chunk?: number;
+}
+
+/** Per host cluster: live compressed bytes, and the guest clusters whose payloads touch it. */
+async function liveBytesByHostCluster(img: Qcow2Image): Promise<Map<number, { live: number; guests: number[] }>> {
+  const cs = img.clusterSize;
+  const byHost = new Map<number, { live: number; guests: number[] }>();
+  await forEachL2(img, img.l1, (l1Index, _off, table) => {
+    for (let i = 0; i < img.l2Entries; i++) {
+      if (table.readUInt32BE(i * 8) === 0 && table.readUInt32BE(i * 8 + 4) === 0) continue;
+      const e = readL2(table, i, img.clusterBits);
+      if (e.kind !== 'compressed') continue;
+      const gc = l1Index * img.l2Entries + i;
+      const end = e.host + e.compressedSize;
+      for (let c = Math.floor(e.host / cs); c * cs < end; c++) {
+        const inside = Math.min(end, (c + 1) * cs) - Math.max(e.host, c * cs);
+        let h = byHost.get(c);
+        if (!h) byHost.set(c, (h = { live: 0, guests: [] }));
+        h.live += inside;
+        h.guests.push(gc);
+      }
+    }
+  });
+  return byHost;
+}
+
+async function allocatedBytes(img: Qcow2Image): Promise<number> {
+  return (await img.fh.stat()).blocks * 512;
+}
+
+/** Punch every refcount-0 cluster inside the file (under the lock: nothing writes to a free cluster). */
+async function punchFreeClusters(img: Qcow2Image): Promise<number> {
+  const cs = img.clusterSize;
+  const n = native();
+  return img.lock.run(async () => {
+    const end = Math.floor((await img.fh.stat()).size / cs);
+    let punched = 0;
+    let runStart = -1;
+    const punch = (from: number, to: number) => {
+      n.fallocate(img.fh.fd, n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE, from * cs, (to - from) * cs);
+      punched += to - from;
+    };
+    for (let c = 1; c < end; c++) {
+      if (c % 4096 === 0) await new Promise<void>((r) => setImmediate(r)); // long scans let other LUNs run
+      const free = (await img.refcounts.get(c)) === 0 && !img.meta.conflict(c * cs, cs);
+      if (free && runStart < 0) runStart = c;
+      if (!free && runStart >= 0) {
+        punch(runStart, c);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) punch(runStart, end);
+    return punched;
+  });
+}
+
+export async function compactImage(img: Qcow2Image, type: CompressionType, opts: CompactOptions = {}): Promise<CompactResult> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  if (img.snapshots.length > 0) {
+    throw new StorageError('EINVAL', `qcow2: ${img.path} has internal snapshots; compaction would free nothing shared with them (delete them first)`);
+  }
+  const threshold = opts.threshold ?? 0.85;
+  const chunk = Math.max(1, opts.chunk ?? 256);
+  const before = await allocatedBytes(img);
+  await img.flush(); // frees queued so far become real first
+  const byHost = await liveBytesByHostCluster(img);
+  const sparse = new Set<number>();
+  for (const [c, h] of byHost) if (h.live < threshold * img.clusterSize) for (const g of h.guests) sparse.add(g);
+  const guests = [...sparse].sort((a, b) => a - b);
+  resetPacking(img); // moved payloads start a fresh host cluster, never the half-dead one being filled
+  let moved = 0;
+  for (let i = 0; i < guests.length; i += chunk) {
+    moved += await relocateClusters(img, type, guests.slice(i, i + chunk));
+    await img.flush();
+  }
+  await img.flush();
+  const punched = await punchFreeClusters(img);
+  return { movedClusters: moved, punchedClusters: punched, fileBytesAllocatedBefore: before, fileBytesAllocatedAfter: await allocatedBytes(img) };
+}

@@ -1,0 +1,147 @@
+# Guest scenario: compressed qcow2 LUNs (issue 19 acceptance 1-3).
+# zstd: a fresh `compress=zstd` LUN gets ext4 (800 MiB of the 1 GiB LUN) and
+# a copy of real files (/usr/share/doc, /usr/lib/python3*), fio verify on the
+# region after the filesystem, unmount, the whole LUN read back raw, the LUN
+# removed. Then qemu-img check / compare, and the image's allocated size next
+# to `qemu-img convert -c -o compression_type=zstd` of the raw read-back.
+# Then half the files are overwritten through a second serve, the image is
+# compacted (`tcmu-ts image compact`, offline) and measured again the same way.
+# zlib: the same first part on a 512 MiB LUN with /usr/share/doc.
+# Sourced after guest-lib.sh; @@RESULT lines are asserted in compress-lun.test.ts.
+set -u
+TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
+S=/mnt/scratch
+MNT=/mnt/lun
+blocks() { stat -c '%b' "$1" | awk '{ print $1 * 512 }'; }   # allocated bytes (st_blocks)
+
+ERRS=0
+# The runner is stopped after each LUN is removed, so qemu-img never looks at
+# an image the daemon is still closing; its error lines are counted each time.
+stop_runner() {
+  runner_stop
+  ERRS=$((ERRS + $(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null || true)))
+  dump_log runner "$RUNNER_LOG" 30
+}
+
+# serve TAG IMG SIZE CODEC: start the runner and a LUN for IMG; sets SD=/dev/sdX
+serve() {
+  local tag="$1" out rc
+  SD=
+  runner_start || { result runner_$tag fail; return 1; }
+  out=$(timeout 120 $TS lun create "$tag" --backstore qcow2 --path "$2" --size "$3" --compress "$4" 2>&1); rc=$?
+  printf '%s\n' "$out" | sed "s/^/@@LOG lun_create_$tag /"
+  [ $rc = 0 ] || return 1
+  result dev_config_$tag "$(cat $CFG/core/user_*/$tag/attrib/dev_config 2>/dev/null)"
+  SD=$(loop_export "$tag" 0)
+}
+
+# unserve TAG: remove every LUN, stop the runner
+unserve() {
+  mountpoint -q $MNT && umount $MNT
+  teardown_all && result teardown_$1 ok || result teardown_$1 fail
+  stop_runner
+}
+
+# measure TAG IMG RAW CODEC: qemu-img check/compare and sizes vs convert -c
+measure() {
+  local tag="$1" img="$2" raw="$3" codec="$4" out rc
+  out=$(qemu-img check "$img" 2>&1); rc=$?
+  printf '%s\n' "$out" | sed "s/^/@@LOG qemu_check_$tag /"
+  result qemu_check_$tag $rc
+  out=$(qemu-img compare -f qcow2 -F raw "$img" "$raw" 2>&1); rc=$?
+  printf '%s\n' "$out" | sed "s/^/@@LOG qemu_compare_$tag /"
+  result qemu_compare_$tag $rc
+  rm -f $S/ref.qcow2
+  qemu-img convert -c -f raw -O qcow2 -o compression_type=$codec "$raw" $S/ref.qcow2
+  result size_ours_$tag "$(blocks "$img")"
+  result size_ref_$tag "$(blocks $S/ref.qcow2)"
+  out=$($TS image info "$img" 2>&1); printf '%s\n' "$out" | sed "s/^/@@LOG info_$tag /"
+  rm -f $S/ref.qcow2
+}
+
+# -- zstd ----------------------------------------------------------------------------------
+Z=$S/z.qcow2
+check create_zstd $TS image create $Z --size 1G --compress zstd
+result img_ctype_zstd "$(qemu-img info $Z | sed -n 's/.*compression type: *//p')"
+if serve z0 $Z 1G zstd; then
+  sd=$SD
+  result export_zstd ok
+  mkdir -p $MNT
+  check mkfs_zstd mkfs.ext4 -q -F "$sd" 800M
+  check mount_zstd mount "$sd" $MNT
+  mkdir -p $MNT/doc $MNT/py
+  check copy_zstd sh -c "cp -a /usr/share/doc/. $MNT/doc/ && cp -a /usr/lib/python3* $MNT/py/"
+  result tree_files_zstd "$(find $MNT -type f | wc -l)"
+  result tree_sum_src "$( (cd /usr/share/doc && find . -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -d' ' -f1) )"
+  check umount_zstd umount $MNT
+  echo 3 > /proc/sys/vm/drop_caches
+  mount "$sd" $MNT && result tree_sum_lun "$( (cd $MNT/doc && find . -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -d' ' -f1) )" && umount $MNT
+  check fio_zstd fio --name=verify --filename="$sd" --rw=randwrite --bsrange=4k-1M --ioengine=libaio --direct=1 \
+    --iodepth=16 --offset=850M --size=96M --buffer_compress_percentage=60 --refill_buffers \
+    --verify=crc32c --do_verify=1 --verify_fatal=1 --output-format=terse --terse-version=3
+  check readback_zstd dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
+  unserve z0
+  measure zstd1 $Z $S/z.raw zstd
+  rm -f $S/z.raw
+  # -- acceptance 2: overwrite half the files, compact, measure again --------------------------
+  if serve z1 $Z 1G zstd; then
+    sd=$SD
+    mount "$sd" $MNT && {
+      # every second file gets new contents (its bytes reversed; new blocks, old ones freed)
+      check overwrite_half python3 -c '
+import os, sys
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs)
+for p in files[1::2]:
+    if os.path.islink(p): continue
+    data = open(p, "rb").read()[::-1]
+    open(p + ".new", "wb").write(data); os.replace(p + ".new", p)
+' $MNT
+      umount $MNT
+    }
+    check readback_zstd2 dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
+    unserve z1
+    result size_before_compact "$(blocks $Z)"
+    out=$($TS image compact $Z 2>&1); rc=$?
+    printf '%s\n' "$out" | sed 's/^/@@LOG compact /'
+    result compact $rc
+    measure zstd2 $Z $S/z.raw zstd
+    rm -f $S/z.raw
+  else result export_zstd2 fail; unserve z1; fi
+else result export_zstd fail; unserve z0; fi
+
+# -- zlib ----------------------------------------------------------------------------------
+L=$S/l.qcow2
+check create_zlib $TS image create $L --size 512M --compress zlib
+if serve l0 $L 512M zlib; then
+  sd=$SD
+  result export_zlib ok
+  check mkfs_zlib mkfs.ext4 -q -F "$sd"
+  check mount_zlib mount "$sd" $MNT
+  check copy_zlib cp -a /usr/share/doc/. $MNT/
+  check umount_zlib umount $MNT
+  check readback_zlib dd if="$sd" of=$S/l.raw bs=1M iflag=direct conv=sparse status=none
+  unserve l0
+  measure zlib $L $S/l.raw zlib
+  rm -f $S/l.raw
+else result export_zlib fail; unserve l0; fi
+
+# -- a qemu-img convert -c image served with compress=zstd: read and written ------------------
+head -c $((32 * 1048576)) /dev/zero | tr '\0' 'q' > $S/c.raw
+head -c $((4 * 1048576)) /dev/urandom >> $S/c.raw
+truncate -s 64M $S/c.raw
+qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd $S/c.raw $S/c.qcow2
+if serve c0 $S/c.qcow2 64M zstd; then
+  sd=$SD
+  result conv_read "$(dd if="$sd" bs=1M iflag=direct status=none | cmp - $S/c.raw >/dev/null && echo same || echo differ)"
+  head -c $((8 * 1048576)) /dev/urandom > $S/c.part
+  dd if=$S/c.part of="$sd" bs=1M seek=20 oflag=direct conv=fsync status=none
+  dd if=$S/c.part of=$S/c.raw bs=1M seek=20 conv=notrunc status=none
+  unserve c0
+  out=$(qemu-img check $S/c.qcow2 2>&1); result conv_check $?
+  out=$(qemu-img compare -f qcow2 -F raw $S/c.qcow2 $S/c.raw 2>&1); result conv_compare $?
+else result conv_export fail; unserve c0; fi
+
+mountpoint -q $MNT && umount $MNT
+teardown_all; stop_runner
+result runner_log_errors $ERRS
+exit 0
