@@ -70,7 +70,7 @@ export class ScratchPool {
     if (classSize >= SLAB) return Buffer.allocUnsafeSlow(classSize);
     // A new slab: hand out its first piece, keep the rest as free pieces of this class.
     const slab = Buffer.allocUnsafeSlow(SLAB);
-    for (let at = SLAB - classSize; at > 0; at -= classSize) {
+    for (let at = SLAB - classSize; at > 0 && this.freeBytes + classSize <= this.keepBytes; at -= classSize) {
       list.push(slab.subarray(at, at + classSize));
       this.freeBytes += classSize;
     }

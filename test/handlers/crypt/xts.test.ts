@@ -71,3 +71,33 @@ describe('crypt scratch helpers', () => {
     expect(contiguousView([area.subarray(0, 512), Buffer.alloc(512)])).toBeNull();
   });
 });
+
+describe('ScratchPool', () => {
+  it('reuses buffers by size class: a batch as large as the queue allocates nothing the second time', async () => {
+    const { ScratchPool } = await import('../../../handlers/crypt/scratch.js');
+    const pool = new ScratchPool(1 << 20);
+    const first = Array.from({ length: 16 }, () => pool.take(4096));
+    // One 1 MiB slab serves all 16 (one ArrayBuffer: one io_uring registration).
+    expect(new Set(first.map((b) => b.buffer)).size).toBe(1);
+    expect(first.every((b) => b.length === 4096)).toBe(true);
+    for (const b of first) pool.give(b);
+    const second = Array.from({ length: 16 }, () => pool.take(3000));
+    expect(second.every((b) => first.includes(b))).toBe(true);
+    for (const b of second) pool.give(b);
+    // 512 KiB classes: their own buffers; what exceeds the byte bound is dropped, not kept.
+    const big = [pool.take(512 * 1024), pool.take(300 * 1024), pool.take(400 * 1024)];
+    expect(big.map((b) => b.length)).toEqual([524288, 524288, 524288]);
+    const held = pool.heldBytes;
+    for (const b of big) pool.give(b);
+    expect(pool.heldBytes).toBeLessThanOrEqual(1 << 20);
+    expect(pool.heldBytes).toBeGreaterThanOrEqual(held);
+    // Larger than the largest class: a one-off buffer of the exact size, never kept.
+    const huge = pool.take(9 * 1024 * 1024);
+    expect(huge.length).toBe(9 * 1024 * 1024);
+    const before = pool.heldBytes;
+    pool.give(huge);
+    expect(pool.heldBytes).toBe(before);
+    pool.clear();
+    expect(pool.heldBytes).toBe(0);
+  });
+});
