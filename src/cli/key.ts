@@ -67,8 +67,9 @@ export function registerKey(program: Command): void {
       const bytes = readKey(o.keyFile);
       const encoded = bytes.toString('base64');
       bytes.fill(0);
-      const answer = (await controlRequest(o.socket, { cmd: 'key', op: 'add', name, key: encoded })) as { name: string; replaced: boolean };
-      console.log(`key ${answer.name} ${answer.replaced ? 'replaced' : 'added'} (memory only; a daemon restart forgets it)`);
+      const answer = (await controlRequest(o.socket, { cmd: 'key', op: 'add', name, key: encoded })) as { name: string; replaced: boolean; opened: number };
+      const opened = answer.opened > 0 ? `; ${answer.opened} LUN(s) that were waiting opened` : '';
+      console.log(`key ${answer.name} ${answer.replaced ? 'replaced' : 'added'} (memory only; a daemon restart forgets it)${opened}`);
     });
   key
     .command('remove <name>')

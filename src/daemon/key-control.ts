@@ -3,7 +3,7 @@
  * layers (`tcmu-ts key add|remove|list`), held in the daemon's KeyRing and
  * wiped on remove and at stop.
  *
- *   {cmd: 'key', op: 'add', name, key: <base64>}  -> {name, replaced}
+ *   {cmd: 'key', op: 'add', name, key: <base64>}  -> {name, replaced, opened}
  *   {cmd: 'key', op: 'remove', name}              -> {name, removed}
  *   {cmd: 'key', op: 'list'}                      -> {names: [...]}
  *
@@ -12,7 +12,9 @@
  * errors name the key and say what is wrong with its encoding or size,
  * never echo it. What JS cannot wipe (the request line as a string) is
  * dropped after the request and reclaimed by the GC; the decoded bytes are
- * wiped once the ring holds its own copy.
+ * wiped once the ring holds its own copy. After an add the daemon rescans
+ * (`rescan`), so LUNs that could not open for want of the key open now;
+ * `opened` says how many did.
  */
 import type { KeyRing } from '../config/keyring.js';
 import { validateSecretName } from '../config/key-files.js';
@@ -48,18 +50,21 @@ function decodeKey(name: string, text: unknown): Buffer {
   return bytes;
 }
 
-export function keyControl(keys: KeyRing, req: Record<string, unknown>): { name: string; replaced: boolean } | { name: string; removed: boolean } | { names: string[] } {
+export type KeyAnswer = { name: string; replaced: boolean; opened: number } | { name: string; removed: boolean } | { names: string[] };
+
+export async function keyControl(keys: KeyRing, req: Record<string, unknown>, rescan: () => Promise<number> = async () => 0): Promise<KeyAnswer> {
   switch (req.op) {
     case 'add': {
       const name = keyName(req);
       const bytes = decodeKey(name, req.key);
+      let replaced: boolean;
       try {
-        const replaced = keys.memoryKeyNames().includes(name);
+        replaced = keys.memoryKeyNames().includes(name);
         keys.add(name, bytes);
-        return { name, replaced };
       } finally {
         bytes.fill(0);
       }
+      return { name, replaced, opened: await rescan() };
     }
     case 'remove': {
       const name = keyName(req);

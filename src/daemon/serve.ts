@@ -265,7 +265,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
         return (await server.control(lunName(req.lun), `snapshot.${String(req.op)}`, args)).value;
       }
       case 'key':
-        return keyControl(server.keys, req);
+        return keyControl(server.keys, req, () => server.scan());
       case 'log-level': {
         const lun = String(req.lun);
         validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);

@@ -91,7 +91,7 @@ beforeAll(async () => {
   // The daemon's dispatch for `key` (serveForever's switch sends {cmd: 'key'} to keyControl with its KeyRing).
   control = await startControlServer(sock, async (req) => {
     if (req.cmd !== 'key') throw Object.assign(new Error('only key requests here'), { code: 'EINVAL' });
-    return keyControl(server.keys, req);
+    return keyControl(server.keys, req, () => server.scan());
   });
 }, 60_000);
 
@@ -108,14 +108,15 @@ describe('tcmu-ts key add / list / remove over the control socket', () => {
     expect(logLines.join('')).toMatch(/key \\"k1\\": key file \S+ does not exist/);
 
     const add = await cli(['key', 'add', 'k1'], KEY);
-    expect(add).toMatchObject({ code: 0, stdout: 'key k1 added (memory only; a daemon restart forgets it)\n', stderr: '' });
+    // The add rescans: the LUN that waited for the key opens.
+    expect(add).toMatchObject({ code: 0, stdout: 'key k1 added (memory only; a daemon restart forgets it); 1 LUN(s) that were waiting opened\n', stderr: '' });
     expect(server.keys.memoryKeyNames()).toEqual(['k1']);
     const held = server.keys.get('k1');
     expect(held.equals(KEY)).toBe(true); // all bytes, the trailing newline kept
     held.fill(0);
     expect(await cli(['key', 'list'])).toMatchObject({ code: 0, stdout: 'k1\n' });
 
-    expect(await server.scan()).toBe(1);
+    expect(server.list().map((l) => [l.id, l.state])).toEqual([['user_1/enc', 'serving']]);
     await drainUnitAttentions(dev);
     const data = await readBlocks(dev, 0, 8);
     expect(data.equals(Buffer.alloc(4096, 0xa5))).toBe(true);
@@ -137,9 +138,9 @@ describe('tcmu-ts key add / list / remove over the control socket', () => {
     expect(big.code).toBe(1);
     expect(big.stderr).toMatch(/more than 32768 bytes/);
     // Straight to the socket: malformed base64 and an unknown op.
-    expect(() => keyControl(server.keys, { cmd: 'key', op: 'add', name: 'k2', key: `${KEY.toString('hex')}!` })).toThrow(/"key" must be the key's bytes in standard base64$/);
-    expect(() => keyControl(server.keys, { cmd: 'key', op: 'add', name: 'k2', key: '' })).toThrow(/key "k2" is empty/);
-    expect(() => keyControl(server.keys, { cmd: 'key', op: 'get', name: 'k1' })).toThrow(/unknown op "get"/);
+    await expect(keyControl(server.keys, { cmd: 'key', op: 'add', name: 'k2', key: `${KEY.toString('hex')}!` })).rejects.toThrow(/"key" must be the key's bytes in standard base64$/);
+    await expect(keyControl(server.keys, { cmd: 'key', op: 'add', name: 'k2', key: '' })).rejects.toThrow(/key "k2" is empty/);
+    await expect(keyControl(server.keys, { cmd: 'key', op: 'get', name: 'k1' })).rejects.toThrow(/unknown op "get"/);
     expect(server.keys.memoryKeyNames()).toEqual(['k1']);
   }, 60_000);
 
