@@ -22,7 +22,7 @@ describeKernel('crypt over qcow2 over file: live snapshot create / revert throug
   });
 
   it('serves crypt/;key=k1>qcow2/PATH with a key given only by `tcmu-ts key add`', () => {
-    expect(r('ts_create'), why('tcmu-ts image create --format crypt')).toBe('ok');
+    expect(r('cs_format'), why('cryptsetup luksFormat')).toBe('ok');
     expect(r('qcow2_convert'), why('qemu-img convert raw -> qcow2')).toBe('ok');
     expect(r('runner'), why('tcmu-ts serve')).toBe('ok');
     expect(r('key_add'), why('tcmu-ts key add k1 < keyfile')).toBe('ok');
