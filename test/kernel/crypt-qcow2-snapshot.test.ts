@@ -17,9 +17,9 @@ describeKernel('crypt over qcow2 over file: live snapshot create / revert throug
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    run = await runGuestScript(SCENARIO, { timeoutSec: 1200 });
+    run = await runGuestScript(SCENARIO, { timeoutSec: 1500 });
     console.log(`[crypt-qcow2-snapshot] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s`);
-  });
+  }, 1_560_000);
 
   it('serves crypt/;key=k1>qcow2/PATH with a key given only by `tcmu-ts key add`', () => {
     expect(r('cs_format'), why('cryptsetup luksFormat')).toBe('ok');
