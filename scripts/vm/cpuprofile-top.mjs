@@ -1,4 +1,4 @@
-// Summarise a V8 .cpuprofile: self time per function (top N) and the share
+// Summarise a V8 .cpuprofile (node --cpu-prof): self time per function (top N).
 // of idle/GC/program. Usage: node cpuprofile-top.mjs FILE [N]
 import { readFileSync } from 'node:fs';
 const [file, nArg] = process.argv.slice(2);
