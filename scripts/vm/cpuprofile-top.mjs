@@ -1,5 +1,5 @@
 // Summarise a V8 .cpuprofile (node --cpu-prof): self time per function (top N).
-// of idle/GC/program. Usage: node cpuprofile-top.mjs FILE [N]
+// Usage: node cpuprofile-top.mjs FILE [N]
 import { readFileSync } from 'node:fs';
 const [file, nArg] = process.argv.slice(2);
 const prof = JSON.parse(readFileSync(file, 'utf8'));
