@@ -182,10 +182,10 @@ export interface NativeBinding {
   unixDatagramSend(path: string, data: Uint8Array): void;
 
   // AES-XTS for the crypt layer (native/xts.cc), OpenSSL inside node.
-  /** Key two AES-XTS contexts (encrypt, decrypt) with a 32- or 64-byte key; the handle frees itself when collected. */
+  /** Key the AES contexts once with a 32- or 64-byte XTS key; the handle frees itself when collected. */
   xtsCreate(key: Buffer): NativeXtsHandle;
-  /** Every sector of `data` in place (plain64 IVs firstIv, firstIv + ivStep, ...). */
-  xtsCrypt(handle: NativeXtsHandle, encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): void;
+  /** Every sector of `data` (plain64 IVs firstIv, firstIv + ivStep, ...), in place or into `out` (same length, not overlapping). */
+  xtsCrypt(handle: NativeXtsHandle, encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number, out?: Buffer): void;
   /** Free the contexts now (OpenSSL wipes the key schedule); later xtsCrypt calls throw EBADF. */
   xtsDestroy(handle: NativeXtsHandle): void;
 }

@@ -216,8 +216,9 @@ class CryptStore implements Backstore {
     return this.key;
   }
 
-  private crypt(encrypt: boolean, buf: Buffer, offset: number): void {
-    this.liveKey().crypt(encrypt, buf, this.sectorSize, this.ivBase + offset / 512, this.ivStep);
+  /** `buf` in place, or into `out` (then `buf` is left as it was). */
+  private crypt(encrypt: boolean, buf: Buffer, offset: number, out?: Buffer): void {
+    this.liveKey().crypt(encrypt, buf, this.sectorSize, this.ivBase + offset / 512, this.ivStep, out);
   }
 
   async read(offset: number, iov: readonly Buffer[]): Promise<void> {
@@ -244,14 +245,20 @@ class CryptStore implements Backstore {
   }
 
   private async writeData(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {
-    // Never encrypt the caller's buffers in place (kernel data area, the core's zero buffer).
+    // Never encrypt the caller's buffers in place (kernel data area, the core's zero buffer):
+    // back-to-back buffers are encrypted straight into the scratch buffer, no copy first.
     const total = iovLength(iov);
     const base = this.scratch.take(total);
     try {
       const scratch = base.subarray(0, total);
-      let at = 0;
-      for (const b of iov) at += b.copy(scratch, at);
-      this.crypt(true, scratch, offset);
+      const view = contiguousView(iov);
+      if (view) {
+        this.crypt(true, view, offset, scratch);
+      } else {
+        let at = 0;
+        for (const b of iov) at += b.copy(scratch, at);
+        this.crypt(true, scratch, offset);
+      }
       await this.lower.write!(this.dataOffset + offset, [scratch], opts);
     } finally {
       this.scratch.give(base);

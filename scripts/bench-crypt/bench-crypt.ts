@@ -8,8 +8,9 @@
  *   - `openssl speed -evp aes-256-xts` (C, no JS: the ceiling on this CPU),
  *   - `cryptsetup benchmark -c aes-xts-plain64` (the kernel's, via AF_ALG;
  *     printed as unavailable where the kernel lacks algif_skcipher).
- * MB/s = 10^6 bytes per second, median of BENCH_ROUNDS (default 5) rounds of
- * BENCH_MS (default 400) ms each. Not a test: numbers depend on the machine.
+ * MB/s = 10^6 bytes per CPU second, median of BENCH_ROUNDS (default 5) rounds
+ * of BENCH_MS (default 400) ms of CPU each. Then the whole write/read path
+ * on the host (./bench-crypt-io.ts). Not a test: numbers depend on the machine.
  */
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
@@ -28,19 +29,24 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/**
+ * MB/s per CPU second of this thread's process (user + system), like
+ * `openssl speed` (which counts user CPU time unless -elapsed): on a shared
+ * machine the wall clock also counts the time other processes had the core.
+ */
 function rate(fn: () => void, bytesPerCall: number): number {
   const results: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     let bytes = 0;
-    const start = process.hrtime.bigint();
-    const until = start + BigInt(MS) * 1_000_000n;
-    let now = start;
-    while (now < until) {
-      fn();
-      bytes += bytesPerCall;
-      now = process.hrtime.bigint();
+    const start = process.cpuUsage();
+    let usedUs = 0;
+    while (usedUs < MS * 1000) {
+      for (let i = 0; i < 8; i++) fn();
+      bytes += 8 * bytesPerCall;
+      const u = process.cpuUsage(start);
+      usedUs = u.user + u.system;
     }
-    results.push(bytes / (Number(now - start) / 1e9) / 1e6);
+    results.push(bytes / (usedUs / 1e6) / 1e6);
   }
   return median(results);
 }
@@ -73,8 +79,8 @@ function cryptsetupBench(): string {
   return `encrypt ${mb(m[1]!)} MB/s, decrypt ${mb(m[2]!)} MB/s (512-bit key, 512-byte sectors)`;
 }
 
-console.log(`crypt layer aes-xts-plain64, 512-bit key, one core, MB/s (median of ${ROUNDS} x ${MS} ms); ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-console.log('request   sector  native-enc native-dec  js-enc  js-dec  per-sector-js  openssl-speed(C)');
+console.log(`crypt layer aes-xts-plain64, 512-bit key, one core, MB/s per CPU second (median of ${ROUNDS} x ${MS} ms CPU); ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+console.log('request   sector  native-enc native-dec  js-enc  js-dec  per-sector-js  openssl-speed(C)  native/openssl');
 for (const [request, sectorSize] of [
   [4096, 512],
   [4096, 4096],
@@ -89,8 +95,10 @@ for (const [request, sectorSize] of [
   const jsDec = rate(() => jsXts.crypt(false, buf, sectorSize, 0, sectorSize / 512), request);
   const naive = rate(() => perSector(false, buf, sectorSize), request);
   const label = request >= 1 << 20 ? `${request >> 20} MiB` : `${request >> 10} KiB`;
+  const ossl = opensslSpeed(sectorSize);
+  const ratio = ossl === 'n/a' ? 'n/a' : (Math.min(enc, dec) / Number(ossl)).toFixed(2);
   console.log(
-    `${label.padEnd(9)} ${String(sectorSize).padEnd(7)} ${enc.toFixed(0).padStart(10)} ${dec.toFixed(0).padStart(10)}  ${jsEnc.toFixed(0).padStart(6)}  ${jsDec.toFixed(0).padStart(6)}  ${naive.toFixed(0).padStart(13)}  ${opensslSpeed(sectorSize).padStart(16)}`,
+    `${label.padEnd(9)} ${String(sectorSize).padEnd(7)} ${enc.toFixed(0).padStart(10)} ${dec.toFixed(0).padStart(10)}  ${jsEnc.toFixed(0).padStart(6)}  ${jsDec.toFixed(0).padStart(6)}  ${naive.toFixed(0).padStart(13)}  ${ossl.padStart(16)}  ${ratio.padStart(14)}`,
   );
 }
 console.log(`cryptsetup benchmark -c aes-xts-plain64: ${cryptsetupBench()}`);
@@ -129,3 +137,4 @@ async function kdfOffLoop(): Promise<void> {
   console.log(`idle for as long: 1 ms timers fired ${idleTicks} times, event-loop delay p99 ${(idle.percentile(99) / 1e6).toFixed(1)} ms, max ${(idle.max / 1e6).toFixed(1)} ms`);
 }
 await kdfOffLoop();
+await import('./bench-crypt-io.js');

@@ -16,6 +16,7 @@ import { registerServe } from './serve.js';
 import { registerLun } from './lun.js';
 import { registerService } from './service.js';
 import { registerLogLevel } from './log-level.js';
+import { registerKey } from './key.js';
 
 const program = new Command();
 program
@@ -28,6 +29,7 @@ registerLun(program);
 registerHandlers(program, async () => ({ handlers: await knownHandlers(), offers: await offeredOperations() }));
 registerService(program);
 registerLogLevel(program);
+registerKey(program);
 
 async function main(): Promise<void> {
   // The first word that is not an option names the command.

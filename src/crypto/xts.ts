@@ -3,9 +3,10 @@
  * of sectors per call.
  *
  * Two engines behind one interface (XtsEngine):
- * - native (native/xts.cc): OpenSSL contexts keyed once per LUN, one C loop
- *   over the run's sectors (IV re-init + update per sector). Used whenever
- *   the addon has it;
+ * - native (native/xts.cc): OpenSSL contexts keyed once per LUN; 512-byte
+ *   sectors as ECB runs between tweak XORs computed in C, 4096-byte ones
+ *   through OpenSSL's XTS per sector; output in place or into a second
+ *   buffer. Used whenever the addon has it;
  * - JS over Node's crypto (below), the fallback and the reference the
  *   tests compare with:
  *
@@ -32,8 +33,12 @@ import { native } from '../native.js';
 if (endianness() !== 'LE') throw new Error('src/crypto/xts: the XTS code assumes a little-endian CPU');
 
 export interface XtsEngine {
-  /** `data` in place: whole sectors, IVs firstIv, firstIv + ivStep, ... */
-  crypt(encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number): void;
+  /**
+   * Whole sectors of `data`, IVs firstIv, firstIv + ivStep, ...: in place,
+   * or into `out` (same length, not overlapping `data`), leaving `data`
+   * as it was.
+   */
+  crypt(encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number, out?: Buffer): void;
   /** Wipe the key material; later calls throw. */
   wipe(): void;
   readonly kind: 'native' | 'js';
@@ -48,9 +53,20 @@ function nativeEngine(key: Buffer): XtsEngine | undefined {
   }
   if (typeof binding.xtsCreate !== 'function') return undefined;
   const handle = binding.xtsCreate(key);
+  // An addon built before `out` existed ignores it and would encrypt `data`
+  // in place (the caller's buffers): check once, and copy first if so.
+  const probe = Buffer.alloc(32);
+  binding.xtsCrypt(handle, true, probe.subarray(0, 16), 16, 0, 1, probe.subarray(16));
+  const outOfPlace = probe.subarray(0, 16).every((b) => b === 0);
   return {
     kind: 'native',
-    crypt: (encrypt, data, sectorSize, firstIv, ivStep) => binding.xtsCrypt(handle, encrypt, data, sectorSize, firstIv, ivStep),
+    crypt: (encrypt, data, sectorSize, firstIv, ivStep, out) => {
+      if (out && !outOfPlace) {
+        data.copy(out);
+        return binding.xtsCrypt(handle, encrypt, out, sectorSize, firstIv, ivStep);
+      }
+      binding.xtsCrypt(handle, encrypt, data, sectorSize, firstIv, ivStep, out);
+    },
     wipe: () => binding.xtsDestroy(handle),
   };
 }
@@ -59,9 +75,13 @@ function jsEngine(key: Buffer): XtsEngine {
   let k: XtsKey | null = xtsKey(key);
   return {
     kind: 'js',
-    crypt(encrypt, data, sectorSize, firstIv, ivStep) {
+    crypt(encrypt, data, sectorSize, firstIv, ivStep, out) {
       if (!k) throw Object.assign(new Error('aes-xts: the key was wiped'), { code: 'EBADF' });
-      xtsCrypt(k, encrypt, data, sectorSize, firstIv, ivStep);
+      if (out) {
+        if (out.length !== data.length) throw new Error(`xtsCrypt: out is ${out.length} bytes, data ${data.length}`);
+        data.copy(out);
+      }
+      xtsCrypt(k, encrypt, out ?? data, sectorSize, firstIv, ivStep);
     },
     wipe() {
       if (k) wipeXtsKey(k);

@@ -23,6 +23,7 @@ import { runLunControl } from './lun-control.js';
 import { provisionLuns } from './provision.js';
 import { validateLunName } from '../config/names.js';
 import { KeyRing } from '../config/keyring.js';
+import { keyControl } from './key-control.js';
 import { DEFAULT_KEY_DIR } from '../config/key-files.js';
 import type { DaemonConfig, LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
@@ -358,6 +359,8 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
         const args = req.name === undefined ? {} : { name: String(req.name) };
         return (await server.control(lunName(req.lun), `snapshot.${String(req.op)}`, args)).value;
       }
+      case 'key':
+        return keyControl(server.keys, req, () => server.scan());
       case 'log-level': {
         const lun = String(req.lun);
         validateLunName(/^user_\d{1,9}\//.test(lun) ? lun.slice(lun.indexOf('/') + 1) : lun);
