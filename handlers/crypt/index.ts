@@ -106,7 +106,7 @@ export async function openCryptLayer(config: string, ctx: OpenContext, limits: L
   let key: XtsEngine;
   let keyslot: string;
   try {
-    const unlocked = await unlockVolumeKey(header, passphrase, read, where);
+    const unlocked = await unlockVolumeKey(header, passphrase, read, where, limits);
     keyslot = unlocked.keyslot;
     try {
       key = xtsEngine(unlocked.volumeKey);

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import pino from 'pino';
-import { formatLuks } from '../../handlers/crypt/luks/format.js';
+import { formatLuks } from '../../src/crypto/luks/format.js';
 import { openDevConfig } from '../../src/backstore/registry.js';
 import { KeyRing } from '../../src/config/keyring.js';
 import type { LunStore } from '../../src/backstore/lun-store.js';

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatLuks } from '../../handlers/crypt/luks/format.js';
+import { formatLuks } from '../../src/crypto/luks/format.js';
 import { openStack } from '../../src/backstore/registry.js';
 import { toLunStore } from '../../src/backstore/lun-store.js';
 import { KeyRing } from '../../src/config/keyring.js';
