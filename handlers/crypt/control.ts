@@ -12,33 +12,14 @@
  * file, used whole (as cryptsetup --key-file), refused when group or others
  * may read it, and wiped after use.
  */
+import { readKeyFile } from '../../src/crypto/key-file.js';
 import { resolve } from 'node:path';
-import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
+import { openerOf } from '../../src/backstore/confine.js';
 import type { ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
-import { MAX_LUKS_KEY_FILE } from '../../src/config/keyring.js';
 import { createEncryptedImage, isLuksImage, luksInfo } from './image.js';
-import { LuksError } from '../../src/crypto/luks/errors.js';
 import type { KdfChoice } from '../../src/crypto/luks/format.js';
 
 const pathOf = (ctx: ControlContext) => resolve(ctx.config);
-
-async function readKeyFile(path: string, files: FileOpener): Promise<Buffer> {
-  const fh = await files.openHandle(resolve(path));
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new LuksError('EINVAL', `key file ${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) {
-      throw new LuksError('EINVAL', `key file ${path} is open to group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod go= ${path}`);
-    }
-    if (st.size > MAX_LUKS_KEY_FILE) throw new LuksError('EINVAL', `key file ${path} is larger than ${MAX_LUKS_KEY_FILE} bytes`);
-    const buf = Buffer.alloc(st.size);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    if (bytesRead === 0) throw new LuksError('EINVAL', `key file ${path} is empty`);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
 
 /** The KDF cost for new keyslots: argon2id 1 GiB would stall small machines, so a moderate default. */
 function kdfChoice(name: string, format: string): KdfChoice {
