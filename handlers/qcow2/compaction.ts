@@ -112,7 +112,7 @@ export async function compactImage(img: Qcow2Image, type: CompressionType, opts:
   await img.flush(); // frees queued so far become real first
   const byHost = await liveBytesByHostCluster(img);
   const sparse = new Set<number>();
-  for (const [c, h] of byHost) if (h.live < threshold * img.clusterSize) for (const g of h.guests) sparse.add(g);
+  for (const h of byHost.values()) if (h.live < threshold * img.clusterSize) for (const g of h.guests) sparse.add(g);
   const guests = [...sparse].sort((a, b) => a - b);
   resetPacking(img); // moved payloads start a fresh host cluster, never the half-dead one being filled
   let moved = 0;

@@ -11,7 +11,6 @@
  * of the load still do.
  */
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
 import { CommandCounters } from '../../src/tcmu/command-counters.js';
 
 const slots = Array.from({ length: 128 }, (_, index) => ({
