@@ -12,7 +12,7 @@ import { Buffer } from 'node:buffer';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
@@ -83,6 +83,8 @@ interface Row {
   kernelKicks: number;
   /** On-CPU time of the runner (main) thread per command, in microseconds. */
   cpuPerCmdUs: number;
+  /** Garbage collections of the runner's heap per million commands (0 when the per-command path allocates nothing). */
+  gcPerMillion: number;
   range?: string;
 }
 
@@ -146,12 +148,14 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   const k0 = engine.stats.kicks;
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = mainThreadCpuSeconds();
+  const gcs = watchGc();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const t1 = performance.now();
   const cpu1 = mainThreadCpuSeconds();
   const elu = performance.eventLoopUtilization(elu0);
   const commands = engine.stats.commands - c0;
+  const gcCount = await gcs.countBetween(t0, t1);
   const batches = engine.stats.batches - b0;
   const kicks = engine.stats.kicks - k0;
   worker.postMessage({ type: 'stop' });
@@ -177,6 +181,34 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
         : '',
     kernelKicks: report.kernelKicks / Math.max(1, report.completed),
     cpuPerCmdUs: ((cpu1 - cpu0) * 1e6) / Math.max(1, commands),
+    gcPerMillion: (gcCount * 1e6) / Math.max(1, commands),
+  };
+}
+
+/**
+ * Count the main thread's garbage collections (the simulated kernel's
+ * worker has a heap of its own, not observed). A per-command path that
+ * allocates nothing leaves the young generation untouched, so no
+ * scavenge runs however many commands pass; anything allocated per
+ * command fills it and shows up here as scavenges per million commands.
+ */
+function watchGc(): { countBetween(t0: number, t1: number): Promise<number> } {
+  let count = 0;
+  let from = 0;
+  let to = Number.POSITIVE_INFINITY;
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries() as PerformanceEntry[]) if (entry.startTime >= from && entry.startTime <= to) count++;
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    async countBetween(t0: number, t1: number): Promise<number> {
+      from = t0;
+      to = t1;
+      // Entries reach the observer asynchronously: let the last ones arrive.
+      await new Promise((r) => setTimeout(r, 50));
+      observer.disconnect();
+      return count;
+    },
   };
 }
 
@@ -246,7 +278,7 @@ function medianRow(rows: Row[]): Row {
 }
 
 function formatTable(rows: Row[], seconds: number, repeat: number): string {
-  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'failed'];
+  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'GCs/1M cmds', 'failed'];
   const lines = rows.map((r) => [
     r.name,
     Math.round(r.cmdsPerSec).toLocaleString('en-US'),
@@ -256,6 +288,7 @@ function formatTable(rows: Row[], seconds: number, repeat: number): string {
     r.kernelKicks.toFixed(3),
     `${(r.mainBusy * 100).toFixed(0)}%`,
     r.cpuPerCmdUs.toFixed(3),
+    r.gcPerMillion.toFixed(1),
     `${r.failed}${r.note ? ' ' + r.note : ''}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -263,7 +296,7 @@ function formatTable(rows: Row[], seconds: number, repeat: number): string {
   return [
     `tcmu-ts simulator benchmark: 4 KiB READ(10), queue depth ${QUEUE_DEPTH}, ${seconds}s per run, ${repeat} interleaved runs per scenario`,
     `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; kernel side in a worker thread`,
-    `(main busy = event-loop utilisation of the runner thread; 'failed' = non-GOOD status or engine errors)`,
+    `(main busy = event-loop utilisation of the runner thread; GCs/1M cmds = collections of the runner thread's heap per million commands, 0 = nothing allocated per command; 'failed' = non-GOOD status or engine errors)`,
     '',
     fmt(header),
     fmt(header.map((_, i) => '-'.repeat(widths[i]!))),
@@ -357,7 +390,7 @@ async function main(): Promise<void> {
         runs.get(s)!.push(row);
         console.error(`round ${round + 1}: ${s.name}: ${Math.round(row.cmdsPerSec)} cmds/s`);
       } catch (err) {
-        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, cpuPerCmdUs: 0, note: `n/a: ${(err as Error).message}` });
+        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, cpuPerCmdUs: 0, gcPerMillion: 0, note: `n/a: ${(err as Error).message}` });
       }
     }
   }

@@ -42,15 +42,38 @@ bench_warmup() {
   done
 }
 
-# bench_job JOB DEV -> "iops mbps"  (terse v3: read bw/iops are fields 7/8,
-# write bw/iops 48/49; bw in KiB/s)
+# bench_cpu_stat -> "busy total": jiffies of the guest's CPUs summed from
+# /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
+bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+
+# bench_job JOB DEV [DEV...] -> "iops mbps cpu_us": one fio job per DEV, all
+# at once, reported as one group (terse v3: read bw/iops are fields 7/8,
+# write bw/iops 48/49; bw in KiB/s). cpu_us is the whole guest's CPU time
+# (the runner, the kernel and fio itself) per I/O, from /proc/stat sampled
+# inside the run's steady part (from 2 s after fio starts, past its start-up
+# and the 1 s ramp, to 0.5 s before its timed part ends); 0 when the run is
+# too short for that window.
 bench_job() {
-  local args; args=$(_bench_args "$1") || { echo "bench_job: unknown job $1" >&2; return 1; }
+  local job="$1" args dev jobs=() cpu_file s0 s1 sampler=
+  args=$(_bench_args "$job") || { echo "bench_job: unknown job $job" >&2; return 1; }
+  shift
+  for dev in "$@"; do jobs+=(--name="$job" --filename="$dev"); done
+  cpu_file=$(mktemp)
+  if [ "${BENCH_RUNTIME%%.*}" -ge 3 ]; then
+    ( sleep 2; s0=$(bench_cpu_stat); sleep "$(( BENCH_RUNTIME - 2 )).5"; s1=$(bench_cpu_stat); echo "$s0 $s1" > "$cpu_file" ) &
+    sampler=$!
+  fi
   # shellcheck disable=SC2086
-  fio --name="$1" --eta=never --filename="$2" $args --ioengine=libaio --direct=1 --size="$BENCH_SIZE" \
-      --time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 --randrepeat=0 \
-      --output-format=terse --terse-version=3 2>/dev/null |
-    awk -F';' '{ r = $8 + $49; b = ($7 + $48) / 1024; printf "%.0f %.1f\n", r, b }'
+  fio --eta=never $args --ioengine=libaio --direct=1 --size="$BENCH_SIZE" \
+      --time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 --randrepeat=0 --group_reporting \
+      --output-format=terse --terse-version=3 "${jobs[@]}" 2>/dev/null > "$cpu_file.fio"
+  [ -z "$sampler" ] || wait "$sampler"
+  awk -F';' -v ncpu="$(nproc)" -v cpu="$(cat "$cpu_file")" '
+    { r = $8 + $49; b = ($7 + $48) / 1024 }
+    END { split(cpu, c, " "); us = 0
+      if (c[4] > c[2] && r > 0) us = (c[3] - c[1]) / (c[4] - c[2]) * ncpu * 1e6 / r
+      printf "%.0f %.1f %.1f\n", r, b, us }' "$cpu_file.fio"
+  rm -f "$cpu_file" "$cpu_file.fio"
 }
 
 # bench_compare LABEL_1 DEV_1 LABEL_2 DEV_2 [LABEL_3 DEV_3 ...]: every job,
@@ -64,9 +87,9 @@ bench_compare() {
     for round in $(seq 1 "$BENCH_ROUNDS"); do
       for i in $(seq 0 $((n - 1))); do
         k=$(( (round - 1 + i) % n ))
-        out=$(bench_job "$job" "${devs[$k]}") || out="0 0"
+        out=$(bench_job "$job" "${devs[$k]}") || out="0 0 0"
         set -- $out
-        echo "@@BENCH job=$job lun=${labels[$k]} round=$round iops=$1 mbps=$2"
+        echo "@@BENCH job=$job lun=${labels[$k]} round=$round iops=$1 mbps=$2 cpu=${3:-0}"
       done
     done
   done

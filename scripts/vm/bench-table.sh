@@ -4,7 +4,9 @@
 # of the means, the geometric mean of the per-round ratios with its 95%
 # confidence interval (Student t over the rounds' log ratios; a round's runs
 # are adjacent in time, so pairing them cancels most of the machine's drift),
-# the median and the lowest and highest per-round ratio.
+# the median and the lowest and highest per-round ratio. Lines that carry
+# cpu=<guest CPU microseconds per I/O> add a third table: the mean CPU per
+# I/O and every other LUN's ratio to the reference's, computed the same way.
 # Usage: bench-table.sh REFERENCE_LABEL LABEL... < console
 # Labels with no results are left out.
 awk -v labels="$*" '
@@ -19,7 +21,8 @@ awk -v labels="$*" '
     for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
     k = f["job"] SUBSEP f["lun"]; iops[k] += f["iops"]; mbps[k] += f["mbps"]; n[k]++; has[f["lun"]] = 1
     round_iops[f["job"], f["lun"], f["round"]] = f["iops"]; if (f["round"] > rounds) rounds = f["round"]
-    if (!(f["job"] in seen)) { seen[f["job"]] = 1; order[++nj] = f["job"] }
+    if (f["cpu"] + 0 > 0) { cpu[k] += f["cpu"]; ncpu[k]++; round_cpu[f["job"], f["lun"], f["round"]] = f["cpu"]; anycpu = 1 }
+    if (!(f["job"] in seen)) { seen[f["job"]] = 1; order[++nj] = f["job"]; if (length(f["job"]) > jw) jw = length(f["job"]) }
   }
   END {
     nl = 0; split(labels, given, " ")
@@ -28,35 +31,50 @@ awk -v labels="$*" '
     ref = lab[1]; others = lab[2]
     for (l = 3; l <= nl; l++) others = others ", " lab[l]
     printf "# %s vs %s: same boot, interleaved by round (TCG emulation: read the ratios)\n# %s\n", others, ref, info
-    printf "%-12s", "job"; for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " IOPS"), lab[l] " IOPS"
+    if (jw < 12) jw = 12
+    lw = 12; for (l = 1; l <= nl; l++) if (length(lab[l]) > lw) lw = length(lab[l])
+    printf "%-*s", jw, "job"; for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " IOPS"), lab[l] " IOPS"
     for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " MB/s"), lab[l] " MB/s"; printf "\n"
     for (j = 1; j <= nj; j++) {
-      printf "%-12s", order[j]
+      printf "%-*s", jw, order[j]
       for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.0f", w(lab[l] " IOPS"), n[k] ? iops[k] / n[k] : 0 }
       for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.1f", w(lab[l] " MB/s"), n[k] ? mbps[k] / n[k] : 0 }
       printf "\n"
     }
     printf "\n# ratio to %s per job (means = ratio of the mean IOPS; geo mean and its 95%% CI over the per-round ratios)\n", ref
-    printf "%-12s %-12s %6s %8s %11s %7s %11s %7s\n", "job", "lun", "means", "geo mean", "95% CI", "median", "per round", "rounds"
-    for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l])
+    printf "%-*s %-*s %6s %8s %11s %7s %11s %7s\n", jw, "job", lw, "lun", "means", "geo mean", "95% CI", "median", "per round", "rounds"
+    for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l], iops, n, round_iops)
+    if (!anycpu) exit
+    printf "\n# guest CPU per I/O, microseconds (runner + kernel + fio, from /proc/stat inside each run)\n"
+    printf "%-*s", jw, "job"; for (l = 1; l <= nl; l++) printf " %*s", w(lab[l] " us/IO"), lab[l] " us/IO"; printf "\n"
+    for (j = 1; j <= nj; j++) {
+      printf "%-*s", jw, order[j]
+      for (l = 1; l <= nl; l++) { k = order[j] SUBSEP lab[l]; printf " %*.0f", w(lab[l] " us/IO"), ncpu[k] ? cpu[k] / ncpu[k] : 0 }
+      printf "\n"
+    }
+    printf "\n# CPU per I/O, ratio to %s (lower is cheaper; same columns as above)\n", ref
+    printf "%-*s %-*s %6s %8s %11s %7s %11s %7s\n", jw, "job", lw, "lun", "means", "geo mean", "95% CI", "median", "per round", "rounds"
+    for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l], cpu, ncpu, round_cpu)
   }
   function w(s) { return length(s) < 10 ? 10 : length(s) }
-  function row(job, lun,   ka, kb, ia, ib, nq, rd, ra, rb, q, x, qs, sum, sq, m, sd, h, median) {
+  # row JOB LUN TOTAL COUNT PER_ROUND: one ratio line of LUN to the reference
+  # for the metric whose sums, counts and per-round values are given.
+  function row(job, lun, total, count, per_round,   ka, kb, ia, ib, nq, rd, ra, rb, q, x, qs, sum, sq, m, sd, h, median) {
     ka = job SUBSEP ref; kb = job SUBSEP lun
-    ia = n[ka] ? iops[ka] / n[ka] : 0; ib = n[kb] ? iops[kb] / n[kb] : 0
+    ia = count[ka] ? total[ka] / count[ka] : 0; ib = count[kb] ? total[kb] / count[kb] : 0
     nq = 0; sum = 0; sq = 0
     for (rd = 1; rd <= rounds; rd++) {
-      ra = round_iops[job, ref, rd]; rb = round_iops[job, lun, rd]
+      ra = per_round[job, ref, rd]; rb = per_round[job, lun, rd]
       if (ra == "" || rb == "" || ra + 0 <= 0 || rb + 0 <= 0) continue
       q = rb / ra; sum += log(q); sq += log(q) * log(q)
       for (x = ++nq; x > 1 && qs[x - 1] > q; x--) qs[x] = qs[x - 1]  # insertion sort
       qs[x] = q
     }
-    if (nq == 0) { printf "%-12s %-12s %6s %8s %11s %7s %11s %7d\n", job, lun, "n/a", "n/a", "n/a", "n/a", "n/a", 0; return }
+    if (nq == 0) { printf "%-*s %-*s %6s %8s %11s %7s %11s %7d\n", jw, job, lw, lun, "n/a", "n/a", "n/a", "n/a", "n/a", 0; return }
     m = sum / nq
     sd = nq > 1 && sq - nq * m * m > 0 ? sqrt((sq - nq * m * m) / (nq - 1)) : 0
     h = t95(nq - 1) * sd / sqrt(nq)
     median = nq % 2 ? qs[(nq + 1) / 2] : (qs[nq / 2] + qs[nq / 2 + 1]) / 2
-    printf "%-12s %-12s %6s %8.2f %11s %7.2f %11s %7d\n", job, lun, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), exp(m),
+    printf "%-*s %-*s %6s %8.2f %11s %7.2f %11s %7d\n", jw, job, lw, lun, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), exp(m),
       (nq > 1 ? sprintf("%.2f-%.2f", exp(m - h), exp(m + h)) : "n/a"), median, sprintf("%.2f-%.2f", qs[1], qs[nq]), nq
   }'

@@ -1,0 +1,93 @@
+# Guest scenario for `scripts/bench idle`: what BENCH_IDLE_LUNS (16) idle
+# `file` LUNs cost a runner: time from start to serving all of them, resident
+# memory, and wake-ups per second while nothing happens.
+#
+# The devices exist before the runner starts (nl_reply_supported=-1, so
+# nobody's netlink reply is awaited), as after a reboot with a saved
+# configuration; "serving" is the moment the runner holds every device's
+# /dev/uioN open, polled every 20 ms. Then every LUN is exported on tcm_loop
+# and read once (4 KiB), so the idle phase follows real I/O, as in use.
+# Idle: after BENCH_IDLE_SETTLE (5) s of quiet, the runner's threads' run
+# counts (/proc/PID/task/*/schedstat, third field: times each thread was
+# switched onto a CPU) are summed at the start and the end of
+# BENCH_IDLE_SECONDS (10) s; RSS is VmRSS from /proc/PID/status then.
+# The same for Debian's tcmu-runner (qcow handler on raw files) unless
+# BENCH_REFERENCE=none.
+# Output: @@TABLE lines (the host prints them).
+set -u
+. "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
+N=${BENCH_IDLE_LUNS:-16}
+SETTLE=${BENCH_IDLE_SETTLE:-5}
+SECONDS_IDLE=${BENCH_IDLE_SECONDS:-10}
+SIZE=67108864
+S=/mnt/scratch
+reference=${BENCH_REFERENCE:-tcmu-runner}
+fail() { echo "bench idle: $*" >&2; teardown_all; runner_stop; tr_stop; dump_log runner "$RUNNER_LOG"; exit 1; }
+
+# now_ms: monotonic-enough wall clock in milliseconds
+now_ms() { local s; s=$(date +%s%N); echo $(( s / 1000000 )); }
+# switches PID: times the process's threads were put on a CPU, summed
+switches() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $3 } END { print n + 0 }'; }
+# per_thread PID: "comm:switches" for every thread, for the log
+per_thread() { local t; for t in /proc/"$1"/task/*; do
+  printf '%s:%s ' "$(tr ' ' _ < "$t/comm")" "$(awk '{ print $3 }' "$t/schedstat")"; done; }
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' /proc/"$1"/status; }
+threads() { ls /proc/"$1"/task | wc -l; }
+holds_all() { local pid="$1" u; shift; for u in "$@"; do holds_uio "$pid" "$u" || return 1; done; }
+
+# measure LABEL PID PREFIX: serve-time already in $served_ms; exports, reads, idles
+measure() {
+  local label="$1" pid="$2" prefix="$3" i d a b a_t b_t
+  for ((i = 0; i < N; i++)); do
+    d=$(LOOP_WWN=naa.5001405aa00000${4} LOOP_NEXUS=naa.5001405aa00001${4} loop_export "$prefix$i" "$i") || fail "$label: export $i"
+    dd if="$d" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null || fail "$label: read $d"
+  done
+  sleep "$SETTLE"
+  a=$(switches "$pid"); a_t=$(per_thread "$pid")
+  sleep "$SECONDS_IDLE"
+  b=$(switches "$pid"); b_t=$(per_thread "$pid")
+  echo "@@LOG $label threads before: $a_t"
+  echo "@@LOG $label threads after:  $b_t"
+  printf '@@TABLE %-12s %4d %16d %10s %8d %18.1f\n' "$label" "$N" "$served_ms" "$(rss_mb "$pid")" "$(threads "$pid")" \
+    "$(awk -v a="$a" -v b="$b" -v s="$SECONDS_IDLE" 'BEGIN { print (b - a) / s }')"
+}
+
+echo "@@TABLE # $N idle LUNs per runner; start-to-serving = runner start until it holds every /dev/uioN; idle ${SECONDS_IDLE}s after ${SETTLE}s of quiet"
+echo "@@TABLE # kernel=$(uname -r) cpus=$(nproc) node=$(node -v)"
+printf '@@TABLE %-12s %4s %16s %10s %8s %18s\n' runner luns "start-to-serve ms" "RSS MB" threads "wake-ups/s idle"
+
+uios=()
+for ((i = 0; i < N; i++)); do
+  truncate -s $SIZE $S/idle$i.img
+  tcmu_create idle$i file/$S/idle$i.img $SIZE nl_reply_supported=-1 >/dev/null || fail "device $i"
+  uios+=("$(uio_of idle$i)")
+done
+t0=$(now_ms)
+node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve --subtypes file >"$RUNNER_LOG" 2>&1 &
+RUNNER_PID=$!
+until holds_all "$RUNNER_PID" "${uios[@]}"; do
+  kill -0 "$RUNNER_PID" 2>/dev/null || fail "tcmu-ts exited"
+  [ $(( $(now_ms) - t0 )) -lt 120000 ] || fail "tcmu-ts not serving after 120 s"
+  sleep 0.02
+done
+served_ms=$(( $(now_ms) - t0 ))
+measure tcmu-ts "$RUNNER_PID" idle 41
+teardown_all; runner_stop
+
+if [ "$reference" = tcmu-runner ]; then
+  uios=()
+  for ((i = 0; i < N; i++)); do
+    tcmu_create tridle$i qcow/$S/idle$i.img $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device $i"
+    uios+=("$(uio_of tridle$i)")
+  done
+  t0=$(now_ms)
+  tr_start
+  until holds_all "$TR_PID" "${uios[@]}"; do
+    kill -0 "$TR_PID" 2>/dev/null || fail "tcmu-runner exited"
+    [ $(( $(now_ms) - t0 )) -lt 120000 ] || fail "tcmu-runner not serving after 120 s"
+    sleep 0.02
+  done
+  served_ms=$(( $(now_ms) - t0 ))
+  measure tcmu-runner "$TR_PID" tridle 51
+  teardown_all; tr_stop
+fi
