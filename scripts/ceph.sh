@@ -11,7 +11,7 @@
 # Idempotent: `start` creates what is missing, starts daemons that are not
 # running and waits until the pool is usable; `stop` stops what runs.
 # Knobs (environment): CEPH_MON_PORT (msgr2 port, default 3300; msgr1 is
-# port+1), CEPH_OSD_SIZE (bluestore file, default 10G, sparse),
+# port+1; fixed when DIR is created), CEPH_OSD_SIZE (bluestore file, default 10G, sparse),
 # CEPH_OSD_STORE (bluestore|memstore, default bluestore; memstore for a
 # filesystem without O_DIRECT such as tmpfs), CEPH_NO_MGR=1 (skip the mgr:
 # nothing on the rbd data path needs it), CEPH_TIMEOUT (seconds, default 180).
@@ -25,6 +25,12 @@ OSD_SIZE="${CEPH_OSD_SIZE:-10G}"
 STORE="${CEPH_OSD_STORE:-bluestore}"
 TIMEOUT="${CEPH_TIMEOUT:-180}"
 CONF="$DIR/ceph.conf"
+# An existing cluster keeps the port it was created with.
+if [ -f "$CONF" ]; then
+  PORT="$(sed -n 's/^mon_host = \[v2:127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$CONF")"
+  [ -n "$PORT" ] || { echo "ceph.sh: cannot read the monitor port from $CONF" >&2; exit 1; }
+  PORT1=$((PORT + 1))
+fi
 ADMIN="$DIR/ceph.client.admin.keyring"
 log() { echo "ceph.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -79,6 +85,10 @@ mon_allow_pool_delete = true
 osd_crush_chooseleaf_type = 0
 # A test box: small caches, no device-class guessing on a file.
 osd_class_update_on_start = false
+[client]
+# Clients (rbd, the runner's librbd) share the name client.admin: no admin
+# socket each, or the second one complains that the first one's exists.
+admin_socket =
 [mon]
 mon_data = $DIR/mon/\$cluster-\$id
 keyring = $DIR/mon/\$cluster-\$id/keyring
@@ -140,6 +150,9 @@ wait_for() { # seconds, description, command...
 
 start_mon() {
   pid_alive mon.a && return 0
+  if ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
+    die "port $PORT is in use by another process (another cluster? set CEPH_MON_PORT when creating DIR)"
+  fi
   ceph-mon -c "$CONF" -i a
   wait_for "$TIMEOUT" "the monitor" c mon stat
 }
