@@ -199,12 +199,9 @@ start_osd() {
 
 osd_up() { c osd dump --format json | grep -q "\"osd\":$1,\"uuid\":\"[^\"]*\",\"up\":1"; }
 
-pool_ready() { # every PG of pool rbd active
-  local out
-  out="$(c pg ls-by-pool rbd --format json 2>/dev/null)" || return 1
-  ! echo "$out" | grep -q '"state":"[^"]*' && return 1
-  ! echo "$out" | grep -o '"state":"[^"]*"' | grep -qv 'active'
-}
+# Usable = a client can read the pool's rbd_directory object: that needs an
+# active PG, and works with or without a mgr (PG states are mgr data).
+pool_ready() { timeout 15 rbd -c "$CONF" ls rbd; }
 
 create_pool() {
   if ! c osd pool ls | grep -qx rbd; then
