@@ -9,7 +9,7 @@
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
 import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
-import { RbdSession } from './librbd.js';
+import { RbdSession, type RbdImage } from './librbd.js';
 import { parseRbdSpec, radosSettings } from './spec.js';
 import { rbdStore } from './store.js';
 
@@ -35,7 +35,9 @@ async function open(config: string, ctx: OpenContext): Promise<Backstore> {
       }
       if (size === 0) throw new ConfigError(`${where}: the image is smaller than one ${ctx.blockSize}-byte block`);
       ctx.log.debug({ pool: spec.pool, image: spec.image, snap: spec.snap, size, imageSize, readOnly }, 'rbd: image open');
-      return rbdStore({ session, image, size, blockSize: ctx.blockSize, readOnly });
+      const store = rbdStore({ session, image, size, blockSize: ctx.blockSize, readOnly });
+      if (!readOnly && ctx.onMediumResized) followImageSize(image, imageSize, ctx.blockSize, ctx.onMediumResized, ctx);
+      return store;
     } catch (err) {
       await image.close().catch(() => {});
       throw err;
@@ -45,6 +47,29 @@ async function open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(`${where}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * `rbd resize` by any client changes the image header; librbd's header watch
+ * tells us, and the daemon then resizes the LUN (the initiator gets
+ * CAPACITY DATA HAS CHANGED). Other header changes (snapshots, lock owner)
+ * leave the size alone and are ignored. A read-only open has no watch.
+ */
+function followImageSize(image: RbdImage, initial: number, blockSize: number, onResized: (size: number) => void, ctx: OpenContext): void {
+  let known = initial;
+  image.watch(() => {
+    let now: number;
+    try {
+      now = image.size();
+    } catch (err) {
+      ctx.log.warn({ err }, 'rbd: cannot read the image size after a header change');
+      return;
+    }
+    if (now === known) return;
+    known = now;
+    ctx.log.info({ image: image.name, size: now }, 'rbd: image resized');
+    onResized(now - (now % blockSize));
+  });
 }
 
 const handler: Handler = {

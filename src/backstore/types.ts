@@ -205,6 +205,14 @@ export interface OpenContext {
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
   /**
+   * Tell the daemon the medium's size changed outside this runner (another
+   * client ran `rbd resize`). The daemon follows as for an admin's resize:
+   * it sets the kernel's dev_size, the kernel sends RECONFIG, `resize` is
+   * called and the initiator gets CAPACITY DATA HAS CHANGED. Absent: nobody
+   * follows (a test, the CLI).
+   */
+  onMediumResized?: (newSize: number) => void;
+  /**
    * The only way a handler opens a file (image, backing file, key file): it
    * confines the opened file to the admin's allowed_dirs (./confine.ts).
    * The core always sets it; absent (a test calling a handler directly)

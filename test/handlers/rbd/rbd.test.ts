@@ -128,6 +128,19 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     expect(small.size).toBe(4 * MiB);
   });
 
+  it('follows `rbd resize` by another client: the daemon is told the new size, and resize to it then succeeds', async () => {
+    const image = freshImage('16M');
+    const sizes: number[] = [];
+    const store = await open(`rbd/${image}`, { onMediumResized: (n) => sizes.push(n) });
+    rbdCli('resize', '--no-progress', `rbd/${image}`, '--size', '32M');
+    for (let i = 0; i < 100 && sizes.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(sizes).toEqual([32 * MiB]);
+    await store.resize(32 * MiB);
+    expect(store.size).toBe(32 * MiB);
+    await store.write(31 * MiB, [Buffer.alloc(4096, 9)], { fua: true });
+    await expect(Promise.resolve().then(() => store.resize(64 * MiB))).rejects.toMatchObject({ code: 'ENOSPC' });
+  });
+
   it('clear errors for a missing image, pool, conf or user', async () => {
     await expect(open('rbd/no-such-image')).rejects.toThrow(/rbd_open\(no-such-image\).*ENOENT/);
     await expect(open('nopool/x')).rejects.toThrow(/rados_ioctx_create\(nopool\).*ENOENT/);
