@@ -4,6 +4,7 @@
  * machine without Ceph (or not root) skips visibly; under CI=true that fails.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { rbdBinding } from '../../../src/native.js';
 
@@ -24,8 +25,26 @@ export const cephMissing = missingReason();
 if (cephMissing && CI) throw new Error(`rbd tests: ${cephMissing}`);
 if (cephMissing) console.warn(`SKIPPING rbd cluster tests: ${cephMissing}`);
 
+function monRunning(): boolean {
+  try {
+    process.kill(Number(readFileSync(`${CEPH_DIR}/run/mon.a.pid`, 'utf8').trim()), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let startedHere = false;
+
+/** Stop the cluster if startCluster() started it (a cluster found running stays up). */
+export function stopCluster(): void {
+  if (startedHere) execFileSync(SCRIPT, ['stop', CEPH_DIR], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
+  startedHere = false;
+}
+
 /** Start (or find running) the cluster; returns the conf path. */
 export function startCluster(): string {
+  startedHere = !monRunning();
   // Its own port, so a developer's cluster on the default one does not collide.
   execFileSync(SCRIPT, ['start', CEPH_DIR], {
     stdio: ['ignore', 'ignore', 'inherit'],

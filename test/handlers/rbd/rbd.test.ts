@@ -14,7 +14,7 @@ import type { LunStore, OpenContext } from '../../../src/backstore/types.js';
 import { ScsiDisk } from '../../../src/scsi/index.js';
 import { openContext } from '../../backstore/context.js';
 import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
-import { CONF, cephMissing, freshImage, rbdCli, startCluster } from './cluster.js';
+import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
 
 const MiB = 1 << 20;
 const opened: LunStore[] = [];
@@ -43,7 +43,8 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
   }, 300_000);
   afterAll(async () => {
     for (const s of opened.splice(0)) await s.close();
-  });
+    stopCluster();
+  }, 120_000);
 
   it('reads back multi-buffer writes, and another client sees them after flush', async () => {
     const image = freshImage();
