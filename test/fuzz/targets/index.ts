@@ -15,4 +15,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'metrics-address': async () => (await import('./metrics-address.js')).default,
   luks: async () => (await import('./luks.js')).default,
   xcopy: async () => (await import('./xcopy.js')).default,
+  'rbd-spec': async () => (await import('./rbd-spec.js')).default,
 };
