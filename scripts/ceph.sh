@@ -100,6 +100,8 @@ keyring = $DIR/mgr/\$cluster-\$id/keyring
 osd_data = $DIR/osd/\$cluster-\$id
 keyring = $DIR/osd/\$cluster-\$id/keyring
 osd_objectstore = $STORE
+# Not from the hostname: the test VM has none ("(none)" is no CRUSH name).
+crush_location = root=default host=tcmu-ceph
 bluestore_block_create = true
 bluestore_block_size = $(numfmt --from=iec "$OSD_SIZE")
 bluestore_fsck_on_mkfs = false
