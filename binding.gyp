@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "tcmu_have_rbd%": "<!(test -f /usr/include/rbd/librbd.h -a -f /usr/include/rados/librados.h && echo 1 || echo 0)"
+  },
   "targets": [
     {
       "target_name": "tcmu_native",
@@ -22,5 +25,19 @@
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
     }
+  ],
+  "conditions": [
+    ["tcmu_have_rbd==1", {
+      "targets": [
+        {
+          "target_name": "tcmu_rbd",
+          "sources": ["native/rbd.cc", "native/rbd_queue.cc", "native/errno_error.cc"],
+          "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
+          "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+          "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+          "libraries": ["-lrbd", "-lrados"]
+        }
+      ]
+    }]
   ]
 }

@@ -24,6 +24,9 @@ log() { echo "setup: $*" >&2; }
 PKGS=(qemu-system-x86 qemu-utils busybox-static kmod cpio fio sg3-utils
       cryptsetup-bin e2fsprogs zstd xz-utils util-linux coreutils libaio1
       iproute2 libiscsi-bin dbus-daemon targetcli-fb systemd)
+# Ceph (Debian 12: 16.2): the daemons scripts/ceph.sh runs, the rbd/ceph CLIs,
+# and the headers the optional librbd part of the addon builds against.
+PKGS+=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")

@@ -216,3 +216,71 @@ export function native(): NativeBinding {
   cached = createRequire(import.meta.url)(path) as NativeBinding;
   return cached;
 }
+
+// ---- librbd/librados (native/rbd.cc): a separate addon, tcmu_rbd.node, built
+// only where librbd's headers exist, so tcmu_native loads without Ceph.
+
+/** Opaque handles of the rbd addon. */
+export type NativeRbdSession = { readonly __brand: 'NativeRbdSession' };
+export type NativeRbdImage = { readonly __brand: 'NativeRbdImage' };
+
+/**
+ * Mechanism only. Blocking calls (connect, open, close, shutdown) run on
+ * libuv's pool and answer through a callback with an errno Error naming the
+ * failing call. Data-path calls return 0 or -errno at once; their result
+ * arrives later, with the caller's `tag`, in the batch given to the one
+ * handler set by `setHandler` (one per process; no thread per image): a
+ * Float64Array of [tag, result, extra] triples, result being librbd's
+ * (bytes or 0, or -errno) and extra the mismatch offset of a
+ * compare-and-write. Buffers must stay alive until their tag completes.
+ */
+export interface NativeRbd {
+  /** -EILSEQ is a compare-and-write's miscompare. */
+  readonly EILSEQ: number;
+  setHandler(handler: (batch: Float64Array) => void): void;
+  /** librbd's [major, minor, extra] (1.16.0 in Ceph 16). */
+  version(): [number, number, number];
+  /** rados_create(id) + conf file ('' = Ceph's default search) + rados_conf_set pairs + connect + ioctx on `pool`. */
+  connect(conf: string, id: string, options: string[], pool: string, cb: (err: Error | null, session?: NativeRbdSession) => void): void;
+  /** Drop the session's hold on the connection (it ends once no open image holds it). */
+  shutdown(session: NativeRbdSession, cb: (err: Error | null) => void): void;
+  /** rbd_open / rbd_open_read_only; snap '' = the head. */
+  open(session: NativeRbdSession, image: string, snap: string, readOnly: boolean, cb: (err: Error | null, image?: NativeRbdImage) => void): void;
+  /** rbd_close (finishes in-flight I/O and flushes librbd's cache). */
+  close(image: NativeRbdImage, cb: (err: Error | null) => void): void;
+  size(image: NativeRbdImage): number;
+  readv(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number): number;
+  writev(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number): number;
+  flush(image: NativeRbdImage, tag: number): number;
+  discard(image: NativeRbdImage, offset: number, length: number, tag: number): number;
+  writeZeroes(image: NativeRbdImage, offset: number, length: number, tag: number): number;
+  /** rbd_aio_compare_and_write: atomic on the OSDs; -EILSEQ with extra = mismatch offset on a miscompare. */
+  compareAndWrite(image: NativeRbdImage, offset: number, compare: Buffer, data: Buffer, tag: number): number;
+  /** rbd_update_watch: every header change posts [-1 - tag, 0, 0]. Returns 0 or -errno. */
+  watch(image: NativeRbdImage, tag: number): number;
+}
+
+let rbdCached: { binding?: NativeRbd; reason?: string } | undefined;
+
+/**
+ * The rbd addon, or the reason it is unavailable (not built because librbd's
+ * headers were missing at build time, or librbd.so cannot be loaded now).
+ */
+export function rbdBinding(): { binding: NativeRbd; reason?: undefined } | { binding?: undefined; reason: string } {
+  if (!rbdCached) {
+    const root = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+    const path = join(root, 'build', 'Release', 'tcmu_rbd.node');
+    if (!existsSync(path)) {
+      rbdCached = {
+        reason: `tcmu-ts was built without librbd (${path} missing): install librbd-dev and librados-dev (Ceph) and rebuild the addon (npm run build:native)`,
+      };
+    } else {
+      try {
+        rbdCached = { binding: createRequire(import.meta.url)(path) as NativeRbd };
+      } catch (err) {
+        rbdCached = { reason: `cannot load ${path} (is librbd1 installed?): ${(err as Error).message}` };
+      }
+    }
+  }
+  return rbdCached as ReturnType<typeof rbdBinding>;
+}

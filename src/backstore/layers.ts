@@ -30,6 +30,7 @@ export function composeLayers(bottomUp: readonly Backstore[]): Backstore {
     fua: top.fua,
     thin: top.thin,
     discardZeroes: top.discardZeroes,
+    compareAndWriteLimit: top.compareAndWriteLimit,
     read: top.read.bind(top),
     async close() {
       let firstError: unknown;

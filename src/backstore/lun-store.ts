@@ -10,7 +10,7 @@
  * wrapper call, no promise.
  */
 import { StorageError } from './errors.js';
-import { andThen } from './maybe.js';
+import { andThen, isPromiseLike } from './maybe.js';
 import { limitConcurrency, wantsSignals } from './serialize.js';
 import type { Backstore, CallOptions, Extent, LunStore, MaybePromise, WriteOptions, WriteZeroesOptions } from './types.js';
 import { writeZeroesWithWrites, type WriteFn } from './zero-fill.js';
@@ -120,6 +120,19 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     resize: resizeNotSupported as (newSize: number) => MaybePromise<void>,
     close: bound(store, 'close'),
   };
+  if (!readOnly && has(store, 'compareAndWrite')) {
+    const own = bound(store, 'compareAndWrite');
+    // FUA as for write: the handler's own, or a flush after a matching write.
+    const emulateFua = writeCache && store.fua !== true;
+    (lun as LunStore).compareAndWrite = !emulateFua
+      ? own
+      : (offset, iov, opts) => {
+          const result = own(offset, iov, opts);
+          const after = (at: number): MaybePromise<number> => (opts.fua && at < 0 ? andThen(flush(), () => at) : at);
+          return isPromiseLike(result) ? result.then(after) : after(result);
+        };
+    (lun as { compareAndWriteLimit?: number }).compareAndWriteLimit = store.compareAndWriteLimit;
+  }
   if (has(store, 'resize')) {
     const resize = bound(store, 'resize');
     // READ CAPACITY must report the new size only once the handler has it.

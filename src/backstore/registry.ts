@@ -168,6 +168,8 @@ export async function openStack(
         ...base,
         files,
         size: isTop ? base.size : undefined,
+        // A lower medium's size is not the LUN's (crypt takes its header off).
+        onMediumResized: isTop ? base.onMediumResized : undefined,
         log: base.log.child({ handler: handler.name }),
         lower,
         options: Object.assign(Object.create(null) as Record<string, string>, layer.options),

@@ -159,6 +159,10 @@ export function limitConcurrency(store: Backstore): Backstore {
   if (read) methods.read = (offset: number, iov: readonly Buffer[], opts?: CallOptions) => queue.call(false, opts?.signal, read, offset, iov, opts);
   const write = own('write');
   if (write) methods.write = (offset: number, iov: readonly Buffer[], opts: CallOptions) => queue.call(false, opts?.signal, write, offset, iov, opts);
+  const compareAndWrite = own('compareAndWrite');
+  if (compareAndWrite) {
+    methods.compareAndWrite = (offset: number, iov: readonly Buffer[], opts: CallOptions) => queue.call(false, opts?.signal, compareAndWrite, offset, iov, opts);
+  }
   const flush = own('flush');
   if (flush) methods.flush = (opts?: CallOptions) => queue.call(false, opts?.signal, flush, opts);
   for (const key of ['discard', 'writeZeroes', 'blockStatus'] as const) {

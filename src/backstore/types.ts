@@ -164,6 +164,22 @@ export interface Backstore {
   write?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
   /** Make every write whose call settled before this call durable. */
   flush?(opts?: CallOptions): MaybePromise<void>;
+  /**
+   * COMPARE AND WRITE done atomically by the medium itself (a cluster whose
+   * other clients the core's own range lock cannot see). `iov` holds the
+   * compare bytes then as many data bytes (the SCSI data-out); the range is
+   * `offset`, `iovLength / 2` bytes. Resolves -1 when it matched and the
+   * data is written, else the byte offset (from `offset`) of the first
+   * difference, with nothing written. Absent: the core reads, compares and
+   * writes under its per-LUN range lock.
+   */
+  compareAndWrite?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<number>;
+  /**
+   * The longest range (bytes, a multiple of blockSize) `compareAndWrite`
+   * takes; the LUN advertises it as MAXIMUM COMPARE AND WRITE LENGTH (librbd
+   * 16 compares one 512-byte sector at most). Absent: no limit of its own.
+   */
+  readonly compareAndWriteLimit?: number;
   /** Drop the range's contents; afterwards it reads as zeros (unless discardZeroes is false). Only if provisioning is thin. */
   discard?(offset: number, length: number, opts?: CallOptions): MaybePromise<void>;
   /** Make the range read as zeros, deallocating if `unmap` and possible. */
@@ -196,6 +212,14 @@ export interface OpenContext {
   lower?: LunStore;
   /** Handler options from the config file (key=value pairs already parsed). */
   options: Record<string, string>;
+  /**
+   * Tell the daemon the medium's size changed outside this runner (another
+   * client ran `rbd resize`). The daemon follows as for an admin's resize:
+   * it sets the kernel's dev_size, the kernel sends RECONFIG, `resize` is
+   * called and the initiator gets CAPACITY DATA HAS CHANGED. Absent: nobody
+   * follows (a test, the CLI).
+   */
+  onMediumResized?: (newSize: number) => void;
   /**
    * The only way a handler opens a file (image, backing file, key file): it
    * confines the opened file to the admin's allowed_dirs (./confine.ts).
@@ -348,6 +372,10 @@ export interface LunStore {
   /** Throws EROFS when readOnly. FUA emulated by write + flush when the handler lacks it. */
   write(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;
   flush(opts?: CallOptions): MaybePromise<void>;
+  /** The store's own atomic COMPARE AND WRITE (see Backstore), FUA handled; absent when it has none or is read-only. */
+  compareAndWrite?(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<number>;
+  /** Longest range its compareAndWrite takes, in bytes (see Backstore); absent with it or when unlimited. */
+  readonly compareAndWriteLimit?: number;
   /** No-op when not thin (reads of discarded ranges are then unchanged, allowed by SBC when LBPRZ=0). */
   discard(offset: number, length: number, opts?: CallOptions): MaybePromise<void>;
   /** Emulated with writes of a shared zero buffer when the handler lacks it. */

@@ -8,7 +8,7 @@
 import type { Backstore } from './types.js';
 
 /** Every optional method of Backstore; the type below fails to compile if one is missing. */
-export const OPTIONAL_METHODS = ['write', 'flush', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
+export const OPTIONAL_METHODS = ['write', 'flush', 'compareAndWrite', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
 export type OptionalMethod = (typeof OPTIONAL_METHODS)[number];
 
 /** Every optional boolean flag of Backstore. */
@@ -48,7 +48,13 @@ export function validateBackstore(store: unknown, handlerName: string): Backstor
   }
   // The concurrency and abort declarations (see "Concurrency" in ./types.ts),
   // checked here so a wrong one names its handler before serialize.ts sees it.
-  const { abortable, maxInFlight } = candidate;
+  const { abortable, maxInFlight, compareAndWriteLimit } = candidate;
+  if (
+    compareAndWriteLimit !== undefined &&
+    !(typeof compareAndWriteLimit === 'number' && Number.isSafeInteger(compareAndWriteLimit) && compareAndWriteLimit >= (blockSize as number) && compareAndWriteLimit % (blockSize as number) === 0)
+  ) {
+    bad(`"compareAndWriteLimit" must be a multiple of blockSize (at least one block) or absent, got ${String(compareAndWriteLimit)}`);
+  }
   if (abortable !== undefined && typeof abortable !== 'boolean') bad(`"abortable" must be a boolean or absent, got ${typeof abortable}`);
   if (maxInFlight !== undefined && !(typeof maxInFlight === 'number' && Number.isSafeInteger(maxInFlight) && maxInFlight >= 1)) {
     bad(`"maxInFlight" must be a positive integer or absent, got ${String(maxInFlight)}`);

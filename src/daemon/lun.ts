@@ -12,6 +12,8 @@
  *          configfs steps: it is going away and no new command can arrive.
  */
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { openDevConfig } from '../backstore/registry.js';
@@ -176,7 +178,29 @@ export class Lun implements FaultOwner {
   }
 
   private async openStore(devConfig: string, size: number | undefined): Promise<LunStore> {
-    return openDevConfig(devConfig, { size, blockSize: this.configfs.blockSize(), readOnly: false, log: this.log, files: this.opts.files, keys: this.opts.keys });
+    return openDevConfig(devConfig, {
+      size,
+      blockSize: this.configfs.blockSize(),
+      readOnly: false,
+      log: this.log,
+      files: this.opts.files,
+      keys: this.opts.keys,
+      onMediumResized: (newSize) => this.followMediumSize(newSize),
+    });
+  }
+
+  /**
+   * The store's medium changed size under us (an `rbd resize`): write the
+   * kernel's dev_size, which comes back as RECONFIG (-> resize()). The write
+   * goes through the thread pool because the kernel holds it until this
+   * process answers the RECONFIG on its event loop.
+   */
+  private followMediumSize(newSize: number): void {
+    if (this.state !== 'serving' || !this.store || newSize === this.store.size) return;
+    this.log.info({ from: this.store.size, to: newSize }, 'medium resized outside the runner; following');
+    writeFile(join(this.configfs.dir, 'attrib/dev_size'), String(newSize)).catch((err: unknown) => {
+      this.log.warn({ err, size: newSize }, 'could not follow the medium size (attrib/dev_size)');
+    });
   }
 
   /**

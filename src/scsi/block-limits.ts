@@ -70,6 +70,8 @@ const CAW_FIELD_MAX = 255;
  * nothing here: the range lock covers any length.)
  */
 export function maxCompareAndWriteBlocks(lu: LogicalUnit): number {
-  if (lu.maxTransferBlocks === 0) return CAW_FIELD_MAX;
-  return Math.max(1, Math.min(CAW_FIELD_MAX, Math.floor(lu.maxTransferBlocks / 2)));
+  // A store doing the compare itself (a cluster) may take less.
+  const own = lu.store.compareAndWrite && lu.store.compareAndWriteLimit ? Math.floor(lu.store.compareAndWriteLimit / lu.blockSize) : CAW_FIELD_MAX;
+  if (lu.maxTransferBlocks === 0) return Math.max(1, Math.min(CAW_FIELD_MAX, own));
+  return Math.max(1, Math.min(CAW_FIELD_MAX, own, Math.floor(lu.maxTransferBlocks / 2)));
 }

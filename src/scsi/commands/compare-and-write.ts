@@ -36,6 +36,14 @@ async function locked(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: nu
   const bytes = blocks * lu.blockSize;
   let phase = IoKind.Read;
   try {
+    // A store that compares and writes atomically itself (a cluster image
+    // other clients write too): one call, our lock only orders local writes.
+    const own = lu.store.compareAndWrite;
+    if (own) {
+      phase = IoKind.Write;
+      const at = await own.call(lu.store, lba * lu.blockSize, sliceIov(cmd.iov, 0, 2 * bytes), { fua: fua || !lu.wce });
+      return at >= 0 ? lu.miscompare(cmd, at) : ScsiStatus.Good;
+    }
     const at = await compareRange(lu, cmd, lba, blocks, CompareMode.Full);
     if (at === -2) return ScsiStatus.TaskAborted;
     if (at >= 0) return lu.miscompare(cmd, at);

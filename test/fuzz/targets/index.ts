@@ -16,4 +16,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   luks: async () => (await import('./luks.js')).default,
   'qcow2-luks': async () => (await import('./qcow2-luks.js')).default,
   xcopy: async () => (await import('./xcopy.js')).default,
+  'rbd-spec': async () => (await import('./rbd-spec.js')).default,
 };

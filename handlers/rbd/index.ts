@@ -1,0 +1,81 @@
+/**
+ * The 'rbd' handler: `rbd/POOL/IMAGE[@SNAP];conf=...;id=...;keyring=...;osd_op_timeout=...`,
+ * a Ceph RBD image behind a LUN through librbd (see ./spec.ts for the
+ * options, ./store.ts for how each SCSI operation maps to librbd, and
+ * native/rbd.cc for the binding). A snapshot opens read-only.
+ *
+ * librbd is optional at build time: without it this handler is still listed
+ * but every open fails with a message saying how to get it.
+ */
+import { ConfigError } from '../../src/backstore/config-error.js';
+import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
+import { RbdSession, type RbdImage } from './librbd.js';
+import { parseRbdSpec, radosSettings } from './spec.js';
+import { rbdStore } from './store.js';
+
+export { parseRbdSpec } from './spec.js';
+
+async function open(config: string, ctx: OpenContext): Promise<Backstore> {
+  const spec = parseRbdSpec(config, ctx.options);
+  const readOnly = ctx.readOnly || spec.snap !== '';
+  const where = `rbd ${spec.pool}/${spec.image}${spec.snap ? `@${spec.snap}` : ''}`;
+  let session: RbdSession;
+  try {
+    session = await RbdSession.connect({ conf: spec.conf, id: spec.id, settings: radosSettings(spec), pool: spec.pool });
+  } catch (err) {
+    throw new ConfigError(`${where}: cannot connect as client.${spec.id} with ${spec.conf}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const image = await session.open(spec.image, spec.snap, readOnly);
+    try {
+      const imageSize = image.size();
+      const size = ctx.size ?? imageSize - (imageSize % ctx.blockSize);
+      if (size > imageSize) {
+        throw new ConfigError(`${where}: the LUN is ${size} bytes but the image only ${imageSize}; grow it with "rbd resize" first`);
+      }
+      if (size === 0) throw new ConfigError(`${where}: the image is smaller than one ${ctx.blockSize}-byte block`);
+      ctx.log.debug({ pool: spec.pool, image: spec.image, snap: spec.snap, size, imageSize, readOnly }, 'rbd: image open');
+      const store = rbdStore({ session, image, size, blockSize: ctx.blockSize, readOnly });
+      if (!readOnly && ctx.onMediumResized) followImageSize(image, imageSize, ctx.blockSize, ctx.onMediumResized, ctx);
+      return store;
+    } catch (err) {
+      await image.close().catch(() => {});
+      throw err;
+    }
+  } catch (err) {
+    await session.shutdown().catch(() => {});
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${where}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * `rbd resize` by any client changes the image header; librbd's header watch
+ * tells us, and the daemon then resizes the LUN (the initiator gets
+ * CAPACITY DATA HAS CHANGED). Other header changes (snapshots, lock owner)
+ * leave the size alone and are ignored. A read-only open has no watch.
+ */
+function followImageSize(image: RbdImage, initial: number, blockSize: number, onResized: (size: number) => void, ctx: OpenContext): void {
+  let known = initial;
+  image.watch(() => {
+    let now: number;
+    try {
+      now = image.size();
+    } catch (err) {
+      ctx.log.warn({ err }, 'rbd: cannot read the image size after a header change');
+      return;
+    }
+    if (now === known) return;
+    known = now;
+    ctx.log.info({ image: image.name, size: now }, 'rbd: image resized');
+    onResized(now - (now % blockSize));
+  });
+}
+
+const handler: Handler = {
+  name: 'rbd',
+  description: 'Ceph RBD image through librbd (aio, atomic COMPARE AND WRITE on the cluster); rbd/POOL/IMAGE[@SNAP]',
+  open,
+};
+
+export default handler;

@@ -1,0 +1,189 @@
+/**
+ * Promises over the rbd addon (src/native.ts, native/rbd.cc). The addon
+ * delivers every completion of the process through one handler as [tag,
+ * result, extra] triples; this module owns the tags: each operation in
+ * flight holds a slot (its resolve/reject and the buffers librbd is using,
+ * kept referenced until librbd is done with them).
+ */
+import { constants } from 'node:os';
+import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession } from '../../src/native.js';
+
+/** An Error carrying the errno name as `code`, like Node's own system errors. */
+export function errnoError(negErrno: number, what: string): Error & { code: string; errno: number } {
+  const errno = -negErrno;
+  const code = ERRNO_NAMES.get(errno) ?? 'EIO';
+  return Object.assign(new Error(`${what} failed: ${code} (${errno})`), { code, errno: negErrno });
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+interface Slot {
+  resolve: (value: { result: number; extra: number }) => void;
+  reject: (err: Error) => void;
+  what: string;
+  /** Buffers librbd reads or fills until the completion: held so nothing frees them. */
+  hold: unknown;
+}
+
+/** Tags are indexes into `slots`, reused after completion (bounded by what is in flight). */
+const slots: (Slot | undefined)[] = [];
+const freeTags: number[] = [];
+/** Watch tags (own numbering): header-change listeners. */
+const watchers = new Map<number, () => void>();
+let nextWatchTag = 0;
+let installed: NativeRbd | undefined;
+
+function onBatch(batch: Float64Array): void {
+  for (let i = 0; i < batch.length; i += 3) {
+    const tag = batch[i]!;
+    if (tag < 0) {
+      watchers.get(-1 - tag)?.();
+      continue;
+    }
+    const slot = slots[tag];
+    if (!slot) continue; // cannot happen: every tag is started once
+    slots[tag] = undefined;
+    freeTags.push(tag);
+    const result = batch[i + 1]!;
+    if (result < 0 && result !== -(constants.errno.EILSEQ)) slot.reject(errnoError(result, slot.what));
+    else slot.resolve({ result, extra: batch[i + 2]! });
+  }
+}
+
+/** The addon with this module's completion handler installed, or a clear reason it is unavailable. */
+export function librbd(): NativeRbd {
+  if (installed) return installed;
+  const { binding, reason } = rbdBinding();
+  if (!binding) throw Object.assign(new Error(`rbd: ${reason}`), { code: 'ENOTSUP' });
+  binding.setHandler(onBatch);
+  installed = binding;
+  return binding;
+}
+
+/** Start an aio operation: `submit(tag)` returns 0 or -errno. */
+function start(what: string, hold: unknown, submit: (tag: number) => number): Promise<{ result: number; extra: number }> {
+  const tag = freeTags.pop() ?? slots.length;
+  return new Promise((resolve, reject) => {
+    slots[tag] = { resolve, reject, what, hold };
+    let rc: number;
+    try {
+      rc = submit(tag);
+    } catch (err) {
+      rc = -1;
+      slots[tag] = undefined;
+      freeTags.push(tag);
+      reject(err as Error);
+      return;
+    }
+    if (rc < 0) {
+      slots[tag] = undefined;
+      freeTags.push(tag);
+      reject(errnoError(rc, what));
+    }
+  });
+}
+
+function callback<T>(run: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+export interface ConnectOptions {
+  /** ceph.conf path; '' = librados' default search (CEPH_CONF, /etc/ceph/ceph.conf ...). */
+  conf: string;
+  /** cephx user without "client." (admin). */
+  id: string;
+  /** Extra rados_conf_set pairs (keyring, rados_osd_op_timeout, client_mount_timeout ...). */
+  settings: Record<string, string>;
+  pool: string;
+}
+
+/** One cluster connection with an I/O context on one pool. */
+export class RbdSession {
+  private constructor(
+    private readonly rbd: NativeRbd,
+    readonly handle: NativeRbdSession,
+  ) {}
+
+  static async connect(opts: ConnectOptions): Promise<RbdSession> {
+    const rbd = librbd();
+    const pairs = Object.entries(opts.settings).flat();
+    const handle = await callback<NativeRbdSession>((cb) => rbd.connect(opts.conf, opts.id, pairs, opts.pool, cb));
+    return new RbdSession(rbd, handle);
+  }
+
+  /** Open an image (its head when `snap` is ''). */
+  async open(name: string, snap: string, readOnly: boolean): Promise<RbdImage> {
+    const handle = await callback<NativeRbdImage>((cb) => this.rbd.open(this.handle, name, snap, readOnly, cb));
+    return new RbdImage(this.rbd, handle, `${name}${snap ? `@${snap}` : ''}`);
+  }
+
+  /** Release the connection (it ends once every image opened from it is closed). */
+  shutdown(): Promise<void> {
+    return callback<void>((cb) => this.rbd.shutdown(this.handle, cb));
+  }
+}
+
+/** An open image: promise-returning aio calls. */
+export class RbdImage {
+  private closed = false;
+  private watchTag: number | undefined;
+
+  constructor(
+    private readonly rbd: NativeRbd,
+    private readonly handle: NativeRbdImage,
+    readonly name: string,
+  ) {}
+
+  size(): number {
+    return this.rbd.size(this.handle);
+  }
+
+  async readv(offset: number, iov: readonly Buffer[]): Promise<number> {
+    return (await start('rbd_aio_readv', iov, (tag) => this.rbd.readv(this.handle, iov, offset, tag))).result;
+  }
+
+  async writev(offset: number, iov: readonly Buffer[]): Promise<void> {
+    await start('rbd_aio_writev', iov, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
+  }
+
+  async flush(): Promise<void> {
+    await start('rbd_aio_flush', undefined, (tag) => this.rbd.flush(this.handle, tag));
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    await start('rbd_aio_discard', undefined, (tag) => this.rbd.discard(this.handle, offset, length, tag));
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    await start('rbd_aio_write_zeroes', undefined, (tag) => this.rbd.writeZeroes(this.handle, offset, length, tag));
+  }
+
+  /** -1 when it matched and wrote; else librbd's mismatch offset (nothing written). */
+  async compareAndWrite(offset: number, compare: Buffer, data: Buffer): Promise<number> {
+    const { result, extra } = await start('rbd_aio_compare_and_write', [compare, data], (tag) =>
+      this.rbd.compareAndWrite(this.handle, offset, compare, data, tag),
+    );
+    return result === -constants.errno.EILSEQ ? extra : -1;
+  }
+
+  /** Call `listener` on every header change (resize, snapshot, lock owner). */
+  watch(listener: () => void): void {
+    if (this.watchTag !== undefined) throw new Error(`rbd ${this.name}: already watched`);
+    const tag = nextWatchTag++;
+    watchers.set(tag, listener);
+    this.watchTag = tag;
+    const rc = this.rbd.watch(this.handle, tag);
+    if (rc < 0) {
+      watchers.delete(tag);
+      this.watchTag = undefined;
+      throw errnoError(rc, 'rbd_update_watch');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.watchTag !== undefined) watchers.delete(this.watchTag);
+    await callback<void>((cb) => this.rbd.close(this.handle, cb));
+  }
+}

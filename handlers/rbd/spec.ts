@@ -1,0 +1,74 @@
+/**
+ * The rbd handler's dev_config: `rbd/POOL/IMAGE[@SNAP]` with options
+ *   conf=PATH           ceph.conf (default /etc/ceph/ceph.conf)
+ *   id=NAME             cephx user without "client." (default admin)
+ *   keyring=PATH        keyring file (default: what ceph.conf says)
+ *   osd_op_timeout=SECS a cluster operation (and the initial connect) that
+ *                       takes longer fails with ETIMEDOUT (default 30; 0 = wait forever)
+ * Parsed and checked here, before anything touches the network.
+ */
+import { ConfigError } from '../../src/backstore/config-error.js';
+import { rejectUnknownOptions } from '../../src/backstore/options.js';
+
+export interface RbdSpec {
+  pool: string;
+  image: string;
+  /** '' = the image head. */
+  snap: string;
+  conf: string;
+  id: string;
+  keyring?: string;
+  /** Seconds; 0 = no timeout. */
+  osdOpTimeout: number;
+}
+
+export const DEFAULT_CONF = '/etc/ceph/ceph.conf';
+export const DEFAULT_OSD_OP_TIMEOUT = 30;
+
+/** Ceph's own naming rules are looser; these keep names printable and unambiguous in a dev_config. */
+const NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+=-]{0,127}$/;
+
+export function parseRbdSpec(config: string, options: Readonly<Record<string, string>>): RbdSpec {
+  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout']);
+  const at = config.indexOf('@');
+  const path = at < 0 ? config : config.slice(0, at);
+  const snap = at < 0 ? '' : config.slice(at + 1);
+  const parts = path.split('/');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) {
+    throw new ConfigError(`rbd: config "${config}" is not POOL/IMAGE[@SNAP] (e.g. rbd/rbd/disk0 as dev_config)`);
+  }
+  const [pool, image] = parts as [string, string];
+  for (const [what, name] of [['pool', pool], ['image', image]] as const) {
+    if (!NAME.test(name)) throw new ConfigError(`rbd: ${what} name "${name}" has characters other than letters, digits and _ . + - =`);
+  }
+  if (at >= 0 && !NAME.test(snap)) throw new ConfigError(`rbd: snapshot name "${snap}" is empty or has characters other than letters, digits and _ . + - =`);
+  const id = options.id ?? 'admin';
+  if (!NAME.test(id)) throw new ConfigError(`rbd: id "${id}" is not a cephx user name (without "client.")`);
+  if (id.startsWith('client.')) throw new ConfigError(`rbd: id "${id}": give the user without "client." (id=${id.slice(7)})`);
+  const conf = options.conf ?? DEFAULT_CONF;
+  if (!conf.startsWith('/')) throw new ConfigError(`rbd: conf "${conf}" must be an absolute path`);
+  const keyring = options.keyring;
+  if (keyring !== undefined && !keyring.startsWith('/')) throw new ConfigError(`rbd: keyring "${keyring}" must be an absolute path`);
+  let osdOpTimeout = DEFAULT_OSD_OP_TIMEOUT;
+  if (options.osd_op_timeout !== undefined) {
+    const v = options.osd_op_timeout;
+    if (!/^\d{1,5}$/.test(v) || Number(v) > 86400) {
+      throw new ConfigError(`rbd: osd_op_timeout "${v}" is not a whole number of seconds from 0 to 86400`);
+    }
+    osdOpTimeout = Number(v);
+  }
+  return { pool, image, snap, conf, id, keyring, osdOpTimeout };
+}
+
+/** rados_conf_set pairs for a spec. */
+export function radosSettings(spec: RbdSpec): Record<string, string> {
+  const settings: Record<string, string> = {};
+  if (spec.keyring !== undefined) settings.keyring = spec.keyring;
+  if (spec.osdOpTimeout > 0) {
+    // Both: a request to a dead OSD, and the first connect to a dead monitor.
+    settings.rados_osd_op_timeout = String(spec.osdOpTimeout);
+    settings.rados_mon_op_timeout = String(spec.osdOpTimeout);
+    settings.client_mount_timeout = String(spec.osdOpTimeout);
+  }
+  return settings;
+}

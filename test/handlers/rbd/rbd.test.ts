@@ -1,0 +1,168 @@
+/**
+ * The rbd handler against a real Ceph cluster (scripts/ceph.sh): data goes
+ * through librbd and is checked with the rbd CLI, a second client.
+ */
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import rbdHandler from '../../../handlers/rbd/index.js';
+import { ConfigError } from '../../../src/backstore/config-error.js';
+import { toLunStore } from '../../../src/backstore/lun-store.js';
+import { validateBackstore } from '../../../src/backstore/validate-backstore.js';
+import type { LunStore, OpenContext } from '../../../src/backstore/types.js';
+import { ScsiDisk } from '../../../src/scsi/index.js';
+import { openContext } from '../../backstore/context.js';
+import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
+import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
+
+const MiB = 1 << 20;
+const opened: LunStore[] = [];
+
+async function open(config: string, ctx: Partial<OpenContext> = {}): Promise<LunStore> {
+  const store = toLunStore(validateBackstore(await rbdHandler.open(config, openContext({ options: { conf: CONF }, ...ctx })), 'rbd'));
+  opened.push(store);
+  return store;
+}
+
+/** What the rbd CLI (another librbd client) reads at [offset, offset+length). */
+function exportRange(image: string, offset: number, length: number): Buffer {
+  const path = join(tmpdir(), `rbd-export-${process.pid}-${image}`);
+  rmSync(path, { force: true });
+  rbdCli('export', '--no-progress', `rbd/${image}`, path);
+  const data = readFileSync(path).subarray(offset, offset + length);
+  rmSync(path, { force: true });
+  return data;
+}
+
+const pattern = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff));
+
+describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () => {
+  beforeAll(() => {
+    startCluster();
+  }, 300_000);
+  afterAll(async () => {
+    for (const s of opened.splice(0)) await s.close();
+    stopCluster();
+  }, 120_000);
+
+  it('reads back multi-buffer writes, and another client sees them after flush', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`);
+    expect(store.size).toBe(64 * MiB);
+    expect(store.writeCache).toBe(true);
+    const data = pattern(3 * 4096, 7);
+    // iov split across an object boundary (4 MiB objects) and unevenly
+    const at = 4 * MiB - 4096;
+    await store.write(at, [data.subarray(0, 1000 * 4 + 96), data.subarray(4096, 3 * 4096)], { fua: false });
+    const back = [Buffer.alloc(512), Buffer.alloc(3 * 4096 - 512)];
+    await store.read(at, back);
+    expect(Buffer.concat(back).equals(data)).toBe(true);
+    await store.flush();
+    expect(exportRange(image, at, data.length).equals(data)).toBe(true);
+  });
+
+  it('writeZeroes zeroes and discard deallocates; both visible to another client', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`);
+    await store.write(0, [Buffer.alloc(2 * MiB, 0xab)], { fua: true });
+    await store.writeZeroes(4096, 8192, { unmap: false });
+    await store.discard(MiB, MiB);
+    const back = Buffer.alloc(3 * 4096);
+    await store.read(0, [back]);
+    expect(back.subarray(0, 4096).every((b) => b === 0xab)).toBe(true);
+    expect(back.subarray(4096).every((b) => b === 0)).toBe(true);
+    expect(store.thin).toBe(true);
+    expect(store.discardZeroes).toBe(false);
+    await store.flush();
+    expect(exportRange(image, 4096, 8192).every((b) => b === 0)).toBe(true);
+  });
+
+  it('COMPARE AND WRITE through the SCSI layer: match writes, miscompare gives 0E/1D/00 with the offset and writes nothing', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`);
+    expect(store.compareAndWriteLimit).toBe(512);
+    const disk = new ScsiDisk(store, IDENTITY);
+    await run(disk, command([0, 0, 0, 0, 0, 0])); // power-on unit attention
+    const old = pattern(512, 1);
+    await store.write(10 * 512, [old], { fua: false });
+    const caw = (lba: number, n: number) => [0x89, 0, ...be(lba, 8), 0, 0, 0, n, 0, 0];
+
+    const wrong = Buffer.from(old);
+    wrong[77] ^= 0xff;
+    const miss = command(caw(10, 1), { out: Buffer.concat([wrong, pattern(512, 2)]) });
+    expect(await run(disk, miss)).toBe(2);
+    expect(sense(miss)).toEqual({ key: 0x0e, asc: 0x1d, ascq: 0 });
+    expect(miss.sense.readUInt32BE(3)).toBe(77); // INFORMATION: offset of the first difference
+    await store.flush();
+    expect(exportRange(image, 10 * 512, 512).equals(old)).toBe(true);
+
+    const hit = command(caw(10, 1), { out: Buffer.concat([old, pattern(512, 3)]), split: [100, 700] });
+    expect(await run(disk, hit)).toBe(0);
+    await store.flush();
+    expect(exportRange(image, 10 * 512, 512).equals(pattern(512, 3))).toBe(true);
+
+    // librbd compares one sector: more is refused before anything is read
+    const two = command(caw(10, 2), { out: Buffer.alloc(2048) });
+    expect(await run(disk, two)).toBe(2);
+    expect(sense(two)).toEqual({ key: 0x05, asc: 0x24, ascq: 0 });
+  });
+
+  it('a snapshot opens read-only and shows the data as it was', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`);
+    await store.write(0, [Buffer.alloc(4096, 1)], { fua: true });
+    rbdCli('snap', 'create', `rbd/${image}@s1`);
+    await store.write(0, [Buffer.alloc(4096, 2)], { fua: true });
+    const snap = await open(`rbd/${image}@s1`);
+    expect(snap.readOnly).toBe(true);
+    const back = Buffer.alloc(4096);
+    await snap.read(0, [back]);
+    expect(back.every((b) => b === 1)).toBe(true);
+    await expect(Promise.resolve().then(() => snap.write(0, [back], { fua: false }))).rejects.toMatchObject({ code: 'EROFS' });
+  });
+
+  it('a LUN size larger than the image is refused; a smaller one is served', async () => {
+    const image = freshImage('8M');
+    await expect(open(`rbd/${image}`, { size: 16 * MiB })).rejects.toThrow(/grow it with "rbd resize"/);
+    const small = await open(`rbd/${image}`, { size: 4 * MiB });
+    expect(small.size).toBe(4 * MiB);
+  });
+
+  it('follows `rbd resize` by another client: the daemon is told the new size, and resize to it then succeeds', async () => {
+    const image = freshImage('16M');
+    const sizes: number[] = [];
+    const store = await open(`rbd/${image}`, { onMediumResized: (n) => sizes.push(n) });
+    rbdCli('resize', '--no-progress', `rbd/${image}`, '--size', '32M');
+    for (let i = 0; i < 100 && sizes.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(sizes).toEqual([32 * MiB]);
+    await store.resize(32 * MiB);
+    expect(store.size).toBe(32 * MiB);
+    await store.write(31 * MiB, [Buffer.alloc(4096, 9)], { fua: true });
+    await expect(Promise.resolve().then(() => store.resize(64 * MiB))).rejects.toMatchObject({ code: 'ENOSPC' });
+  });
+
+  it('clear errors for a missing image, pool, conf or user', async () => {
+    await expect(open('rbd/no-such-image')).rejects.toThrow(/rbd_open\(no-such-image\).*ENOENT/);
+    await expect(open('nopool/x')).rejects.toThrow(/rados_ioctx_create\(nopool\).*ENOENT/);
+    await expect(open('rbd/x', { options: { conf: '/nonexistent/ceph.conf' } })).rejects.toThrow(ConfigError);
+    await expect(open('rbd/x', { options: { conf: CONF, id: 'nobody', osd_op_timeout: '5' } })).rejects.toThrow(/client.nobody/);
+  }, 60_000);
+
+  it('many overlapping calls on one image all complete (one completion channel for the process)', async () => {
+    const image = freshImage();
+    const a = await open(`rbd/${image}`);
+    const b = await open(`rbd/${freshImage()}`);
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < 256; i++) {
+      const store = i % 2 ? a : b;
+      jobs.push(Promise.resolve(store.write(i * 8192, [pattern(8192, i)], { fua: false })));
+    }
+    await Promise.all(jobs);
+    for (let i = 0; i < 256; i += 37) {
+      const back = Buffer.alloc(8192);
+      await (i % 2 ? a : b).read(i * 8192, [back]);
+      expect(back.equals(pattern(8192, i))).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { parseRbdSpec, radosSettings } from '../../../handlers/rbd/spec.js';
+import { ConfigError } from '../../../src/backstore/config-error.js';
+
+describe('rbd dev_config', () => {
+  it('parses POOL/IMAGE with defaults', () => {
+    expect(parseRbdSpec('rbd/disk0', {})).toEqual({
+      pool: 'rbd', image: 'disk0', snap: '', conf: '/etc/ceph/ceph.conf', id: 'admin', keyring: undefined, osdOpTimeout: 30,
+    });
+  });
+
+  it('parses a snapshot and every option', () => {
+    const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5' });
+    expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5 });
+    expect(radosSettings(spec)).toEqual({ keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5' });
+  });
+
+  it('osd_op_timeout=0 sets no timeout', () => {
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({});
+  });
+
+  it.each([
+    ['', 'not POOL/IMAGE'],
+    ['rbd', 'not POOL/IMAGE'],
+    ['rbd/', 'not POOL/IMAGE'],
+    ['/disk0', 'not POOL/IMAGE'],
+    ['rbd/a/b', 'not POOL/IMAGE'],
+    ['rbd/disk0@', 'snapshot name'],
+    ['rbd/di sk', 'image name'],
+    ['r:b/disk', 'pool name'],
+  ])('refuses config %j', (config, message) => {
+    expect(() => parseRbdSpec(config, {})).toThrow(ConfigError);
+    expect(() => parseRbdSpec(config, {})).toThrow(message);
+  });
+
+  it.each([
+    [{ bogus: '1' }, 'unknown option "bogus"'],
+    [{ conf: 'ceph.conf' }, 'absolute path'],
+    [{ keyring: 'k' }, 'absolute path'],
+    [{ id: 'client.admin' }, 'without "client."'],
+    [{ osd_op_timeout: '-1' }, 'whole number'],
+    [{ osd_op_timeout: '1.5' }, 'whole number'],
+    [{ osd_op_timeout: '99999' }, 'whole number'],
+  ])('refuses options %j', (options, message) => {
+    expect(() => parseRbdSpec('rbd/disk0', options)).toThrow(message);
+  });
+});
