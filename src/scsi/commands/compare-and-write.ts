@@ -41,7 +41,7 @@ async function locked(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: nu
     const own = lu.store.compareAndWrite;
     if (own) {
       phase = IoKind.Write;
-      const at = await own.call(lu.store, lba * lu.blockSize, sliceIov(cmd.iov, 0, 2 * bytes), { fua: fua || !lu.wce });
+      const at = await own.call(lu.store, lba * lu.blockSize, sliceIov(cmd.iov, 0, 2 * bytes), lu.writeOptions(cmd, fua || !lu.wce));
       return at >= 0 ? lu.miscompare(cmd, at) : ScsiStatus.Good;
     }
     const at = await compareRange(lu, cmd, lba, blocks, CompareMode.Full);
