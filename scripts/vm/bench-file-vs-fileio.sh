@@ -30,18 +30,8 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-8}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
 SIZE=1073741824
 S=/mnt/scratch
-reference=${BENCH_REFERENCE:-tcmu-runner}
-fail() {
-  echo "bench: $*" >&2
-  teardown_all; runner_stop; tr_stop
-  dump_log runner "$RUNNER_LOG"; dump_log tcmu-runner "$TR_LOG" 30; dump_log tcmu-runner-out "$TR_OUT" 30
-  exit 1
-}
-case "$reference" in
-  tcmu-runner) command -v tcmu-runner >/dev/null || fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)" ;;
-  none) ;;
-  *) fail "BENCH_REFERENCE must be tcmu-runner or none, not '$reference'" ;;
-esac
+fail() { bench_fail "$@"; }
+bench_reference
 
 case "${BENCH_COMPLETION_AFFINITY:=current}" in
   current) affinity=-2 ;;

@@ -128,3 +128,22 @@ tr_stop() {
 holds_uio() { ls -l /proc/"$1"/fd 2>/dev/null | grep -q "/dev/$2\$"; }
 # uio_of NAME -> uioN of the TCMU device NAME
 uio_of() { local u; u=$(uio_sysfs "$1") && echo "${u##*/}"; }
+
+# The failure exit of a bench comparing tcmu-ts with tcmu-runner: tear down
+# everything, show both runners' logs. Scripts call it as `fail`.
+bench_fail() {
+  echo "bench: $*" >&2
+  teardown_all; runner_stop; tr_stop
+  dump_log runner "$RUNNER_LOG"; dump_log tcmu-runner "$TR_LOG" 30; dump_log tcmu-runner-out "$TR_OUT" 30
+  exit 1
+}
+
+# BENCH_REFERENCE: tcmu-runner (default; must be installed) or none. Sets $reference.
+bench_reference() {
+  reference=${BENCH_REFERENCE:-tcmu-runner}
+  case "$reference" in
+    tcmu-runner) command -v tcmu-runner >/dev/null || bench_fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)" ;;
+    none) ;;
+    *) bench_fail "BENCH_REFERENCE must be tcmu-runner or none, not '$reference'" ;;
+  esac
+}

@@ -25,18 +25,8 @@ N=${BENCH_LUNS:-8}
 JOBS=${BENCH_MANY_JOBS:-randread4k}
 SIZE=268435456
 S=/mnt/scratch
-reference=${BENCH_REFERENCE:-tcmu-runner}
-fail() {
-  echo "bench: $*" >&2
-  teardown_all; runner_stop; tr_stop
-  dump_log runner "$RUNNER_LOG"; dump_log tcmu-runner "$TR_LOG" 30; dump_log tcmu-runner-out "$TR_OUT" 30
-  exit 1
-}
-case "$reference" in
-  tcmu-runner) command -v tcmu-runner >/dev/null || fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)" ;;
-  none) ;;
-  *) fail "BENCH_REFERENCE must be tcmu-runner or none, not '$reference'" ;;
-esac
+fail() { bench_fail "$@"; }
+bench_reference
 case "$N" in ''|*[!0-9]*) fail "BENCH_LUNS must be a number, not '$N'" ;; esac
 [ "$N" -ge 2 ] && [ "$N" -le 32 ] || fail "BENCH_LUNS must be 2-32"
 

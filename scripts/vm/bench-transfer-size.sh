@@ -17,14 +17,8 @@ BENCH_JOBS=${BENCH_JOBS:-"seqread1m seqwrite1m"}
 SECTORS=${BENCH_XFER_SECTORS:-"1024 2048"}
 SIZE=1073741824
 S=/mnt/scratch
-reference=${BENCH_REFERENCE:-tcmu-runner}
-fail() {
-  echo "bench: $*" >&2
-  teardown_all; runner_stop; tr_stop
-  dump_log runner "$RUNNER_LOG"; dump_log tcmu-runner "$TR_LOG" 30
-  exit 1
-}
-[ "$reference" = none ] || command -v tcmu-runner >/dev/null || fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)"
+fail() { bench_fail "$@"; }
+bench_reference
 # TCMU LUNs on a target with completion affinity "current" (-2), as in
 # bench-file-vs-fileio.sh; fileio on the default target.
 W=naa.5001405aa0000061 X=naa.5001405aa0000062
