@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { LevelWithSilent } from 'pino';
+import type { LevelWithSilent, Logger } from 'pino';
 import { createLogger } from '../log.js';
 import { serveForever } from '../daemon/serve.js';
 import { builtinHandlerNames, registerUserHandler } from '../backstore/registry.js';
@@ -8,6 +8,7 @@ import { readChapKey } from '../config/chap-keys.js';
 import { checkLioAvailable } from '../lio/export.js';
 import { parseListenAddress, type ListenAddress } from '../daemon/metrics-address.js';
 import { openLogFile } from '../daemon/log-file.js';
+import { defaultSubtypes, describeRunners, findOtherRunners } from '../daemon/coexist.js';
 
 /**
  * Read every CHAP key the config names before anything starts, so a missing
@@ -23,6 +24,18 @@ function checkChapKeys(config: DaemonConfig, file: string): void {
       throw ConfigError.at(file, `lun.${lun.name}.chap`, (err as Error).message);
     }
   }
+}
+
+/** Every handler, minus the subtypes another running runner has loaded (see coexist.ts). */
+function defaultServed(ours: string[], log: Logger): string[] {
+  const { serve, left } = defaultSubtypes(ours, findOtherRunners());
+  for (const [subtype, runner] of left) {
+    log.warn(
+      { subtype, runner: describeRunners([runner]) },
+      `user:${subtype} left to the other runner, which has that handler loaded; pass serve --subtypes to serve it here instead (and stop it there)`,
+    );
+  }
+  return serve;
 }
 
 function parseMetricsOption(text: string): ListenAddress {
@@ -66,9 +79,7 @@ export function registerServe(program: Command): void {
       if (logFile) process.on('SIGHUP', () => logFile.reopen());
       await checkLioAvailable();
       for (const [name, mod] of Object.entries(config.handlers)) registerUserHandler(name, mod);
-      const subtypes = new Set(
-        opts.subtypes ? opts.subtypes.split(',').map((s) => s.trim()) : [...builtinHandlerNames(), ...Object.keys(config.handlers)],
-      );
+      const subtypes = new Set(opts.subtypes ? opts.subtypes.split(',').map((s) => s.trim()) : defaultServed([...builtinHandlerNames(), ...Object.keys(config.handlers)], log));
       await serveForever({
         log,
         subtypes,

@@ -52,6 +52,39 @@ export function findOtherRunners(procRoot = '/proc', selfPid = process.pid): Oth
   return found;
 }
 
+/** /proc/PID/maps of a runner with a few handlers is a few KiB; never read more than this. */
+const MAX_MAPS_BYTES = 1 << 20;
+
+/**
+ * Subtypes another runner serves, from the handler modules it has loaded:
+ * tcmu-runner dlopens `handler_<subtype>.so` at start, so its memory map
+ * names them without asking the bus (which may be absent).
+ */
+export function subtypesOfRunner(pid: number, procRoot = '/proc'): string[] {
+  let maps: string;
+  try {
+    const buf = readFileSync(join(procRoot, String(pid), 'maps'));
+    maps = buf.subarray(0, MAX_MAPS_BYTES).toString('latin1');
+  } catch {
+    return [];
+  }
+  const found = new Set<string>();
+  for (const m of maps.matchAll(/\/handler_([A-Za-z0-9_]{1,64})\.so\b/g)) found.add(m[1]!);
+  return [...found].sort();
+}
+
+/**
+ * The subtypes tcmu-ts serves by default: every handler it has, minus those
+ * another running runner has loaded. Two runners answering for one subtype
+ * would both open the same uio devices and serve one ring twice; the admin
+ * who wants that subtype in tcmu-ts says so with `serve --subtypes`.
+ */
+export function defaultSubtypes(ours: readonly string[], others: readonly OtherRunner[], procRoot = '/proc'): { serve: string[]; left: Map<string, OtherRunner> } {
+  const left = new Map<string, OtherRunner>();
+  for (const runner of others) for (const t of subtypesOfRunner(runner.pid, procRoot)) if (ours.includes(t) && !left.has(t)) left.set(t, runner);
+  return { serve: ours.filter((t) => !left.has(t)), left };
+}
+
 export function describeRunners(runners: readonly OtherRunner[]): string {
   return runners.map((r) => `${r.name} (pid ${r.pid})`).join(', ');
 }

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeRunners, findOtherRunners, readUioName } from '../../src/daemon/coexist.js';
+import { defaultSubtypes, describeRunners, findOtherRunners, readUioName, subtypesOfRunner } from '../../src/daemon/coexist.js';
 import { Server } from '../../src/daemon/serve.js';
 import { silentLogger } from '../../src/log.js';
 import type { TcmuEvent } from '../../src/tcmu/netlink/tcmu-events.js';
@@ -49,6 +49,33 @@ describe('findOtherRunners', () => {
 
   it('finds nothing unusual on this machine without throwing', () => {
     expect(Array.isArray(findOtherRunners())).toBe(true);
+  });
+
+  it('reads the subtypes a runner has loaded from its memory map, and serves the rest by default', () => {
+    task('42', 'tcmu-runner');
+    const lib = '/usr/lib/x86_64-linux-gnu/tcmu-runner';
+    writeFileSync(
+      join(proc, '42', 'maps'),
+      [
+        `7f01-7f02 r-xp 00000000 08:01 11 ${lib}/handler_rbd.so`,
+        `7f02-7f03 r--p 00001000 08:01 11 ${lib}/handler_rbd.so`,
+        `7f03-7f04 r-xp 00000000 08:01 12 ${lib}/handler_qcow.so`,
+        '7f05-7f06 r-xp 00000000 08:01 13 /usr/lib/x86_64-linux-gnu/libc.so.6',
+        '7f06-7f07 r-xp 00000000 08:01 14 /opt/x/handler_bad name.so',
+      ].join('\n'),
+    );
+    expect(subtypesOfRunner(42, proc)).toEqual(['qcow', 'rbd']);
+    const others = findOtherRunners(proc, 1);
+    const { serve, left } = defaultSubtypes(['file', 'qcow2', 'ram', 'crypt', 'rbd'], others, proc);
+    expect(serve).toEqual(['file', 'qcow2', 'ram', 'crypt']);
+    expect([...left.keys()]).toEqual(['rbd']);
+    expect(left.get('rbd')).toEqual({ pid: 42, name: 'tcmu-runner' });
+  });
+
+  it('a runner whose map cannot be read leaves every subtype to tcmu-ts', () => {
+    task('42', 'tcmu-runner');
+    expect(subtypesOfRunner(42, proc)).toEqual([]);
+    expect(defaultSubtypes(['file', 'rbd'], findOtherRunners(proc, 1), proc).serve).toEqual(['file', 'rbd']);
   });
 });
 

@@ -41,6 +41,7 @@ describeKernel('tcmu-ts and tcmu-runner side by side', () => {
 
   it('tcmu-ts sees tcmu-runner and creates its config LUN with nl_reply_supported=-1, which it alone serves', () => {
     expect(r('ts_saw_runner'), why('warning naming the other runner')).toBe('1');
+    expect(r('ts_left_rbd'), why('rbd, which both have, left to tcmu-runner by default')).toBe('1');
     expect(r('f0_nl_reply'), why('config LUN created with nl_reply_supported=-1')).toBe('1');
     expect(r('f0_enabled'), why('f0 enabled despite tcmu-runner')).toBe('1');
     expect(r('f0_holders'), why('who holds f0\'s uio')).toBe('ts=yes tr=no');

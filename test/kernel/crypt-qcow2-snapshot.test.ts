@@ -26,7 +26,7 @@ describeKernel('crypt over qcow2 over file: live snapshot create / revert throug
     expect(r('qcow2_convert'), why('qemu-img convert raw -> qcow2')).toBe('ok');
     expect(r('runner'), why('tcmu-ts serve')).toBe('ok');
     expect(r('key_add'), why('tcmu-ts key add k1 < keyfile')).toBe('ok');
-    expect(r('key_list'), why('tcmu-ts key list')).toBe('k1 ');
+    expect(r('key_list'), why('tcmu-ts key list')).toBe('k1');
     expect(r('create'), why('TCMU device')).toMatch(/^\/dev\/uio\d+$/);
     expect(r('lun_open'), why('the runner opens the crypt LUN')).toBe('ok');
     expect(r('export'), why('tcm_loop export')).toMatch(/^\/dev\/sd[a-z]+$/);

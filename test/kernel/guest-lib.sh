@@ -18,9 +18,13 @@ result() { local k="$1"; shift; echo "@@RESULT $k=$*"; }
 # Lines of a file as `@@LOG <name> <line>`, so the host can quote them.
 dump_log() { local name="$1" file="$2" n="${3:-40}"; [ -f "$file" ] || return 0
   tail -n "$n" "$file" | sed "s/^/@@LOG $name /"; }
-# check KEY CMD...: run CMD, report KEY=ok or KEY=fail (with its output as @@LOG KEY).
-check() { local k="$1"; shift; local out rc
+# check KEY CMD...: run CMD, report KEY=ok or KEY=fail (with its output as @@LOG KEY),
+# and how long it took (`@@LOG step_sec KEY S`: the host prints the slowest steps,
+# so a kernel test that outgrows the CI budget shows where).
+check() { local k="$1"; shift; local out rc t0
+  t0=$(date +%s.%N)
   out=$("$@" 2>&1); rc=$?
+  echo "@@LOG step_sec $k $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
   if [ $rc = 0 ]; then result "$k" ok; else result "$k" fail; printf '%s\n' "$out" | tail -n 30 | sed "s/^/@@LOG $k /"; fi
   return $rc; }
 # wait_for SECONDS CMD...: poll CMD every 0.2 s.

@@ -1,6 +1,6 @@
 // The console protocol between the guest and vm.ts, without booting anything.
 import { describe, expect, it } from 'vitest';
-import { parseConsole } from './vm.js';
+import { parseConsole, slowestSteps } from './vm.js';
 
 describe('parseConsole', () => {
   const text = [
@@ -37,5 +37,12 @@ describe('parseConsole', () => {
   it('parses a quoted setup failure reason', () => {
     const q = parseConsole('@@VM status=setup exit=127 reason="no kernel/initramfs in /x (run scripts/setup.sh)"\n');
     expect(q.vm?.reason).toBe('no kernel/initramfs in /x (run scripts/setup.sh)');
+  });
+});
+
+describe('slowestSteps', () => {
+  it('orders check() timings slowest first, keeps n, ignores malformed lines', () => {
+    expect(slowestSteps(['mkfs 2.5', 'copy 120.0', 'bad line here', 'fio 30.1', 'x notanumber'], 2)).toBe('copy 120s, fio 30.1s');
+    expect(slowestSteps([])).toBe('');
   });
 });

@@ -94,6 +94,16 @@ export function parseConsole(text: string): Pick<GuestRun, 'results' | 'logs' | 
   return { results, logs, consoleTail: console.slice(-60).join('\n'), exit, vm };
 }
 
+/** `KEY SECONDS` lines from guest-lib's check(), the five slowest as "key 12.3s, ...". */
+export function slowestSteps(lines: readonly string[], n = 5): string {
+  const steps = lines
+    .map((l) => l.match(/^(\S+) ([0-9.]+)$/))
+    .filter((m): m is RegExpMatchArray => m !== null)
+    .map((m) => ({ key: m[1]!, sec: Number(m[2]) }));
+  steps.sort((a, b) => b.sec - a.sec);
+  return steps.slice(0, n).map((s) => `${s.key} ${s.sec}s`).join(', ');
+}
+
 /** Boot the VM, run `script` (bash) in it, collect its result lines. */
 export async function runGuestScript(script: string, opts: GuestOpts = {}): Promise<GuestRun> {
   const missing = testBedMissing();
@@ -137,6 +147,8 @@ export async function runGuestScript(script: string, opts: GuestOpts = {}): Prom
       }[status] ?? `vm-run status ${status}`;
     }
     const num = (s?: string) => (s && !Number.isNaN(Number(s)) ? Number(s) : undefined);
+    const slowest = slowestSteps(parsed.logs.get('step_sec') ?? []);
+    if (slowest) console.log(`[vm] slowest checked steps: ${slowest}`);
     return {
       exitCode, results: parsed.results, logs: parsed.logs, consoleTail: parsed.consoleTail,
       ok, status, reason, bootSec: num(parsed.vm?.boot_s), totalSec: num(parsed.vm?.total_s),

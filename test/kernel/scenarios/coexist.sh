@@ -57,6 +57,7 @@ node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve --config $S/tcmu-ts.toml > $RUNN
 RUNNER_PID=$!
 if wait_for 60 grep -q 'tcmu-ts ready' $RUNNER_LOG; then result ts_ready ok; else result ts_ready fail; fi
 result ts_saw_runner "$(grep '"level":40' $RUNNER_LOG | grep -c 'another TCMU runner is running')"
+result ts_left_rbd "$(grep '"level":40' $RUNNER_LOG | grep -c 'user:rbd left to the other runner, which has that handler loaded')"
 wait_for 30 grep -q 'no D-Bus service: serving without it' $RUNNER_LOG
 result ts_dbus_reason "$(grep 'no D-Bus service: serving without it' $RUNNER_LOG | grep -c "owned by tcmu-runner (pid $TR_PID), offering .*user:qcow")"
 result name_owner "$([ "$(name_pid)" = "$TR_PID" ] && echo tcmu-runner || echo "other:$(name_pid)")"

@@ -52,7 +52,7 @@ result zeros4 "$(head -c $((4 * MiB)) /dev/zero | sha256sum | cut -d' ' -f1)"
 # -- the daemon, the key over the control socket, then the LUN -----------------------------
 if RUNNER_TIMEOUT=120 runner_start --config $S/tcmu-ts.toml; then result runner ok; else result runner fail; finish; exit 1; fi
 check key_add bash -c "$TS key add k1 --socket $SOCK < $S/k1.key"
-result key_list "$($TS key list --socket $SOCK 2>&1 | tr '\n' ' ')"
+result key_list "$($TS key list --socket $SOCK 2>&1 | paste -sd' ' -)"
 uio=$(tcmu_create c0 "crypt/;key=k1>qcow2/$QC" $((80 * MiB))) && result create "$uio" || result create fail
 holds() { ls -l /proc/"$RUNNER_PID"/fd 2>/dev/null | grep -q "$uio\$"; }
 wait_for 600 holds && result lun_open ok || result lun_open fail
