@@ -18,6 +18,15 @@ result() { local k="$1"; shift; echo "@@RESULT $k=$*"; }
 # Lines of a file as `@@LOG <name> <line>`, so the host can quote them.
 dump_log() { local name="$1" file="$2" n="${3:-40}"; [ -f "$file" ] || return 0
   tail -n "$n" "$file" | sed "s/^/@@LOG $name /"; }
+# The console, also from inside $(...): where timed() reports.
+exec 9>&1
+# timed KEY CMD...: run CMD as is (its output and status pass through) and
+# report its time on the console as check() does.
+timed() { local k="$1" t0 rc; shift
+  t0=$(date +%s.%N)
+  "$@"; rc=$?
+  echo "@@LOG step_sec $k $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" >&9
+  return $rc; }
 # check KEY CMD...: run CMD, report KEY=ok or KEY=fail (with its output as @@LOG KEY),
 # and how long it took (`@@LOG step_sec KEY S`: the host prints the slowest steps,
 # so a kernel test that outgrows the CI budget shows where).

@@ -1,5 +1,5 @@
 # Guest scenario: compressed qcow2 LUNs (issue 19 acceptance 1-3).
-# zstd: a fresh `compress=zstd` LUN gets ext4 (800 MiB of the 1 GiB LUN) and
+# zstd: a fresh `compress=zstd` LUN gets ext4 (400 MiB of the 512 MiB LUN) and
 # a copy of real files (a 32 MiB sample of /usr/share/doc and 12 MiB of
 # /usr/lib/python3.11's sources: under TCG the whole trees, ~300 MiB, take
 # longer than the kernel suite's budget), fio verify on the
@@ -8,7 +8,7 @@
 # to `qemu-img convert -c -o compression_type=zstd` of the raw read-back.
 # Then half the files are overwritten through a second serve, the image is
 # compacted (`tcmu-ts image compact`, offline) and measured again the same way.
-# zlib: the same first part on a 512 MiB LUN with a 16 MiB sample of /usr/share/doc.
+# zlib: the same first part on a 256 MiB LUN with a 16 MiB sample of /usr/share/doc.
 # Sourced after guest-lib.sh; @@RESULT lines are asserted in compress-lun.test.ts.
 set -u
 TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
@@ -46,8 +46,8 @@ stop_runner() {
 serve() {
   local tag="$1" out rc
   SD=
-  runner_start || { result runner_$tag fail; return 1; }
-  out=$(timeout 120 $TS lun create "$tag" --backstore qcow2 --path "$2" --size "$3" --compress "$4" 2>&1); rc=$?
+  timed runner_start_$tag runner_start || { result runner_$tag fail; return 1; }
+  out=$(timed lun_create_$tag timeout 120 $TS lun create "$tag" --backstore qcow2 --path "$2" --size "$3" --compress "$4" 2>&1); rc=$?
   printf '%s\n' "$out" | sed "s/^/@@LOG lun_create_$tag /"
   [ $rc = 0 ] || return 1
   result dev_config_$tag "$(cat $CFG/core/user_*/$tag/attrib/dev_config 2>/dev/null)"
@@ -57,36 +57,36 @@ serve() {
 # unserve TAG: remove every LUN, stop the runner
 unserve() {
   mountpoint -q $MNT && umount $MNT
-  teardown_all && result teardown_$1 ok || result teardown_$1 fail
+  timed teardown_$1 teardown_all && result teardown_$1 ok || result teardown_$1 fail
   stop_runner
 }
 
 # measure TAG IMG RAW CODEC: qemu-img check/compare and sizes vs convert -c
 measure() {
   local tag="$1" img="$2" raw="$3" codec="$4" out rc
-  out=$(qemu-img check "$img" 2>&1); rc=$?
+  out=$(timed qemu_check_$tag qemu-img check "$img" 2>&1); rc=$?
   printf '%s\n' "$out" | sed "s/^/@@LOG qemu_check_$tag /"
   result qemu_check_$tag $rc
-  out=$(qemu-img compare -f qcow2 -F raw "$img" "$raw" 2>&1); rc=$?
+  out=$(timed qemu_compare_$tag qemu-img compare -f qcow2 -F raw "$img" "$raw" 2>&1); rc=$?
   printf '%s\n' "$out" | sed "s/^/@@LOG qemu_compare_$tag /"
   result qemu_compare_$tag $rc
   rm -f $S/ref.qcow2
-  qemu-img convert -c -f raw -O qcow2 -o compression_type=$codec "$raw" $S/ref.qcow2
+  timed convert_$tag qemu-img convert -c -f raw -O qcow2 -o compression_type=$codec "$raw" $S/ref.qcow2
   result size_ours_$tag "$(blocks "$img")"
   result size_ref_$tag "$(blocks $S/ref.qcow2)"
-  out=$($TS image info "$img" 2>&1); printf '%s\n' "$out" | sed "s/^/@@LOG info_$tag /"
+  out=$(timed info_$tag $TS image info "$img" 2>&1); printf '%s\n' "$out" | sed "s/^/@@LOG info_$tag /"
   rm -f $S/ref.qcow2
 }
 
 # -- zstd ----------------------------------------------------------------------------------
 Z=$S/z.qcow2
-check create_zstd $TS image create $Z --size 1G --compress zstd
+check create_zstd $TS image create $Z --size 512M --compress zstd
 result img_ctype_zstd "$(qemu-img info $Z | sed -n 's/.*compression type: *//p')"
-if serve z0 $Z 1G zstd; then
+if serve z0 $Z 512M zstd; then
   sd=$SD
   result export_zstd ok
   mkdir -p $MNT
-  check mkfs_zstd mkfs.ext4 -q -F "$sd" 800M
+  check mkfs_zstd mkfs.ext4 -q -F "$sd" 400M
   check mount_zstd mount "$sd" $MNT
   mkdir -p $MNT/doc $MNT/py
   check copy_zstd bash -c "$(declare -f copy_sample); copy_sample /usr/share/doc /tmp/doc.list $MNT/doc && copy_sample /usr/lib/python3.11 /tmp/py.list $MNT/py"
@@ -96,14 +96,14 @@ if serve z0 $Z 1G zstd; then
   echo 3 > /proc/sys/vm/drop_caches
   mount "$sd" $MNT && result tree_sum_lun "$(sum_sample $MNT/doc /tmp/doc.list)" && umount $MNT
   check fio_zstd fio --name=verify --filename="$sd" --rw=randwrite --bsrange=4k-1M --ioengine=libaio --direct=1 \
-    --iodepth=16 --offset=850M --size=96M --buffer_compress_percentage=60 --refill_buffers \
+    --iodepth=16 --offset=420M --size=64M --buffer_compress_percentage=60 --refill_buffers \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output-format=terse --terse-version=3
   check readback_zstd dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
   unserve z0
   measure zstd1 $Z $S/z.raw zstd
   rm -f $S/z.raw
   # -- acceptance 2: overwrite half the files, compact, measure again --------------------------
-  if serve z1 $Z 1G zstd; then
+  if serve z1 $Z 512M zstd; then
     sd=$SD
     mount "$sd" $MNT && {
       # every second file gets new contents (its bytes reversed; new blocks, old ones freed)
@@ -120,7 +120,7 @@ for p in files[1::2]:
     check readback_zstd2 dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
     unserve z1
     result size_before_compact "$(blocks $Z)"
-    out=$($TS image compact $Z 2>&1); rc=$?
+    out=$(timed compact $TS image compact $Z 2>&1); rc=$?
     printf '%s\n' "$out" | sed 's/^/@@LOG compact /'
     result compact $rc
     measure zstd2 $Z $S/z.raw zstd
@@ -130,8 +130,8 @@ else result export_zstd fail; unserve z0; fi
 
 # -- zlib ----------------------------------------------------------------------------------
 L=$S/l.qcow2
-check create_zlib $TS image create $L --size 512M --compress zlib
-if serve l0 $L 512M zlib; then
+check create_zlib $TS image create $L --size 256M --compress zlib
+if serve l0 $L 256M zlib; then
   sd=$SD
   result export_zlib ok
   check mkfs_zlib mkfs.ext4 -q -F "$sd"
