@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import type { LevelWithSilent, Logger } from 'pino';
 import { createLogger } from '../log.js';
-import { serveForever } from '../daemon/serve.js';
 import { builtinHandlerNames, registerUserHandler } from '../backstore/registry.js';
 import { ConfigError, DEFAULT_CONFIG, loadConfig, type DaemonConfig } from '../config/config.js';
 import { readChapKey } from '../config/chap-keys.js';
@@ -80,6 +79,8 @@ export function registerServe(program: Command): void {
       await checkLioAvailable();
       for (const [name, mod] of Object.entries(config.handlers)) registerUserHandler(name, mod);
       const subtypes = new Set(opts.subtypes ? opts.subtypes.split(',').map((s) => s.trim()) : defaultServed([...builtinHandlerNames(), ...Object.keys(config.handlers)], log));
+      // The daemon's code is loaded by the command that runs it, not by every command.
+      const { serveForever } = await import('../daemon/serve.js');
       await serveForever({
         log,
         subtypes,

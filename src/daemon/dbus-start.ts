@@ -14,7 +14,8 @@
 import type { Logger } from 'pino';
 import { createFileOpener } from '../backstore/confine.js';
 import { checkDevConfig } from './check-config.js';
-import { tryDbusService, type DbusService } from './dbus-service.js';
+import { existsSync } from 'node:fs';
+import type { DbusService, DbusUnavailable, HandlerInfo } from './dbus-service.js';
 import { describeHandlers } from './handler-info.js';
 
 export interface TargetcliServiceOptions {
@@ -29,6 +30,8 @@ export interface TargetcliServiceOptions {
   retryMs?: number;
   /** Pause between asks for a name another runner owns, ms (default 30 s; tests shorten it). */
   takenRetryMs?: number;
+  /** The system bus socket looked for before loading dbus-next (tests). */
+  systemBusSocket?: string;
 }
 
 /** The registration, kept alive across bus restarts. */
@@ -40,11 +43,24 @@ export interface TargetcliService {
 }
 
 const MAX_RETRY_MS = 30_000;
+/** Where dbus-next finds the system bus unless DBUS_SYSTEM_BUS_ADDRESS says otherwise. */
+const SYSTEM_BUS_SOCKET = '/var/run/dbus/system_bus_socket';
+
+/**
+ * No system bus to talk to (no socket, no address in the environment): said
+ * without loading dbus-next, which is a large share of a daemon start's
+ * module reads, and on hosts and VMs without a bus that start is all it costs.
+ */
+function systemBusAbsent(busAddress: string | undefined, socket = SYSTEM_BUS_SOCKET): string | undefined {
+  if (busAddress || process.env.DBUS_SYSTEM_BUS_ADDRESS) return undefined;
+  return existsSync(socket) ? undefined : `no system bus: ${socket} does not exist`;
+}
 
 export async function startTargetcliService(opts: TargetcliServiceOptions): Promise<TargetcliService> {
   const files = createFileOpener(opts.allowedDirs);
   const log = opts.log;
-  const handlers = await describeHandlers(opts.subtypes, files);
+  // Described (every handler module loaded) only once there is a bus to offer them on.
+  let handlers: HandlerInfo[] | undefined;
   const reconnect = opts.reconnect !== false;
   const firstPause = opts.retryMs ?? 1000;
   let current: DbusService | undefined;
@@ -54,18 +70,30 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
 
   const attempt = async (quiet: boolean): Promise<void> => {
     if (closed) return;
-    const result = await tryDbusService({
-      log,
-      handlers,
-      check: (devConfig, subtype) => checkDevConfig(devConfig, { files, log, subtype }),
-      busAddress: opts.busAddress,
-      quiet,
-      onLost: () => {
-        current = undefined;
-        pause = firstPause;
-        retryNoBus();
-      },
-    });
+    const absent = systemBusAbsent(opts.busAddress, opts.systemBusSocket);
+    let result: DbusService | DbusUnavailable;
+    if (absent) {
+      const fields = { component: 'dbus', reason: absent };
+      const msg = 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it';
+      if (quiet) log.debug(fields, msg);
+      else log.info(fields, msg);
+      result = { kind: 'no-bus', reason: absent };
+    } else {
+      handlers ??= await describeHandlers(opts.subtypes, files);
+      const { tryDbusService } = await import('./dbus-service.js');
+      result = await tryDbusService({
+        log,
+        handlers,
+        check: (devConfig, subtype) => checkDevConfig(devConfig, { files, log, subtype }),
+        busAddress: opts.busAddress,
+        quiet,
+        onLost: () => {
+          current = undefined;
+          pause = firstPause;
+          retryNoBus();
+        },
+      });
+    }
     if (closed) {
       if (!('kind' in result)) result.close();
       return;

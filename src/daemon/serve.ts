@@ -28,8 +28,7 @@ import { DEFAULT_KEY_DIR } from '../config/key-files.js';
 import type { DaemonConfig, LunConfig } from '../config/config.js';
 import { FaultGuard, type FaultCounts } from './fault-guard.js';
 import { sharedUringIo } from '../io/uring-io.js';
-import { startTargetcliService } from './dbus-start.js';
-import { startMetricsServer, type MetricsSource } from './metrics.js';
+import type { MetricsSource } from './metrics.js';
 import type { ListenAddress } from './metrics-address.js';
 import { SystemdNotifier, countLuns } from './notify.js';
 import { setLunLogLevel } from './lun-log-level.js';
@@ -377,8 +376,10 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
     // Without netlink nobody told us about the devices just created.
     if (opts.netlink === false) await server.scan();
   }
-  const dbus = opts.dbus === false ? undefined : await startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
-  const metrics = opts.metrics ? await startMetricsServer(opts.metrics, server.metricsSource(), opts.log) : undefined;
+  // D-Bus and Prometheus code is loaded only when used (dbus-next and
+  // prom-client are a third of the modules a daemon start would read).
+  const dbus = opts.dbus === false ? undefined : await (await import('./dbus-start.js')).startTargetcliService({ log: opts.log, subtypes: opts.subtypes, allowedDirs: opts.allowedDirs ?? [] });
+  const metrics = opts.metrics ? await (await import('./metrics.js')).startMetricsServer(opts.metrics, server.metricsSource(), opts.log) : undefined;
   opts.log.info({ luns: server.list().length, reopened: opened }, 'tcmu-ts ready');
   const systemd = SystemdNotifier.fromEnv(opts.log);
   systemd?.ready(() => countLuns(server.list()));

@@ -16,6 +16,7 @@ import { registerUserHandler } from '../../src/backstore/registry.js';
 import { BUS_NAME, ROOT_PATH, HANDLER_INTERFACE } from '../../src/daemon/dbus-service.js';
 import { startTargetcliService, type TargetcliService } from '../../src/daemon/dbus-start.js';
 import { silentLogger } from '../../src/log.js';
+import { pino } from 'pino';
 import { hasDbusDaemon, startPrivateBus, type PrivateBus } from './private-bus.js';
 
 const CI = process.env.CI === 'true';
@@ -169,6 +170,26 @@ print(json.dumps(out))`;
     expect(seen.file).toEqual(['tcmu-ts file: ', true, 'success']);
     expect(seen.qcow2[1]).toBe(false);
     expect(seen.qcow2[2]).toContain('is not under any allowed directory');
+  });
+});
+
+describe('no system bus on the machine', () => {
+  it('no socket: one log line naming it, no service, no rejection', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const saved = process.env.DBUS_SYSTEM_BUS_ADDRESS;
+    delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
+    try {
+      const service = await startTargetcliService({ log, subtypes: new Set(['file']), allowedDirs: [], systemBusSocket: '/nonexistent/system_bus_socket', retryMs: 10_000 });
+      expect(service.current).toBeUndefined();
+      service.close();
+    } finally {
+      if (saved !== undefined) process.env.DBUS_SYSTEM_BUS_ADDRESS = saved;
+    }
+    const parsed = lines.map((l) => JSON.parse(l) as { msg: string; reason: string; level: number });
+    expect(parsed.map((l) => [l.level, l.msg, l.reason])).toEqual([
+      [30, 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it', 'no system bus: /nonexistent/system_bus_socket does not exist'],
+    ]);
   });
 });
 

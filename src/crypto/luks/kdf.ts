@@ -5,7 +5,6 @@
  * KDF (seconds, up to a GiB of memory) runs.
  */
 import { pbkdf2 } from 'node:crypto';
-import argon2 from 'argon2';
 import type { HashName, Kdf } from './model.js';
 
 export function pbkdf2Async(password: Buffer, salt: Buffer, iterations: number, length: number, hash: HashName): Promise<Buffer> {
@@ -17,6 +16,8 @@ export function pbkdf2Async(password: Buffer, salt: Buffer, iterations: number, 
 /** Derive `length` bytes from `passphrase` with a keyslot's KDF. The caller wipes the result. */
 export async function deriveKey(kdf: Kdf, passphrase: Buffer, length: number): Promise<Buffer> {
   if (kdf.type === 'pbkdf2') return pbkdf2Async(passphrase, kdf.salt, kdf.iterations, length, kdf.hash);
+  // Loaded on first use: every CLI command and daemon start would pay for it otherwise.
+  const { default: argon2 } = await import('argon2');
   return argon2.hash(passphrase, {
     raw: true,
     type: kdf.type === 'argon2id' ? argon2.argon2id : argon2.argon2i,
