@@ -13,7 +13,7 @@
  * This file finds the other runners (by process name, which needs no bus)
  * and words the log lines that say what that means for a device.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface OtherRunner {
@@ -63,8 +63,15 @@ const MAX_MAPS_BYTES = 1 << 20;
 export function subtypesOfRunner(pid: number, procRoot = '/proc'): string[] {
   let maps: string;
   try {
-    const buf = readFileSync(join(procRoot, String(pid), 'maps'));
-    maps = buf.subarray(0, MAX_MAPS_BYTES).toString('latin1');
+    const fd = openSync(join(procRoot, String(pid), 'maps'), 'r');
+    try {
+      const buf = Buffer.alloc(MAX_MAPS_BYTES);
+      let len = 0;
+      for (let n; len < buf.length && (n = readSync(fd, buf, len, buf.length - len, null)) > 0; ) len += n;
+      maps = buf.subarray(0, len).toString('latin1');
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return [];
   }

@@ -23,6 +23,7 @@ import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
 import type { Logger } from 'pino';
 import type { CheckResult } from './check-config.js';
+import { NO_BUS_MESSAGE } from './dbus-start.js';
 
 export const BUS_NAME = 'org.kernel.TCMUService1';
 export const ROOT_PATH = '/org/kernel/TCMUService1';
@@ -234,7 +235,7 @@ export async function tryDbusService(opts: DbusServiceOptions & { onLost?: (reas
     }
   } catch (err) {
     const reason = (err as Error)?.message ?? String(err);
-    say({ reason }, 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it');
+    say({ reason }, NO_BUS_MESSAGE);
     closedByUs = true;
     bus.disconnect();
     return { kind: 'no-bus', reason };

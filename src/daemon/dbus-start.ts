@@ -11,10 +11,10 @@
  * 30 s, without queueing) and gets the name only once that runner has let
  * it go, so targetcli lists tcmu-ts's handlers after tcmu-runner stops.
  */
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { createFileOpener } from '../backstore/confine.js';
 import { checkDevConfig } from './check-config.js';
-import { existsSync } from 'node:fs';
 import type { DbusService, DbusUnavailable, HandlerInfo } from './dbus-service.js';
 import { describeHandlers } from './handler-info.js';
 
@@ -43,6 +43,8 @@ export interface TargetcliService {
 }
 
 const MAX_RETRY_MS = 30_000;
+/** Logged when there is no bus to register on, by this file or by dbus-service.ts. */
+export const NO_BUS_MESSAGE = 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it';
 /** Where dbus-next finds the system bus unless DBUS_SYSTEM_BUS_ADDRESS says otherwise. */
 const SYSTEM_BUS_SOCKET = '/var/run/dbus/system_bus_socket';
 
@@ -74,9 +76,8 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
     let result: DbusService | DbusUnavailable;
     if (absent) {
       const fields = { component: 'dbus', reason: absent };
-      const msg = 'no D-Bus service: targetcli will not list tcmu-ts handlers; serving without it';
-      if (quiet) log.debug(fields, msg);
-      else log.info(fields, msg);
+      if (quiet) log.debug(fields, NO_BUS_MESSAGE);
+      else log.info(fields, NO_BUS_MESSAGE);
       result = { kind: 'no-bus', reason: absent };
     } else {
       handlers ??= await describeHandlers(opts.subtypes, files);

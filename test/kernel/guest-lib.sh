@@ -18,22 +18,23 @@ result() { local k="$1"; shift; echo "@@RESULT $k=$*"; }
 # Lines of a file as `@@LOG <name> <line>`, so the host can quote them.
 dump_log() { local name="$1" file="$2" n="${3:-40}"; [ -f "$file" ] || return 0
   tail -n "$n" "$file" | sed "s/^/@@LOG $name /"; }
-# The console, also from inside $(...): where timed() reports.
+# The console, also from inside $(...): where step times are reported.
 exec 9>&1
-# timed KEY CMD...: run CMD as is (its output and status pass through) and
-# report its time on the console as check() does.
+# step_time KEY T0: `@@LOG step_sec KEY S` for a step begun at T0 (date +%s.%N);
+# the host prints the slowest steps, so a test that outgrows the CI budget shows where.
+step_time() { echo "@@LOG step_sec $1 $(awk -v a="$2" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" >&9; }
+# timed KEY CMD...: run CMD as is (its output and status pass through) and report its time.
 timed() { local k="$1" t0 rc; shift
   t0=$(date +%s.%N)
   "$@"; rc=$?
-  echo "@@LOG step_sec $k $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')" >&9
+  step_time "$k" "$t0"
   return $rc; }
-# check KEY CMD...: run CMD, report KEY=ok or KEY=fail (with its output as @@LOG KEY),
-# and how long it took (`@@LOG step_sec KEY S`: the host prints the slowest steps,
-# so a kernel test that outgrows the CI budget shows where).
+# check KEY CMD...: run CMD, report KEY=ok or KEY=fail (with its output as @@LOG KEY)
+# and how long it took.
 check() { local k="$1"; shift; local out rc t0
   t0=$(date +%s.%N)
   out=$("$@" 2>&1); rc=$?
-  echo "@@LOG step_sec $k $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+  step_time "$k" "$t0"
   if [ $rc = 0 ]; then result "$k" ok; else result "$k" fail; printf '%s\n' "$out" | tail -n 30 | sed "s/^/@@LOG $k /"; fi
   return $rc; }
 # wait_for SECONDS CMD...: poll CMD every 0.2 s.
