@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 // Two projects: `unit` runs without root or a kernel (simulator, SCSI tables,
@@ -13,6 +14,10 @@ export default defineConfig({
           exclude: ['test/kernel/**'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
+          // Vitest's default (CPUs - 1) is one worker on the 2-core CI machine, but the
+          // unit files spend much of their time waiting on qemu-img, cryptsetup,
+          // child daemons and disk syncs: two workers there cut the suite's wall time.
+          maxWorkers: Math.max(2, availableParallelism() - 1),
         },
       },
       {

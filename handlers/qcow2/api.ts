@@ -14,7 +14,8 @@ import type { Qcow2Image } from './image.js';
 import { openImage } from './open.js';
 import { type EncryptionInfo, encryptionInfo } from './encryption.js';
 import { type CompactOptions, type CompactResult, compactImage as compact } from './compaction.js';
-import { enableWriteCompression } from './compression-mode.js';
+import { enableWriteCompression, writeCompression } from './compression-mode.js';
+import { StorageError } from '../../src/backstore/errors.js';
 import { type SpaceStats, spaceStats } from './image-stats.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
 
@@ -89,6 +90,35 @@ export function compactImageFile(path: string, opts?: CompactOptions, files?: Fi
     enableWriteCompression(img, img.header.compressionType);
     return compact(img, img.header.compressionType, opts);
   }, files);
+}
+
+/** Images with a compaction running (one at a time per image). */
+const compacting = new WeakSet<Qcow2Image>();
+
+/**
+ * Online compaction of the image a served LUN has open, beside its I/O:
+ * each moved guest cluster is claimed as a guest write claims it, and the
+ * old places are freed only after the reads that may still use them
+ * (read-grace.ts). Small chunks keep a guest write to a cluster being moved
+ * waiting briefly. Only a LUN that writes compressed (compress=) is
+ * compacted online: moving payloads is the compressed write path, and
+ * turning that on here would change how the LUN writes.
+ */
+export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions = {}): Promise<CompactResult> {
+  const type = writeCompression(img);
+  if (!type) {
+    throw new StorageError(
+      'EINVAL',
+      `qcow2: ${img.path} is served without compress=, so it is not compacted online; serve it with compress=${img.header.compressionType} or compact it offline (tcmu-ts image compact PATH) with the LUN removed`,
+    );
+  }
+  if (compacting.has(img)) throw Object.assign(new Error(`qcow2: a compaction of ${img.path} is already running`), { code: 'EBUSY' });
+  compacting.add(img);
+  try {
+    return await compact(img, type, { chunk: 32, ...opts });
+  } finally {
+    compacting.delete(img);
+  }
 }
 
 /** Check (read-only) or repair leaks. Corruptions are reported, never "fixed" here. */

@@ -6,7 +6,6 @@
 import type { Backstore, Extent, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
 import type { Qcow2Image } from './image.js';
 import { iovLength } from '../../src/iov.js';
-import { readRange } from './read-path.js';
 import { growImage } from './resize.js';
 import { writeRange } from './write-path.js';
 import { blockStatus, zeroRange } from './zero-path.js';
@@ -36,7 +35,7 @@ export class Qcow2Backstore implements Backstore {
   }
 
   read(offset: number, iov: readonly Buffer[]): Promise<void> {
-    return readRange(this.image, offset, iov, iovLength(iov));
+    return this.image.read(offset, iov);
   }
 
   async write(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {

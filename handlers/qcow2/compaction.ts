@@ -20,7 +20,13 @@
  *      metadata lock and only for refcount-0 clusters: nothing can be
  *      writing there (writers raise the refcount first, under the lock).
  * A kill at any point leaves a consistent image (at worst leaked clusters
- * `tcmu-ts image check --repair-leaks` frees).
+ * `tcmu-ts image check --repair-leaks` frees), and so does an abort
+ * (`signal`, checked between chunks).
+ *
+ * It runs offline, or online on a served LUN's open image beside its I/O
+ * (api.ts compactOpenImage): moving a cluster claims it as a guest write
+ * does, and a moved payload's old place is freed only after the reads that
+ * may still use it (read-grace.ts).
  *
  * Images with internal snapshots are refused: their payloads are shared and
  * moving the active copy would free nothing.
@@ -46,6 +52,8 @@ export interface CompactOptions {
   threshold?: number;
   /** Guest clusters moved between flushes (default 256). */
   chunk?: number;
+  /** Stops the compaction between chunks (the image stays consistent: each chunk is a finished guest-like write). */
+  signal?: AbortSignal;
 }
 
 /** Per host cluster: live compressed bytes, and the guest clusters whose payloads touch it. */
@@ -75,30 +83,46 @@ async function allocatedBytes(img: Qcow2Image): Promise<number> {
   return (await img.fh.stat()).blocks * 512;
 }
 
-/** Punch every refcount-0 cluster inside the file (under the lock: nothing writes to a free cluster). */
-async function punchFreeClusters(img: Qcow2Image): Promise<number> {
+/** Host clusters looked at per hold of the metadata lock while punching (a served LUN's writes wait that long at most). */
+const PUNCH_BATCH = 4096;
+
+/**
+ * Punch every refcount-0 cluster inside the file. Each batch is checked and
+ * punched under one hold of the lock (nothing writes to a free cluster:
+ * writers raise the refcount first, under the lock); between batches the
+ * lock is let go, so a served LUN's allocations are not held up by a scan
+ * of a large file.
+ */
+async function punchFreeClusters(img: Qcow2Image, signal?: AbortSignal): Promise<number> {
   const cs = img.clusterSize;
   const n = native();
-  return img.lock.run(async () => {
-    const end = Math.floor((await img.fh.stat()).size / cs);
-    let punched = 0;
-    let runStart = -1;
-    const punch = (from: number, to: number) => {
-      n.fallocate(img.fh.fd, n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE, from * cs, (to - from) * cs);
-      punched += to - from;
-    };
-    for (let c = 1; c < end; c++) {
-      if (c % 4096 === 0) await new Promise<void>((r) => setImmediate(r)); // long scans let other LUNs run
-      const free = (await img.refcounts.get(c)) === 0 && !img.meta.conflict(c * cs, cs);
-      if (free && runStart < 0) runStart = c;
-      if (!free && runStart >= 0) {
-        punch(runStart, c);
-        runStart = -1;
+  const punch = (from: number, to: number) => n.fallocate(img.fh.fd, n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE, from * cs, (to - from) * cs);
+  const end = Math.floor((await img.fh.stat()).size / cs);
+  let punched = 0;
+  for (let first = 1; first < end; first += PUNCH_BATCH) {
+    signal?.throwIfAborted();
+    punched += await img.lock.run(async () => {
+      let count = 0;
+      let runStart = -1;
+      const last = Math.min(end, first + PUNCH_BATCH);
+      for (let c = first; c < last; c++) {
+        const free = (await img.refcounts.get(c)) === 0 && !img.meta.conflict(c * cs, cs);
+        if (free && runStart < 0) runStart = c;
+        if (!free && runStart >= 0) {
+          punch(runStart, c);
+          count += c - runStart;
+          runStart = -1;
+        }
       }
-    }
-    if (runStart >= 0) punch(runStart, end);
-    return punched;
-  });
+      if (runStart >= 0) {
+        punch(runStart, last);
+        count += last - runStart;
+      }
+      return count;
+    });
+    await new Promise<void>((r) => setImmediate(r)); // long scans let other LUNs run
+  }
+  return punched;
 }
 
 export async function compactImage(img: Qcow2Image, type: CompressionType, opts: CompactOptions = {}): Promise<CompactResult> {
@@ -117,10 +141,11 @@ export async function compactImage(img: Qcow2Image, type: CompressionType, opts:
   resetPacking(img); // moved payloads start a fresh host cluster, never the half-dead one being filled
   let moved = 0;
   for (let i = 0; i < guests.length; i += chunk) {
+    opts.signal?.throwIfAborted();
     moved += await relocateClusters(img, type, guests.slice(i, i + chunk));
     await img.flush();
   }
   await img.flush();
-  const punched = await punchFreeClusters(img);
+  const punched = await punchFreeClusters(img, opts.signal);
   return { movedClusters: moved, punchedClusters: punched, fileBytesAllocatedBefore: before, fileBytesAllocatedAfter: await allocatedBytes(img) };
 }

@@ -1,6 +1,6 @@
 /**
  * The qcow2 handler's control operations (Handler.control): what
- * `tcmu-ts image create|info|check` and `tcmu-ts snapshot
+ * `tcmu-ts image create|info|check|compact` and `tcmu-ts snapshot
  * create|list|revert|delete` run. The CLI and the daemon find them through
  * the registry; online, `ctx.config` is the qcow2 layer's image path
  * wherever that layer sits in the LUN's stack, and every file is opened
@@ -10,8 +10,10 @@ import { isAbsolute } from 'node:path';
 import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
-import { checkImage, compactImageFile, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
+import { checkImage, compactImageFile, compactOpenImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
 import { QCOW2_MAGIC } from './format.js';
+import { Qcow2Backstore } from './backstore.js';
+import type { CompactResult } from './compaction.js';
 import { readKeyFile } from '../../src/crypto/key-file.js';
 
 /** The image a control operation works on; a served LUN's must be absolute, as `open` requires. */
@@ -76,12 +78,22 @@ const imageInfoOp: ControlOperation = {
   },
 };
 
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
 const imageCompact: ControlOperation = {
-  description: 'reclaim space in a compressed image: empty partly dead compressed clusters, punch out free ones (image not in use)',
-  modes: ['offline'],
+  description: 'reclaim space in a compressed image: empty partly dead compressed clusters, punch out free ones (offline, or on a served compress= LUN while it serves)',
+  modes: ['offline', 'online'],
+  // Online it runs beside the LUN's I/O on the open image (compactOpenImage), never quiesced:
+  // a compaction takes as long as the data it moves, longer than initiators wait.
+  quiesce: false,
   async run(ctx) {
-    const r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
-    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    let r: CompactResult;
+    if (ctx.mode === 'online') {
+      if (!(ctx.live instanceof Qcow2Backstore)) throw new StorageError('EINVAL', `qcow2: ${ctx.config}: the LUN's qcow2 layer is not open`);
+      r = await compactOpenImage(ctx.live.image, { signal: ctx.signal });
+    } else {
+      r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
+    }
     return {
       value: r,
       text: `moved ${r.movedClusters} clusters, punched ${r.punchedClusters} free clusters; allocated ${mib(r.fileBytesAllocatedBefore)} -> ${mib(r.fileBytesAllocatedAfter)}`,

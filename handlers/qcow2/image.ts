@@ -37,6 +37,7 @@ import {
 import { type ClusterEntry, readL1Copied, readL1Offset, readL2, writeL1, setCopiedBit } from './l2-entry.js';
 import { MetadataCache } from './metadata-cache.js';
 import { Mutex } from './mutex.js';
+import { ReadGrace } from './read-grace.js';
 import { MetadataMap, type MetadataKind } from './overlap.js';
 import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
@@ -101,6 +102,8 @@ export class Qcow2Image {
   readonly pendingAlloc = new Map<number, Promise<void>>();
   /** In-place data writes in flight; frees wait for them so a cluster is never reused under a writer. */
   readonly inflightWrites = new Set<Promise<unknown>>();
+  /** Guest reads in progress; frees wait for those that started before them (read-grace.ts). */
+  readonly readGrace = new ReadGrace();
   l1: Buffer;
   l1Dirty = false;
   /** Changes to the in-memory L1 (see `metadataGeneration`). */
@@ -543,6 +546,8 @@ export class Qcow2Image {
       });
       await this.fh.datasync();
       if (frees.length > 0) {
+        // Outside the lock: a read being waited for may need it (L2 loads).
+        await this.readGrace.wait();
         await this.lock.run(async () => {
           await Promise.allSettled([...this.inflightWrites]);
           const bad = await this.refcounts.applyFrees(frees);
@@ -573,9 +578,17 @@ export class Qcow2Image {
     }
   }
 
-  /** Guest read (used directly when this image is a backing file). */
-  read(offset: number, iov: readonly Buffer[]): Promise<void> {
-    return readRange(this, offset, iov, iovLength(iov));
+  /**
+   * Guest read (the backstore's, and this image's as a backing file). It
+   * counts in `readGrace`, so no host cluster it may still read is freed.
+   */
+  async read(offset: number, iov: readonly Buffer[]): Promise<void> {
+    const epoch = this.readGrace.enter();
+    try {
+      await readRange(this, offset, iov, iovLength(iov));
+    } finally {
+      this.readGrace.leave(epoch);
+    }
   }
 
   async fileSize(): Promise<number> {

@@ -20,7 +20,7 @@ const ARG_TYPES: readonly ControlArg['type'][] = ['string', 'size', 'integer', '
  * CLI adds to pick the handler, so no argument may take that name.
  */
 const RESERVED_GROUPS = new Set(['serve', 'lun', 'status', 'handlers', 'help']);
-const RESERVED_ARGS = new Set(['format', 'socket', 'json', 'help']);
+const RESERVED_ARGS = new Set(['format', 'socket', 'timeout', 'json', 'help']);
 /** A declaration larger than this is a mistake, not a richer CLI. */
 const MAX_OPERATIONS = 64;
 const MAX_ARGS = 32;

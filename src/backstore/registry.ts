@@ -26,6 +26,18 @@ export interface LayerSpec {
 /** What every layer's OpenContext shares; `lower` and `options` are per layer. */
 export type BaseOpenContext = Omit<OpenContext, 'lower' | 'options'>;
 
+/**
+ * The layers (bottom first, as each handler's open() returned them) behind
+ * every store openStack/openDevConfig returned: how an online control
+ * operation that runs beside I/O reaches the open image of its layer.
+ */
+const openLayers = new WeakMap<object, readonly Backstore[]>();
+
+/** The open layers behind a store from openStack or openDevConfig, bottom first. */
+export function openLayersOf(store: object): readonly Backstore[] | undefined {
+  return openLayers.get(store);
+}
+
 const registered = new Map<string, Handler>();
 const userModules = new Map<string, string>();
 const resolved = new Map<string, Promise<Handler>>();
@@ -187,7 +199,9 @@ export async function openStack(
     await closeQuietly(opened, base);
     throw err;
   }
-  return opened.length === 1 ? opened[0]! : composeLayers(opened);
+  const stack = opened.length === 1 ? opened[0]! : composeLayers(opened);
+  openLayers.set(stack, opened);
+  return stack;
 }
 
 /**
@@ -197,7 +211,10 @@ export async function openStack(
  * (registerHandler / registerUserHandler), never a package to import.
  */
 export async function openDevConfig(devConfig: string, ctx: BaseOpenContext): Promise<LunStore> {
-  return toLunStore(await openStack(layersOfDevConfig(devConfig), ctx, { allowModules: false }));
+  const stack = await openStack(layersOfDevConfig(devConfig), ctx, { allowModules: false });
+  const lunStore = toLunStore(stack);
+  openLayers.set(lunStore, openLayers.get(stack)!);
+  return lunStore;
 }
 
 /**

@@ -316,6 +316,19 @@ export interface ControlContext {
   /** Open every file through this (confined to allowed_dirs in the daemon): `openerOf(ctx)`. */
   readonly files?: FileOpener;
   readonly log: Logger;
+  /**
+   * Online operations that declare `quiesce: false`: the layer as this
+   * handler's open() returned it for the served LUN, so the operation can
+   * work on the open image while the LUN keeps serving (it must then be safe
+   * beside the LUN's I/O). Absent offline and for quiesced operations.
+   */
+  readonly live?: Backstore;
+  /**
+   * With `live`: fires before the LUN closes that layer (stop, RECONFIG, a
+   * quiesced operation); the operation must then return soon (the close
+   * waits for it, bounded).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** What an operation returns. */
@@ -334,8 +347,11 @@ export interface ControlOperation {
   readonly modes: readonly ControlMode[];
   readonly args?: readonly ControlArg[];
   /**
-   * Online only: false when the operation neither changes the image nor
-   * needs it closed (e.g. listing snapshots). Default true.
+   * Online only: false when the operation runs beside the LUN's I/O instead
+   * of with the LUN quiesced and its store closed: one that changes nothing
+   * (listing snapshots), or one safe against concurrent commands that works
+   * on the open layer (`ControlContext.live`, qcow2's online compaction).
+   * Default true.
    */
   readonly quiesce?: boolean;
   /**

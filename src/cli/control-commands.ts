@@ -8,7 +8,8 @@
  * A target is an image path (offline: the operation runs in this process)
  * or, for operations a served LUN offers, the name of a LUN the daemon
  * serves (online: the daemon finds the layer that offers it and quiesces
- * the LUN around it, see src/daemon/serve.ts).
+ * the LUN around it, or runs it beside the LUN's I/O when the operation
+ * says it can, see src/daemon/lun-control.ts).
  */
 import type { Command } from 'commander';
 import { isAbsolute } from 'node:path';
@@ -20,12 +21,12 @@ import { createLogger } from '../log.js';
 
 /** How each group introduces itself in --help; other groups get a generic line. */
 const GROUP_DESCRIPTIONS: Record<string, string> = {
-  image: 'create and inspect images',
+  image: 'create, inspect, check and compact images',
   snapshot: 'internal snapshots of an image path or of a served LUN (by name)',
 };
 /** The image format an offline operation uses when several handlers offer it and none recognises the image. */
 const DEFAULT_FORMAT = 'qcow2';
-/** Online operations may wait for a LUN to drain and a snapshot to be written. */
+/** Online operations may wait for a LUN to drain and a snapshot to be written (default of --timeout). */
 const ONLINE_TIMEOUT_MS = 120_000;
 
 const camel = (name: string) => name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
@@ -81,7 +82,10 @@ function addVerb(group: Command, verb: string, offers: readonly OfferedOperation
     else cmd.option(flags, arg.description + choices + (arg.default !== undefined ? ` (default depends on --format)` : ''));
   }
   if (offline) cmd.option('--format <handler>', `handler that runs it on an image path (offered by: ${handlers}; default: the one recognising the image)`);
-  if (online) cmd.option('--socket <path>', 'daemon control socket', DEFAULT_CONTROL_SOCKET);
+  if (online) {
+    cmd.option('--socket <path>', 'daemon control socket', DEFAULT_CONTROL_SOCKET);
+    cmd.option('--timeout <seconds>', 'on a served LUN: how long to wait for the daemon (0: as long as it takes)', String(ONLINE_TIMEOUT_MS / 1000));
+  }
   cmd.option('--json', 'machine-readable output');
 
   cmd.action(async (target: string, ...rest: unknown[]) => {
@@ -93,7 +97,10 @@ function addVerb(group: Command, verb: string, offers: readonly OfferedOperation
     for (const arg of options) if (opts[camel(arg.name)] !== undefined) raw[arg.name] = opts[camel(arg.name)];
     const json = opts.json === true;
     if (online && (!offline || !isAbsolute(target))) {
-      const result = (await controlRequest(String(opts.socket), { cmd: 'control', lun: target, op: name, args: raw }, ONLINE_TIMEOUT_MS)) as ControlResult;
+      const seconds = Number(opts.timeout);
+      if (!Number.isFinite(seconds) || seconds < 0) throw new Error(`--timeout ${String(opts.timeout)}: expected seconds >= 0`);
+      const request = { cmd: 'control', lun: target, op: name, args: raw };
+      const result = (await controlRequest(String(opts.socket), request, Math.round(seconds * 1000))) as ControlResult;
       return printResult(result, json);
     }
     const offer = await offlineOperation(name, { format: opts.format as string | undefined, path: target, fallback: DEFAULT_FORMAT });

@@ -20,10 +20,14 @@ export function controlRequest(path: string, request: Record<string, unknown>, t
   return new Promise((resolve, reject) => {
     const sock = createConnection(path);
     let buffered = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer from tcmu-ts daemon at ${path} within ${timeoutMs} ms`));
-    }, timeoutMs);
+    // 0: no limit (an online compaction runs as long as the data it moves).
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            sock.destroy();
+            reject(new Error(`no answer from tcmu-ts daemon at ${path} within ${timeoutMs} ms`));
+          }, timeoutMs)
+        : undefined;
     sock.on('connect', () => sock.write(`${JSON.stringify(request)}\n`));
     sock.on('data', (chunk) => {
       buffered += chunk.toString('utf8');

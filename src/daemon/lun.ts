@@ -15,8 +15,8 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { LunStore } from '../backstore/types.js';
-import { openDevConfig } from '../backstore/registry.js';
+import type { Backstore, LunStore } from '../backstore/types.js';
+import { openDevConfig, openLayersOf } from '../backstore/registry.js';
 import type { FileOpener } from '../backstore/confine.js';
 import type { ScsiCommand, ScsiTarget } from '../scsi/command.js';
 import { ScsiDisk, identityFromUnitSerial } from '../scsi/index.js';
@@ -84,6 +84,9 @@ export class Lun implements FaultOwner {
   private unlist?: () => void;
   /** Other LUNs' EXTENDED COPY reads and writes in progress on this LUN's store. */
   private readonly peerCopies = new UseCount();
+  /** Online operations running beside I/O on the open store (besideIo), and what aborts them. */
+  private readonly besideOps = new UseCount();
+  private besideAbort = new AbortController();
   private state: LunStatus['state'] = 'starting';
   private failure?: string;
   private stopping?: Promise<void>;
@@ -138,9 +141,9 @@ export class Lun implements FaultOwner {
         onTmr: (type, cmdIds) => this.log.warn({ type, cmdIds }, 'task management function'),
         onError: (err) => this.onRingError(err),
         counters: this.counters,
+        onBusy: this.armWatchdog,
       });
       this.engine.start();
-      this.watchdog.timer = setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();
     } catch (err) {
       this.closeMapping();
       await this.store.close();
@@ -346,7 +349,7 @@ export class Lun implements FaultOwner {
     const message = err instanceof Error ? err.message : String(err);
     this.failure = `${source}: ${message}`;
     this.log.error({ err, source }, 'LUN failed: stopped serving, device blocked');
-    if (this.watchdog.timer) clearInterval(this.watchdog.timer);
+    this.disarmWatchdog();
     this.engine?.close();
     try {
       this.configfs.setBlocked(true);
@@ -356,14 +359,33 @@ export class Lun implements FaultOwner {
   }
 
   /**
+   * Starts the stuck-I/O watchdog when a command arrives on an idle LUN (the
+   * engine's onBusy). It runs only while commands are in flight, so an idle
+   * daemon has no timer waking it up.
+   */
+  private readonly armWatchdog = (): void => {
+    const w = this.watchdog;
+    if (w.timer || this.state === 'failed') return;
+    w.lastCommands = this.engine?.stats.commands ?? 0;
+    w.stalledMs = 0;
+    w.timer = setInterval(() => this.checkProgress(), WATCHDOG_PERIOD_MS).unref();
+  };
+
+  private disarmWatchdog(): void {
+    if (this.watchdog.timer) clearInterval(this.watchdog.timer);
+    this.watchdog.timer = undefined;
+  }
+
+  /**
    * Stuck-I/O detection without per-command cost: every period, if commands
    * are in flight and none completed since the last look, the LUN is
    * stalled. A handler that never answers shows up here (and in `status`)
-   * long before the kernel's cmd_time_out fails the commands.
+   * long before the kernel's cmd_time_out fails the commands. The first look
+   * that finds nothing in flight disarms the watchdog until the next command.
    */
   private checkProgress(): void {
     const stats = this.engine?.stats;
-    if (!stats) return;
+    if (!stats) return this.disarmWatchdog();
     const w = this.watchdog;
     if (stats.inFlight > 0 && stats.commands === w.lastCommands) {
       w.stalledMs += WATCHDOG_PERIOD_MS;
@@ -374,8 +396,26 @@ export class Lun implements FaultOwner {
     } else {
       if (w.stalledMs >= STUCK_AFTER_MS) this.log.warn({ stalledSeconds: w.stalledMs / 1000 }, 'handler I/O recovered');
       w.stalledMs = 0;
+      if (stats.inFlight === 0) return this.disarmWatchdog();
     }
     w.lastCommands = stats.commands;
+  }
+
+  /**
+   * Run an online operation beside the LUN's I/O (an online compaction):
+   * `fn` gets layer `index` (bottom first) of the open stack, as its handler
+   * opened it, and a signal. Before that store is closed (stop, RECONFIG,
+   * a quiesced operation) the signal fires and the close waits for `fn`
+   * to return, so nothing runs on a closed image.
+   */
+  async besideIo<T>(index: number, fn: (layer: Backstore | undefined, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const store = this.requireStore();
+    const release = this.besideOps.enter();
+    try {
+      return await fn(openLayersOf(store)?.[index], this.besideAbort.signal);
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -418,9 +458,19 @@ export class Lun implements FaultOwner {
    * cannot start: the LUN is unlisted, or no longer serves the store.
    */
   private async peerCopiesDone(): Promise<void> {
+    await this.besideOpsDone();
     if (this.peerCopies.users === 0) return;
     const done = await finishesWithin(this.peerCopies.idle(), this.drainTimeoutMs);
     if (!done) this.log.error({ copies: this.peerCopies.users }, 'other LUNs\' copies on this store did not finish; closing it anyway');
+  }
+
+  /** Abort the operations running beside I/O and wait (bounded by the drain timeout) until they return. */
+  private async besideOpsDone(): Promise<void> {
+    if (this.besideOps.users === 0) return;
+    this.besideAbort.abort(new Error(`LUN ${this.id} is closing its store`));
+    this.besideAbort = new AbortController();
+    const done = await finishesWithin(this.besideOps.idle(), this.drainTimeoutMs);
+    if (!done) this.log.error({ operations: this.besideOps.users }, 'online operations on this store did not stop; closing it anyway');
   }
 
   /** How long stop waits for commands, copies and the store's close, each. */
@@ -429,7 +479,7 @@ export class Lun implements FaultOwner {
   }
 
   private closeMapping(): void {
-    if (this.watchdog.timer) clearInterval(this.watchdog.timer);
+    this.disarmWatchdog();
     this.engine?.close();
     this.mapping?.close();
     this.engine = undefined;

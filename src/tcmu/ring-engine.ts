@@ -68,6 +68,12 @@ export interface RingEngineOptions {
   coalesce?: 'immediate' | 'microtask';
   /** Monitoring counters this engine feeds (plain numbers, see command-counters.ts). */
   counters?: CommandCounters;
+  /**
+   * A command started while none was in flight. Lets the owner run a
+   * progress watchdog only while there is something to watch, so an idle
+   * LUN costs no timer wake-ups.
+   */
+  onBusy?: () => void;
 }
 
 export interface RingEngineStats {
@@ -361,6 +367,7 @@ export class RingEngine {
     this.slotById[cmdId] = slot.index;
     const inFlight = ++this.stats.inFlight;
     if (inFlight > this.stats.maxInFlight) this.stats.maxInFlight = inFlight;
+    if (inFlight === 1) this.opts.onBusy?.();
     if (!this.ooo) this.order[(this.orderHead + this.orderCount++) % this.order.length] = slot.index;
 
     const malformed = decodeCommand(this.view, slot, base, len);

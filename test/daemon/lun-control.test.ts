@@ -40,6 +40,10 @@ class RecordingLun implements ControlledLun {
       this.events.push('resume');
     }
   }
+  async besideIo<T>(index: number, fn: (layer: undefined, signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.events.push(`beside ${index}`);
+    return fn(undefined, new AbortController().signal);
+  }
 }
 
 async function image(name: string): Promise<string> {
@@ -58,10 +62,10 @@ describe('runLunControl', () => {
     expect(lun.events).toEqual(['quiesce', 'resume']);
     const listed = await runLunControl(lun, 'snapshot.list', {}, files);
     expect((listed.value as Array<{ name: string }>).map((s) => s.name)).toEqual(['s1']);
-    expect(lun.events).toEqual(['quiesce', 'resume']); // listing does not quiesce
+    expect(lun.events).toEqual(['quiesce', 'resume', 'beside 0']); // listing runs beside I/O, on layer 0 (the only one)
     await runLunControl(lun, 'snapshot.revert', { name: 's1' }, files);
     await runLunControl(lun, 'snapshot.delete', { name: 's1' }, files);
-    expect(lun.events).toEqual(['quiesce', 'resume', 'quiesce', 'resume', 'quiesce', 'resume']);
+    expect(lun.events).toEqual(['quiesce', 'resume', 'beside 0', 'quiesce', 'resume', 'quiesce', 'resume']);
     expect((await runLunControl(lun, 'snapshot.list', {}, files)).value).toEqual([]);
   });
 

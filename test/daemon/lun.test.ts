@@ -54,6 +54,12 @@ async function naaOf(dev: FakeDevice): Promise<string> {
   return d.subarray(8, 8 + d[7]!).toString('hex');
 }
 
+/** Polls `cond` every 50 ms for up to `ms` of wall-clock time (for timers that tick in seconds). */
+async function waitMs(cond: () => boolean, what: string, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (cond()) return;
+  if (!cond()) throw new Error(`gave up after ${ms} ms waiting for: ${what}`);
+}
+
 const pattern = (blocks: number, seed: number) => Buffer.from(Array.from({ length: blocks * 512 }, (_, i) => (i * 7 + seed) & 0xff));
 
 describe('Lun open', () => {
@@ -229,6 +235,28 @@ describe('Lun changes while serving', () => {
     expect((await readBlocks(dev, 0, 1)).length).toBe(512);
   });
 
+  it('besideIo: an operation gets the open layer; stop aborts it and waits for it before closing the store', async () => {
+    const { dev } = fileDevice('bio');
+    const lun = lunFor(dev);
+    await lun.start({ fresh: false });
+    const events: string[] = [];
+    let layer: unknown;
+    const op = lun.besideIo(0, async (open, signal) => {
+      layer = open;
+      await new Promise((resolve) => signal.addEventListener('abort', resolve));
+      events.push(`aborted: ${(signal.reason as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // finishing its chunk
+      events.push('returned');
+    });
+    await settle();
+    expect(layer, 'the file layer as its handler opened it').toMatchObject({ size: 4 * MiB });
+    await lun.stop();
+    events.push('stopped');
+    await op;
+    expect(events).toEqual(['aborted: LUN user_1/bio is closing its store', 'returned', 'stopped']);
+    await expect(lun.besideIo(0, async () => 'late')).rejects.toThrow(/is not serving/);
+  });
+
   it('refuses resize, RECONFIG and quiesce when not serving', async () => {
     const { dev } = fileDevice('ns');
     const lun = lunFor(dev);
@@ -307,6 +335,23 @@ describe('Lun failure and stop', () => {
     // The abandoned read finishes after the ring is gone: nothing may throw.
     held.splice(0).forEach((release) => release());
     await settle();
+  });
+
+  it('the stuck-I/O watchdog runs only while commands are in flight (an idle LUN has no timer)', async () => {
+    registerHandler(heldHandler);
+    const dev = node.add({ name: 'w', devConfig: 'held/', size: 4 * MiB });
+    const lun = lunFor(dev);
+    const watchdogTimer = () => (lun as unknown as { watchdog: { timer?: NodeJS.Timeout } }).watchdog.timer;
+    await lun.start({ fresh: false });
+    await drainUnitAttentions(dev); // INQUIRY/TUR complete at once; the watchdog may have armed for them
+    await waitMs(() => watchdogTimer() === undefined, 'disarmed once the first commands finished', 3000);
+    const read = dev.submit(cdb.read10(0, 1), { inLength: 512 });
+    await waitFor(() => held.length === 1, 'the read reached the handler');
+    expect(watchdogTimer()).toBeDefined();
+    held.splice(0).forEach((release) => release());
+    expect((await read).status).toBe(0);
+    await waitMs(() => watchdogTimer() === undefined, 'disarmed one period after the LUN went idle', 3000);
+    expect(lun.status()).toMatchObject({ stalledSeconds: 0, stuckEvents: 0 });
   });
 
   it('stop() also finishes for a serial store (maxInFlight 1) whose close queues behind a stuck call', async () => {

@@ -177,8 +177,9 @@ ext4_roundtrip() {
 }
 
 # -- the runner ----------------------------------------------------------------
-# runner_start [serve args...]: start `tcmu-ts serve` in the background (log in
-# $RUNNER_LOG) and wait until it holds every tcm-user uio device open (the
+# runner_start [serve args...]: start `tcmu-ts serve` in the background (its
+# stdout in $RUNNER_STDOUT, default $RUNNER_LOG, the log file the checks read;
+# a runner started with --log-file sets both) and wait until it holds every tcm-user uio device open (the
 # kernel-visible sign it serves them; set RUNNER_EXPECT="uio0 uio1" to narrow
 # it) or, with no devices, until it logs something. RUNNER_TIMEOUT (60 s).
 _runner_has_all() {
@@ -194,7 +195,7 @@ _runner_has_all() {
 }
 runner_start() {
   local end=$(( $(date +%s) + ${RUNNER_TIMEOUT:-60} )) rc
-  node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve "$@" >"$RUNNER_LOG" 2>&1 &
+  node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve "$@" >"${RUNNER_STDOUT:-$RUNNER_LOG}" 2>&1 &
   RUNNER_PID=$!
   while :; do
     _runner_has_all; rc=$?

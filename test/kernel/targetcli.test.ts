@@ -1,7 +1,7 @@
 // targetcli-fb against tcmu-ts in the VM (issue 20 acceptance): the D-Bus
 // service on a real system bus, user:<subtype> backstores created, refused,
 // exported and cleared by targetcli itself, and the metrics endpoint agreeing
-// with fio. The guest side is test/kernel/scenarios/targetcli.sh.
+// with fio, and the daemon's log file rotated under it. The guest side is test/kernel/scenarios/targetcli.sh.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
@@ -56,6 +56,14 @@ describeKernel('targetcli manages tcmu-ts backstores over D-Bus', () => {
     expect(r('reload_bad_kept'), why('broken file changed nothing')).toBe('yes');
     expect(r('reload_remove'), why('LUN r0 removed by reload')).toBe('ok');
     expect(r('fio_rc'), why('fio on the other LUN during the reloads')).toBe('0');
+  });
+
+  it('log rotation (mv, then SIGHUP): the old file keeps the start, a new 0600 file takes what follows, no line lost or torn', () => {
+    expect(n('rotated_old_has_start'), why('D-Bus registration line in the rotated file')).toBe(1);
+    expect(r('rotated_new_mode'), why('mode of the reopened log file')).toBe('600');
+    expect(n('rotated_new_has_reload'), why('r0 serving, logged after the SIGHUP, in the new file')).toBe(1);
+    expect(r('log_lines_not_json'), why('lines of daemon.log.1 + daemon.log that are not one JSON object')).toBe('0');
+    expect(n('serving'), why('LUN serving lines before the rotation')).toBeGreaterThanOrEqual(3);
   });
 
   it('metrics agree with fio within 1%, and histogram counts equal command counts', () => {

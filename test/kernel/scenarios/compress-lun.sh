@@ -6,8 +6,9 @@
 # region after the filesystem, unmount, the whole LUN read back raw, the LUN
 # removed. Then qemu-img check / compare, and the image's allocated size next
 # to `qemu-img convert -c -o compression_type=zstd` of the raw read-back.
-# Then half the files are overwritten through a second serve, the image is
-# compacted (`tcmu-ts image compact`, offline) and measured again the same way.
+# Then half the files are overwritten through a second serve, the served LUN
+# is compacted online (`tcmu-ts image compact z1`) while fio writes and
+# verifies another region, and the image is measured again the same way.
 # zlib: the same first part on a 256 MiB LUN with a 16 MiB sample of /usr/share/doc.
 # Sourced after guest-lib.sh; @@RESULT lines are asserted in compress-lun.test.ts.
 set -u
@@ -117,12 +118,32 @@ for p in files[1::2]:
 ' $MNT
       umount $MNT
     }
-    check readback_zstd2 dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
-    unserve z1
+    sync
     result size_before_compact "$(blocks $Z)"
-    out=$(timed compact $TS image compact $Z 2>&1); rc=$?
+    # Online compaction of the served LUN, with fio jobs writing and verifying
+    # (crc32c) after the filesystem back to back until it has finished.
+    rm -f $S/compact.done
+    ( n=0 bad=0
+      while [ ! -f $S/compact.done ]; do
+        n=$((n+1))
+        fio --name=during$n --filename="$sd" --rw=randwrite --bsrange=4k-256k --ioengine=libaio --direct=1 \
+          --iodepth=16 --offset=420M --size=16M --buffer_compress_percentage=60 --refill_buffers \
+          --verify=crc32c --do_verify=1 --verify_fatal=1 --output=$S/during$n.out >/dev/null 2>&1 || bad=$((bad+1))
+        grep -q 'err= 0' $S/during$n.out || bad=$((bad+1))
+      done
+      echo "$n $bad" > $S/during.summary ) &
+    FIO=$!
+    out=$(timed compact $TS image compact z1 --timeout 0 2>&1); rc=$?
     printf '%s\n' "$out" | sed 's/^/@@LOG compact /'
     result compact $rc
+    result fio_still_running_at_compact_end "$(kill -0 $FIO 2>/dev/null && echo yes || echo no)"
+    touch $S/compact.done
+    wait $FIO
+    read fio_jobs fio_bad < $S/during.summary
+    result fio_jobs_during_compact "$fio_jobs"
+    result fio_failed_during_compact "$fio_bad"
+    check readback_zstd2 dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
+    unserve z1
     measure zstd2 $Z $S/z.raw zstd
     rm -f $S/z.raw
   else result export_zstd2 fail; unserve z1; fi

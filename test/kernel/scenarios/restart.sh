@@ -9,14 +9,16 @@ timeout 60 $TS lun create r0 --backstore file --path /mnt/scratch/lun.img --size
 dev=$(loop_export r0) && result export "$dev" || result export fail
 
 # fio jobs back to back until the kill loop is over, so every kill lands in
-# the middle of verified I/O: each job writes 48 MiB at random (4k-256k) in
-# the first 256 MiB, then reads it all back checking crc32c. Markers live above.
+# the middle of verified I/O: each job writes 24 MiB at random (4k-256k) in
+# the first 256 MiB, then reads it all back checking crc32c (small jobs: the
+# last one runs on after the kills, and TCG writes ~1 MiB/s through fio's
+# verify pattern). Markers live above.
 rm -f /mnt/scratch/kills.done
 ( n=0 bad=0
   while [ ! -f /mnt/scratch/kills.done ]; do
     n=$((n+1))
     fio --name=restart$n --filename="$dev" --rw=randwrite --bsrange=4k-256k --iodepth=16 \
-        --ioengine=libaio --direct=1 --size=48M --offset=$(( (n % 4) * 64 ))M --verify=crc32c --verify_fatal=1 \
+        --ioengine=libaio --direct=1 --size=24M --offset=$(( (n % 4) * 64 ))M --verify=crc32c --verify_fatal=1 \
         --output=/mnt/scratch/fio$n.out >/dev/null 2>&1 || { bad=$((bad+1)); cp /mnt/scratch/fio$n.out /mnt/scratch/fio-failed.out; }
     grep -q 'err= 0' /mnt/scratch/fio$n.out || bad=$((bad+1))
   done
@@ -44,7 +46,7 @@ result restarts "$restarts"
 result markers_written "$markers"
 
 touch /mnt/scratch/kills.done
-wait $FIO
+timed fio_tail wait $FIO
 read fio_jobs fio_bad < /mnt/scratch/fio.summary
 result fio_jobs "$fio_jobs"
 result fio_failed "$fio_bad"

@@ -3,7 +3,9 @@
 # targetcli-fb listing, creating (CheckConfig first), exporting and clearing
 # user:<subtype> backstores. During fio on the exported LUN the daemon's
 # metrics endpoint is scraped before and after; the counter deltas are
-# reported next to fio's own I/O counts. Asserted in targetcli.test.ts.
+# reported next to fio's own I/O counts. The daemon logs to a file
+# (--log-file) that is rotated as logrotate does it (mv, then SIGHUP) in the
+# middle of the run. Asserted in targetcli.test.ts.
 set -u
 TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
 S=/mnt/scratch
@@ -11,6 +13,11 @@ A=$S/allowed
 O=$S/outside
 MiB=1048576
 METRICS=http://127.0.0.1:9470/metrics
+# The daemon's own log file; rotated to $LOG.1 at the first SIGHUP below.
+LOG=$S/daemon.log
+RUNNER_STDOUT=$S/daemon.stdout RUNNER_LOG=$LOG
+# every log line, across the rotation
+whole_log() { cat "$LOG.1" "$LOG" 2>/dev/null; }
 export HOME=/root TARGETCLI_HOME=/root/.targetcli
 mkdir -p $A $O /run/dbus
 truncate -s $((64 * MiB)) $A/d0.img
@@ -37,9 +44,12 @@ finish() {
   teardown_all && result teardown ok || result teardown fail
   runner_stop
   [ -n "$DBUS_PID" ] && kill "$DBUS_PID" 2>/dev/null
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
+  result runner_log_errors "$(whole_log | grep -c '"level":[56]0')"
   # the one error line expected: the deliberately broken config's reload refusal
-  result unexpected_errors "$(grep '"level":[56]0' "$RUNNER_LOG" 2>/dev/null | grep -vc 'config reload refused')"
+  result unexpected_errors "$(whole_log | grep '"level":[56]0' | grep -vc 'config reload refused')"
+  # rotation lost or tore nothing: every line of both files is one JSON object
+  result log_lines_not_json "$(whole_log | node -e 'let n=0;require("readline").createInterface({input:process.stdin}).on("line",l=>{try{JSON.parse(l)}catch{n++}}).on("close",()=>console.log(n))')"
+  dump_log runner_stdout "$RUNNER_STDOUT" 10
   dump_log runner "$RUNNER_LOG" 60
 }
 # tcli KEY ARGS...: run targetcli, report its exit code as KEY_rc and its output as
@@ -58,7 +68,7 @@ if dbus-daemon --config-file=$S/system-bus.conf --fork --print-pid=1 > $S/dbus.p
 else
   result dbus fail; dump_log dbus $S/dbus.err; finish; exit 1
 fi
-if runner_start --config $S/tcmu-ts.toml && wait_for 60 grep -q 'D-Bus service registered' "$RUNNER_LOG"; then
+if runner_start --config $S/tcmu-ts.toml --log-file "$LOG" && wait_for 60 grep -q 'D-Bus service registered' "$RUNNER_LOG"; then
   result runner ok
 else
   result runner fail; finish; exit 1
@@ -105,8 +115,14 @@ FIO_PID=$!
 # -- config reload while fio runs: add a LUN to the file, HUP, then drop it, HUP ----------
 cp $S/tcmu-ts.toml $S/tcmu-ts.toml.orig
 printf '\n[lun.r0]\nbackstore = "ram"\nsize = "16M"\n' >> $S/tcmu-ts.toml
+# The same SIGHUP reopens the log file: rotate it first, as logrotate does.
+mv "$LOG" "$LOG.1"
 kill -HUP "$RUNNER_PID"
 if wait_for 60 test -d "$CFG/core/user_1/r0" && wait_for 60 bash -c "grep 'user_1/r0' $RUNNER_LOG | grep -q 'LUN serving'"; then result reload_add ok; else result reload_add fail; fi
+# After the rotation: the old file holds the start, the new one (created 0600) what followed.
+result rotated_old_has_start "$(grep -c 'D-Bus service registered' "$LOG.1" 2>/dev/null)"
+result rotated_new_mode "$(stat -c %a "$LOG" 2>/dev/null)"
+result rotated_new_has_reload "$(grep 'user_1/r0' "$LOG" 2>/dev/null | grep -c 'LUN serving')"
 printf '[daemon]\nlog_level = "bogus"\n' > $S/tcmu-ts.toml.bad; cp $S/tcmu-ts.toml $S/tcmu-ts.toml.good
 cp $S/tcmu-ts.toml.bad $S/tcmu-ts.toml; kill -HUP "$RUNNER_PID"
 wait_for 30 grep -q 'config reload refused' "$RUNNER_LOG" && result reload_bad refused || result reload_bad fail
