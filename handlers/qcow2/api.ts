@@ -59,26 +59,33 @@ async function withImage<T>(path: string, readOnly: boolean, fn: (img: Qcow2Imag
 }
 
 export function imageInfo(path: string, files?: FileOpener): Promise<ImageInfo> {
-  return withImage(path, true, async (img) => {
-    const h = img.header;
-    return {
-      format: 'qcow2',
-      version: h.version,
-      virtualSize: h.size,
-      clusterSize: img.clusterSize,
-      fileSize: (await img.fh.stat()).size,
-      refcountBits: 2 ** h.refcountOrder,
-      compressionType: h.compressionType,
-      backingFile: h.backingFile,
-      backingFormat: h.backingFormat,
-      lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
-      dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
-      corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
-      space: await spaceStats(img),
-      snapshots: listSnapshots(img),
-      ...(img.cryptoRegion ? { encryption: await encryptionInfo(img.fh, img.cryptoRegion, path) } : {}),
-    };
-  }, files);
+  return withImage(path, true, (img) => describeImage(img), files);
+}
+
+/**
+ * What `image info` shows, of an open image: a privately opened one
+ * (offline), or the one a served LUN has open (online; the space figures
+ * then come from its current tables, read beside the LUN's writes).
+ */
+export async function describeImage(img: Qcow2Image): Promise<ImageInfo> {
+  const h = img.header;
+  return {
+    format: 'qcow2',
+    version: h.version,
+    virtualSize: h.size,
+    clusterSize: img.clusterSize,
+    fileSize: (await img.fh.stat()).size,
+    refcountBits: 2 ** h.refcountOrder,
+    compressionType: h.compressionType,
+    backingFile: h.backingFile,
+    backingFormat: h.backingFormat,
+    lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
+    dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
+    corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
+    space: await spaceStats(img),
+    snapshots: listSnapshots(img),
+    ...(img.cryptoRegion ? { encryption: await encryptionInfo(img.fh, img.cryptoRegion, img.path) } : {}),
+  };
 }
 
 /**

@@ -10,10 +10,11 @@ import { isAbsolute } from 'node:path';
 import { openerOf, type FileOpener } from '../../src/backstore/confine.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { ControlArgs, ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
-import { checkImage, compactImageFile, compactOpenImage, createImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
+import { checkImage, compactImageFile, compactOpenImage, createImage, describeImage, imageInfo, snapshotCreate, snapshotDelete, snapshotList, snapshotRevert } from './api.js';
 import { QCOW2_MAGIC } from './format.js';
 import { Qcow2Backstore } from './backstore.js';
 import type { CompactResult } from './compaction.js';
+import type { Qcow2Image } from './image.js';
 import { readKeyFile } from '../../src/crypto/key-file.js';
 
 /** The image a control operation works on; a served LUN's must be absolute, as `open` requires. */
@@ -70,11 +71,19 @@ const imageCreate: ControlOperation = {
   },
 };
 
+/** The open image of a served LUN's qcow2 layer (online operations that run beside its I/O). */
+function openImageOf(ctx: ControlContext): Qcow2Image {
+  if (!(ctx.live instanceof Qcow2Backstore)) throw new StorageError('EINVAL', `qcow2: ${ctx.config}: the LUN's qcow2 layer is not open`);
+  return ctx.live.image;
+}
+
 const imageInfoOp: ControlOperation = {
-  description: 'show the header, backing file, flags and snapshots of a qcow2 image',
-  modes: ['offline'],
+  description: 'show the header, backing file, flags, snapshots and space (allocated, compressed clusters, ratio) of a qcow2 image',
+  modes: ['offline', 'online'],
+  // Online it reads the served image as it is open, beside the LUN's I/O.
+  quiesce: false,
   async run(ctx) {
-    return { value: await imageInfo(imagePath(ctx), files(ctx)) };
+    return { value: ctx.mode === 'online' ? await describeImage(openImageOf(ctx)) : await imageInfo(imagePath(ctx), files(ctx)) };
   },
 };
 
@@ -89,8 +98,7 @@ const imageCompact: ControlOperation = {
   async run(ctx) {
     let r: CompactResult;
     if (ctx.mode === 'online') {
-      if (!(ctx.live instanceof Qcow2Backstore)) throw new StorageError('EINVAL', `qcow2: ${ctx.config}: the LUN's qcow2 layer is not open`);
-      r = await compactOpenImage(ctx.live.image, { signal: ctx.signal });
+      r = await compactOpenImage(openImageOf(ctx), { signal: ctx.signal });
     } else {
       r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
     }

@@ -231,10 +231,11 @@ export function registerLun(program: Command): void {
     .description('show what the running daemon serves: LUNs, queue depth, in-flight and error counters')
     .option('--socket <path>', 'daemon control socket', DEFAULT_CONTROL_SOCKET)
     .option('--json', 'machine-readable output')
-    .action(async (o: { socket: string; json?: boolean }) => {
+    .option('--space', "also each image's space: allocated bytes, compressed clusters, compression ratio (qcow2; reads the image's tables)")
+    .action(async (o: { socket: string; json?: boolean; space?: boolean }) => {
       let status: { pid: number; luns: any[] };
       try {
-        status = await controlRequest(o.socket, { cmd: 'status' });
+        status = await controlRequest(o.socket, { cmd: 'status', ...(o.space ? { space: true } : {}) }, o.space ? 120_000 : undefined);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT' || code === 'ECONNREFUSED') throw new Error(`no tcmu-ts daemon is running (${o.socket})`);
@@ -247,6 +248,17 @@ export function registerLun(program: Command): void {
         const s = l.stats ?? {};
         console.log(
           `${l.id.padEnd(21)} ${l.state.padEnd(9)} ${String(l.size).padEnd(15)} ${String(s.inFlight ?? 0).padStart(9)}  ${String(s.maxInFlight ?? 0).padStart(3)}  ${String(s.commands ?? 0).padStart(10)}  ${String(s.errors ?? 0).padStart(6)}  ${String(l.stuckEvents ?? 0).padStart(5)}  ${l.devConfig}`,
+        );
+      }
+      const withSpace = status.luns.filter((l) => l.space);
+      if (!o.space) return;
+      console.log('');
+      if (withSpace.length === 0) return console.log('no served LUN describes its space (only qcow2 layers do)');
+      console.log('LUN                   logical         allocated       compressed clusters  uncompressed  ratio');
+      for (const l of withSpace) {
+        const sp = l.space;
+        console.log(
+          `${l.id.padEnd(21)} ${String(sp.logicalSize).padEnd(15)} ${String(sp.allocatedSize).padEnd(15)} ${String(sp.compressedClusters).padStart(19)}  ${String(sp.uncompressedClusters).padStart(12)}  ${sp.compressionRatio}`,
         );
       }
     });

@@ -126,6 +126,27 @@ export class Server {
   }
 
   /** A served LUN by its configfs name (`lun0`) or id (`user_1/lun0`). */
+  /**
+   * The status of every LUN plus, where a layer of its stack describes its
+   * image online (qcow2's `image info`), that image's space figures:
+   * logical and allocated size, compressed clusters, compression ratio. It
+   * reads the image's tables, so only `status --space` asks for it.
+   */
+  async listWithSpace(): Promise<Array<LunStatus & { space?: unknown }>> {
+    return Promise.all(
+      [...this.luns.values()].map(async (lun) => {
+        const status = lun.status();
+        if (status.state !== 'serving') return status;
+        try {
+          const info = (await this.control(lun.id, 'image.info', {})).value as { space?: unknown } | undefined;
+          return info?.space === undefined ? status : { ...status, space: info.space };
+        } catch {
+          return status; // no layer offers it (a file or rbd LUN), or the LUN stopped meanwhile
+        }
+      }),
+    );
+  }
+
   find(name: string): Lun {
     for (const lun of this.luns.values()) {
       if (lun.device.deviceName === name || lun.id === name) return lun;
@@ -343,7 +364,7 @@ export async function serveForever(opts: ServeOptions): Promise<void> {
   const control: NetServer = await startControlServer(opts.controlSocket, async (req) => {
     switch (req.cmd) {
       case 'status':
-        return { pid: process.pid, luns: server.list(), faults: server.faults() };
+        return { pid: process.pid, luns: req.space === true ? await server.listWithSpace() : server.list(), faults: server.faults() };
       case 'rescan':
         return { opened: await server.scan() };
       case 'control': {

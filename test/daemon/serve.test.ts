@@ -16,7 +16,8 @@ import { waitFor } from '../tcmu/wait.js';
 import { registerHandler } from '../../src/backstore/registry.js';
 import type { Handler } from '../../src/backstore/types.js';
 import type { FaultGuard } from '../../src/daemon/fault-guard.js';
-import { capacity, cdb, drainUnitAttentions, FakeNode, readBlocks, type FakeDevice } from './fake-node.js';
+import { capacity, cdb, drainUnitAttentions, FakeNode, readBlocks, writeBlocks, type FakeDevice } from './fake-node.js';
+import { createImage } from '../../handlers/qcow2/api.js';
 
 const MiB = 1 << 20;
 let node: FakeNode;
@@ -78,6 +79,39 @@ describe('Server.scan', () => {
     expect(server.find('bad').id).toBe('user_1/bad');
     expect(server.find('user_1/good').device.deviceName).toBe('good');
     expect(() => server.find('nothing')).toThrow(/no served LUN named nothing/);
+  });
+});
+
+describe('Server online image operations', () => {
+  it('status with space describes qcow2 LUNs only; image compact runs on the served image while it serves', async () => {
+    await server.stop();
+    server = new Server({ log: silentLogger, subtypes: new Set(['file', 'qcow2']), uioRoot: node.uioRoot, configfsRoot: node.configfsRoot });
+    const path = join(node.root, 'c.qcow2');
+    await createImage(path, { size: 4 * MiB, compressionType: 'zstd' });
+    const q = node.add({ name: 'c', devConfig: `qcow2/${path};compress=zstd`, size: 4 * MiB });
+    fileDevice('plain');
+    expect(await server.scan()).toBe(2);
+    await drainUnitAttentions(q);
+    // Compressible data over the whole LUN, then 4 KiB rewrites: dead payloads inside shared host clusters.
+    const data = Buffer.alloc(4 * MiB);
+    for (let i = 0; i < data.length; i += 512) data.fill(`block ${i / 512} `, i, i + 512);
+    // 128 blocks per command: the fake device's hw_max_sectors.
+    for (let lba = 0; lba < 8192; lba += 128) expect((await writeBlocks(q, lba, data.subarray(lba * 512, (lba + 128) * 512))).status).toBe(0);
+    for (let lba = 0; lba < 8192; lba += 256) {
+      const piece = Buffer.alloc(4096, lba & 0xff);
+      expect((await writeBlocks(q, lba, piece)).status).toBe(0);
+      piece.copy(data, lba * 512);
+    }
+    const listed = await server.listWithSpace();
+    const space = listed.find((l) => l.id === 'user_1/c')?.space as { logicalSize: number; compressedClusters: number; compressionRatio: number };
+    expect(space).toMatchObject({ logicalSize: 4 * MiB });
+    expect(space.compressedClusters).toBeGreaterThan(0);
+    expect(space.compressionRatio).toBeGreaterThan(1);
+    expect(listed.find((l) => l.id === 'user_1/plain')).not.toHaveProperty('space');
+    const compact = await server.control('c', 'image.compact', {});
+    expect((compact.value as { movedClusters: number }).movedClusters).toBeGreaterThan(0);
+    for (let lba = 0; lba < 8192; lba += 128) expect((await readBlocks(q, lba, 128)).equals(data.subarray(lba * 512, (lba + 128) * 512)), `blocks ${lba}+128`).toBe(true);
+    await expect(server.control('plain', 'image.compact', {})).rejects.toThrow(/no layer offers image compact/);
   });
 });
 

@@ -68,6 +68,10 @@ describeKernel('compressed qcow2 LUNs (compress=zstd|zlib) on tcm_loop', () => {
     expect(ours, why('allocated size vs convert -c after compaction')).toBeLessThanOrEqual(ref * 1.25);
   });
 
+  it('zstd: tcmu-ts status --space reports the served image: logical size, compressed clusters, ratio > 1', () => {
+    expect(r('status_space'), why('status --space of LUN z1: "logicalSize compressed>0 ratio>1"')).toBe(`${512 << 20} true true`);
+  });
+
   it('zstd: fio writing and verifying another region during the online compaction: no error', () => {
     expect(Number(r('fio_jobs_during_compact')), why('fio jobs run during compaction')).toBeGreaterThanOrEqual(1);
     expect(r('fio_failed_during_compact'), why('fio jobs that failed or did not verify')).toBe('0');

@@ -120,6 +120,9 @@ for p in files[1::2]:
     }
     sync
     result size_before_compact "$(blocks $Z)"
+    # The served image's space figures, as `tcmu-ts status --space` reports them.
+    $TS status --space --json > $S/status-space.json 2>&1
+    result status_space "$(node -e 'const l=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).luns.find(l=>l.id.endsWith("/z1"));const s=l&&l.space;console.log(s?[s.logicalSize,s.compressedClusters>0,s.compressionRatio>1].join(" "):"none")' $S/status-space.json 2>&1 | tail -1)"
     # Online compaction of the served LUN, with fio jobs writing and verifying
     # (crc32c) after the filesystem back to back until it has finished.
     rm -f $S/compact.done
