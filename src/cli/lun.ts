@@ -250,8 +250,8 @@ export function registerLun(program: Command): void {
           `${l.id.padEnd(21)} ${l.state.padEnd(9)} ${String(l.size).padEnd(15)} ${String(s.inFlight ?? 0).padStart(9)}  ${String(s.maxInFlight ?? 0).padStart(3)}  ${String(s.commands ?? 0).padStart(10)}  ${String(s.errors ?? 0).padStart(6)}  ${String(l.stuckEvents ?? 0).padStart(5)}  ${l.devConfig}`,
         );
       }
-      const withSpace = status.luns.filter((l) => l.space);
       if (!o.space) return;
+      const withSpace = status.luns.filter((l) => l.space);
       console.log('');
       if (withSpace.length === 0) return console.log('no served LUN describes its space (only qcow2 layers do)');
       console.log('LUN                   logical         allocated       compressed clusters  uncompressed  ratio');

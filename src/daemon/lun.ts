@@ -264,7 +264,7 @@ export class Lun implements FaultOwner {
     this.disk = this.createDisk(next, this.disk);
     this.devConfig = newDevConfig;
     this.engine!.start();
-    await this.peerCopiesDone();
+    await this.storeUsersDone();
     await old.close();
     this.log.info({ devConfig: newDevConfig }, 'LUN reconfigured');
   }
@@ -292,7 +292,7 @@ export class Lun implements FaultOwner {
         const drained = await finishesWithin(this.engine.drain(), this.drainTimeoutMs);
         if (!drained) this.log.error({ inFlight: this.engine.stats.inFlight }, 'stop: in-flight commands did not finish');
       }
-      await this.peerCopiesDone();
+      await this.storeUsersDone();
       // Bounded too: a store whose calls run one at a time (maxInFlight)
       // closes only after a stuck call returns, and a handler's close may
       // hang on its own; the daemon must still be able to stop.
@@ -433,7 +433,7 @@ export class Lun implements FaultOwner {
     this.state = 'stopping';
     try {
       await engine.drain();
-      await this.peerCopiesDone();
+      await this.storeUsersDone();
       await store.close();
       try {
         return await fn();
@@ -458,10 +458,15 @@ export class Lun implements FaultOwner {
    * cannot start: the LUN is unlisted, or no longer serves the store.
    */
   private async peerCopiesDone(): Promise<void> {
-    await this.besideOpsDone();
     if (this.peerCopies.users === 0) return;
     const done = await finishesWithin(this.peerCopies.idle(), this.drainTimeoutMs);
     if (!done) this.log.error({ copies: this.peerCopies.users }, 'other LUNs\' copies on this store did not finish; closing it anyway');
+  }
+
+  /** Before the store closes: operations beside I/O stopped, other LUNs' copies finished (each wait bounded). */
+  private async storeUsersDone(): Promise<void> {
+    await this.besideOpsDone();
+    await this.peerCopiesDone();
   }
 
   /** Abort the operations running beside I/O and wait (bounded by the drain timeout) until they return. */

@@ -125,7 +125,6 @@ export class Server {
     return [...this.luns.values()].map((l) => l.status());
   }
 
-  /** A served LUN by its configfs name (`lun0`) or id (`user_1/lun0`). */
   /**
    * The status of every LUN plus, where a layer of its stack describes its
    * image online (qcow2's `image info`), that image's space figures:
@@ -147,6 +146,7 @@ export class Server {
     );
   }
 
+  /** A served LUN by its configfs name (`lun0`) or id (`user_1/lun0`). */
   find(name: string): Lun {
     for (const lun of this.luns.values()) {
       if (lun.device.deviceName === name || lun.id === name) return lun;
