@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compactImageFile, createImage, imageInfo, openImage } from '../../../handlers/qcow2/api.js';
 import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
 import { drive, Model, openStore, verifyWithQemu } from './model.js';
-import { qemuImgAvailable, qemuImgOk, randomBytes, rng, tempDir } from './qemu.js';
+import { mixedBytes, qemuImgAvailable, qemuImgOk, rng, tempDir } from './qemu.js';
 
 const hasQemu = qemuImgAvailable();
 if (!hasQemu && process.env.CI) throw new Error('qemu-img is required under CI for the compression property tests');
@@ -22,22 +22,6 @@ const tmp = tempDir('cprop');
 afterAll(() => tmp.cleanup());
 
 const MiB = 1 << 20;
-
-/** Compressible but not trivial: random 64-byte pieces separated by runs of one byte. */
-function mixedBytes(next: () => number, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let at = 0; at < n; ) {
-    if (next() < 0.5) {
-      randomBytes(next, 64).copy(out, at, 0, Math.min(64, n - at));
-      at += 64;
-    } else {
-      const len = Math.min(n - at, 32 + Math.floor(next() * 512));
-      out.fill(Math.floor(next() * 256), at, at + len);
-      at += len;
-    }
-  }
-  return out;
-}
 
 interface Case {
   name: string;

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compactOpenImage, createImage } from '../../../handlers/qcow2/api.js';
 import type { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { Model, openStore, verifyWithQemu } from './model.js';
-import { qemuImgAvailable, randomBytes, rng, tempDir } from './qemu.js';
+import { mixedBytes, qemuImgAvailable, rng, tempDir } from './qemu.js';
 
 const hasQemu = qemuImgAvailable();
 if (!hasQemu && process.env.CI) throw new Error('qemu-img is required under CI for the online compaction tests');
@@ -21,22 +21,6 @@ const KiB = 1024;
 const MiB = 1 << 20;
 const SIZE = 8 * MiB;
 const CLUSTER = 64 * KiB;
-
-/** Compressible data: random 64-byte pieces between runs of one byte. */
-function compressible(next: () => number, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let at = 0; at < n; ) {
-    if (next() < 0.5) {
-      randomBytes(next, 64).copy(out, at, 0, Math.min(64, n - at));
-      at += 64;
-    } else {
-      const len = Math.min(n - at, 32 + Math.floor(next() * 512));
-      out.fill(Math.floor(next() * 256), at, at + len);
-      at += len;
-    }
-  }
-  return out;
-}
 
 async function write(store: Qcow2Backstore, model: Model, offset: number, data: Buffer): Promise<void> {
   await store.write(offset, [data], { fua: false });
@@ -60,8 +44,8 @@ async function fragmentedImage(name: string, seed: number): Promise<{ path: stri
   const store = await openStore(path, false, 'zstd');
   const next = rng(seed);
   const model = new Model(Buffer.alloc(SIZE));
-  for (let at = 0; at < SIZE; at += MiB) await write(store, model, at, compressible(next, MiB));
-  for (let c = 0; c < SIZE / CLUSTER; c += 2) await write(store, model, c * CLUSTER + 8 * KiB, compressible(next, 4 * KiB));
+  for (let at = 0; at < SIZE; at += MiB) await write(store, model, at, mixedBytes(next, MiB));
+  for (let c = 0; c < SIZE / CLUSTER; c += 2) await write(store, model, c * CLUSTER + 8 * KiB, mixedBytes(next, 4 * KiB));
   await store.flush();
   return { path, store, model, next };
 }
@@ -78,7 +62,7 @@ describe.skipIf(!hasQemu)('qcow2 online compaction', () => {
       while (compacting) {
         const at = Math.floor(next() * (SIZE / 2 / (4 * KiB))) * 4 * KiB;
         const len = (1 + Math.floor(next() * 16)) * 4 * KiB;
-        const data = compressible(next, Math.min(len, SIZE / 2 - at));
+        const data = mixedBytes(next, Math.min(len, SIZE / 2 - at));
         await write(store, model, at, data);
         await expectReads(store, model, at, data.length);
         writes++;

@@ -65,3 +65,19 @@ export function randomBytes(next: () => number, n: number): Buffer {
   for (let i = 0; i < n; i += 4) b.writeUInt32LE((next() * 2 ** 32) >>> 0, i);
   return b;
 }
+
+/** Compressible but not trivial: random 64-byte pieces separated by runs of one byte. */
+export function mixedBytes(next: () => number, n: number): Buffer {
+  const out = Buffer.alloc(n);
+  for (let at = 0; at < n; ) {
+    if (next() < 0.5) {
+      randomBytes(next, 64).copy(out, at, 0, Math.min(64, n - at));
+      at += 64;
+    } else {
+      const len = Math.min(n - at, 32 + Math.floor(next() * 512));
+      out.fill(Math.floor(next() * 256), at, at + len);
+      at += len;
+    }
+  }
+  return out;
+}
