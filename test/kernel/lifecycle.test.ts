@@ -14,7 +14,8 @@ function boot(name: string, timeoutSec: number): { run: () => GuestRun; r: (k: s
   let run: GuestRun;
   beforeAll(async () => {
     run = await runGuestScript(scenario(name), { timeoutSec });
-    console.log(`[${name}] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s`);
+    const outages = one(run, 'restart_ms');
+    console.log(`[${name}] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s${outages ? `; kill-to-serving ms: ${outages}` : ''}`);
   });
   return { run: () => run, r: (k) => one(run, k), why: (w) => explain(run, w) };
 }

@@ -18,7 +18,7 @@ describeKernel('qcow2 LUN: SIGKILL and restart 10 times, nothing acknowledged is
 
   beforeAll(async () => {
     run = await runGuestScript(SCENARIO, { timeoutSec: 900 });
-    console.log(`[qcow2-kill] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s; fio jobs ${r('fio_jobs')}, qemu-img check leaks ${r('qemu_check_leaks')}`);
+    console.log(`[qcow2-kill] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s; fio jobs ${r('fio_jobs')}, qemu-img check leaks ${r('qemu_check_leaks')}; kill-to-serving ms: ${r('restart_ms')}`);
   });
 
   it('serves a fresh qcow2 image that reports LBPRZ=1 and accepts UNMAP', () => {

@@ -1,5 +1,5 @@
 /**
- * Child process of crash.test.ts (run with `node --import tsx`): writes and
+ * Child process of crash.test.ts (from dist/ when built, else through tsx): writes and
  * discards at random, in concurrent batches, with flushes, until SIGKILLed.
  * Protocol on stdout (synchronous on Linux pipes, so a line the parent sees
  * really happened before it):

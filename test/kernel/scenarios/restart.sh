@@ -5,7 +5,10 @@
 TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
 truncate -s 512M /mnt/scratch/lun.img
 runner_start && result runner ok || result runner fail
-timeout 60 $TS lun create r0 --backstore file --path /mnt/scratch/lun.img --size 512M >/dev/null && result create ok || result create fail
+# cmd_time_out 120 s: a command left in the ring by a kill fails once it is
+# older than that, and a daemon start under TCG takes 12-22 s with fio running
+# (see qcow2-kill.sh); the outages are printed as restart_ms.
+timeout 60 $TS lun create r0 --backstore file --path /mnt/scratch/lun.img --size 512M --cmd-timeout 120 >/dev/null && result create ok || result create fail
 dev=$(loop_export r0) && result export "$dev" || result export fail
 
 # fio jobs back to back until the kill loop is over, so every kill lands in
@@ -24,6 +27,7 @@ rm -f /mnt/scratch/kills.done
   done
   echo "$n $bad" > /mnt/scratch/fio.summary ) &
 FIO=$!
+restart_ms=""
 kills=0 busy_kills=0 restarts=0 markers=0
 for i in $(seq 1 10); do
   sleep 2
@@ -34,15 +38,18 @@ for i in $(seq 1 10); do
   fi
   # Kill only while the initiator has commands in flight on the LUN (bounded wait).
   wait_for 30 dev_busy "$dev" && busy_kills=$((busy_kills+1))
+  t_kill=$(date +%s%N)
   kill -KILL "$RUNNER_PID" && kills=$((kills+1))
   wait "$RUNNER_PID" 2>/dev/null
   RUNNER_PID=
   sleep 1
   RUNNER_LOG=/mnt/scratch/runner$i.log runner_start && restarts=$((restarts+1))
+  restart_ms="$restart_ms $(( ($(date +%s%N) - t_kill) / 1000000 ))"
 done
 result kills "$kills"
 result kills_under_io "$busy_kills"
 result restarts "$restarts"
+result restart_ms "${restart_ms# }"
 result markers_written "$markers"
 
 touch /mnt/scratch/kills.done
