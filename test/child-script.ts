@@ -3,11 +3,12 @@
  * JavaScript `npm run build` made of it when that build is current, else
  * through tsx. Plain node starts such a child in ~0.22 s here, tsx in ~0.85 s
  * (it transforms every imported module on each start), which adds up over
- * the crash test's 300 kills.
+ * the crash test's 420 kills.
  *
  * "Current" means the built file is newer than every source it may run:
- * src/, handlers/ and the script's own folder (test files aside). A stale build falls back to
- * tsx, so running vitest without building never tests old code.
+ * src/, handlers/ and the script's own folder (test files aside). A stale
+ * build falls back to tsx, so running vitest without building never tests
+ * old code.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
