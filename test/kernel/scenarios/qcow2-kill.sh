@@ -32,7 +32,7 @@ runner_start && result runner ok || result runner fail
 # cmd_time_out 120 s, not the default 30: the kernel fails a command left in
 # the ring once it is older than that, so the outage (kill to serving again)
 # must stay below it, as docs/ADMIN.md tells admins. Under TCG a daemon start
-# takes 12-22 s with fio running (measured; node alone starts 6x and our
+# takes 9-33 s with fio running (measured; node alone starts 6x and our
 # modules load ~20x slower than on the host), which left a slow CI host no
 # margin. The restart_ms result prints each outage.
 out=$(timeout 120 $TS lun create k0 --backstore qcow2 --path $IMG --size 1G --cmd-timeout 120 2>&1) && result create ok || { result create fail; printf '%s\n' "$out" | sed 's/^/@@LOG lun_create /'; }

@@ -6,7 +6,7 @@ TS="node $TCMU_TS_ROOT/dist/src/cli/main.js"
 truncate -s 512M /mnt/scratch/lun.img
 runner_start && result runner ok || result runner fail
 # cmd_time_out 120 s: a command left in the ring by a kill fails once it is
-# older than that, and a daemon start under TCG takes 12-22 s with fio running
+# older than that, and a daemon start under TCG takes 8-33 s with fio running
 # (see qcow2-kill.sh); the outages are printed as restart_ms.
 timeout 60 $TS lun create r0 --backstore file --path /mnt/scratch/lun.img --size 512M --cmd-timeout 120 >/dev/null && result create ok || result create fail
 dev=$(loop_export r0) && result export "$dev" || result export fail
