@@ -17,6 +17,7 @@ import { type CompactOptions, type CompactResult, compactImage as compact } from
 import { enableWriteCompression, writeCompression } from './compression-mode.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import { type SpaceStats, spaceStats } from './image-stats.js';
+import { type AutoCompactionStats, autoCompactionStats } from './auto-compact.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot, type SnapshotInfo } from './snapshots.js';
 
 export type { CheckResult, CompactOptions, CompactResult, CreateOptions, SnapshotInfo, SpaceStats };
@@ -38,7 +39,7 @@ export interface ImageInfo {
   dirty: boolean;
   corrupt: boolean;
   /** Logical vs allocated size, compressed clusters, compression ratio (active tree). */
-  space: SpaceStats;
+  space: SpaceStats & { autoCompaction?: AutoCompactionStats };
   snapshots: SnapshotInfo[];
   /** qcow2 LUKS encryption (encryption.ts), when the image has it. */
   encryption?: EncryptionInfo;
@@ -82,10 +83,16 @@ export async function describeImage(img: Qcow2Image): Promise<ImageInfo> {
     lazyRefcounts: (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n,
     dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
     corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,
-    space: await spaceStats(img),
+    space: { ...(await spaceStats(img)), ...withAutoCompaction(img) },
     snapshots: listSnapshots(img),
     ...(img.cryptoRegion ? { encryption: await encryptionInfo(img.fh, img.cryptoRegion, img.path) } : {}),
   };
+}
+
+/** The automatic compaction's figures of a served compress= LUN (auto-compact.ts), if it has one. */
+function withAutoCompaction(img: Qcow2Image): { autoCompaction?: AutoCompactionStats } {
+  const a = autoCompactionStats(img);
+  return a ? { autoCompaction: a } : {};
 }
 
 /**
@@ -99,8 +106,13 @@ export function compactImageFile(path: string, opts?: CompactOptions, files?: Fi
   }, files);
 }
 
-/** Images with a compaction running (one at a time per image). */
-const compacting = new WeakSet<Qcow2Image>();
+/** The compaction running on an open image (one at a time per image). */
+interface RunningCompaction {
+  automatic: boolean;
+  abort: AbortController;
+  done: Promise<unknown>;
+}
+const compacting = new WeakMap<Qcow2Image, RunningCompaction>();
 
 /**
  * Online compaction of the image a served LUN has open, beside its I/O:
@@ -110,8 +122,12 @@ const compacting = new WeakSet<Qcow2Image>();
  * waiting briefly. Only a LUN that writes compressed (compress=) is
  * compacted online: moving payloads is the compressed write path, and
  * turning that on here would change how the LUN writes.
+ *
+ * One runs at a time per image. An admin's request takes over from an
+ * automatic one (auto-compact.ts), which stops between chunks with an EBUSY
+ * reason; any other overlap is refused with EBUSY.
  */
-export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions = {}): Promise<CompactResult> {
+export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & { automatic?: boolean } = {}): Promise<CompactResult> {
   const type = writeCompression(img);
   if (!type) {
     throw new StorageError(
@@ -119,12 +135,24 @@ export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions = {
       `qcow2: ${img.path} is served without compress=, so it is not compacted online; serve it with compress=${img.header.compressionType} or compact it offline (tcmu-ts image compact PATH) with the LUN removed`,
     );
   }
-  if (compacting.has(img)) throw Object.assign(new Error(`qcow2: a compaction of ${img.path} is already running`), { code: 'EBUSY' });
-  compacting.add(img);
+  const busy = () => Object.assign(new Error(`qcow2: a compaction of ${img.path} is already running`), { code: 'EBUSY' });
+  const { automatic = false, ...rest } = opts;
+  const current = compacting.get(img);
+  if (current && (automatic || !current.automatic)) throw busy();
+  if (current) {
+    current.abort.abort(Object.assign(new Error(`qcow2: an admin's compaction of ${img.path} takes over`), { code: 'EBUSY' }));
+    await current.done.catch(() => undefined);
+    if (compacting.has(img)) throw busy(); // another request took over first
+  }
+  const abort = new AbortController();
+  const signal = rest.signal ? AbortSignal.any([rest.signal, abort.signal]) : abort.signal;
+  const done = compact(img, type, { chunk: 32, ...rest, signal });
+  const mine: RunningCompaction = { automatic, abort, done };
+  compacting.set(img, mine);
   try {
-    return await compact(img, type, { chunk: 32, ...opts });
+    return await done;
   } finally {
-    compacting.delete(img);
+    if (compacting.get(img) === mine) compacting.delete(img);
   }
 }
 

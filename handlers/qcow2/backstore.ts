@@ -9,10 +9,13 @@ import { iovLength } from '../../src/iov.js';
 import { growImage } from './resize.js';
 import { writeRange } from './write-path.js';
 import { blockStatus, zeroRange } from './zero-path.js';
+import type { AutoCompactor } from './auto-compact.js';
 
 export class Qcow2Backstore implements Backstore {
   readonly writeCache = true;
   private currentSize: number;
+  /** Set on a LUN served with compress= (auto-compact.ts); told of every command so it can wait for a quiet LUN. */
+  autoCompact?: AutoCompactor;
 
   constructor(
     readonly image: Qcow2Image,
@@ -35,10 +38,12 @@ export class Qcow2Backstore implements Backstore {
   }
 
   read(offset: number, iov: readonly Buffer[]): Promise<void> {
+    this.autoCompact?.noteActivity();
     return this.image.read(offset, iov);
   }
 
   async write(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {
+    this.autoCompact?.noteActivity();
     await writeRange(this.image, offset, iov, iovLength(iov));
     if (opts.fua) await this.image.flush();
   }
@@ -48,10 +53,12 @@ export class Qcow2Backstore implements Backstore {
   }
 
   discard(offset: number, length: number): Promise<void> {
+    this.autoCompact?.noteActivity();
     return zeroRange(this.image, offset, length, true);
   }
 
   writeZeroes(offset: number, length: number, opts: WriteZeroesOptions): Promise<void> {
+    this.autoCompact?.noteActivity();
     return zeroRange(this.image, offset, length, opts.unmap);
   }
 
@@ -64,7 +71,8 @@ export class Qcow2Backstore implements Backstore {
     this.currentSize = Math.floor(this.image.size / this.blockSize) * this.blockSize;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.autoCompact?.close(); // aborts a running compaction first: it uses the image
     return this.image.close();
   }
 }

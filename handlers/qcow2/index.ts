@@ -4,7 +4,9 @@
  * Options: `compress=zlib|zstd` (qcow2//srv/a.qcow2;compress=zstd): writes are
  * stored compressed (compressed-write.ts); the codec must be the image's
  * compression_type. `key=NAME`, `backing_key=A:B`, `kdf_max_iterations=N`:
- * qcow2's own LUKS encryption (encryption-keys.ts). Any other option is refused.
+ * qcow2's own LUKS encryption (encryption-keys.ts). `auto_compact=off|on|SECONDS`
+ * (with compress= only; default on, 5 s of quiet): the daemon compacts the
+ * served image by itself (auto-compact.ts). Any other option is refused.
  *
  * Size policy: the LUN exposes the image's virtual size (rounded down to
  * the block size). A configured size larger than that is refused (grow the
@@ -21,6 +23,8 @@ import { openImage } from './open.js';
 import { imageKeys } from './encryption-keys.js';
 import { enableWriteCompression } from './compression-mode.js';
 import { rejectUnknownOptions } from '../../src/backstore/options.js';
+import { AutoCompactor, parseAutoCompact } from './auto-compact.js';
+import { compactOpenImage } from './api.js';
 
 /** Names the LUN in errors (the daemon's logger carries `lun`). */
 function lunLabel(ctx: OpenContext): string {
@@ -33,7 +37,7 @@ const qcow2Handler: Handler = {
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
-    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress', 'key', 'backing_key', 'kdf_max_iterations']);
+    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress', 'key', 'backing_key', 'kdf_max_iterations', 'auto_compact']);
     const keys = imageKeys(ctx.options, ctx.keys, lunLabel(ctx));
     const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx), keys });
     if (ctx.options.key !== undefined && !image.cryptoRegion) {
@@ -41,17 +45,25 @@ const qcow2Handler: Handler = {
       throw new StorageError('EINVAL', `qcow2: option key= given, but ${config} is not encrypted`);
     }
     const compress = ctx.options?.compress;
-    if (compress !== undefined) {
-      try {
-        enableWriteCompression(image, compress);
-      } catch (err) {
-        await image.close();
-        throw err;
+    let autoCompactIdle: number | undefined;
+    try {
+      if (compress === undefined && ctx.options.auto_compact !== undefined) {
+        throw new StorageError('EINVAL', 'qcow2: auto_compact= needs compress=zlib|zstd (only a LUN that writes compressed is compacted online)');
       }
+      if (compress !== undefined) {
+        autoCompactIdle = parseAutoCompact(ctx.options.auto_compact);
+        enableWriteCompression(image, compress);
+      }
+    } catch (err) {
+      await image.close();
+      throw err;
     }
     const store = new Qcow2Backstore(image, ctx.blockSize);
+    if (autoCompactIdle !== undefined && !image.readOnly) {
+      store.autoCompact = new AutoCompactor(image, autoCompactIdle, (img, signal) => compactOpenImage(img, { signal, automatic: true }), ctx.log);
+    }
     if (ctx.size !== undefined && ctx.size > store.size) {
-      await image.close();
+      await store.close();
       throw new StorageError('EINVAL', `qcow2: configured size ${ctx.size} exceeds the image's virtual size ${store.size}; resize the image first`);
     }
     if (ctx.size !== undefined && ctx.size < store.size) {

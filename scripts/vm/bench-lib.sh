@@ -8,6 +8,10 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-4}      # rounds per job (A B, then B A, ...)
 BENCH_SIZE=${BENCH_SIZE:-256M}       # region of each LUN the jobs touch
 BENCH_JOBS=${BENCH_JOBS:-"randread4k randwrite4k seqread1m seqwrite1m"}
 BENCH_WARMUP=${BENCH_WARMUP:-3}     # seconds of untimed warm-up per LUN and pattern (0: none)
+# Extra fio options for the data every write carries (prefill, warm-up, jobs);
+# fio's default is incompressible random bytes. The compressed-LUN bench sets
+# e.g. "--buffer_compress_percentage=60 --refill_buffers".
+BENCH_FIO_DATA=${BENCH_FIO_DATA:-}
 
 _bench_args() {
   case "$1" in
@@ -22,8 +26,9 @@ _bench_args() {
 # bench_prefill DEV: write the benchmarked region once, so reads hit data
 # rather than holes in the backing file.
 bench_prefill() {
+  # shellcheck disable=SC2086
   fio --name=prefill --eta=never --filename="$1" --rw=write --bs=1M --iodepth=8 --ioengine=libaio \
-      --direct=1 --size="$BENCH_SIZE" --output=/dev/null
+      --direct=1 --size="$BENCH_SIZE" $BENCH_FIO_DATA --output=/dev/null
 }
 
 # bench_warmup DEV...: short untimed random and sequential reads and writes on
@@ -36,8 +41,9 @@ bench_warmup() {
   local dev rw
   for dev in "$@"; do
     for rw in randread randwrite read write; do
+      # shellcheck disable=SC2086
       fio --name=warmup --eta=never --filename="$dev" --rw=$rw --bs=4k --iodepth=16 --ioengine=libaio \
-          --direct=1 --size="$BENCH_SIZE" --time_based --runtime="$BENCH_WARMUP" --output=/dev/null || return 1
+          --direct=1 --size="$BENCH_SIZE" $BENCH_FIO_DATA --time_based --runtime="$BENCH_WARMUP" --output=/dev/null || return 1
     done
   done
 }
@@ -65,7 +71,7 @@ bench_job() {
   fi
   # shellcheck disable=SC2086
   fio --eta=never $args --ioengine=libaio --direct=1 --size="$BENCH_SIZE" \
-      --time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 --randrepeat=0 --group_reporting \
+      --time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 --randrepeat=0 --group_reporting $BENCH_FIO_DATA \
       --output-format=terse --terse-version=3 "${jobs[@]}" 2>/dev/null > "$cpu_file.fio"
   [ -z "$sampler" ] || wait "$sampler"
   awk -F';' -v ncpu="$(nproc)" -v cpu="$(cat "$cpu_file")" '

@@ -261,5 +261,12 @@ export function registerLun(program: Command): void {
           `${l.id.padEnd(21)} ${String(sp.logicalSize).padEnd(15)} ${String(sp.allocatedSize).padEnd(15)} ${String(sp.compressedClusters).padStart(19)}  ${String(sp.uncompressedClusters).padStart(12)}  ${sp.compressionRatio}`,
         );
       }
+      for (const l of withSpace) {
+        const a = l.space.autoCompaction;
+        if (!a) continue;
+        const last = a.last ? `; last ${a.last.finishedAt}: moved ${a.last.movedClusters} clusters, allocated ${a.last.allocatedBefore} -> ${a.last.allocatedAfter}` : '';
+        const state = a.running ? 'running' : `freed ${a.freedBytes} of ${a.triggerBytes} bytes before the next run`;
+        console.log(`${l.id}: automatic compaction after ${a.idleSeconds} s quiet: ${a.runs} run(s)${last}; ${state}${a.lastError ? `; last error: ${a.lastError}` : ''}`);
+      }
     });
 }

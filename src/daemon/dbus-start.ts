@@ -5,8 +5,12 @@
  *
  * It also keeps the registration alive: when there is no bus at start, or
  * the bus goes away later (the system bus restarted), the daemon serves on
- * and tries again with a growing pause (1 s doubling to 30 s), logging the
- * first failure and the success, not every try. A name owned by another
+ * and registers once the bus is back, logging the first failure and the
+ * success, not every try. While the bus socket does not exist it waits for
+ * it with an inotify watch (watch-path.ts), so an idle daemon on a machine
+ * without a bus never wakes up for D-Bus; while the socket exists but the
+ * bus does not answer it tries again with a growing pause (1 s doubling to
+ * 30 s). A name owned by another
  * runner (tcmu-runner) is never taken from it: tcmu-ts asks again (every
  * 30 s, without queueing) and gets the name only once that runner has let
  * it go, so targetcli lists tcmu-ts's handlers after tcmu-runner stops.
@@ -17,6 +21,7 @@ import { createFileOpener } from '../backstore/confine.js';
 import { checkDevConfig } from './check-config.js';
 import type { DbusService, DbusUnavailable, HandlerInfo } from './dbus-service.js';
 import { describeHandlers } from './handler-info.js';
+import { whenPathAppears } from './watch-path.js';
 
 export interface TargetcliServiceOptions {
   log: Logger;
@@ -30,7 +35,7 @@ export interface TargetcliServiceOptions {
   retryMs?: number;
   /** Pause between asks for a name another runner owns, ms (default 30 s; tests shorten it). */
   takenRetryMs?: number;
-  /** The system bus socket looked for before loading dbus-next (tests). */
+  /** The system bus socket looked for before loading dbus-next, and connected to (tests). */
   systemBusSocket?: string;
 }
 
@@ -68,11 +73,13 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
   let current: DbusService | undefined;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
+  let stopWatch: (() => void) | undefined;
   let pause = firstPause;
+  const socket = opts.systemBusSocket ?? SYSTEM_BUS_SOCKET;
 
   const attempt = async (quiet: boolean): Promise<void> => {
     if (closed) return;
-    const absent = systemBusAbsent(opts.busAddress, opts.systemBusSocket);
+    const absent = systemBusAbsent(opts.busAddress, socket);
     let result: DbusService | DbusUnavailable;
     if (absent) {
       const fields = { component: 'dbus', reason: absent };
@@ -86,7 +93,7 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
         log,
         handlers,
         check: (devConfig, subtype) => checkDevConfig(devConfig, { files, log, subtype }),
-        busAddress: opts.busAddress,
+        busAddress: opts.busAddress ?? (opts.systemBusSocket ? `unix:path=${opts.systemBusSocket}` : undefined),
         quiet,
         onLost: () => {
           current = undefined;
@@ -101,7 +108,7 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
     }
     if ('kind' in result) {
       if (result.kind === 'name-taken') schedule(opts.takenRetryMs ?? MAX_RETRY_MS);
-      else retryNoBus();
+      else if (!absent || !watchForSocket()) retryNoBus();
       return;
     }
     current = result;
@@ -114,6 +121,31 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
       attempt(true).catch((err) => log.error({ err }, 'D-Bus registration failed'));
     }, delay);
     timer.unref();
+  };
+  /** No socket: try again once it appears (no timer). False if no watch could be set. */
+  const watchForSocket = (): boolean => {
+    if (!reconnect || closed) return true;
+    if (stopWatch) return true;
+    let over = false; // fired or failed, possibly before whenPathAppears returns
+    const retry = () => {
+      over = true;
+      stopWatch = undefined;
+      pause = firstPause;
+      attempt(true).catch((err) => log.error({ err }, 'D-Bus registration failed'));
+    };
+    try {
+      const stop = whenPathAppears(socket, retry, (err) => {
+        over = true;
+        stopWatch = undefined;
+        log.debug({ err, component: 'dbus' }, 'cannot watch for the bus socket; trying on a timer');
+        retryNoBus();
+      });
+      if (!over) stopWatch = stop;
+      return true;
+    } catch (err) {
+      log.debug({ err, component: 'dbus' }, 'cannot watch for the bus socket; trying on a timer');
+      return false;
+    }
   };
   /** No bus: try again after `pause`, doubling it up to MAX_RETRY_MS. */
   const retryNoBus = () => {
@@ -130,6 +162,8 @@ export async function startTargetcliService(opts: TargetcliServiceOptions): Prom
       closed = true;
       clearTimeout(timer);
       timer = undefined;
+      stopWatch?.();
+      stopWatch = undefined;
       current?.close();
       current = undefined;
     },

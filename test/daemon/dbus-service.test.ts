@@ -274,6 +274,38 @@ describe.skipIf(!haveBus)('D-Bus reconnect', () => {
   });
 });
 
+describe.skipIf(!haveBus)('waiting for a system bus that does not exist yet', () => {
+  it('registers as soon as the socket appears, with no timer (an idle daemon does not wake up for D-Bus)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tcmu-dbus-appear-'));
+    const socket = join(dir, 'run/dbus/system_bus_socket'); // two directories that do not exist yet
+    const saved = process.env.DBUS_SYSTEM_BUS_ADDRESS;
+    delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
+    let bus: PrivateBus | undefined;
+    // A retry timer of 10 minutes: only the watch can make it register within the test.
+    const service = await startTargetcliService({ log: silentLogger, subtypes: new Set(['ram']), allowedDirs: [], systemBusSocket: socket, retryMs: 600_000 });
+    try {
+      expect(service.current).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 200));
+      mkdirSync(join(dir, 'run')); // one step at a time: the watch moves down
+      await new Promise((r) => setTimeout(r, 200));
+      mkdirSync(join(dir, 'run/dbus'));
+      bus = await startPrivateBus(['--session', `--address=unix:path=${socket}`]);
+      await waitUntil(() => service.current !== undefined, 'registered once the socket appeared');
+      const client = dbus.sessionBus({ busAddress: bus.address });
+      try {
+        const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
+        expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      service.close();
+      bus?.stop();
+      if (saved !== undefined) process.env.DBUS_SYSTEM_BUS_ADDRESS = saved;
+    }
+  });
+});
+
 describe.skipIf(!haveBus)('a name another runner owns', () => {
   it('is never taken while owned; once that runner lets it go, tcmu-ts registers (asking again without queueing)', async () => {
     const bus = await startPrivateBus();

@@ -43,19 +43,24 @@ describeKernel('compressed qcow2 LUNs (compress=zstd|zlib) on tcm_loop', () => {
     expect(r('tree_sum_lun'), why('doc tree read back after remount')).toBe(r('tree_sum_src'));
   });
 
-  // Issue 19 asks for <= 1.15x here, before any compaction. Measured on the
-  // sampled trees: 1.14x (zstd) and 1.20x (zlib); what remains is dead space
-  // in shared host clusters left by read-modify-write recompression of ext4's
-  // small metadata writes, which only compaction returns (1.09x after it).
-  // Until the daemon compacts on its own, the bound asserted before
-  // compaction is the one the issue allows after it; the ratio is printed.
-  const BEFORE_COMPACTION = 1.25;
+  // Issue 19's bound before any compaction an admin runs. The daemon compacts
+  // a quiet compress= LUN by itself (auto_compact, on by default): without it
+  // the dead payloads ext4's small metadata rewrites leave made 1.14x (zstd)
+  // and 1.17x-1.20x (zlib). The scenario removes the LUN once that
+  // compaction has nothing pending, as `status --space` shows it.
+  const BEFORE_ADMIN_COMPACTION = 1.15;
+  const autoCompacted = (key: string) => {
+    const v = r(key);
+    console.log(`[compress-lun] automatic compaction ${key}: ${v}`);
+    expect(v, why(`automatic compaction (${key}): "runs=N moved=M", N >= 1`)).toMatch(/^runs=[1-9]\d* moved=\d+ /);
+  };
 
-  it('zstd: qemu-img check clean, compare equal, allocated size <= 1.25x qemu-img convert -c (issue: 1.15x, printed)', () => {
+  it('zstd: compacted by the daemon on its own; qemu-img check clean, compare equal, allocated size <= 1.15x qemu-img convert -c', () => {
+    autoCompacted('auto_compact_zstd1');
     expect(r('qemu_check_zstd1'), why('qemu-img check')).toBe('0');
     expect(r('qemu_compare_zstd1'), why('qemu-img compare with the raw read-back')).toBe('0');
     const { ours, ref } = report('zstd1');
-    expect(ours, why('allocated size vs convert -c')).toBeLessThanOrEqual(ref * BEFORE_COMPACTION);
+    expect(ours, why('allocated size vs convert -c')).toBeLessThanOrEqual(ref * BEFORE_ADMIN_COMPACTION);
   });
 
   it('zstd: after overwriting half the files and compacting the served LUN online: clean, equal, <= 1.25x convert -c', () => {
@@ -77,12 +82,13 @@ describeKernel('compressed qcow2 LUNs (compress=zstd|zlib) on tcm_loop', () => {
     expect(r('fio_failed_during_compact'), why('fio jobs that failed or did not verify')).toBe('0');
   });
 
-  it('zlib: the same first part', () => {
+  it('zlib: the same first part (automatic compaction, <= 1.15x)', () => {
+    autoCompacted('auto_compact_zlib');
     for (const step of ['create_zlib', 'mkfs_zlib', 'mount_zlib', 'copy_zlib', 'umount_zlib', 'readback_zlib']) expect(r(step), why(step)).toBe('ok');
     expect(r('qemu_check_zlib'), why('qemu-img check')).toBe('0');
     expect(r('qemu_compare_zlib'), why('qemu-img compare')).toBe('0');
     const { ours, ref } = report('zlib');
-    expect(ours, why('allocated size vs convert -c (zlib)')).toBeLessThanOrEqual(ref * BEFORE_COMPACTION);
+    expect(ours, why('allocated size vs convert -c (zlib)')).toBeLessThanOrEqual(ref * BEFORE_ADMIN_COMPACTION);
   });
 
   it('an image from qemu-img convert -c is read and written correctly through a compress=zstd LUN', () => {

@@ -4,8 +4,9 @@
 # /usr/lib/python3.11's sources: under TCG the whole trees, ~300 MiB, take
 # longer than the kernel suite's budget), fio verify on the
 # region after the filesystem, unmount, the whole LUN read back raw, the LUN
-# removed. Then qemu-img check / compare, and the image's allocated size next
-# to `qemu-img convert -c -o compression_type=zstd` of the raw read-back.
+# removed once the daemon's automatic compaction has nothing pending (the LUN
+# is quiet then). Then qemu-img check / compare, and the image's allocated size
+# next to `qemu-img convert -c -o compression_type=zstd` of the raw read-back.
 # Then half the files are overwritten through a second serve, the served LUN
 # is compacted online (`tcmu-ts image compact z1`) while fio writes and
 # verifies another region, and the image is measured again the same way.
@@ -55,6 +56,27 @@ serve() {
   SD=$(loop_export "$tag" 0)
 }
 
+# wait_compacted TAG: until the daemon's automatic compaction of LUN TAG has
+# nothing pending (handlers/qcow2/auto-compact.ts: once the LUN is quiet, it
+# compacts when enough compressed payloads died), as an admin sees it in
+# `status --space`; prints "runs=N moved=M" (or why it gave up)
+wait_compacted() {
+  local tag="$1" end=$(( $(date +%s) + 300 )) s
+  while :; do
+    s=$($TS status --space --json 2>/dev/null | node -e '
+let j = ""; process.stdin.on("data", (d) => (j += d)).on("end", () => {
+  const l = JSON.parse(j).luns.find((l) => l.id.endsWith("/" + process.argv[1]));
+  const a = l && l.space && l.space.autoCompaction;
+  if (!a) return console.log("none");
+  const state = !a.running && a.freedBytes < a.triggerBytes ? "done" : "pending";
+  console.log(`${state} runs=${a.runs} moved=${a.last ? a.last.movedClusters : 0} freed=${a.freedBytes} trigger=${a.triggerBytes}`);
+});' "$tag" 2>&1 | tail -1)
+    case "$s" in done*) echo "${s#done }"; return 0 ;; esac
+    [ "$(date +%s)" -ge $end ] && { echo "gave up: $s"; return 1; }
+    sleep 2
+  done
+}
+
 # unserve TAG: remove every LUN, stop the runner
 unserve() {
   mountpoint -q $MNT && umount $MNT
@@ -100,6 +122,7 @@ if serve z0 $Z 512M zstd; then
     --iodepth=16 --offset=420M --size=64M --buffer_compress_percentage=60 --refill_buffers \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output-format=terse --terse-version=3
   check readback_zstd dd if="$sd" of=$S/z.raw bs=1M iflag=direct conv=sparse status=none
+  result auto_compact_zstd1 "$(wait_compacted z0)"
   unserve z0
   measure zstd1 $Z $S/z.raw zstd
   rm -f $S/z.raw
@@ -163,6 +186,7 @@ if serve l0 $L 256M zlib; then
   check copy_zlib bash -c "$(declare -f copy_sample); copy_sample /usr/share/doc /tmp/doc-small.list $MNT"
   check umount_zlib umount $MNT
   check readback_zlib dd if="$sd" of=$S/l.raw bs=1M iflag=direct conv=sparse status=none
+  result auto_compact_zlib "$(wait_compacted l0)"
   unserve l0
   measure zlib $L $S/l.raw zlib
   rm -f $S/l.raw

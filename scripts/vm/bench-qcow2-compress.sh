@@ -1,0 +1,59 @@
+# Guest scenario for `scripts/bench compress-vm`: compressed qcow2 LUNs
+# against an uncompressed one, same boot, same tcm_loop target, fio jobs in a
+# rotated order (bench-lib.sh):
+#   qcow2        tcmu-ts `qcow2/PATH`, the image made by `qemu-img convert`
+#                (the reference: what compression costs)
+#   zstd, zlib   tcmu-ts `qcow2/PATH;compress=zstd|zlib`, images made by
+#                `qemu-img convert -c` (compression_type zstd / zlib)
+#   tcmu-runner  Debian's tcmu-runner, its qcow handler over a copy of the
+#                zlib `convert -c` image (unless BENCH_REFERENCE=none)
+# Every LUN starts from the same 256 MiB of fio data that compresses to about
+# 40% (BENCH_FIO_DATA, also what every write carries). Automatic compaction
+# is off on the compressed LUNs: it would run on a LUN waiting for its turn
+# and take CPU from the LUN being measured; its cost is a separate question.
+# Output: @@BENCH lines for bench-table.sh.
+set -u
+BENCH_RUNTIME=${BENCH_RUNTIME:-6}
+BENCH_ROUNDS=${BENCH_ROUNDS:-4}
+BENCH_FIO_DATA=${BENCH_FIO_DATA:---buffer_compress_percentage=60 --refill_buffers}
+. "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
+SIZE=$((512 * 1048576))
+S=/mnt/scratch/bench-compress
+fail() { bench_fail "$@"; }
+bench_reference
+
+mkdir -p $S
+# shellcheck disable=SC2086
+fio --name=gen --eta=never --filename=$S/src.raw --rw=write --bs=1M --size="$BENCH_SIZE" $BENCH_FIO_DATA \
+    --ioengine=psync --output=/dev/null || fail "generating the data"
+truncate -s $SIZE $S/src.raw
+qemu-img convert -f raw -O qcow2 $S/src.raw $S/plain.qcow2 || fail "convert"
+qemu-img convert -c -f raw -O qcow2 -o compression_type=zstd $S/src.raw $S/zstd.qcow2 || fail "convert -c zstd"
+qemu-img convert -c -f raw -O qcow2 $S/src.raw $S/zlib.qcow2 || fail "convert -c zlib"
+rm -f $S/src.raw
+sizes="plain=$(stat -c %b $S/plain.qcow2) zstd=$(stat -c %b $S/zstd.qcow2) zlib=$(stat -c %b $S/zlib.qcow2)"
+
+tcmu_create plain "qcow2/$S/plain.qcow2" $SIZE nl_reply_supported=-1 >/dev/null || fail "qcow2 device"
+tcmu_create zstd "qcow2/$S/zstd.qcow2;compress=zstd;auto_compact=off" $SIZE nl_reply_supported=-1 >/dev/null || fail "zstd device"
+tcmu_create zlib "qcow2/$S/zlib.qcow2;compress=zlib;auto_compact=off" $SIZE nl_reply_supported=-1 >/dev/null || fail "zlib device"
+RUNNER_EXPECT="$(uio_of plain) $(uio_of zstd) $(uio_of zlib)" runner_start --subtypes qcow2 || fail "runner did not start"
+luns=(qcow2 "$(loop_export plain 0)" zstd "$(loop_export zstd 1)" zlib "$(loop_export zlib 2)")
+if [ "$reference" = tcmu-runner ]; then
+  cp --sparse=always $S/zlib.qcow2 $S/reference.qcow2
+  tcmu_create reference qcow/$S/reference.qcow2 $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
+  tr_start
+  wait_for 60 holds_uio "$TR_PID" "$(uio_of reference)" || fail "tcmu-runner did not open its device"
+  luns+=(tcmu-runner "$(loop_export reference 3)")
+fi
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
+done
+version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) reference=$reference$version data=\"$BENCH_FIO_DATA\" image_blocks_512:$sizes auto_compact=off"
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
+done
+bench_compare "${luns[@]}"
+teardown_all
+runner_stop
+tr_stop

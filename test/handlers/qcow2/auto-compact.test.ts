@@ -1,0 +1,170 @@
+/**
+ * Automatic compaction (handlers/qcow2/auto-compact.ts) of a LUN served with
+ * compress=: through the handler's open(), as the daemon opens a LUN. Dead
+ * payloads past the trigger get compacted once the LUN is quiet, by itself;
+ * data stays what was written (qemu-img agrees); a busy LUN is left alone
+ * until it is quiet; close aborts a running compaction; the option's
+ * refusals name the key. The scheduling cases that need a compaction held
+ * open use the class with a compaction function the test controls.
+ */
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import qcow2 from '../../../handlers/qcow2/index.js';
+import { compactOpenImage, createImage, describeImage } from '../../../handlers/qcow2/api.js';
+import { AutoCompactor, parseAutoCompact } from '../../../handlers/qcow2/auto-compact.js';
+import type { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
+import type { CompactResult } from '../../../handlers/qcow2/compaction.js';
+import type { Qcow2Image } from '../../../handlers/qcow2/image.js';
+import type { OpenContext } from '../../../src/backstore/types.js';
+import { Model, verifyWithQemu } from './model.js';
+import { mixedBytes, qemuImgAvailable, rng, tempDir } from './qemu.js';
+
+const hasQemu = qemuImgAvailable();
+if (!hasQemu && process.env.CI) throw new Error('qemu-img is required under CI for the automatic compaction tests');
+const tmp = tempDir('auto-compact');
+afterAll(() => tmp.cleanup());
+
+const KiB = 1024;
+const MiB = 1 << 20;
+const SIZE = 16 * MiB;
+const CLUSTER = 64 * KiB;
+const ctx = (options: Record<string, string>): OpenContext => ({ blockSize: 512, readOnly: false, log: pino({ level: 'silent' }), options });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, ms: number, cond: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * A served zstd LUN, written whole, then 4 KiB rewritten in every second
+ * cluster: each rewrite recompresses its cluster elsewhere, and the dead
+ * payloads add up to between the trigger and the forced-run level (checked).
+ */
+async function fragmentedLun(name: string, options: Record<string, string>): Promise<{ path: string; store: Qcow2Backstore; model: Model; allocatedFragmented: number }> {
+  const path = tmp.path(name);
+  await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
+  const store = (await qcow2.open(path, ctx({ compress: 'zstd', ...options }))) as Qcow2Backstore;
+  const next = rng(name.length);
+  const model = new Model(Buffer.alloc(SIZE));
+  const write = async (at: number, data: Buffer) => {
+    await store.write(at, [data], { fua: false });
+    data.copy(model.data, at);
+  };
+  for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+  for (let c = 0; c < SIZE / CLUSTER; c += 2) await write(c * CLUSTER + 8 * KiB, mixedBytes(next, 4 * KiB));
+  await store.flush();
+  const s = store.autoCompact?.stats();
+  if (s) {
+    expect(s.runs, 'no run while the set-up kept writing').toBe(0);
+    expect(s.freedBytes, JSON.stringify(s)).toBeGreaterThanOrEqual(s.triggerBytes);
+    expect(s.freedBytes, JSON.stringify(s)).toBeLessThan(4 * s.triggerBytes);
+  }
+  return { path, store, model, allocatedFragmented: (await store.image.fh.stat()).blocks * 512 };
+}
+
+const space = (store: Qcow2Backstore) => store.autoCompact!.stats();
+
+describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
+  it('compacts a quiet LUN by itself once enough payloads died: space comes back, data intact, qemu-img agrees', async () => {
+    const { path, store, model, allocatedFragmented } = await fragmentedLun('quiet.qcow2', { auto_compact: '1' });
+    await until('the automatic compaction', 60_000, () => space(store).runs === 1 && !space(store).running);
+    const after = space(store);
+    expect(after.last!.movedClusters, JSON.stringify(after)).toBeGreaterThan(0);
+    expect(after.last!.allocatedAfter, JSON.stringify(after)).toBeLessThan(allocatedFragmented);
+    expect(after.freedBytes, 'the count starts again').toBeLessThan(after.triggerBytes);
+    expect((await describeImage(store.image)).space.autoCompaction, 'image info / status --space show it').toMatchObject({ runs: 1, running: false, idleSeconds: 1 });
+    const back = Buffer.alloc(SIZE);
+    await store.read(0, [back]);
+    expect(back.equals(model.data)).toBe(true);
+    await store.close();
+    await verifyWithQemu(path, model, tmp.path('quiet.raw'));
+  }, 120_000);
+
+  it('waits while the LUN is busy, and compacts once it is quiet', async () => {
+    const { store } = await fragmentedLun('busy.qcow2', { auto_compact: '1' });
+    const buf = Buffer.alloc(4 * KiB);
+    const busyUntil = Date.now() + 2500;
+    while (Date.now() < busyUntil) {
+      await store.read(0, [buf]); // reads count as activity too
+      await sleep(100);
+    }
+    expect(space(store).runs, 'no run while commands keep arriving').toBe(0);
+    await until('the automatic compaction after the LUN went quiet', 60_000, () => space(store).runs === 1 && !space(store).running);
+    await store.close();
+  }, 120_000);
+
+  it('auto_compact=off: no compactor, and image info of the served image has no figures for it', async () => {
+    const { store } = await fragmentedLun('off.qcow2', { auto_compact: 'off' });
+    expect(store.autoCompact).toBeUndefined();
+    expect((await describeImage(store.image)).space.autoCompaction).toBeUndefined();
+    await store.close();
+  }, 60_000);
+
+  it('refuses bad values and auto_compact without compress=, naming the key', async () => {
+    expect(parseAutoCompact(undefined)).toBe(5);
+    expect(parseAutoCompact('on')).toBe(5);
+    expect(parseAutoCompact('off')).toBeUndefined();
+    expect(parseAutoCompact('30')).toBe(30);
+    for (const bad of ['0', '-1', '1.5', 'yes', '86401', '']) expect(() => parseAutoCompact(bad), bad).toThrow(/auto_compact=.*expected off, on, or the quiet time/);
+    const path = tmp.path('plain.qcow2');
+    await createImage(path, { size: MiB, compressionType: 'zstd' });
+    await expect(qcow2.open(path, ctx({ auto_compact: '5' }))).rejects.toThrow(/auto_compact= needs compress=/);
+    await expect(qcow2.open(path, ctx({ compress: 'zstd', auto_compact: 'soon' }))).rejects.toThrow(/auto_compact=soon/);
+    const s = await qcow2.open(path, ctx({ compress: 'zstd' })); // the image was closed, not left half open
+    expect((s as Qcow2Backstore).autoCompact?.stats().idleSeconds).toBe(5);
+    await s.close();
+  });
+
+  it("an admin's compaction takes over from an automatic one; an automatic one never overlaps another", async () => {
+    const { path, store, model } = await fragmentedLun('takeover.qcow2', { auto_compact: 'off' });
+    const auto = compactOpenImage(store.image, { automatic: true, chunk: 1 });
+    const autoOutcome = auto.then(
+      () => 'finished',
+      (err: { code?: string }) => err.code,
+    );
+    const admin = await compactOpenImage(store.image);
+    expect(await autoOutcome, 'the automatic run stops with EBUSY (or had already finished)').toMatch(/^(EBUSY|finished)$/);
+    expect(admin.fileBytesAllocatedAfter).toBeLessThanOrEqual(admin.fileBytesAllocatedBefore);
+    const adminRun = compactOpenImage(store.image);
+    await expect(compactOpenImage(store.image, { automatic: true })).rejects.toMatchObject({ code: 'EBUSY' });
+    await adminRun;
+    const back = Buffer.alloc(SIZE);
+    await store.read(0, [back]);
+    expect(back.equals(model.data)).toBe(true);
+    await store.close();
+    await verifyWithQemu(path, model, tmp.path('takeover.raw'));
+  }, 120_000);
+
+  it('close aborts a running compaction and waits for it; no run starts after close', async () => {
+    const path = tmp.path('held.qcow2');
+    await createImage(path, { size: MiB, compressionType: 'zstd' });
+    const store = (await qcow2.open(path, ctx({ compress: 'zstd', auto_compact: 'off' }))) as Qcow2Backstore;
+    const img: Qcow2Image = store.image;
+    let started = 0;
+    let sawAbort = false;
+    const held = (_img: Qcow2Image, signal: AbortSignal) =>
+      new Promise<CompactResult>((_resolve, reject) => {
+        started++;
+        signal.addEventListener('abort', () => {
+          sawAbort = true;
+          reject(signal.reason);
+        });
+      });
+    const auto = new AutoCompactor(img, 1, held, pino({ level: 'silent' }));
+    auto.freed(64 * MiB);
+    await until('the held compaction to start', 10_000, () => started === 1);
+    expect(auto.stats().running).toBe(true);
+    await auto.close();
+    expect(sawAbort).toBe(true);
+    expect(auto.stats()).toMatchObject({ running: false, runs: 0 });
+    expect(auto.stats().lastError, 'an abort by close is not an error').toBeUndefined();
+    auto.freed(64 * MiB);
+    await sleep(1500);
+    expect(started, 'nothing starts after close').toBe(1);
+    await store.close();
+  });
+});
