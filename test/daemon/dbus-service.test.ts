@@ -275,20 +275,26 @@ describe.skipIf(!haveBus)('D-Bus reconnect', () => {
 });
 
 describe.skipIf(!haveBus)('waiting for a system bus that does not exist yet', () => {
-  it('registers as soon as the socket appears, with no timer (an idle daemon does not wake up for D-Bus)', async () => {
+  it('tries nothing while the socket is missing (no timer: an idle daemon does not wake up for D-Bus), registers once it appears', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tcmu-dbus-appear-'));
     const socket = join(dir, 'run/dbus/system_bus_socket'); // two directories that do not exist yet
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => lines.push(l) });
+    const tries = () => lines.filter((l) => JSON.parse(l).msg.startsWith('no D-Bus service')).length;
     const saved = process.env.DBUS_SYSTEM_BUS_ADDRESS;
     delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
     let bus: PrivateBus | undefined;
-    // A retry timer of 10 minutes: only the watch can make it register within the test.
-    const service = await startTargetcliService({ log: silentLogger, subtypes: new Set(['ram']), allowedDirs: [], systemBusSocket: socket, retryMs: 600_000 });
+    // A 20 ms retry pause: a timer would have tried dozens of times below.
+    const service = await startTargetcliService({ log, subtypes: new Set(['ram']), allowedDirs: [], systemBusSocket: socket, retryMs: 20 });
     try {
       expect(service.current).toBeUndefined();
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 300));
       mkdirSync(join(dir, 'run')); // one step at a time: the watch moves down
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 300));
       mkdirSync(join(dir, 'run/dbus'));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(tries(), 'attempts while the socket did not exist').toBe(1);
+      // (dbus-daemon binds the socket a moment before it listens: a try in between falls back to the timer)
       bus = await startPrivateBus(['--session', `--address=unix:path=${socket}`]);
       await waitUntil(() => service.current !== undefined, 'registered once the socket appeared');
       const client = dbus.sessionBus({ busAddress: bus.address });
