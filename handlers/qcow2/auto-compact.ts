@@ -12,7 +12,9 @@
  *   counted (one addition where a payload is released, write-path.ts);
  * - once they reach TRIGGER_FRACTION of the file's allocated size (at least
  *   MIN_TRIGGER_BYTES), a one-shot timer waits for the LUN to be quiet: no
- *   command for `idleMs`. Then the ordinary online compaction runs beside
+ *   command during one whole quiet period (the option's seconds; commands
+ *   are counted, not timed, so a busy LUN costs one increment per command).
+ *   Then the ordinary online compaction runs beside
  *   the LUN's I/O (api.ts compactOpenImage: crash-safe, abortable);
  * - a LUN that is never quiet is compacted anyway once the dead bytes reach
  *   FORCE_FACTOR times the trigger, so its waste stays bounded;
