@@ -10,10 +10,10 @@
  * it with an inotify watch (watch-path.ts), so an idle daemon on a machine
  * without a bus never wakes up for D-Bus; while the socket exists but the
  * bus does not answer it tries again with a growing pause (1 s doubling to
- * 30 s). A name owned by another
- * runner (tcmu-runner) is never taken from it: tcmu-ts asks again (every
- * 30 s, without queueing) and gets the name only once that runner has let
- * it go, so targetcli lists tcmu-ts's handlers after tcmu-runner stops.
+ * 30 s). A name owned by another runner (tcmu-runner) is never taken from
+ * it: tcmu-ts asks again (every 30 s, without queueing) and gets the name
+ * only once that runner has let it go, so targetcli lists tcmu-ts's
+ * handlers after tcmu-runner stops.
  */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
