@@ -225,12 +225,9 @@ describe.skipIf(!haveBus)('the shipped D-Bus policy', () => {
     try {
       const service = await startTargetcliService({ log: silentLogger, subtypes: new Set(['ram']), allowedDirs: [], busAddress: bus.address });
       expect(service.current).toBeDefined();
-      const client = dbus.sessionBus({ busAddress: bus.address });
       try {
-        const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
-        expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
+        await expectRamServed(bus.address);
       } finally {
-        client.disconnect();
         service?.close();
       }
     } finally {
@@ -256,13 +253,7 @@ describe.skipIf(!haveBus)('D-Bus reconnect', () => {
       await new Promise((r) => setTimeout(r, 300)); // a few failed tries while the bus is down
       bus = await startPrivateBus(['--session', `--address=${address}`]);
       await waitUntil(() => service.current !== undefined, 're-registered on the new bus');
-      const client = dbus.sessionBus({ busAddress: address });
-      try {
-        const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
-        expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
-      } finally {
-        client.disconnect();
-      }
+      await expectRamServed(address);
       // Registered twice, lost once; the failed tries in between logged nothing at info.
       const msgs = lines.map((l) => JSON.parse(l).msg as string);
       expect(msgs.filter((m) => m === 'D-Bus service registered')).toHaveLength(2);
@@ -297,13 +288,7 @@ describe.skipIf(!haveBus)('waiting for a system bus that does not exist yet', ()
       // (dbus-daemon binds the socket a moment before it listens: a try in between falls back to the timer)
       bus = await startPrivateBus(['--session', `--address=unix:path=${socket}`]);
       await waitUntil(() => service.current !== undefined, 'registered once the socket appeared');
-      const client = dbus.sessionBus({ busAddress: bus.address });
-      try {
-        const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
-        expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
-      } finally {
-        client.disconnect();
-      }
+      await expectRamServed(bus.address);
     } finally {
       service.close();
       bus?.stop();
@@ -338,6 +323,17 @@ describe.skipIf(!haveBus)('a name another runner owns', () => {
     }
   });
 });
+
+/** A client on the bus at `address` finds tcmu-ts's ram handler object and its CheckConfig answers. */
+async function expectRamServed(address: string): Promise<void> {
+  const client = dbus.sessionBus({ busAddress: address });
+  try {
+    const obj = await client.getProxyObject(BUS_NAME, `${ROOT_PATH}/ram`);
+    expect(await obj.getInterface(HANDLER_INTERFACE).CheckConfig('ram/')).toEqual([true, 'success (the LUN size comes from the kernel at enable)']);
+  } finally {
+    client.disconnect();
+  }
+}
 
 async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;

@@ -68,6 +68,13 @@ async function fragmentedLun(name: string, options: Record<string, string>): Pro
 
 const space = (store: Qcow2Backstore) => store.autoCompact!.stats();
 
+/** The whole LUN reads back as the model says. */
+async function expectModel(store: Qcow2Backstore, model: Model): Promise<void> {
+  const back = Buffer.alloc(SIZE);
+  await store.read(0, [back]);
+  expect(back.equals(model.data), 'the LUN reads back what was written').toBe(true);
+}
+
 describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
   it('compacts a quiet LUN by itself once enough payloads died: space comes back, data intact, qemu-img agrees', async () => {
     const { path, store, model, allocatedFragmented } = await fragmentedLun('quiet.qcow2', { auto_compact: '1' });
@@ -77,9 +84,7 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
     expect(after.last!.allocatedAfter, JSON.stringify(after)).toBeLessThan(allocatedFragmented);
     expect(after.freedBytes, 'the count starts again').toBeLessThan(after.triggerBytes);
     expect((await describeImage(store.image)).space.autoCompaction, 'image info / status --space show it').toMatchObject({ runs: 1, running: false, idleSeconds: 1 });
-    const back = Buffer.alloc(SIZE);
-    await store.read(0, [back]);
-    expect(back.equals(model.data)).toBe(true);
+    await expectModel(store, model);
     await store.close();
     await verifyWithQemu(path, model, tmp.path('quiet.raw'));
   }, 120_000);
@@ -132,9 +137,7 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
     const adminRun = compactOpenImage(store.image);
     await expect(compactOpenImage(store.image, { automatic: true })).rejects.toMatchObject({ code: 'EBUSY' });
     await adminRun;
-    const back = Buffer.alloc(SIZE);
-    await store.read(0, [back]);
-    expect(back.equals(model.data)).toBe(true);
+    await expectModel(store, model);
     await store.close();
     await verifyWithQemu(path, model, tmp.path('takeover.raw'));
   }, 120_000);
