@@ -146,7 +146,7 @@ export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & {
   }
   const abort = new AbortController();
   const signal = rest.signal ? AbortSignal.any([rest.signal, abort.signal]) : abort.signal;
-  const done = compact(img, type, { chunk: 32, ...rest, signal });
+  const done = compact(img, type, { chunk: 32, recompress: 'staged', ...rest, signal });
   const mine: RunningCompaction = { automatic, abort, done };
   compacting.set(img, mine);
   try {

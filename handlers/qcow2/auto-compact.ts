@@ -3,13 +3,15 @@
  *
  * Every read-modify-write of a compressed cluster (a guest write covering
  * part of it) and every overwrite leaves the old payload dead inside a host
- * cluster that other, live payloads keep allocated. Nothing but compaction
+ * cluster that other, live payloads keep allocated, and a staged partial
+ * write (staging.ts) leaves a whole cluster uncompressed. Nothing but compaction
  * (compaction.ts) gives that space back, and an admin should not have to
  * remember to run it: a compressed LUN is expected to stay small.
  *
  * Policy, per image:
  * - the freed compressed payload bytes since the last compaction are
- *   counted (one addition where a payload is released, write-path.ts);
+ *   counted (one addition where a payload is released, write-path.ts), and
+ *   so are the bytes of clusters staged uncompressed (staging.ts);
  * - once they reach TRIGGER_FRACTION of the file's allocated size (at least
  *   MIN_TRIGGER_BYTES), a one-shot timer waits for the LUN to be quiet: no
  *   command during one whole quiet period (the option's seconds; commands
@@ -33,6 +35,7 @@ import type { Logger } from 'pino';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { CompactResult } from './compaction.js';
 import type { Qcow2Image } from './image.js';
+import { stagedCount } from './staging.js';
 
 export const DEFAULT_IDLE_SECONDS = 5;
 const MAX_IDLE_SECONDS = 86_400;
@@ -43,13 +46,23 @@ const FORCE_FACTOR = 4;
 /** What `image info` / `status --space` show of it. */
 export interface AutoCompactionStats {
   idleSeconds: number;
-  /** Compressed payload bytes freed since the last run (an upper bound of the waste). */
+  /** Compressed payload bytes freed plus bytes staged uncompressed since the last run (an upper bound of what a run wins back). */
   freedBytes: number;
+  /** Guest clusters staged uncompressed (staging.ts), waiting for the next run to compress them. */
+  stagedClusters: number;
   /** freedBytes at which a run is scheduled. */
   triggerBytes: number;
   running: boolean;
   runs: number;
-  last?: { finishedAt: string; ms: number; movedClusters: number; punchedClusters: number; allocatedBefore: number; allocatedAfter: number };
+  last?: {
+    finishedAt: string;
+    ms: number;
+    recompressedClusters: number;
+    movedClusters: number;
+    punchedClusters: number;
+    allocatedBefore: number;
+    allocatedAfter: number;
+  };
   lastError?: string;
 }
 
@@ -68,8 +81,11 @@ type Compact = (img: Qcow2Image, signal: AbortSignal) => Promise<CompactResult>;
 
 const compactors = new WeakMap<Qcow2Image, AutoCompactor>();
 
-/** Called where a compressed payload of `bytes` is released (write-path.ts). */
-export function noteCompressedFreed(img: Qcow2Image, bytes: number): void {
+/**
+ * Called with bytes a compaction run would win back: a released compressed
+ * payload (write-path.ts) or a cluster staged uncompressed (staging.ts).
+ */
+export function noteReclaimable(img: Qcow2Image, bytes: number): void {
   compactors.get(img)?.freed(bytes);
 }
 
@@ -115,6 +131,7 @@ export class AutoCompactor {
     return {
       idleSeconds: this.idleSeconds,
       freedBytes: this.freedBytes,
+      stagedClusters: stagedCount(this.img) ?? 0,
       triggerBytes: this.triggerBytes,
       running: this.running !== undefined,
       runs: this.runs,
@@ -166,6 +183,7 @@ export class AutoCompactor {
       this.last = {
         finishedAt: new Date().toISOString(),
         ms: Date.now() - t0,
+        recompressedClusters: r.recompressedClusters,
         movedClusters: r.movedClusters,
         punchedClusters: r.punchedClusters,
         allocatedBefore: r.fileBytesAllocatedBefore,

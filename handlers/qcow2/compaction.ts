@@ -6,6 +6,10 @@
  * here. What needs compaction is a PARTLY dead host cluster: a few live
  * payloads keep a whole cluster allocated (read-modify-writes and
  * overwrites leave such clusters behind). Compaction:
+ *   0. compresses the clusters staged uncompressed by partial writes
+ *      (staging.ts; recompressClusters: claimed and re-stored like a
+ *      whole-cluster guest write), so their payloads are placed before the
+ *      walk below;
  *   1. walks the active L2 tables and sums, per host cluster, the bytes of
  *      the live compressed payloads in it;
  *   2. moves every guest cluster whose payload touches a host cluster filled
@@ -33,14 +37,17 @@
  */
 import { native } from '../../src/native.js';
 import { StorageError } from '../../src/backstore/errors.js';
-import { relocateClusters } from './compressed-write.js';
+import { recompressClusters, relocateClusters } from './compressed-write.js';
 import type { CompressionType } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { readL2 } from './l2-entry.js';
 import { resetPacking } from './packing.js';
+import { stagedClusters } from './staging.js';
 import { forEachL2 } from './tree-walk.js';
 
 export interface CompactResult {
+  /** Clusters stored uncompressed that were compressed (staged ones; with `recompress: 'all'`, every normal one that shrank). */
+  recompressedClusters: number;
   movedClusters: number;
   punchedClusters: number;
   fileBytesAllocatedBefore: number;
@@ -54,6 +61,13 @@ export interface CompactOptions {
   chunk?: number;
   /** Stops the compaction between chunks (the image stays consistent: each chunk is a finished guest-like write). */
   signal?: AbortSignal;
+  /**
+   * Which uncompressed clusters to compress first: 'staged' (the ones
+   * staging.ts remembers; what the daemon does), 'all' (every normal cluster
+   * the image owns: after an unclean stop, or an image written uncompressed),
+   * or none (default).
+   */
+  recompress?: 'staged' | 'all';
 }
 
 /** Per host cluster: live compressed bytes, and the guest clusters whose payloads touch it. */
@@ -77,6 +91,18 @@ async function liveBytesByHostCluster(img: Qcow2Image): Promise<Map<number, { li
     }
   });
   return byHost;
+}
+
+/** Guest clusters mapped to a normal cluster this image owns alone (copied): what `recompress: 'all'` tries. */
+async function ownedNormalClusters(img: Qcow2Image): Promise<number[]> {
+  const gcs: number[] = [];
+  await forEachL2(img, img.l1, (l1Index, _off, table) => {
+    for (let i = 0; i < img.l2Entries; i++) {
+      const e = readL2(table, i, img.clusterBits);
+      if (e.kind === 'normal' && e.copied) gcs.push(l1Index * img.l2Entries + i);
+    }
+  });
+  return gcs.sort((a, b) => a - b);
 }
 
 async function allocatedBytes(img: Qcow2Image): Promise<number> {
@@ -133,6 +159,15 @@ export async function compactImage(img: Qcow2Image, type: CompressionType, opts:
   const threshold = opts.threshold ?? 0.85;
   const chunk = Math.max(1, opts.chunk ?? 256);
   const before = await allocatedBytes(img);
+  let recompressed = 0;
+  if (opts.recompress) {
+    const candidates = opts.recompress === 'staged' ? stagedClusters(img) : await ownedNormalClusters(img);
+    for (let i = 0; i < candidates.length; i += chunk) {
+      opts.signal?.throwIfAborted();
+      recompressed += await recompressClusters(img, type, candidates.slice(i, i + chunk));
+      await img.flush();
+    }
+  }
   await img.flush(); // frees queued so far become real first
   const byHost = await liveBytesByHostCluster(img);
   const sparse = new Set<number>();
@@ -147,5 +182,5 @@ export async function compactImage(img: Qcow2Image, type: CompressionType, opts:
   }
   await img.flush();
   const punched = await punchFreeClusters(img, opts.signal);
-  return { movedClusters: moved, punchedClusters: punched, fileBytesAllocatedBefore: before, fileBytesAllocatedAfter: await allocatedBytes(img) };
+  return { recompressedClusters: recompressed, movedClusters: moved, punchedClusters: punched, fileBytesAllocatedBefore: before, fileBytesAllocatedAfter: await allocatedBytes(img) };
 }

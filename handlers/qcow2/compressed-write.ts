@@ -6,11 +6,13 @@
  *   one batch per command) and packed densely (packing.ts);
  * - a write covering PART of a cluster: read-modify-write. The cluster's
  *   current contents (decompressed, off the event loop, in the same batch as
- *   the rest of the command) are overlaid with the guest data and the whole
- *   cluster is compressed again into a new place; the old payload is freed.
- *   So the image never silently turns into an uncompressed one, whatever
- *   the guest's write size; the price is one decompress + one compress per
- *   partial cluster, and dead payloads that compaction reclaims;
+ *   the rest of the command) are overlaid with the guest data. With
+ *   `partial_writes=stage` (the default with automatic compaction) the
+ *   merged cluster is stored uncompressed in a new place and compaction
+ *   compresses it later, once for a whole burst of small writes
+ *   (staging.ts); with `recompress` (or past the staging limit) it is
+ *   compressed again at once. Either way the old payload is freed, and the
+ *   image never silently turns into an uncompressed one;
  * - a cluster whose compressed form is not smaller than the cluster is
  *   stored uncompressed (a normal cluster); later partial writes to such a
  *   cluster go in place (its data was incompressible), a later whole-cluster
@@ -36,6 +38,7 @@ import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, clearL2, writeL2Normal, writeL2Zero } from './l2-entry.js';
 import { payloadClusters, reservePayload, writeL2Compressed } from './packing.js';
 import { readCompressed, readThrough } from './read-path.js';
+import { forgetStaged, mayStage, noteStaged } from './staging.js';
 import { claimCluster, queueFreeEntry } from './write-path.js';
 
 /** One guest cluster touched by the command. */
@@ -48,6 +51,8 @@ interface Piece {
   old: ClusterEntry;
   /** Whole new cluster contents (undefined for in-place pieces). */
   contents?: Buffer;
+  /** Stored uncompressed for now, compressed by the next compaction (staging.ts). */
+  stage?: boolean;
   result?: Compressed;
   target?: { kind: 'compressed'; host: number; len: number } | { kind: 'normal'; host: number } | { kind: 'drop' };
 }
@@ -56,6 +61,10 @@ interface Piece {
 export interface CompressWriteStats {
   wholeClusters: number;
   readModifyWrites: number;
+  /** Partial writes stored uncompressed for later compression (a subset of readModifyWrites). */
+  staged: number;
+  /** Clusters compressed later by compaction (staging.ts). */
+  recompressed: number;
   storedRaw: number;
   zeroClusters: number;
   bytesIn: number;
@@ -64,7 +73,7 @@ export interface CompressWriteStats {
 const stats = new WeakMap<Qcow2Image, CompressWriteStats>();
 export function compressWriteStats(img: Qcow2Image): CompressWriteStats {
   let s = stats.get(img);
-  if (!s) stats.set(img, (s = { wholeClusters: 0, readModifyWrites: 0, storedRaw: 0, zeroClusters: 0, bytesIn: 0, bytesStored: 0 }));
+  if (!s) stats.set(img, (s = { wholeClusters: 0, readModifyWrites: 0, staged: 0, recompressed: 0, storedRaw: 0, zeroClusters: 0, bytesIn: 0, bytesStored: 0 }));
   return s;
 }
 
@@ -129,6 +138,39 @@ export async function relocateClusters(img: Qcow2Image, type: CompressionType, g
   }
 }
 
+/**
+ * Compaction's first step: compress guest clusters `gcs` (ascending) that
+ * are still normal clusters this image owns (staged ones, staging.ts), as a
+ * whole-cluster guest write of their own contents would: claimed, so an
+ * in-place guest write to one of them waits or goes first (every write of a
+ * compress= LUN claims its clusters); new place; old cluster freed after
+ * the next flush and after the reads that may still use it. A cluster that
+ * does not shrink stays where it is. Returns how many got a new place.
+ */
+export async function recompressClusters(img: Qcow2Image, type: CompressionType, gcs: readonly number[]): Promise<number> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const cs = img.clusterSize;
+  const releases: Array<() => void> = [];
+  try {
+    for (const gc of gcs) releases.push(await claimCluster(img, gc));
+    const pieces: Piece[] = [];
+    for (const gc of gcs) {
+      const old = await img.entryAt(gc);
+      forgetStaged(img, gc);
+      if (old.kind === 'normal' && old.copied) pieces.push({ gc, inCluster: 0, at: 0, len: 0, old, contents: Buffer.allocUnsafe(cs) });
+    }
+    await Promise.all(pieces.map((p) => readFull(img.fh, p.contents!, p.old.host)));
+    const results = await compressClusters(type, cs, pieces.map((p) => p.contents!));
+    pieces.forEach((p, i) => (p.result = results[i]));
+    const shrunk = pieces.filter((p) => p.result!.zero || p.result!.data);
+    if (shrunk.length > 0) await placePieces(img, shrunk);
+    compressWriteStats(img).recompressed += shrunk.length;
+    return shrunk.length;
+  } finally {
+    for (const release of releases) release();
+  }
+}
+
 /** The whole new contents of every cluster that gets a new place; partial ones read (and inflate) the old first. */
 async function buildContents(img: Qcow2Image, pieces: Piece[], iov: readonly Buffer[]): Promise<void> {
   const cs = img.clusterSize;
@@ -143,6 +185,10 @@ async function buildContents(img: Qcow2Image, pieces: Piece[], iov: readonly Buf
       } else {
         p.contents = Buffer.alloc(cs);
         s.readModifyWrites++;
+        if (mayStage(img)) {
+          p.stage = true;
+          s.staged++;
+        }
         await oldContents(img, p, p.contents);
       }
       copyFromIov(p.contents, sliceIov(iov, p.at, p.len), p.inCluster);
@@ -179,9 +225,16 @@ async function writeInPlace(img: Qcow2Image, pieces: Piece[], iov: readonly Buff
 }
 
 async function storeCompressed(img: Qcow2Image, type: CompressionType, pieces: Piece[]): Promise<void> {
+  const toCompress = pieces.filter((p) => !p.stage);
+  const results = await compressClusters(type, img.clusterSize, toCompress.map((p) => p.contents!));
+  toCompress.forEach((p, i) => (p.result = results[i]));
+  for (const p of pieces) if (p.stage) p.result = { zero: false }; // no payload: a normal cluster
+  await placePieces(img, pieces);
+}
+
+/** Reserve space for each piece's result, write the payloads, then switch the L2 entries and release the old places. */
+async function placePieces(img: Qcow2Image, pieces: Piece[]): Promise<void> {
   const cs = img.clusterSize;
-  const results = await compressClusters(type, cs, pieces.map((p) => p.contents!));
-  pieces.forEach((p, i) => (p.result = results[i]));
   // The zero flag is v3 only; an unallocated entry reads through to a backing file.
   const canDrop = (p: Piece) => !img.backing || p.gc * cs >= img.backing.size || img.version === 3;
   await img.lock.run(async () => {
@@ -212,7 +265,7 @@ async function storeCompressed(img: Qcow2Image, type: CompressionType, pieces: P
         s.bytesStored += t.len;
       } else if (t.kind === 'normal') {
         writeL2Normal(table, i, t.host, true);
-        s.storedRaw++;
+        if (!p.stage) s.storedRaw++;
         s.bytesStored += cs;
       } else {
         if (img.backing && p.gc * cs < img.backing.size) writeL2Zero(table, i, 0, false);
@@ -222,6 +275,8 @@ async function storeCompressed(img: Qcow2Image, type: CompressionType, pieces: P
       img.l2Cache.markDirty(offset, i * 8, i * 8 + 8);
       queueFreeEntry(img, p.old);
       noteGarbage(img, p.old);
+      if (p.stage) noteStaged(img, p.gc);
+      else forgetStaged(img, p.gc);
     }
   });
 }

@@ -95,16 +95,25 @@ const imageCompact: ControlOperation = {
   // Online it runs beside the LUN's I/O on the open image (compactOpenImage), never quiesced:
   // a compaction takes as long as the data it moves, longer than initiators wait.
   quiesce: false,
-  async run(ctx) {
+  args: [
+    {
+      name: 'recompress',
+      type: 'boolean',
+      description:
+        'also compress every uncompressed cluster the image owns (left by a daemon stopped uncleanly while writes were staged, or data written without compress=); without it only the staged clusters a served LUN remembers are compressed',
+    },
+  ],
+  async run(ctx, args) {
     let r: CompactResult;
+    const all = args.recompress === true ? { recompress: 'all' as const } : {};
     if (ctx.mode === 'online') {
-      r = await compactOpenImage(openImageOf(ctx), { signal: ctx.signal });
+      r = await compactOpenImage(openImageOf(ctx), { signal: ctx.signal, ...all });
     } else {
-      r = await compactImageFile(imagePath(ctx), undefined, files(ctx));
+      r = await compactImageFile(imagePath(ctx), all, files(ctx));
     }
     return {
       value: r,
-      text: `moved ${r.movedClusters} clusters, punched ${r.punchedClusters} free clusters; allocated ${mib(r.fileBytesAllocatedBefore)} -> ${mib(r.fileBytesAllocatedAfter)}`,
+      text: `compressed ${r.recompressedClusters} uncompressed clusters, moved ${r.movedClusters} clusters, punched ${r.punchedClusters} free clusters; allocated ${mib(r.fileBytesAllocatedBefore)} -> ${mib(r.fileBytesAllocatedAfter)}`,
     };
   },
 };

@@ -6,7 +6,10 @@
  * compression_type. `key=NAME`, `backing_key=A:B`, `kdf_max_iterations=N`:
  * qcow2's own LUKS encryption (encryption-keys.ts). `auto_compact=off|on|SECONDS`
  * (with compress= only; default on, 5 s of quiet): the daemon compacts the
- * served image by itself (auto-compact.ts). Any other option is refused.
+ * served image by itself (auto-compact.ts). `partial_writes=stage|recompress`
+ * (with compress= only; default stage when auto_compact is on): how a write
+ * covering part of a compressed cluster is stored (staging.ts). Any other
+ * option is refused.
  *
  * Size policy: the LUN exposes the image's virtual size (rounded down to
  * the block size). A configured size larger than that is refused (grow the
@@ -24,6 +27,7 @@ import { imageKeys } from './encryption-keys.js';
 import { enableWriteCompression } from './compression-mode.js';
 import { rejectUnknownOptions } from '../../src/backstore/options.js';
 import { AutoCompactor, parseAutoCompact } from './auto-compact.js';
+import { enableStaging, parsePartialWrites } from './staging.js';
 import { compactOpenImage } from './api.js';
 
 /** Names the LUN in errors (the daemon's logger carries `lun`). */
@@ -37,7 +41,7 @@ const qcow2Handler: Handler = {
   description: 'qcow2 v2/v3 images: copy-on-write, backing chains, compressed clusters, internal snapshots',
   async open(config: string, ctx: OpenContext): Promise<Backstore> {
     if (!isAbsolute(config)) throw new StorageError('EINVAL', `qcow2: image path must be absolute, got '${config}'`);
-    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress', 'key', 'backing_key', 'kdf_max_iterations', 'auto_compact']);
+    rejectUnknownOptions('qcow2', ctx.options ?? {}, ['compress', 'key', 'backing_key', 'kdf_max_iterations', 'auto_compact', 'partial_writes']);
     const keys = imageKeys(ctx.options, ctx.keys, lunLabel(ctx));
     const image = await openImage(config, { readOnly: ctx.readOnly, log: ctx.log, files: openerOf(ctx), keys });
     if (ctx.options.key !== undefined && !image.cryptoRegion) {
@@ -47,12 +51,16 @@ const qcow2Handler: Handler = {
     const compress = ctx.options?.compress;
     let autoCompactIdle: number | undefined;
     try {
-      if (compress === undefined && ctx.options.auto_compact !== undefined) {
-        throw new StorageError('EINVAL', 'qcow2: auto_compact= needs compress=zlib|zstd (only a LUN that writes compressed is compacted online)');
+      for (const key of ['auto_compact', 'partial_writes'] as const) {
+        if (compress === undefined && ctx.options[key] !== undefined) {
+          throw new StorageError('EINVAL', `qcow2: ${key}= needs compress=zlib|zstd (it applies to a LUN that writes compressed)`);
+        }
       }
       if (compress !== undefined) {
         autoCompactIdle = parseAutoCompact(ctx.options.auto_compact);
+        const partialWrites = parsePartialWrites(ctx.options.partial_writes, autoCompactIdle !== undefined);
         enableWriteCompression(image, compress);
+        if (partialWrites === 'stage' && !image.readOnly) enableStaging(image);
       }
     } catch (err) {
       await image.close();

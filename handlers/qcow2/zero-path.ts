@@ -20,6 +20,7 @@ import type { Extent } from '../../src/backstore/types.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { Qcow2Image } from './image.js';
 import { clearL2, writeL2Zero } from './l2-entry.js';
+import { forgetStaged } from './staging.js';
 import { claimCluster, queueFreeEntry, writeRange } from './write-path.js';
 
 const zeroCluster = new Map<number, Buffer>();
@@ -83,6 +84,7 @@ async function zeroWholeCluster(img: Qcow2Image, gc: number, unmap: boolean): Pr
       }
       const { table, offset } = await img.writableL2(gc);
       const i = gc % img.l2Entries;
+      forgetStaged(img, gc); // zeroed: nothing left to compress
       if (keepPrealloc) {
         writeL2Zero(table, i, old.host, true);
       } else {

@@ -264,8 +264,10 @@ export function registerLun(program: Command): void {
       for (const l of withSpace) {
         const a = l.space.autoCompaction;
         if (!a) continue;
-        const last = a.last ? `; last ${a.last.finishedAt}: moved ${a.last.movedClusters} clusters, allocated ${a.last.allocatedBefore} -> ${a.last.allocatedAfter}` : '';
-        const state = a.running ? 'running' : `freed ${a.freedBytes} of ${a.triggerBytes} bytes before the next run`;
+        const last = a.last
+          ? `; last ${a.last.finishedAt}: compressed ${a.last.recompressedClusters} staged, moved ${a.last.movedClusters} clusters, allocated ${a.last.allocatedBefore} -> ${a.last.allocatedAfter}`
+          : '';
+        const state = a.running ? 'running' : `${a.stagedClusters} clusters staged uncompressed, ${a.freedBytes} of ${a.triggerBytes} reclaimable bytes before the next run`;
         console.log(`${l.id}: automatic compaction after ${a.idleSeconds} s quiet: ${a.runs} run(s)${last}; ${state}${a.lastError ? `; last error: ${a.lastError}` : ''}`);
       }
     });

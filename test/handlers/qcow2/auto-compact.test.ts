@@ -1,7 +1,8 @@
 /**
  * Automatic compaction (handlers/qcow2/auto-compact.ts) of a LUN served with
  * compress=: through the handler's open(), as the daemon opens a LUN. Dead
- * payloads past the trigger get compacted once the LUN is quiet, by itself;
+ * payloads past the trigger get compacted once the LUN is quiet, by itself,
+ * and clusters staged uncompressed by small writes get compressed;
  * data stays what was written (qemu-img agrees); a busy LUN is left alone
  * until it is quiet; close aborts a running compaction; the option's
  * refusals name the key. The scheduling cases that need a compaction held
@@ -12,6 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import qcow2 from '../../../handlers/qcow2/index.js';
 import { compactOpenImage, createImage, describeImage } from '../../../handlers/qcow2/api.js';
 import { AutoCompactor, parseAutoCompact } from '../../../handlers/qcow2/auto-compact.js';
+import { compressWriteStats } from '../../../handlers/qcow2/compressed-write.js';
+import { parsePartialWrites } from '../../../handlers/qcow2/staging.js';
 import type { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import type { CompactResult } from '../../../handlers/qcow2/compaction.js';
 import type { Qcow2Image } from '../../../handlers/qcow2/image.js';
@@ -41,13 +44,14 @@ async function until(what: string, ms: number, cond: () => boolean): Promise<voi
 
 /**
  * A served zstd LUN, written whole, then 4 KiB rewritten in every second
- * cluster: each rewrite recompresses its cluster elsewhere, and the dead
+ * cluster: each rewrite recompresses its cluster elsewhere
+ * (partial_writes=recompress unless the caller says otherwise), and the dead
  * payloads add up to between the trigger and the forced-run level (checked).
  */
 async function fragmentedLun(name: string, options: Record<string, string>): Promise<{ path: string; store: Qcow2Backstore; model: Model; allocatedFragmented: number }> {
   const path = tmp.path(name);
   await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
-  const store = (await qcow2.open(path, ctx({ compress: 'zstd', ...options }))) as Qcow2Backstore;
+  const store = (await qcow2.open(path, ctx({ compress: 'zstd', partial_writes: 'recompress', ...options }))) as Qcow2Backstore;
   const next = rng(name.length);
   const model = new Model(Buffer.alloc(SIZE));
   const write = async (at: number, data: Buffer) => {
@@ -101,6 +105,50 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
     await until('the automatic compaction after the LUN went quiet', 60_000, () => space(store).runs === 1 && !space(store).running);
     await store.close();
   }, 120_000);
+
+  it('partial_writes=stage (the default): small writes store clusters uncompressed, the quiet-time run compresses them once', async () => {
+    const path = tmp.path('staged.qcow2');
+    await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
+    const store = (await qcow2.open(path, ctx({ compress: 'zstd', auto_compact: '1' }))) as Qcow2Backstore;
+    const next = rng(7);
+    const model = new Model(Buffer.alloc(SIZE));
+    const write = async (at: number, data: Buffer) => {
+      await store.write(at, [data], { fua: false });
+      data.copy(model.data, at);
+    };
+    for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+    const compressedOnly = (await describeImage(store.image)).space;
+    // 4 KiB writes filling a quarter of the clusters, each cluster written 16 times over.
+    const clusters = SIZE / CLUSTER / 4;
+    for (let c = 0; c < clusters; c++) for (let k = 0; k < CLUSTER / (4 * KiB); k++) await write(c * 4 * CLUSTER + k * 4 * KiB, mixedBytes(next, 4 * KiB));
+    const written = compressWriteStats(store.image);
+    expect(written.staged, 'one staged store per cluster; the other 15 writes went in place').toBe(clusters);
+    expect(written.readModifyWrites).toBe(clusters);
+    expect(space(store).stagedClusters).toBe(clusters);
+    const staged = (await describeImage(store.image)).space;
+    expect(staged.uncompressedClusters, JSON.stringify(staged)).toBe(compressedOnly.uncompressedClusters + clusters);
+    await until('the automatic compaction', 60_000, () => space(store).runs === 1 && !space(store).running);
+    const after = space(store);
+    expect(after.last!.recompressedClusters, JSON.stringify(after)).toBe(clusters);
+    expect(after.stagedClusters).toBe(0);
+    const compacted = (await describeImage(store.image)).space;
+    expect(compacted.uncompressedClusters, JSON.stringify(compacted)).toBe(compressedOnly.uncompressedClusters);
+    expect(compacted.allocatedSize, JSON.stringify({ staged, compacted })).toBeLessThan(staged.allocatedSize);
+    await expectModel(store, model);
+    await store.close();
+    await verifyWithQemu(path, model, tmp.path('staged.raw'));
+  }, 120_000);
+
+  it('partial_writes: bad values and the option without compress= are refused, naming the key', async () => {
+    expect(parsePartialWrites(undefined, true)).toBe('stage');
+    expect(parsePartialWrites(undefined, false)).toBe('recompress');
+    expect(parsePartialWrites('recompress', true)).toBe('recompress');
+    expect(() => parsePartialWrites('later', true)).toThrow(/partial_writes=later: expected stage or recompress/);
+    const path = tmp.path('pw.qcow2');
+    await createImage(path, { size: MiB, compressionType: 'zstd' });
+    await expect(qcow2.open(path, ctx({ partial_writes: 'stage' }))).rejects.toThrow(/partial_writes= needs compress=/);
+    await expect(qcow2.open(path, ctx({ compress: 'zstd', partial_writes: 'maybe' }))).rejects.toThrow(/partial_writes=maybe/);
+  });
 
   it('auto_compact=off: no compactor, and image info of the served image has no figures for it', async () => {
     const { store } = await fragmentedLun('off.qcow2', { auto_compact: 'off' });

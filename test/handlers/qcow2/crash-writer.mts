@@ -12,7 +12,8 @@
  * parent can kill after a number of acknowledgements (not after a time).
  * argv: image path, log path, first op id, seed, flush probability per batch,
  * compression ('' for none; else writes are compressed and an online
- * compaction runs alongside some batches)
+ * compaction runs alongside some batches; 'zstd+stage' also stages partial
+ * writes uncompressed, and the compactions compress them)
  */
 import { openSync, writeSync } from 'node:fs';
 import { openImage } from '../../../handlers/qcow2/api.js';
@@ -20,6 +21,7 @@ import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { compactImage } from '../../../handlers/qcow2/compaction.js';
 import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
 import type { CompressionType } from '../../../handlers/qcow2/format.js';
+import { enableStaging } from '../../../handlers/qcow2/staging.js';
 import { fillPattern, SECTOR } from './crash-pattern.js';
 import { rng } from './qemu.js';
 
@@ -27,7 +29,9 @@ const [path, logPath, firstId, seed, flushProbability = '0.3', compress = ''] = 
 const logFd = openSync(logPath!, 'w');
 const next = rng(Number(seed));
 const image = await openImage(path!, { readOnly: false });
-if (compress) enableWriteCompression(image, compress);
+const [codec = '', policy] = compress.split('+');
+if (codec) enableWriteCompression(image, codec);
+if (policy === 'stage') enableStaging(image);
 const store = new Qcow2Backstore(image, SECTOR);
 const sectors = store.size / SECTOR;
 let id = Number(firstId);
@@ -63,7 +67,9 @@ for (;;) {
     }
   }
   // Compaction alongside the batch (not an op: it must change no sector's contents).
-  if (compress && next() < 0.15) jobs.push(compactImage(image, compress as CompressionType, { chunk: 8, threshold: 0.9 }).then(() => {}));
+  if (codec && next() < 0.15) {
+    jobs.push(compactImage(image, codec as CompressionType, { chunk: 8, threshold: 0.9, recompress: policy === 'stage' ? 'staged' : undefined }).then(() => {}));
+  }
   await Promise.all(jobs);
   if (next() < Number(flushProbability)) {
     const upTo = id;

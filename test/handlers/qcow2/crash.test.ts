@@ -115,8 +115,12 @@ interface Lane {
   kills: number;
   /** Chance of a flush after each batch: 0 = only the ack-time write-back keeps anything. */
   flushProbability: number;
-  /** The writer stores data compressed (compress=...) and compacts the live image now and then. */
-  compress?: 'zlib' | 'zstd';
+  /**
+   * The writer stores data compressed (compress=...) and compacts the live
+   * image now and then; '+stage' stores partial writes uncompressed and the
+   * compactions compress them (staging.ts).
+   */
+  compress?: 'zlib' | 'zstd' | 'zstd+stage';
 }
 const fresh = (clusterSize: number, version?: 2 | 3, compressionType?: 'zlib' | 'zstd') => async (p: string) => {
   await createImage(p, { size: SIZE, clusterSize, version, compressionType });
@@ -146,8 +150,9 @@ const lanes: Lane[] = [
 ];
 
 const compressedLanes: Lane[] = [
-  // Compressed writes (packed payloads, read-modify-write) with online compaction running alongside.
-  { name: 'v3 64k zstd compressed + compaction', setup: fresh(65536, 3, 'zstd'), kills: 2 * KILLS_PER_LANE, flushProbability: 0.3, compress: 'zstd' },
+  // Compressed writes (packed payloads, read-modify-write) with online compaction running alongside;
+  // the 64k lane stages partial writes uncompressed and its compactions compress them.
+  { name: 'v3 64k zstd compressed, staged + compaction', setup: fresh(65536, 3, 'zstd'), kills: 2 * KILLS_PER_LANE, flushProbability: 0.3, compress: 'zstd+stage' },
   { name: 'v3 4k zlib compressed + compaction', setup: fresh(4096, 3, 'zlib'), kills: 2 * KILLS_PER_LANE, flushProbability: 0.3, compress: 'zlib' },
 ];
 

@@ -7,7 +7,10 @@ import { expect } from 'vitest';
 import { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { openImage } from '../../../handlers/qcow2/api.js';
 import { createSnapshot, deleteSnapshot, listSnapshots, revertSnapshot } from '../../../handlers/qcow2/snapshots.js';
+import { compactImage } from '../../../handlers/qcow2/compaction.js';
 import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
+import type { CompressionType } from '../../../handlers/qcow2/format.js';
+import { enableStaging } from '../../../handlers/qcow2/staging.js';
 import { qemuCheck, qemuImg, randomBytes } from './qemu.js';
 
 export class Model {
@@ -18,10 +21,11 @@ export class Model {
   }
 }
 
-/** `compress`: open as a LUN with compress=zlib|zstd would (compressed writes). */
-export async function openStore(path: string, readOnly = false, compress?: string): Promise<Qcow2Backstore> {
+/** `compress`: open as a LUN with compress=zlib|zstd would (compressed writes); `stage`: with partial_writes=stage. */
+export async function openStore(path: string, readOnly = false, compress?: string, stage = false): Promise<Qcow2Backstore> {
   const img = await openImage(path, { readOnly });
   if (compress) enableWriteCompression(img, compress);
+  if (compress && stage) enableStaging(img);
   return new Qcow2Backstore(img, 512);
 }
 
@@ -58,12 +62,20 @@ export interface DriveOptions {
   rawPath: string;
   /** Write compressed (the handler's compress= option). */
   compress?: string;
+  /** With compress: stage partial writes uncompressed (partial_writes=stage); before each reopen an online compaction compresses them. */
+  stage?: boolean;
   /** Data for writes (default: random bytes, which do not compress). */
   data?: (next: () => number, n: number) => Buffer;
 }
 
-export async function drive(path: string, model: Model, next: () => number, opt: DriveOptions): Promise<{ snapshotsMade: number; reopens: number }> {
-  let store = await openStore(path, false, opt.compress);
+export async function drive(
+  path: string,
+  model: Model,
+  next: () => number,
+  opt: DriveOptions,
+): Promise<{ snapshotsMade: number; reopens: number; recompressed: number }> {
+  const stats = { recompressed: 0 };
+  let store = await openStore(path, false, opt.compress, opt.stage);
   let snapCounter = 0;
   let reopens = 0;
   for (let op = 0; op < opt.ops; op++) {
@@ -118,8 +130,12 @@ export async function drive(path: string, model: Model, next: () => number, opt:
       model.snapshots.delete(name);
       expect(listSnapshots(store.image).map((s) => s.name)).toEqual([...model.snapshots.keys()]);
     } else {
+      if (opt.stage && opt.compress && model.snapshots.size === 0) {
+        const r = await compactImage(store.image, opt.compress as CompressionType, { recompress: 'staged', chunk: 4 });
+        stats.recompressed += r.recompressedClusters;
+      }
       await store.close();
-      store = await openStore(path, false, opt.compress);
+      store = await openStore(path, false, opt.compress, opt.stage);
       reopens++;
     }
     if (process.env.QCOW2_PARANOID) {
@@ -134,7 +150,7 @@ export async function drive(path: string, model: Model, next: () => number, opt:
     if ((op + 1) % opt.verifyEvery === 0) {
       await store.close();
       await verifyWithQemu(path, model, opt.rawPath);
-      store = await openStore(path, false, opt.compress);
+      store = await openStore(path, false, opt.compress, opt.stage);
     }
   }
   const whole = Buffer.alloc(store.size);
@@ -142,5 +158,5 @@ export async function drive(path: string, model: Model, next: () => number, opt:
   expect(whole.equals(model.data)).toBe(true);
   await store.close();
   await verifyWithQemu(path, model, opt.rawPath);
-  return { snapshotsMade: snapCounter, reopens };
+  return { snapshotsMade: snapCounter, reopens, ...stats };
 }
