@@ -61,13 +61,20 @@ function workerMain(req: NodeJS.Require, zstdPath: string): void {
   const zstd = req(zstdPath) as typeof import('zstd-napi/binding.js');
   const cctx = new zstd.CCtx();
   const zeros = new Map<number, Buffer>();
+  const scratches = new Map<number, Buffer>();
   parentPort!.on('message', (m: { id: number; op: Op; type: CompressionType; clusterSize: number; data: ArrayBuffer; lengths: number[] }) => {
     try {
       const cs = m.clusterSize;
       let zero = zeros.get(cs);
       if (!zero) zeros.set(cs, (zero = Buffer.alloc(cs)));
       const input = Buffer.from(m.data);
-      const outs: Buffer[] = [];
+      const n = m.lengths.length;
+      // Results go straight into ONE transferable buffer (no per-cluster
+      // allocation, no concatenation copy): a cluster each for inflate; for
+      // deflate each result is at most a cluster too (larger ones are not
+      // kept: the cluster is stored raw), so n clusters always suffice.
+      const out = Buffer.from(new ArrayBuffer(n * cs));
+      let outAt = 0;
       const lengths: number[] = [];
       const zeroFlags: boolean[] = [];
       const errors: (string | null)[] = [];
@@ -75,50 +82,50 @@ function workerMain(req: NodeJS.Require, zstdPath: string): void {
       for (const len of m.lengths) {
         const src = input.subarray(at, at + len);
         at += len;
-        let out: Buffer | undefined;
+        const dst = out.subarray(outAt, outAt + cs);
+        let written = -1;
         let error: string | null = null;
         let isZero = false;
         try {
           if (m.op === 'compress') {
             isZero = src.equals(zero);
             if (!isZero) {
+              let packed: Buffer;
               if (m.type === 'zlib') {
-                out = zlib.deflateRawSync(src, { windowBits: 12, memLevel: 9 });
+                packed = zlib.deflateRawSync(src, { windowBits: 12, memLevel: 9 });
               } else {
-                const dst = Buffer.alloc(zstd.compressBound(len));
-                out = dst.subarray(0, cctx.compress(dst, src, 3));
+                let scratch = scratches.get(cs);
+                if (!scratch) scratches.set(cs, (scratch = Buffer.alloc(zstd.compressBound(cs))));
+                packed = scratch.subarray(0, cctx.compress(scratch, src, 3));
               }
-              if (out.length >= cs) out = undefined; // not worth it: stored raw
+              if (packed.length < cs) written = packed.copy(dst); // else not worth it: stored raw
             }
           } else if (m.type === 'zlib') {
             // SYNC_FLUSH: the payload is sector-rounded and may end mid-stream without an error.
-            out = zlib.inflateRawSync(src, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: cs });
+            written = zlib.inflateRawSync(src, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: cs }).copy(dst);
           } else {
-            const dst = Buffer.alloc(cs);
             let inAt = 0;
-            let outAt = 0;
+            written = 0;
             // One or more frames (QEMU may write several); stop once the cluster is full.
-            while (outAt < cs && inAt < src.length) {
+            while (written < cs && inAt < src.length) {
               const frame = src.subarray(inAt);
               const size = zstd.findFrameCompressedSize(frame);
-              outAt += zstd.decompress(dst.subarray(outAt), frame.subarray(0, size));
+              written += zstd.decompress(dst.subarray(written), frame.subarray(0, size));
               inAt += size;
             }
-            out = dst.subarray(0, outAt);
           }
-          if (m.op === 'decompress' && out!.length !== cs) error = `decompressed to ${out!.length} bytes, expected ${cs}`;
+          if (m.op === 'decompress' && written !== cs) error = `decompressed to ${written} bytes, expected ${cs}`;
         } catch (err) {
           const code = (err as { code?: string }).code;
           error = code === 'ERR_BUFFER_TOO_LARGE' ? 'data inflates beyond one cluster' : 'corrupt compressed data';
-          out = undefined;
         }
-        outs.push(out ?? Buffer.alloc(0));
-        lengths.push(out ? out.length : -1);
+        if (error) written = -1;
+        lengths.push(written);
+        if (written > 0) outAt += written;
         zeroFlags.push(isZero);
         errors.push(error);
       }
-      const joined = Buffer.concat(outs);
-      const data = joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.length);
+      const data = out.buffer;
       parentPort!.postMessage({ id: m.id, data, lengths, zero: zeroFlags, errors }, [data]);
     } catch (err) {
       parentPort!.postMessage({ id: m.id, fatal: String((err as Error)?.message ?? err) });

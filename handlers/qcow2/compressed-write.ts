@@ -32,7 +32,7 @@
 import { StorageError } from '../../src/backstore/errors.js';
 import { copyFromIov, sliceIov } from '../../src/iov.js';
 import { compressClusters, type Compressed } from './compress-pool.js';
-import { readFull, writevFull } from './file-io.js';
+import { readvFull, writevFull } from './file-io.js';
 import type { CompressionType } from './format.js';
 import type { Qcow2Image } from './image.js';
 import { type ClusterEntry, clearL2, writeL2Normal, writeL2Zero } from './l2-entry.js';
@@ -155,11 +155,12 @@ export async function recompressClusters(img: Qcow2Image, type: CompressionType,
     for (const gc of gcs) releases.push(await claimCluster(img, gc));
     const pieces: Piece[] = [];
     for (const gc of gcs) {
-      const old = await img.entryAt(gc);
       forgetStaged(img, gc);
+      if (gc * cs >= img.size) continue; // a snapshot revert made the disk smaller since
+      const old = await img.entryAt(gc);
       if (old.kind === 'normal' && old.copied) pieces.push({ gc, inCluster: 0, at: 0, len: 0, old, contents: Buffer.allocUnsafe(cs) });
     }
-    await Promise.all(pieces.map((p) => readFull(img.fh, p.contents!, p.old.host)));
+    await Promise.all(pieces.map((p) => readvFull(img.fh, [p.contents!], p.old.host)));
     const results = await compressClusters(type, cs, pieces.map((p) => p.contents!));
     pieces.forEach((p, i) => (p.result = results[i]));
     const shrunk = pieces.filter((p) => p.result!.zero || p.result!.data);
@@ -199,7 +200,7 @@ async function buildContents(img: Qcow2Image, pieces: Piece[], iov: readonly Buf
 async function oldContents(img: Qcow2Image, p: Piece, buf: Buffer): Promise<void> {
   switch (p.old.kind) {
     case 'normal':
-      return readFull(img.fh, buf, p.old.host);
+      return readvFull(img.fh, [buf], p.old.host);
     case 'compressed':
       (await readCompressed(img, p.old)).copy(buf);
       return;

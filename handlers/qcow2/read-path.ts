@@ -4,7 +4,7 @@
  * buffers. Unallocated runs go to the backing file in one request; zero
  * clusters are filled; compressed clusters are inflated and copied.
  */
-import { readFull } from './file-io.js';
+import { readvFull } from './file-io.js';
 import { readData } from './encryption.js';
 import { decompressOffThread } from './compress-pool.js';
 import type { Qcow2Image } from './image.js';
@@ -19,8 +19,8 @@ type Run =
 
 /** A compressed cluster, inflated off the event loop (compress-pool.ts batches concurrent ones). */
 export async function readCompressed(img: Qcow2Image, e: ClusterEntry): Promise<Buffer> {
-  const raw = Buffer.alloc(e.compressedSize);
-  await readFull(img.fh, raw, e.host);
+  const raw = Buffer.allocUnsafe(e.compressedSize);
+  await readvFull(img.fh, [raw], e.host); // the data ring, as guest reads of normal clusters; zeros past EOF
   return decompressOffThread(img.header.compressionType, raw, img.clusterSize);
 }
 

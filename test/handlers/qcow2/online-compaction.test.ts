@@ -8,6 +8,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { compactOpenImage, createImage } from '../../../handlers/qcow2/api.js';
+import { sharedUringIo } from '../../../src/io/uring-io.js';
 import type { Qcow2Backstore } from '../../../handlers/qcow2/backstore.js';
 import { Model, openStore, verifyWithQemu } from './model.js';
 import { mixedBytes, qemuImgAvailable, rng, tempDir } from './qemu.js';
@@ -92,21 +93,33 @@ describe.skipIf(!hasQemu)('qcow2 online compaction', () => {
     const gc = SIZE / CLUSTER - 1; // odd: never rewritten, its payload shares a host cluster with dead ones
     const before = await img.entryAt(gc);
     expect(before.kind).toBe('compressed');
-    // Hold the read's first file access: its payload read, after the L2 lookup gave the old place.
+    // Hold the read's first data access: its payload read (through the data
+    // ring, or the file handle without one), after the L2 lookup gave the old place.
     const fileRead = img.fh.read.bind(img.fh);
+    const ring = sharedUringIo();
+    const ringRead = ring?.read.bind(ring);
     let reachedPayload!: () => void;
     const paused = new Promise<void>((resolve) => (reachedPayload = resolve));
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     let holdNext = true;
-    img.fh.read = (async (...args: Parameters<typeof fileRead>) => {
+    const hold = async () => {
       if (holdNext) {
         holdNext = false;
         reachedPayload();
         await released;
       }
+    };
+    img.fh.read = (async (...args: Parameters<typeof fileRead>) => {
+      await hold();
       return fileRead(...args);
     }) as typeof img.fh.read;
+    if (ring && ringRead) {
+      ring.read = (async (...args: Parameters<typeof ringRead>) => {
+        await hold();
+        return ringRead(...args);
+      }) as typeof ring.read;
+    }
     const got = Buffer.alloc(CLUSTER);
     const read = store.read(gc * CLUSTER, [got]);
     await paused;
@@ -121,6 +134,7 @@ describe.skipIf(!hasQemu)('qcow2 online compaction', () => {
     expect(got.equals(model.data.subarray(gc * CLUSTER, (gc + 1) * CLUSTER)), 'the held read returned other bytes').toBe(true);
     const result = await compaction;
     img.fh.read = fileRead;
+    if (ring && ringRead) ring.read = ringRead;
     expect((await img.entryAt(gc)).host, 'the cluster was moved').not.toBe(before.host);
     expect(result.punchedClusters).toBeGreaterThan(0);
     await store.close();

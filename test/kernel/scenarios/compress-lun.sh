@@ -69,7 +69,7 @@ let j = ""; process.stdin.on("data", (d) => (j += d)).on("end", () => {
   const a = l && l.space && l.space.autoCompaction;
   if (!a) return console.log("none");
   const state = !a.running && a.freedBytes < a.triggerBytes ? "done" : "pending";
-  console.log(`${state} runs=${a.runs} moved=${a.last ? a.last.movedClusters : 0} freed=${a.freedBytes} trigger=${a.triggerBytes}`);
+  console.log(`${state} runs=${a.runs} moved=${a.last ? a.last.movedClusters : 0} recompressed=${a.last ? a.last.recompressedClusters : 0} staged=${a.stagedClusters} freed=${a.freedBytes} trigger=${a.triggerBytes}`);
 });' "$tag" 2>&1 | tail -1)
     case "$s" in done*) echo "${s#done }"; return 0 ;; esac
     [ "$(date +%s)" -ge $end ] && { echo "gave up: $s"; return 1; }
