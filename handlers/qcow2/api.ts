@@ -13,7 +13,7 @@ import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './forma
 import type { Qcow2Image } from './image.js';
 import { openImage } from './open.js';
 import { type EncryptionInfo, encryptionInfo } from './encryption.js';
-import { type CompactOptions, type CompactResult, compactImage as compact } from './compaction.js';
+import { type CompactOptions, type CompactResult, compactImage as compact, compressStagedClusters } from './compaction.js';
 import { enableWriteCompression, writeCompression } from './compression-mode.js';
 import { StorageError } from '../../src/backstore/errors.js';
 import { type SpaceStats, spaceStats } from './image-stats.js';
@@ -123,11 +123,14 @@ const compacting = new WeakMap<Qcow2Image, RunningCompaction>();
  * compacted online: moving payloads is the compressed write path, and
  * turning that on here would change how the LUN writes.
  *
+ * `stagedOnly`: just compress the clusters staged by partial writes and
+ * punch out their old places (compaction.ts compressStagedClusters).
+ *
  * One runs at a time per image. An admin's request takes over from an
  * automatic one (auto-compact.ts), which stops between chunks with an EBUSY
  * reason; any other overlap is refused with EBUSY.
  */
-export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & { automatic?: boolean } = {}): Promise<CompactResult> {
+export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & { automatic?: boolean; stagedOnly?: boolean } = {}): Promise<CompactResult> {
   const type = writeCompression(img);
   if (!type) {
     throw new StorageError(
@@ -136,7 +139,7 @@ export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & {
     );
   }
   const busy = () => Object.assign(new Error(`qcow2: a compaction of ${img.path} is already running`), { code: 'EBUSY' });
-  const { automatic = false, ...rest } = opts;
+  const { automatic = false, stagedOnly = false, ...rest } = opts;
   const current = compacting.get(img);
   if (current && (automatic || !current.automatic)) throw busy();
   if (current) {
@@ -146,7 +149,8 @@ export async function compactOpenImage(img: Qcow2Image, opts: CompactOptions & {
   }
   const abort = new AbortController();
   const signal = rest.signal ? AbortSignal.any([rest.signal, abort.signal]) : abort.signal;
-  const done = compact(img, type, { chunk: 32, recompress: 'staged', ...rest, signal });
+  const how = { chunk: 32, recompress: 'staged' as const, ...rest, signal };
+  const done = stagedOnly ? compressStagedClusters(img, type, how) : compact(img, type, how);
   const mine: RunningCompaction = { automatic, abort, done };
   compacting.set(img, mine);
   try {

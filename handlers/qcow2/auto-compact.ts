@@ -10,18 +10,22 @@
  *
  * Policy, per image:
  * - the freed compressed payload bytes since the last compaction are
- *   counted (one addition where a payload is released, write-path.ts), and
- *   so are the bytes of clusters staged uncompressed (staging.ts);
+ *   counted (one addition where a payload is released, write-path.ts);
  * - once they reach TRIGGER_FRACTION of the file's allocated size (at least
  *   MIN_TRIGGER_BYTES), a one-shot timer waits for the LUN to be quiet: no
  *   command during one whole quiet period (the option's seconds; commands
  *   are counted, not timed, so a busy LUN costs one increment per command).
  *   Then the ordinary online compaction runs beside
  *   the LUN's I/O (api.ts compactOpenImage: crash-safe, abortable);
- * - a LUN that is never quiet is compacted anyway once the dead bytes reach
- *   FORCE_FACTOR times the trigger, so its waste stays bounded;
- * - no timer is armed below the trigger, so an idle daemon does not wake up
- *   for this; close aborts a running compaction (the image stays consistent)
+ * - clusters staged uncompressed by partial writes (staging.ts) make a
+ *   light run due after a quiet period whatever the count: it compresses
+ *   them and punches out their old places, in proportion to what was
+ *   staged (compaction.ts compressStagedClusters);
+ * - a LUN that is never quiet is compacted anyway once the dead bytes plus
+ *   the staged bytes reach FORCE_FACTOR times the trigger, so its waste
+ *   stays bounded;
+ * - no timer is armed below the trigger with nothing staged, so an idle
+ *   daemon does not wake up for this (a light run empties the staged set); close aborts a running compaction (the image stays consistent)
  *   and never starts one, so a restart's outage does not grow.
  * The freed-byte count is an upper bound of the waste (a host cluster whose
  * payloads all died is reused by the allocator without compaction), so a
@@ -46,7 +50,7 @@ const FORCE_FACTOR = 4;
 /** What `image info` / `status --space` show of it. */
 export interface AutoCompactionStats {
   idleSeconds: number;
-  /** Compressed payload bytes freed plus bytes staged uncompressed since the last run (an upper bound of what a run wins back). */
+  /** Compressed payload bytes freed since the last full run (an upper bound of the waste). */
   freedBytes: number;
   /** Guest clusters staged uncompressed (staging.ts), waiting for the next run to compress them. */
   stagedClusters: number;
@@ -57,6 +61,7 @@ export interface AutoCompactionStats {
   last?: {
     finishedAt: string;
     ms: number;
+    kind: CompactionKind;
     recompressedClusters: number;
     movedClusters: number;
     punchedClusters: number;
@@ -77,16 +82,20 @@ export function parseAutoCompact(value: string | undefined): number | undefined 
   return n;
 }
 
-type Compact = (img: Qcow2Image, signal: AbortSignal) => Promise<CompactResult>;
+/** 'full': the whole compaction; 'staged': only compress the staged clusters (compaction.ts compressStagedClusters). */
+export type CompactionKind = 'full' | 'staged';
+type Compact = (img: Qcow2Image, signal: AbortSignal, kind: CompactionKind) => Promise<CompactResult>;
 
 const compactors = new WeakMap<Qcow2Image, AutoCompactor>();
 
-/**
- * Called with bytes a compaction run would win back: a released compressed
- * payload (write-path.ts) or a cluster staged uncompressed (staging.ts).
- */
-export function noteReclaimable(img: Qcow2Image, bytes: number): void {
+/** Called where a compressed payload of `bytes` is released (write-path.ts). */
+export function noteCompressedFreed(img: Qcow2Image, bytes: number): void {
   compactors.get(img)?.freed(bytes);
+}
+
+/** Called when a cluster gets staged (staging.ts): a light run becomes due. */
+export function noteStagedCluster(img: Qcow2Image): void {
+  compactors.get(img)?.freed(0);
 }
 
 export function autoCompactionStats(img: Qcow2Image): AutoCompactionStats | undefined {
@@ -124,7 +133,12 @@ export class AutoCompactor {
 
   freed(bytes: number): void {
     this.freedBytes += bytes;
-    if (this.freedBytes >= this.triggerBytes && !this.timer && !this.running && !this.closed) this.arm();
+    if (this.due() && !this.timer && !this.running && !this.closed) this.arm();
+  }
+
+  /** Something to do: enough reclaimable bytes for a whole compaction, or staged clusters to compress. */
+  private due(): boolean {
+    return this.freedBytes >= this.triggerBytes || (stagedCount(this.img) ?? 0) > 0;
   }
 
   stats(): AutoCompactionStats {
@@ -160,29 +174,34 @@ export class AutoCompactor {
     this.timer = undefined;
     if (this.closed) return;
     const quiet = this.activity === this.activityAtArm;
-    if (!quiet && this.freedBytes < FORCE_FACTOR * this.triggerBytes) {
+    const pending = this.freedBytes + (stagedCount(this.img) ?? 0) * this.img.clusterSize;
+    if (!quiet && pending < FORCE_FACTOR * this.triggerBytes) {
       this.arm(); // busy: look again after another quiet period
       return;
     }
     this.running = this.run().finally(() => {
       this.running = undefined;
-      if (!this.closed && this.freedBytes >= this.triggerBytes) this.arm();
+      if (!this.closed && this.due()) this.arm();
     });
   }
 
   private async run(): Promise<void> {
-    if (this.img.readOnly || this.img.snapshots.length > 0) {
-      // Nothing to do on a read-only image; with internal snapshots the payloads are shared (compaction refuses).
-      this.freedBytes = 0;
+    // Below the trigger only staged clusters are due: the light pass. With
+    // internal snapshots the payloads are shared (a whole compaction
+    // refuses), but staged clusters are this image's own.
+    const kind: CompactionKind = this.freedBytes >= this.triggerBytes && this.img.snapshots.length === 0 ? 'full' : 'staged';
+    if (this.img.readOnly || (kind === 'staged' && !stagedCount(this.img))) {
+      if (kind === 'full' || this.img.snapshots.length > 0) this.freedBytes = 0; // nothing a run could do now
       return;
     }
     const t0 = Date.now();
     try {
-      const r = await this.compact(this.img, this.abort.signal);
+      const r = await this.compact(this.img, this.abort.signal, kind);
       this.runs++;
       this.last = {
         finishedAt: new Date().toISOString(),
         ms: Date.now() - t0,
+        kind,
         recompressedClusters: r.recompressedClusters,
         movedClusters: r.movedClusters,
         punchedClusters: r.punchedClusters,
@@ -198,7 +217,7 @@ export class AutoCompactor {
       this.lastError = (err as Error).message;
       this.log.warn({ err, image: this.img.path }, 'qcow2: automatic compaction failed');
     } finally {
-      this.freedBytes = 0;
+      if (kind === 'full') this.freedBytes = 0; // a light run leaves dead payloads where they are
       await this.updateTrigger();
     }
   }

@@ -113,42 +113,85 @@ async function allocatedBytes(img: Qcow2Image): Promise<number> {
 const PUNCH_BATCH = 4096;
 
 /**
- * Punch every refcount-0 cluster inside the file. Each batch is checked and
- * punched under one hold of the lock (nothing writes to a free cluster:
- * writers raise the refcount first, under the lock); between batches the
- * lock is let go, so a served LUN's allocations are not held up by a scan
- * of a large file.
+ * Punch every refcount-0 cluster among `candidates` (ascending, no
+ * repeats). Each batch is checked and punched under one hold of the lock
+ * (nothing writes to a free cluster: writers raise the refcount first,
+ * under the lock); between batches the lock is let go, so a served LUN's
+ * allocations are not held up by a scan of a large file.
  */
-async function punchFreeClusters(img: Qcow2Image, signal?: AbortSignal): Promise<number> {
+async function punchIfFree(img: Qcow2Image, candidates: Iterable<number>, signal?: AbortSignal): Promise<number> {
   const cs = img.clusterSize;
   const n = native();
   const punch = (from: number, to: number) => n.fallocate(img.fh.fd, n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE, from * cs, (to - from) * cs);
-  const end = Math.floor((await img.fh.stat()).size / cs);
+  const it = candidates[Symbol.iterator]();
   let punched = 0;
-  for (let first = 1; first < end; first += PUNCH_BATCH) {
+  let done = false;
+  while (!done) {
     signal?.throwIfAborted();
     punched += await img.lock.run(async () => {
       let count = 0;
       let runStart = -1;
-      const last = Math.min(end, first + PUNCH_BATCH);
-      for (let c = first; c < last; c++) {
-        const free = (await img.refcounts.get(c)) === 0 && !img.meta.conflict(c * cs, cs);
-        if (free && runStart < 0) runStart = c;
-        if (!free && runStart >= 0) {
-          punch(runStart, c);
-          count += c - runStart;
-          runStart = -1;
+      let prev = -2;
+      const endRun = () => {
+        if (runStart < 0) return;
+        punch(runStart, prev + 1);
+        count += prev + 1 - runStart;
+        runStart = -1;
+      };
+      for (let k = 0; k < PUNCH_BATCH; k++) {
+        const next = it.next();
+        if (next.done) {
+          done = true;
+          break;
         }
+        const c = next.value;
+        const free = (await img.refcounts.get(c)) === 0 && !img.meta.conflict(c * cs, cs);
+        if (!free || c !== prev + 1) endRun();
+        if (free && runStart < 0) runStart = c;
+        prev = c;
       }
-      if (runStart >= 0) {
-        punch(runStart, last);
-        count += last - runStart;
-      }
+      endRun();
       return count;
     });
     await new Promise<void>((r) => setImmediate(r)); // long scans let other LUNs run
   }
   return punched;
+}
+
+function* clustersOfFile(end: number): Generator<number> {
+  for (let c = 1; c < end; c++) yield c; // cluster 0 is the header
+}
+
+/** Punch every refcount-0 cluster inside the file. */
+async function punchFreeClusters(img: Qcow2Image, signal?: AbortSignal): Promise<number> {
+  const end = Math.floor((await img.fh.stat()).size / img.clusterSize);
+  return punchIfFree(img, clustersOfFile(end), signal);
+}
+
+/**
+ * The light pass the daemon runs when clusters are staged but too little
+ * is reclaimable for a whole compaction: compress the staged clusters
+ * (in chunks, a flush after each), then punch out just the clusters they
+ * occupied. Work in proportion to what was staged, not to the image size;
+ * allowed with internal snapshots (only clusters this image owns alone are
+ * touched).
+ */
+export async function compressStagedClusters(img: Qcow2Image, type: CompressionType, opts: CompactOptions = {}): Promise<CompactResult> {
+  if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
+  const chunk = Math.max(1, opts.chunk ?? 256);
+  const before = await allocatedBytes(img);
+  const candidates = stagedClusters(img);
+  const freedHosts: number[] = [];
+  let recompressed = 0;
+  for (let i = 0; i < candidates.length; i += chunk) {
+    opts.signal?.throwIfAborted();
+    recompressed += await recompressClusters(img, type, candidates.slice(i, i + chunk), freedHosts);
+    await img.flush();
+  }
+  const cs = img.clusterSize;
+  const clusters = [...new Set(freedHosts.map((h) => Math.floor(h / cs)))].sort((a, b) => a - b);
+  const punched = await punchIfFree(img, clusters, opts.signal);
+  return { recompressedClusters: recompressed, movedClusters: 0, punchedClusters: punched, fileBytesAllocatedBefore: before, fileBytesAllocatedAfter: await allocatedBytes(img) };
 }
 
 export async function compactImage(img: Qcow2Image, type: CompressionType, opts: CompactOptions = {}): Promise<CompactResult> {

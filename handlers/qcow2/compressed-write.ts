@@ -145,9 +145,10 @@ export async function relocateClusters(img: Qcow2Image, type: CompressionType, g
  * in-place guest write to one of them waits or goes first (every write of a
  * compress= LUN claims its clusters); new place; old cluster freed after
  * the next flush and after the reads that may still use it. A cluster that
- * does not shrink stays where it is. Returns how many got a new place.
+ * does not shrink stays where it is. Returns how many got a new place (their
+ * old host offsets are added to `freedHosts`).
  */
-export async function recompressClusters(img: Qcow2Image, type: CompressionType, gcs: readonly number[]): Promise<number> {
+export async function recompressClusters(img: Qcow2Image, type: CompressionType, gcs: readonly number[], freedHosts?: number[]): Promise<number> {
   if (img.readOnly) throw new StorageError('EROFS', `qcow2: ${img.path} is read-only`);
   const cs = img.clusterSize;
   const releases: Array<() => void> = [];
@@ -165,6 +166,7 @@ export async function recompressClusters(img: Qcow2Image, type: CompressionType,
     pieces.forEach((p, i) => (p.result = results[i]));
     const shrunk = pieces.filter((p) => p.result!.zero || p.result!.data);
     if (shrunk.length > 0) await placePieces(img, shrunk);
+    for (const p of shrunk) freedHosts?.push(p.old.host);
     compressWriteStats(img).recompressed += shrunk.length;
     return shrunk.length;
   } finally {

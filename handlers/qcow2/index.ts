@@ -68,7 +68,7 @@ const qcow2Handler: Handler = {
     }
     const store = new Qcow2Backstore(image, ctx.blockSize);
     if (autoCompactIdle !== undefined && !image.readOnly) {
-      store.autoCompact = new AutoCompactor(image, autoCompactIdle, (img, signal) => compactOpenImage(img, { signal, automatic: true }), ctx.log);
+      store.autoCompact = new AutoCompactor(image, autoCompactIdle, (img, signal, kind) => compactOpenImage(img, { signal, automatic: true, stagedOnly: kind === 'staged' }), ctx.log);
     }
     if (ctx.size !== undefined && ctx.size > store.size) {
       await store.close();

@@ -18,9 +18,9 @@
  * What it costs, and what bounds it:
  * - space: a staged cluster occupies a whole host cluster until compaction
  *   runs; at most STAGE_LIMIT_BYTES of clusters are staged per image (past
- *   that, partial writes recompress as before), and staged bytes count
- *   towards the automatic compaction's trigger (auto-compact.ts), which runs
- *   even on a busy LUN at four times it;
+ *   that, partial writes recompress as before); the automatic compaction
+ *   (auto-compact.ts) compresses them after a quiet period, or on a busy
+ *   LUN once they add up to four times its trigger;
  * - durability: none. A staged cluster is an ordinary normal cluster, written
  *   by the allocating path with its ordering (write-path.ts); `qemu-img`
  *   reads it like any other;
@@ -29,7 +29,7 @@
  *   uncompressed until rewritten or `tcmu-ts image compact PATH --recompress`.
  */
 import { StorageError } from '../../src/backstore/errors.js';
-import { noteReclaimable } from './auto-compact.js';
+import { noteStagedCluster } from './auto-compact.js';
 import type { Qcow2Image } from './image.js';
 
 export type PartialWritePolicy = 'stage' | 'recompress';
@@ -62,7 +62,7 @@ export function noteStaged(img: Qcow2Image, gc: number): void {
   const set = staged.get(img);
   if (!set || set.has(gc)) return;
   set.add(gc);
-  noteReclaimable(img, img.clusterSize);
+  noteStagedCluster(img);
 }
 
 /** Guest cluster `gc` got a new place (compressed, dropped, recompressed): no longer staged. */

@@ -27,7 +27,7 @@ import { copyFromIov, iovLength, sliceIov } from '../../src/iov.js';
 import { readCompressed, readThrough } from './read-path.js';
 import { writeCompressedRange } from './compressed-write.js';
 import { writeCompression } from './compression-mode.js';
-import { noteReclaimable } from './auto-compact.js';
+import { noteCompressedFreed } from './auto-compact.js';
 
 /**
  * `persist: false` is for callers that persist once themselves after many
@@ -128,7 +128,7 @@ export function queueFreeEntry(img: Qcow2Image, e: ClusterEntry): void {
   if ((e.kind === 'normal' || e.kind === 'zero') && e.host !== 0) img.refcounts.queueFree(e.host);
   else if (e.kind === 'compressed') {
     for (const c of compressedHostClusters(e, img.clusterSize)) img.refcounts.queueFree(c * img.clusterSize);
-    noteReclaimable(img, e.compressedSize);
+    noteCompressedFreed(img, e.compressedSize);
   }
 }
 

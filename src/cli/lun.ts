@@ -265,9 +265,9 @@ export function registerLun(program: Command): void {
         const a = l.space.autoCompaction;
         if (!a) continue;
         const last = a.last
-          ? `; last ${a.last.finishedAt}: compressed ${a.last.recompressedClusters} staged, moved ${a.last.movedClusters} clusters, allocated ${a.last.allocatedBefore} -> ${a.last.allocatedAfter}`
+          ? `; last (${a.last.kind}) ${a.last.finishedAt}: compressed ${a.last.recompressedClusters} staged, moved ${a.last.movedClusters} clusters, allocated ${a.last.allocatedBefore} -> ${a.last.allocatedAfter}`
           : '';
-        const state = a.running ? 'running' : `${a.stagedClusters} clusters staged uncompressed, ${a.freedBytes} of ${a.triggerBytes} reclaimable bytes before the next run`;
+        const state = a.running ? 'running' : `${a.stagedClusters} clusters staged uncompressed; freed ${a.freedBytes} of ${a.triggerBytes} bytes before the next full run`;
         console.log(`${l.id}: automatic compaction after ${a.idleSeconds} s quiet: ${a.runs} run(s)${last}; ${state}${a.lastError ? `; last error: ${a.lastError}` : ''}`);
       }
     });

@@ -139,6 +139,38 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
     await verifyWithQemu(path, model, tmp.path('staged.raw'));
   }, 120_000);
 
+  it('a few staged clusters, below the trigger: a light run compresses them and punches out their old places', async () => {
+    const path = tmp.path('light.qcow2');
+    await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
+    const store = (await qcow2.open(path, ctx({ compress: 'zstd', auto_compact: '1' }))) as Qcow2Backstore;
+    const next = rng(11);
+    const model = new Model(Buffer.alloc(SIZE));
+    const write = async (at: number, data: Buffer) => {
+      await store.write(at, [data], { fua: false });
+      data.copy(model.data, at);
+    };
+    for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+    await store.flush();
+    for (const c of [3, 70, 71, 200]) await write(c * CLUSTER + 12 * KiB, mixedBytes(next, 4 * KiB));
+    await store.flush();
+    const pending = space(store);
+    expect(pending.stagedClusters).toBe(4);
+    expect(pending.freedBytes, JSON.stringify(pending)).toBeLessThan(pending.triggerBytes);
+    const allocatedStaged = (await store.image.fh.stat()).blocks * 512;
+    await until('the light run', 60_000, () => space(store).runs === 1 && !space(store).running);
+    const after = space(store);
+    expect(after.last, JSON.stringify(after)).toMatchObject({ kind: 'staged', recompressedClusters: 4, movedClusters: 0 });
+    expect(after.last!.punchedClusters, JSON.stringify(after)).toBeGreaterThan(0);
+    expect(after.last!.allocatedAfter, JSON.stringify(after)).toBeLessThan(allocatedStaged);
+    expect(after.stagedClusters).toBe(0);
+    expect(after.freedBytes, 'a light run leaves the dead-payload count alone').toBe(pending.freedBytes);
+    await sleep(2500);
+    expect(space(store).runs, 'nothing staged, below the trigger: no further run').toBe(1);
+    await expectModel(store, model);
+    await store.close();
+    await verifyWithQemu(path, model, tmp.path('light.raw'));
+  }, 120_000);
+
   it('partial_writes: bad values and the option without compress= are refused, naming the key', async () => {
     expect(parsePartialWrites(undefined, true)).toBe('stage');
     expect(parsePartialWrites(undefined, false)).toBe('recompress');

@@ -58,7 +58,8 @@ serve() {
 
 # wait_compacted TAG: until the daemon's automatic compaction of LUN TAG has
 # nothing pending (handlers/qcow2/auto-compact.ts: once the LUN is quiet, it
-# compacts when enough compressed payloads died), as an admin sees it in
+# compacts when enough compressed payloads died, and compresses clusters that
+# partial writes staged uncompressed), as an admin sees it in
 # `status --space`; prints "runs=N moved=M" (or why it gave up)
 wait_compacted() {
   local tag="$1" end=$(( $(date +%s) + 300 )) s
@@ -68,7 +69,7 @@ let j = ""; process.stdin.on("data", (d) => (j += d)).on("end", () => {
   const l = JSON.parse(j).luns.find((l) => l.id.endsWith("/" + process.argv[1]));
   const a = l && l.space && l.space.autoCompaction;
   if (!a) return console.log("none");
-  const state = !a.running && a.freedBytes < a.triggerBytes ? "done" : "pending";
+  const state = !a.running && a.freedBytes < a.triggerBytes && a.stagedClusters === 0 ? "done" : "pending";
   console.log(`${state} runs=${a.runs} moved=${a.last ? a.last.movedClusters : 0} recompressed=${a.last ? a.last.recompressedClusters : 0} staged=${a.stagedClusters} freed=${a.freedBytes} trigger=${a.triggerBytes}`);
 });' "$tag" 2>&1 | tail -1)
     case "$s" in done*) echo "${s#done }"; return 0 ;; esac
