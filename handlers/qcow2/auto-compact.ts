@@ -4,9 +4,9 @@
  * Every read-modify-write of a compressed cluster (a guest write covering
  * part of it) and every overwrite leaves the old payload dead inside a host
  * cluster that other, live payloads keep allocated, and a staged partial
- * write (staging.ts) leaves a whole cluster uncompressed. Nothing but compaction
- * (compaction.ts) gives that space back, and an admin should not have to
- * remember to run it: a compressed LUN is expected to stay small.
+ * write (staging.ts) leaves a whole cluster uncompressed. Nothing but
+ * compaction (compaction.ts) gives that space back, and an admin should not
+ * have to remember to run it: a compressed LUN is expected to stay small.
  *
  * Policy, per image:
  * - the freed compressed payload bytes since the last compaction are
@@ -25,8 +25,9 @@
  *   the staged bytes reach FORCE_FACTOR times the trigger, so its waste
  *   stays bounded;
  * - no timer is armed below the trigger with nothing staged, so an idle
- *   daemon does not wake up for this (a light run empties the staged set); close aborts a running compaction (the image stays consistent)
- *   and never starts one, so a restart's outage does not grow.
+ *   daemon does not wake up for this (a light run empties the staged set);
+ *   close aborts a running compaction (the image stays consistent) and
+ *   never starts one, so a restart's outage does not grow.
  * The freed-byte count is an upper bound of the waste (a host cluster whose
  * payloads all died is reused by the allocator without compaction), so a
  * run may find little to move; it resets the count either way, and the next
