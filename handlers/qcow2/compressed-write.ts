@@ -164,7 +164,8 @@ export async function recompressClusters(img: Qcow2Image, type: CompressionType,
     await Promise.all(pieces.map((p) => readvFull(img.fh, [p.contents!], p.old.host)));
     const results = await compressClusters(type, cs, pieces.map((p) => p.contents!));
     pieces.forEach((p, i) => (p.result = results[i]));
-    const shrunk = pieces.filter((p) => p.result!.zero || p.result!.data);
+    // Zeros that cannot be dropped (a v2 image over a backing file) would only move to another normal cluster.
+    const shrunk = pieces.filter((p) => (p.result!.zero && canDrop(img, p.gc)) || p.result!.data);
     if (shrunk.length > 0) await placePieces(img, shrunk);
     for (const p of shrunk) freedHosts?.push(p.old.host);
     compressWriteStats(img).recompressed += shrunk.length;
@@ -172,6 +173,11 @@ export async function recompressClusters(img: Qcow2Image, type: CompressionType,
   } finally {
     for (const release of releases) release();
   }
+}
+
+/** An all-zero cluster can go unstored: nothing below it to hide, or the v3 zero flag hides it (v2 has none). */
+function canDrop(img: Qcow2Image, gc: number): boolean {
+  return !img.backing || gc * img.clusterSize >= img.backing.size || img.version === 3;
 }
 
 /** The whole new contents of every cluster that gets a new place; partial ones read (and inflate) the old first. */
@@ -238,13 +244,11 @@ async function storeCompressed(img: Qcow2Image, type: CompressionType, pieces: P
 /** Reserve space for each piece's result, write the payloads, then switch the L2 entries and release the old places. */
 async function placePieces(img: Qcow2Image, pieces: Piece[]): Promise<void> {
   const cs = img.clusterSize;
-  // The zero flag is v3 only; an unallocated entry reads through to a backing file.
-  const canDrop = (p: Piece) => !img.backing || p.gc * cs >= img.backing.size || img.version === 3;
   await img.lock.run(async () => {
     for (const p of pieces) {
       await img.writableL2(p.gc); // allocated/copied now, so the switch below cannot fail on space
       const r = p.result!;
-      if (r.zero && canDrop(p)) p.target = { kind: 'drop' };
+      if (r.zero && canDrop(img, p.gc)) p.target = { kind: 'drop' };
       else if (r.data) p.target = { kind: 'compressed', host: await reservePayload(img, r.data.length), len: r.data.length };
       else p.target = { kind: 'normal', host: (await img.refcounts.allocateData()).offset };
     }

@@ -12,6 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compactImageFile, createImage, imageInfo, openImage } from '../../../handlers/qcow2/api.js';
+import { compactImage } from '../../../handlers/qcow2/compaction.js';
 import { enableWriteCompression } from '../../../handlers/qcow2/compression-mode.js';
 import { drive, Model, openStore, verifyWithQemu } from './model.js';
 import { mixedBytes, qemuImgAvailable, qemuImgOk, rng, tempDir } from './qemu.js';
@@ -102,6 +103,36 @@ describe.skipIf(!hasQemu)('qcow2 with compressed writes against a model, judged 
       await img.close();
     }
     await expect(createImage(tmp.path('v2zstd.qcow2'), { size: MiB, version: 2, compressionType: 'zstd' })).rejects.toThrow(/zstd compression needs a version 3 image/);
+  });
+
+  it('a staged cluster that became all zeros over a v2 backing file stays put (v2 cannot drop it); over v3 it is dropped', async () => {
+    const base = tmp.path('zero-base.raw');
+    const data = Buffer.alloc(MiB);
+    data.fill(7, 0, 4096); // the base has data only in the first 4 KiB of cluster 0
+    writeFileSync(base, data);
+    for (const version of [2, 3] as const) {
+      const path = tmp.path(`zero-staged-v${version}.qcow2`);
+      await createImage(path, { size: MiB, version, backing: base, backingFormat: 'raw' });
+      const store = await openStore(path, false, 'zlib', true);
+      await store.write(0, [Buffer.alloc(4096)], { fua: false }); // cluster 0 now reads as zeros: staged
+      const staged = await store.image.entryAt(0);
+      expect(staged.kind).toBe('normal');
+      const r = await compactImage(store.image, 'zlib', { recompress: 'staged' });
+      const after = await store.image.entryAt(0);
+      if (version === 2) {
+        expect(r.recompressedClusters, 'nothing to gain: it stays a normal cluster').toBe(0);
+        expect(after).toMatchObject({ kind: 'normal', host: staged.host });
+      } else {
+        expect(r.recompressedClusters).toBe(1);
+        expect(after.kind).toBe('zero');
+      }
+      const back = Buffer.alloc(65536, 1);
+      await store.read(0, [back]);
+      expect(back.equals(Buffer.alloc(65536)), 'reads as zeros, not the base').toBe(true);
+      await store.close();
+      const model = new Model(Buffer.alloc(MiB));
+      await verifyWithQemu(path, model, tmp.path(`zero-staged-v${version}.raw`));
+    }
   });
 
   it('stores compressed data densely: several clusters per host cluster, close to qemu-img convert -c', async () => {
