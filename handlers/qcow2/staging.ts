@@ -10,7 +10,7 @@
  * inflate, no deflate; none at all over an unallocated cluster); later
  * partial writes to it go in place like any owned normal cluster. The
  * cluster is remembered here, and compaction (the automatic one on a quiet
- * LUN, or `tcmu-ts image compact --lun`) deflates it once, through the same
+ * LUN, or `tcmu-ts image compact LUN`) deflates it once, through the same
  * claimed, crash-safe path that moves compressed payloads
  * (compressed-write.ts recompressClusters). So every cluster is compressed
  * once per burst of small writes instead of once per write.
@@ -21,7 +21,7 @@
  *   that, partial writes recompress as before); the automatic compaction
  *   (auto-compact.ts) compresses them after a quiet period, or on a busy
  *   LUN once they add up to four times its trigger;
- * - durability: none. A staged cluster is an ordinary normal cluster, written
+ * - durability: unchanged. A staged cluster is an ordinary normal cluster, written
  *   by the allocating path with its ordering (write-path.ts); `qemu-img`
  *   reads it like any other;
  * - memory: the set of staged guest clusters (bounded by the limit). It is
