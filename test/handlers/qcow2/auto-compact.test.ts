@@ -42,6 +42,21 @@ async function until(what: string, ms: number, cond: () => boolean): Promise<voi
   }
 }
 
+/** A served zstd LUN (compress=zstd plus `options`), written whole with compressible data; `write` keeps the model in step. */
+async function writtenLun(name: string, options: Record<string, string>, seed: number) {
+  const path = tmp.path(name);
+  await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
+  const store = (await qcow2.open(path, ctx({ compress: 'zstd', ...options }))) as Qcow2Backstore;
+  const next = rng(seed);
+  const model = new Model(Buffer.alloc(SIZE));
+  const write = async (at: number, data: Buffer) => {
+    await store.write(at, [data], { fua: false });
+    data.copy(model.data, at);
+  };
+  for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+  return { path, store, model, write, next };
+}
+
 /**
  * A served zstd LUN, written whole, then 4 KiB rewritten in every second
  * cluster: each rewrite recompresses its cluster elsewhere
@@ -49,16 +64,7 @@ async function until(what: string, ms: number, cond: () => boolean): Promise<voi
  * payloads add up to between the trigger and the forced-run level (checked).
  */
 async function fragmentedLun(name: string, options: Record<string, string>): Promise<{ path: string; store: Qcow2Backstore; model: Model; allocatedFragmented: number }> {
-  const path = tmp.path(name);
-  await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
-  const store = (await qcow2.open(path, ctx({ compress: 'zstd', partial_writes: 'recompress', ...options }))) as Qcow2Backstore;
-  const next = rng(name.length);
-  const model = new Model(Buffer.alloc(SIZE));
-  const write = async (at: number, data: Buffer) => {
-    await store.write(at, [data], { fua: false });
-    data.copy(model.data, at);
-  };
-  for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+  const { path, store, model, write, next } = await writtenLun(name, { partial_writes: 'recompress', ...options }, name.length);
   for (let c = 0; c < SIZE / CLUSTER; c += 2) await write(c * CLUSTER + 8 * KiB, mixedBytes(next, 4 * KiB));
   await store.flush();
   const s = store.autoCompact?.stats();
@@ -107,16 +113,7 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
   }, 120_000);
 
   it('partial_writes=stage (the default): small writes store clusters uncompressed, the quiet-time run compresses them once', async () => {
-    const path = tmp.path('staged.qcow2');
-    await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
-    const store = (await qcow2.open(path, ctx({ compress: 'zstd', auto_compact: '1' }))) as Qcow2Backstore;
-    const next = rng(7);
-    const model = new Model(Buffer.alloc(SIZE));
-    const write = async (at: number, data: Buffer) => {
-      await store.write(at, [data], { fua: false });
-      data.copy(model.data, at);
-    };
-    for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+    const { path, store, model, write, next } = await writtenLun('staged.qcow2', { auto_compact: '1' }, 7);
     const compressedOnly = (await describeImage(store.image)).space;
     // 4 KiB writes filling a quarter of the clusters, each cluster written 16 times over.
     const clusters = SIZE / CLUSTER / 4;
@@ -140,16 +137,7 @@ describe.skipIf(!hasQemu)('qcow2 automatic compaction (compress= LUNs)', () => {
   }, 120_000);
 
   it('a few staged clusters, below the trigger: a light run compresses them and punches out their old places', async () => {
-    const path = tmp.path('light.qcow2');
-    await createImage(path, { size: SIZE, clusterSize: CLUSTER, compressionType: 'zstd' });
-    const store = (await qcow2.open(path, ctx({ compress: 'zstd', auto_compact: '1' }))) as Qcow2Backstore;
-    const next = rng(11);
-    const model = new Model(Buffer.alloc(SIZE));
-    const write = async (at: number, data: Buffer) => {
-      await store.write(at, [data], { fua: false });
-      data.copy(model.data, at);
-    };
-    for (let at = 0; at < SIZE; at += MiB) await write(at, mixedBytes(next, MiB));
+    const { path, store, model, write, next } = await writtenLun('light.qcow2', { auto_compact: '1' }, 11);
     await store.flush();
     for (const c of [3, 70, 71, 200]) await write(c * CLUSTER + 12 * KiB, mixedBytes(next, 4 * KiB));
     await store.flush();
