@@ -168,6 +168,24 @@ async function punchFreeClusters(img: Qcow2Image, signal?: AbortSignal): Promise
   return punchIfFree(img, clustersOfFile(end), signal);
 }
 
+/** Compress uncompressed guest clusters `gcs` (ascending), `chunk` at a time with a flush after each; abortable between chunks. */
+async function recompressInChunks(
+  img: Qcow2Image,
+  type: CompressionType,
+  gcs: readonly number[],
+  chunk: number,
+  signal: AbortSignal | undefined,
+  freedHosts?: number[],
+): Promise<number> {
+  let recompressed = 0;
+  for (let i = 0; i < gcs.length; i += chunk) {
+    signal?.throwIfAborted();
+    recompressed += await recompressClusters(img, type, gcs.slice(i, i + chunk), freedHosts);
+    await img.flush();
+  }
+  return recompressed;
+}
+
 /**
  * The light pass the daemon runs when clusters are staged but too little
  * is reclaimable for a whole compaction: compress the staged clusters
@@ -182,12 +200,7 @@ export async function compressStagedClusters(img: Qcow2Image, type: CompressionT
   const before = await allocatedBytes(img);
   const candidates = stagedClusters(img);
   const freedHosts: number[] = [];
-  let recompressed = 0;
-  for (let i = 0; i < candidates.length; i += chunk) {
-    opts.signal?.throwIfAborted();
-    recompressed += await recompressClusters(img, type, candidates.slice(i, i + chunk), freedHosts);
-    await img.flush();
-  }
+  const recompressed = await recompressInChunks(img, type, candidates, chunk, opts.signal, freedHosts);
   const cs = img.clusterSize;
   const clusters = [...new Set(freedHosts.map((h) => Math.floor(h / cs)))].sort((a, b) => a - b);
   const punched = await punchIfFree(img, clusters, opts.signal);
@@ -205,11 +218,7 @@ export async function compactImage(img: Qcow2Image, type: CompressionType, opts:
   let recompressed = 0;
   if (opts.recompress) {
     const candidates = opts.recompress === 'staged' ? stagedClusters(img) : await ownedNormalClusters(img);
-    for (let i = 0; i < candidates.length; i += chunk) {
-      opts.signal?.throwIfAborted();
-      recompressed += await recompressClusters(img, type, candidates.slice(i, i + chunk));
-      await img.flush();
-    }
+    recompressed = await recompressInChunks(img, type, candidates, chunk, opts.signal);
   }
   await img.flush(); // frees queued so far become real first
   const byHost = await liveBytesByHostCluster(img);
