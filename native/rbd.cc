@@ -22,35 +22,12 @@
 #include <vector>
 
 #include "errno_error.h"
+#include "rbd_handles.h"
 #include "rbd_queue.h"
 
 namespace tcmu {
 
 namespace {
-
-// A connected cluster with an I/O context on one pool; shared by the images
-// opened through it, torn down (on a pool thread) when the last one lets go.
-struct Session {
-  rados_t cluster = nullptr;
-  rados_ioctx_t ioctx = nullptr;
-  ~Session() {
-    if (ioctx) rados_ioctx_destroy(ioctx);
-    if (cluster) rados_shutdown(cluster);
-  }
-};
-
-struct SessionHandle {
-  std::shared_ptr<Session> session;
-};
-
-struct ImageHandle {
-  std::shared_ptr<Session> session;  // keeps the cluster up while the image is open
-  rbd_image_t image = nullptr;
-  bool closing = false;
-  uint64_t watch = 0;
-  bool watching = false;
-  std::pair<RbdQueue*, double>* watchArg = nullptr;  // what the update callback receives
-};
 
 // One aio operation in flight: what the completion callback needs, and the
 // iovec array librbd may still look at until the operation completes.
@@ -83,61 +60,6 @@ void OnImageUpdated(void* arg) {
 
 // ---- argument helpers (throw a JS TypeError and return false on bad input)
 
-bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* what, std::string* out) {
-  if (info.Length() <= i || !info[i].IsString()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a string");
-    return false;
-  }
-  *out = info[i].As<Napi::String>().Utf8Value();
-  if (out->find('\0') != std::string::npos) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_VALUE", std::string(what) + " contains a NUL byte");
-    return false;
-  }
-  return true;
-}
-
-bool ArgUint(const Napi::CallbackInfo& info, size_t i, const char* what, uint64_t* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a number");
-    return false;
-  }
-  double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v > 9007199254740991.0 || v != static_cast<double>(static_cast<uint64_t>(v))) {
-    ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", std::string(what) + " must be a non-negative integer");
-    return false;
-  }
-  *out = static_cast<uint64_t>(v);
-  return true;
-}
-
-bool ArgFunction(const Napi::CallbackInfo& info, size_t i, Napi::Function* out) {
-  if (info.Length() <= i || !info[i].IsFunction()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "callback must be a function");
-    return false;
-  }
-  *out = info[i].As<Napi::Function>();
-  return true;
-}
-
-template <typename T>
-T* ArgExternal(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsExternal()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a handle from this addon");
-    return nullptr;
-  }
-  return info[i].As<Napi::External<T>>().Data();
-}
-
-// An open image the data path may use, or a thrown EBADF.
-ImageHandle* ArgImage(const Napi::CallbackInfo& info) {
-  auto* h = ArgExternal<ImageHandle>(info, 0, "image");
-  if (h && (h->image == nullptr || h->closing)) {
-    ThrowErrno(info.Env(), EBADF, "rbd image (closed)");
-    return nullptr;
-  }
-  return h;
-}
-
 // Buffers (ArrayBufferViews) -> iovecs over their memory (no copy).
 bool ArgIovec(const Napi::CallbackInfo& info, size_t i, std::vector<iovec>* out) {
   if (info.Length() <= i || !info[i].IsArray()) {
@@ -169,40 +91,6 @@ bool ArgIovec(const Napi::CallbackInfo& info, size_t i, std::vector<iovec>* out)
   }
   return true;
 }
-
-// ---- blocking calls on the thread pool
-
-class Work : public Napi::AsyncWorker {
- public:
-  // `run` executes on a pool thread and returns 0 or -errno, naming the
-  // failing call in *what; `done` builds the success value on the loop thread.
-  Work(Napi::Function cb, std::function<int(std::string* what)> run, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(cb, "tcmu-rbd-work"), run_(std::move(run)), done_(std::move(done)) {}
-
-  // Keep `value` (an image handle) from being collected while the work runs.
-  void Keep(Napi::Value value) {
-    Napi::Object box = Napi::Object::New(Env());
-    box.Set("v", value);
-    keep_ = Napi::Persistent(box);
-  }
-
-  void Execute() override { rc_ = run_(&what_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (rc_ < 0) {
-      Callback().Call({ErrnoError(env, -rc_, what_.c_str()).Value()});
-    } else {
-      Callback().Call({env.Null(), done_ ? done_(env) : env.Undefined()});
-    }
-  }
-
- private:
-  std::function<int(std::string*)> run_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  std::string what_ = "rbd";
-  int rc_ = 0;
-  Napi::ObjectReference keep_;
-};
 
 void FinalizeSession(Napi::Env, SessionHandle* h) { delete h; }
 
@@ -528,6 +416,7 @@ Napi::Object InitRbd(Napi::Env env, Napi::Object exports) {
   exports.Set("writeZeroes", Napi::Function::New<WriteZeroes>(env, "writeZeroes"));
   exports.Set("compareAndWrite", Napi::Function::New<CompareAndWrite>(env, "compareAndWrite"));
   exports.Set("watch", Napi::Function::New<Watch>(env, "watch"));
+  InitRbdAdmin(env, exports);
   return exports;
 }
 

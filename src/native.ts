@@ -258,6 +258,30 @@ export interface NativeRbd {
   compareAndWrite(image: NativeRbdImage, offset: number, compare: Buffer, data: Buffer, tag: number): number;
   /** rbd_update_watch: every header change posts [-1 - tag, 0, 0]. Returns 0 or -errno. */
   watch(image: NativeRbdImage, tag: number): number;
+  // ---- native/rbd_admin.cc (all on the pool but instanceAddress)
+  /** rados_getaddrs: this client's address, as lock owners and the blocklist name it. */
+  instanceAddress(session: NativeRbdSession): string;
+  /** rbd_lock_get_owners: the exclusive lock's owner addresses ([] when unlocked). */
+  lockOwners(image: NativeRbdImage, cb: (err: Error | null, owners?: string[]) => void): void;
+  /** rbd_lock_break(EXCLUSIVE, owner): librbd blocklists the owner, then removes its lock. */
+  lockBreak(image: NativeRbdImage, owner: string, cb: (err: Error | null) => void): void;
+  snapCreate(image: NativeRbdImage, name: string, cb: (err: Error | null) => void): void;
+  snapRemove(image: NativeRbdImage, name: string, cb: (err: Error | null) => void): void;
+  snapRollback(image: NativeRbdImage, name: string, cb: (err: Error | null) => void): void;
+  snapList(image: NativeRbdImage, cb: (err: Error | null, snaps?: NativeRbdSnap[]) => void): void;
+  /**
+   * rbd_diff_iterate2 (whole objects, parent included): [offset, length,
+   * allocated] triples in order, at most 4096; gaps are unallocated.
+   */
+  allocationExtents(image: NativeRbdImage, offset: number, length: number, cb: (err: Error | null, triples?: Float64Array) => void): void;
+}
+
+export interface NativeRbdSnap {
+  id: number;
+  name: string;
+  size: number;
+  /** Creation time, ms since the epoch (0 if librbd could not say). */
+  timestampMs: number;
 }
 
 let rbdCached: { binding?: NativeRbd; reason?: string } | undefined;
