@@ -12,6 +12,8 @@ import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.
 import { RbdSession, type RbdImage } from './librbd.js';
 import { parseRbdSpec, radosSettings } from './spec.js';
 import { rbdStore } from './store.js';
+import { fencePredecessor } from './predecessor.js';
+import { rbdControl } from './control.js';
 
 export { parseRbdSpec } from './spec.js';
 
@@ -35,7 +37,8 @@ async function open(config: string, ctx: OpenContext): Promise<Backstore> {
       }
       if (size === 0) throw new ConfigError(`${where}: the image is smaller than one ${ctx.blockSize}-byte block`);
       ctx.log.debug({ pool: spec.pool, image: spec.image, snap: spec.snap, size, imageSize, readOnly }, 'rbd: image open');
-      const store = rbdStore({ session, image, size, blockSize: ctx.blockSize, readOnly });
+      if (!readOnly && ctx.runtimeDir) await fencePredecessor(session, image, ctx.runtimeDir, ctx.log);
+      const store = rbdStore({ session, image, size, blockSize: ctx.blockSize, readOnly, writeCache: spec.cache === 'writeback' });
       if (!readOnly && ctx.onMediumResized) followImageSize(image, imageSize, ctx.blockSize, ctx.onMediumResized, ctx);
       return store;
     } catch (err) {
@@ -76,6 +79,7 @@ const handler: Handler = {
   name: 'rbd',
   description: 'Ceph RBD image through librbd (aio, atomic COMPARE AND WRITE on the cluster); rbd/POOL/IMAGE[@SNAP]',
   open,
+  control: rbdControl,
 };
 
 export default handler;

@@ -6,7 +6,9 @@
  * kept referenced until librbd is done with them).
  */
 import { constants } from 'node:os';
-import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession } from '../../src/native.js';
+import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession, type NativeRbdSnap } from '../../src/native.js';
+
+export type RbdSnapshot = NativeRbdSnap;
 
 /** An Error carrying the errno name as `code`, like Node's own system errors. */
 export function errnoError(negErrno: number, what: string): Error & { code: string; errno: number } {
@@ -16,6 +18,10 @@ export function errnoError(negErrno: number, what: string): Error & { code: stri
 }
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+// Node's table lacks ESHUTDOWN, which is Ceph's EBLOCKLISTED: what a client
+// the cluster fenced gets for every operation.
+const ESHUTDOWN = 108;
+if (!ERRNO_NAMES.has(ESHUTDOWN)) ERRNO_NAMES.set(ESHUTDOWN, 'ESHUTDOWN');
 
 interface Slot {
   resolve: (value: { result: number; extra: number }) => void;
@@ -117,6 +123,11 @@ export class RbdSession {
     return new RbdImage(this.rbd, handle, `${name}${snap ? `@${snap}` : ''}`);
   }
 
+  /** This client's address, as the exclusive lock's owner list and the blocklist name it. */
+  instanceAddress(): string {
+    return this.rbd.instanceAddress(this.handle);
+  }
+
   /** Release the connection (it ends once every image opened from it is closed). */
   shutdown(): Promise<void> {
     return callback<void>((cb) => this.rbd.shutdown(this.handle, cb));
@@ -127,6 +138,8 @@ export class RbdSession {
 export class RbdImage {
   private closed = false;
   private watchTag: number | undefined;
+  /** Pool calls on this image still running: close waits for them (librbd must not close under them). */
+  private readonly admin = new Set<Promise<unknown>>();
 
   constructor(
     private readonly rbd: NativeRbd,
@@ -166,6 +179,46 @@ export class RbdImage {
     return result === -constants.errno.EILSEQ ? extra : -1;
   }
 
+  /** Addresses of the exclusive lock's owners ([] when nobody holds it). */
+  lockOwners(): Promise<string[]> {
+    return this.pooled((cb) => this.rbd.lockOwners(this.handle, cb));
+  }
+
+  /** Blocklist `owner` and break its exclusive lock. */
+  lockBreak(owner: string): Promise<void> {
+    return this.pooled((cb) => this.rbd.lockBreak(this.handle, owner, cb));
+  }
+
+  snapCreate(name: string): Promise<void> {
+    return this.pooled((cb) => this.rbd.snapCreate(this.handle, name, cb));
+  }
+
+  snapRemove(name: string): Promise<void> {
+    return this.pooled((cb) => this.rbd.snapRemove(this.handle, name, cb));
+  }
+
+  snapRollback(name: string): Promise<void> {
+    return this.pooled((cb) => this.rbd.snapRollback(this.handle, name, cb));
+  }
+
+  snapList(): Promise<RbdSnapshot[]> {
+    return this.pooled((cb) => this.rbd.snapList(this.handle, cb));
+  }
+
+  /** [offset, length, allocated] triples from rbd_diff_iterate2 (at most 4096; gaps unallocated). */
+  allocationExtents(offset: number, length: number): Promise<Float64Array> {
+    return this.pooled((cb) => this.rbd.allocationExtents(this.handle, offset, length, cb));
+  }
+
+  private pooled<T>(run: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {
+    if (this.closed) return Promise.reject(Object.assign(new Error(`rbd ${this.name}: closed`), { code: 'EBADF' }));
+    const p = callback(run);
+    this.admin.add(p);
+    const forget = () => this.admin.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
   /** Call `listener` on every header change (resize, snapshot, lock owner). */
   watch(listener: () => void): void {
     if (this.watchTag !== undefined) throw new Error(`rbd ${this.name}: already watched`);
@@ -184,6 +237,7 @@ export class RbdImage {
     if (this.closed) return;
     this.closed = true;
     if (this.watchTag !== undefined) watchers.delete(this.watchTag);
+    await Promise.allSettled([...this.admin]);
     await callback<void>((cb) => this.rbd.close(this.handle, cb));
   }
 }

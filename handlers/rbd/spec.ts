@@ -5,6 +5,13 @@
  *   keyring=PATH        keyring file (default: what ceph.conf says)
  *   osd_op_timeout=SECS a cluster operation (and the initial connect) that
  *                       takes longer fails with ETIMEDOUT (default 30; 0 = wait forever)
+ *   cache=none|writeback none (default): librbd's cache is off, a write is
+ *                       acknowledged once the OSDs have it, so a daemon crash
+ *                       loses nothing acknowledged, and the LUN reports no
+ *                       write cache (WCE=0). writeback: librbd's cache holds
+ *                       writes until SYNCHRONIZE CACHE (WCE=1); faster small
+ *                       writes, but a crash of the daemon loses what was not
+ *                       flushed, as a power cut loses a disk's cache.
  * Parsed and checked here, before anything touches the network.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
@@ -20,6 +27,7 @@ export interface RbdSpec {
   keyring?: string;
   /** Seconds; 0 = no timeout. */
   osdOpTimeout: number;
+  cache: 'none' | 'writeback';
 }
 
 export const DEFAULT_CONF = '/etc/ceph/ceph.conf';
@@ -29,7 +37,7 @@ export const DEFAULT_OSD_OP_TIMEOUT = 30;
 const NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+=-]{0,127}$/;
 
 export function parseRbdSpec(config: string, options: Readonly<Record<string, string>>): RbdSpec {
-  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout']);
+  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout', 'cache']);
   const at = config.indexOf('@');
   const path = at < 0 ? config : config.slice(0, at);
   const snap = at < 0 ? '' : config.slice(at + 1);
@@ -57,12 +65,17 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
     }
     osdOpTimeout = Number(v);
   }
-  return { pool, image, snap, conf, id, keyring, osdOpTimeout };
+  const cache = options.cache ?? 'none';
+  if (cache !== 'none' && cache !== 'writeback') throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none or writeback`);
+  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache };
 }
 
 /** rados_conf_set pairs for a spec. */
 export function radosSettings(spec: RbdSpec): Record<string, string> {
   const settings: Record<string, string> = {};
+  // Explicit either way, whatever ceph.conf says: the LUN's WCE bit must tell the truth.
+  settings.rbd_cache = spec.cache === 'writeback' ? 'true' : 'false';
+  if (spec.cache === 'writeback') settings.rbd_cache_writethrough_until_flush = 'false';
   if (spec.keyring !== undefined) settings.keyring = spec.keyring;
   if (spec.osdOpTimeout > 0) {
     // Both: a request to a dead OSD, and the first connect to a dead monitor.

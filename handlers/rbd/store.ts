@@ -6,8 +6,10 @@
  * client of the image, not only this runner.
  *
  * Capabilities, and why:
- * - writeCache: librbd's cache (rbd_cache, on by default) holds writes until
- *   a flush; FUA is the core's write + flush.
+ * - writeCache: only with cache=writeback (./spec.ts): then librbd's cache
+ *   holds writes until a flush, and FUA is the core's write + flush. With
+ *   the default cache=none librbd has no cache and a write settles once the
+ *   OSDs hold it.
  * - discard is rbd_aio_discard, but librbd may skip the unaligned parts of a
  *   discard (rbd_skip_partial_discard, rbd_discard_granularity_bytes), so a
  *   discarded range is NOT promised to read back as zeros (discardZeroes
@@ -16,12 +18,18 @@
  *   (EINVAL beyond), so it is offered on 512-byte-block LUNs with a limit of
  *   one block; a 4096-byte-block LUN gets the core's read-compare-write,
  *   atomic against this runner only.
+ * - blockStatus: rbd_diff_iterate2 over whole objects (cheap with the
+ *   object-map and fast-diff features, one listing per object without
+ *   them, hence at most BLOCK_STATUS_SPAN per call): an object that exists
+ *   is mapped, a missing one reads as zeros (deallocated).
  */
 import { StorageError } from '../../src/backstore/errors.js';
-import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
+import type { Backstore, Extent, WriteOptions } from '../../src/backstore/types.js';
 import type { RbdImage, RbdSession } from './librbd.js';
 
 const CAW_SECTOR = 512;
+/** Most bytes one GET LBA STATUS asks the cluster about (64 objects of the default 4 MiB). */
+const BLOCK_STATUS_SPAN = 256 * 1024 * 1024;
 
 function iovBytes(iov: readonly Buffer[]): number {
   let n = 0;
@@ -54,6 +62,32 @@ export interface RbdStoreInit {
   size: number;
   blockSize: number;
   readOnly: boolean;
+  /** librbd's cache holds writes until a flush (cache=writeback). */
+  writeCache: boolean;
+}
+
+/** Triples from allocationExtents -> extents covering [offset, end) in order, gaps deallocated. */
+export function extentsFromTriples(triples: Float64Array, offset: number, end: number): Extent[] {
+  const out: Extent[] = [];
+  let at = offset;
+  const push = (from: number, to: number, state: Extent['state']) => {
+    if (to <= from) return;
+    const last = out.at(-1);
+    if (last && last.state === state && last.offset + last.length === from) last.length += to - from;
+    else out.push({ offset: from, length: to - from, state });
+  };
+  for (let i = 0; i + 2 < triples.length; i += 3) {
+    const from = Math.max(triples[i]!, at);
+    const to = Math.min(triples[i]! + triples[i + 1]!, end);
+    if (to <= from) continue;
+    push(at, from, 'deallocated');
+    push(from, to, triples[i + 2] ? 'mapped' : 'deallocated');
+    at = to;
+  }
+  // Past the last extent: unallocated, unless the listing stopped early (a
+  // full list), when only what it covered is known.
+  if (triples.length / 3 < 4096) push(at, end, 'deallocated');
+  return out;
 }
 
 export function rbdStore(init: RbdStoreInit): Backstore {
@@ -67,8 +101,15 @@ export function rbdStore(init: RbdStoreInit): Backstore {
     },
     blockSize,
     readOnly: init.readOnly,
-    writeCache: !init.readOnly,
+    writeCache: init.writeCache && !init.readOnly,
     discardZeroes: false,
+
+    async blockStatus(offset: number, length: number): Promise<Extent[]> {
+      const end = Math.min(offset + Math.min(length, BLOCK_STATUS_SPAN), size);
+      const extents = extentsFromTriples(await image.allocationExtents(offset, end - offset), offset, end);
+      // Never answer with nothing: the core needs the first block's state.
+      return extents.length > 0 ? extents : [{ offset, length: Math.min(blockSize, end - offset), state: 'mapped' }];
+    },
 
     async read(offset: number, iov: readonly Buffer[]): Promise<void> {
       const want = iovBytes(iov);

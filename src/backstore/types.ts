@@ -221,6 +221,15 @@ export interface OpenContext {
    */
   onMediumResized?: (newSize: number) => void;
   /**
+   * A directory for this LUN that outlives a daemon crash but not a reboot
+   * (under the control socket's directory, on tmpfs), for what a handler
+   * must find again when the daemon is restarted over the same kernel
+   * device: the rbd handler keeps its cluster address there to fence its
+   * dead predecessor. Not created yet (mkdir it, mode 0700); absent outside
+   * the daemon.
+   */
+  runtimeDir?: string;
+  /**
    * The only way a handler opens a file (image, backing file, key file): it
    * confines the opened file to the admin's allowed_dirs (./confine.ts).
    * The core always sets it; absent (a test calling a handler directly)

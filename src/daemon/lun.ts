@@ -44,6 +44,8 @@ export interface LunOptions {
   faultGuard?: FaultGuard;
   /** Where EXTENDED COPY finds the daemon's LUNs (default: the process-wide one). */
   copyRegistry?: CopyRegistry;
+  /** The daemon's run directory (the control socket's); each LUN gets `lun/<hba>-<name>` beneath it (OpenContext.runtimeDir). */
+  runDir?: string;
 }
 
 export interface LunStatus {
@@ -188,6 +190,7 @@ export class Lun implements FaultOwner {
       log: this.log,
       files: this.opts.files,
       keys: this.opts.keys,
+      runtimeDir: this.opts.runDir ? join(this.opts.runDir, 'lun', `${this.device.hbaIndex}-${this.device.deviceName}`) : undefined,
       onMediumResized: (newSize) => this.followMediumSize(newSize),
     });
   }

@@ -10,6 +10,7 @@
  * A LUN that fails to open is logged and skipped: one bad LUN never keeps
  * the others down.
  */
+import { dirname } from 'node:path';
 import type { Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
 import { listTcmuDevices, parseUioName, readUioDevice, type TcmuUioDevice } from '../tcmu/discovery.js';
@@ -190,6 +191,7 @@ export class Server {
       files: this.files,
       keys: this.keys,
       faultGuard: this.faultGuard,
+      runDir: this.opts.controlSocket ? dirname(this.opts.controlSocket) : undefined,
     });
     try {
       // Confinement happens inside the handler's own opens (this.files).

@@ -2,7 +2,7 @@
  * The rbd handler against a real Ceph cluster (scripts/ceph.sh): data goes
  * through librbd and is checked with the rbd CLI, a second client.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,10 +10,12 @@ import rbdHandler from '../../../handlers/rbd/index.js';
 import { ConfigError } from '../../../src/backstore/config-error.js';
 import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { validateBackstore } from '../../../src/backstore/validate-backstore.js';
-import type { LunStore, OpenContext } from '../../../src/backstore/types.js';
+import type { ControlContext, LunStore, OpenContext } from '../../../src/backstore/types.js';
 import { ScsiDisk } from '../../../src/scsi/index.js';
-import { openContext } from '../../backstore/context.js';
+import { openContext, silentLog } from '../../backstore/context.js';
 import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
+import { execFileSync } from 'node:child_process';
+import { entityAddresses } from '../../../handlers/rbd/predecessor.js';
 import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
 
 const MiB = 1 << 20;
@@ -50,7 +52,7 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     const image = freshImage();
     const store = await open(`rbd/${image}`);
     expect(store.size).toBe(64 * MiB);
-    expect(store.writeCache).toBe(true);
+    expect(store.writeCache).toBe(false); // cache=none by default: a write settles once the OSDs hold it
     const data = pattern(3 * 4096, 7);
     // iov split across an object boundary (4 MiB objects) and unevenly
     const at = 4 * MiB - 4096;
@@ -165,4 +167,85 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       expect(back.equals(pattern(8192, i))).toBe(true);
     }
   });
+
+  it('cache=writeback reports a write cache; flush makes writes visible to another client', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`, { options: { conf: CONF, cache: 'writeback' } });
+    expect(store.writeCache).toBe(true);
+    await store.write(8192, [pattern(4096, 5)], { fua: false });
+    await store.flush();
+    expect(exportRange(image, 8192, 4096).equals(pattern(4096, 5))).toBe(true);
+  });
+
+  it("a restarted daemon fences its predecessor: the old client's lock is broken and it is blocklisted; another gateway's lock is handed over, not broken", async () => {
+    const image = freshImage();
+    const runDir = mkdtempSync(join(tmpdir(), 'rbd-lun-run-'));
+    // The "dead" predecessor: it took the exclusive lock with a write and recorded its address.
+    const before = await rbdHandler.open(`rbd/${image}`, openContext({ options: { conf: CONF }, runtimeDir: runDir }));
+    await before.write!(0, [pattern(4096, 1)], { fua: false });
+    const recorded = readFileSync(join(runDir, 'rbd-client'), 'utf8').trim();
+    expect(recorded).toMatch(/:\d+\/\d+/);
+
+    // The new process on the same runtime directory: it breaks that lock at open.
+    const after = await open(`rbd/${image}`, { runtimeDir: runDir });
+    await after.write(4096, [pattern(4096, 2)], { fua: false });
+    expect(readFileSync(join(runDir, 'rbd-client'), 'utf8').trim()).not.toBe(recorded);
+    const blocklist = execFileSync('ceph', ['-c', CONF, 'osd', 'blocklist', 'ls'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(blocklist).toContain([...entityAddresses(recorded)][0]);
+    // Fenced: the old client can no longer write (EBLOCKLISTED is ESHUTDOWN).
+    await expect(Promise.resolve().then(() => before.write!(8192, [pattern(4096, 3)], { fua: false }))).rejects.toMatchObject({ code: 'ESHUTDOWN' });
+    await Promise.resolve(before.close()).catch(() => {});
+
+    // Another gateway (its own runtime directory): librbd hands the lock over; nobody is fenced.
+    const other = await open(`rbd/${image}`, { runtimeDir: mkdtempSync(join(tmpdir(), 'rbd-lun-run-')) });
+    await other.write(8192, [pattern(4096, 4)], { fua: false });
+    await after.write(12288, [pattern(4096, 5)], { fua: false });
+    const back = Buffer.alloc(4 * 4096);
+    await other.read(0, [back]);
+    expect(back.equals(Buffer.concat([pattern(4096, 1), pattern(4096, 2), pattern(4096, 4), pattern(4096, 5)]))).toBe(true);
+  }, 120_000);
+
+  it('GET LBA STATUS comes from the object map: written objects mapped, the rest deallocated', async () => {
+    const image = freshImage('64M');
+    const store = await open(`rbd/${image}`);
+    expect(store.hasBlockStatus).toBe(true);
+    await store.write(8 * MiB + 51200, [pattern(4096, 6)], { fua: false });
+    await store.write(40 * MiB, [pattern(8192, 7)], { fua: false });
+    expect(await store.blockStatus(0, 64 * MiB)).toEqual([
+      { offset: 0, length: 8 * MiB, state: 'deallocated' },
+      { offset: 8 * MiB, length: 4 * MiB, state: 'mapped' },
+      { offset: 12 * MiB, length: 28 * MiB, state: 'deallocated' },
+      { offset: 40 * MiB, length: 4 * MiB, state: 'mapped' },
+      { offset: 44 * MiB, length: 20 * MiB, state: 'deallocated' },
+    ]);
+    expect(await store.blockStatus(9 * MiB, 4096)).toEqual([{ offset: 9 * MiB, length: 4096, state: 'mapped' }]);
+    expect(await store.blockStatus(13 * MiB, 8192)).toEqual([{ offset: 13 * MiB, length: 8192, state: 'deallocated' }]);
+  });
+
+  it('tcmu-ts snapshot create/list/revert/delete map to RBD snapshots of the image', async () => {
+    const image = freshImage();
+    const ops = rbdHandler.control!.operations;
+    const ctx: ControlContext = { mode: 'online', config: `rbd/${image}`, options: { conf: CONF }, log: silentLog };
+    let store = await open(`rbd/${image}`);
+    await store.write(0, [pattern(4096, 1)], { fua: true });
+    await store.close();
+    await ops['snapshot.create']!.run(ctx, { name: 's1' });
+    expect(rbdCli('snap', 'ls', `rbd/${image}`)).toMatch(/\ss1\s/);
+    const listed = (await ops['snapshot.list']!.run(ctx, {})).value as { name: string; size: number }[];
+    expect(listed).toMatchObject([{ name: 's1', size: 64 * MiB }]);
+
+    store = await open(`rbd/${image}`);
+    await store.write(0, [pattern(4096, 2)], { fua: true });
+    await store.close();
+    await ops['snapshot.revert']!.run(ctx, { name: 's1' });
+    store = await open(`rbd/${image}`);
+    const back = Buffer.alloc(4096);
+    await store.read(0, [back]);
+    expect(back.equals(pattern(4096, 1))).toBe(true);
+
+    await ops['snapshot.delete']!.run(ctx, { name: 's1' });
+    expect(rbdCli('snap', 'ls', `rbd/${image}`)).not.toMatch(/s1/);
+    await expect(ops['snapshot.delete']!.run(ctx, { name: 's1' })).rejects.toThrow(/rbd_snap_remove\(s1\).*ENOENT/);
+    await expect(ops['snapshot.create']!.run(ctx, { name: 'bad name' })).rejects.toThrow(/snapshot name "bad name"/);
+  }, 120_000);
 });

@@ -5,18 +5,27 @@ import { ConfigError } from '../../../src/backstore/config-error.js';
 describe('rbd dev_config', () => {
   it('parses POOL/IMAGE with defaults', () => {
     expect(parseRbdSpec('rbd/disk0', {})).toEqual({
-      pool: 'rbd', image: 'disk0', snap: '', conf: '/etc/ceph/ceph.conf', id: 'admin', keyring: undefined, osdOpTimeout: 30,
+      pool: 'rbd', image: 'disk0', snap: '', conf: '/etc/ceph/ceph.conf', id: 'admin', keyring: undefined, osdOpTimeout: 30, cache: 'none',
     });
   });
 
   it('parses a snapshot and every option', () => {
     const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5' });
     expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5 });
-    expect(radosSettings(spec)).toEqual({ keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5' });
+    expect(radosSettings(spec)).toEqual({
+      rbd_cache: 'false', keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5',
+    });
   });
 
   it('osd_op_timeout=0 sets no timeout', () => {
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({});
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false' });
+  });
+
+  it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writeback on request', () => {
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false' });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writeback' }))).toEqual({
+      rbd_cache: 'true', rbd_cache_writethrough_until_flush: 'false',
+    });
   });
 
   it.each([
@@ -41,6 +50,7 @@ describe('rbd dev_config', () => {
     [{ osd_op_timeout: '-1' }, 'whole number'],
     [{ osd_op_timeout: '1.5' }, 'whole number'],
     [{ osd_op_timeout: '99999' }, 'whole number'],
+    [{ cache: 'writethrough' }, 'cache "writethrough" must be none or writeback'],
   ])('refuses options %j', (options, message) => {
     expect(() => parseRbdSpec('rbd/disk0', options)).toThrow(message);
   });

@@ -1,0 +1,101 @@
+/**
+ * `tcmu-ts snapshot create|list|revert|delete LUN ...` on an rbd LUN: RBD
+ * snapshots of the LUN's image, the same ones `rbd snap ls` shows.
+ *
+ * Online only (the cluster, not a path, holds the image; offline there is
+ * `rbd snap`). create and revert run with the LUN quiesced and its
+ * image closed, as for qcow2: the daemon drained the initiator's commands,
+ * so the snapshot holds every write the initiator saw completed, and a
+ * revert is followed by MEDIUM MAY HAVE CHANGED. Each operation connects
+ * with the LUN's own options (conf, id, keyring, osd_op_timeout).
+ */
+import { ConfigError } from '../../src/backstore/config-error.js';
+import type { ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
+import { RbdSession, type RbdImage } from './librbd.js';
+import { parseRbdSpec, radosSettings } from './spec.js';
+
+const NAME_ARG = { name: 'name', description: 'snapshot name', type: 'string', positional: true } as const;
+/** Ceph accepts more; these names stay printable and usable as `rbd/POOL/IMAGE@NAME` dev_configs. */
+const SNAP_NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+=-]{0,127}$/;
+
+function snapName(value: unknown): string {
+  const name = String(value);
+  if (!SNAP_NAME.test(name)) throw new ConfigError(`rbd: snapshot name "${name.slice(0, 60)}" has characters other than letters, digits and _ . + - = (or is empty)`);
+  return name;
+}
+
+/** Open the LUN's image on a connection of its own, run `fn`, close both. */
+async function withImage<T>(ctx: ControlContext, readOnly: boolean, fn: (image: RbdImage) => Promise<T>): Promise<T> {
+  const spec = parseRbdSpec(ctx.config, ctx.options);
+  if (spec.snap) throw new ConfigError(`rbd: this LUN serves the snapshot ${spec.pool}/${spec.image}@${spec.snap}; snapshot operations apply to the image head`);
+  const session = await RbdSession.connect({ conf: spec.conf, id: spec.id, settings: radosSettings(spec), pool: spec.pool });
+  try {
+    const image = await session.open(spec.image, '', readOnly);
+    try {
+      return await fn(image);
+    } finally {
+      await image.close();
+    }
+  } finally {
+    await session.shutdown();
+  }
+}
+
+const snapshotCreate: ControlOperation = {
+  description: 'create an RBD snapshot of the image',
+  modes: ['online'],
+  args: [NAME_ARG],
+  // The head reads the same afterwards: no MEDIUM MAY HAVE CHANGED.
+  changesMedium: false,
+  async run(ctx, args) {
+    const name = snapName(args.name);
+    await withImage(ctx, false, (image) => image.snapCreate(name));
+    return { value: { created: name }, text: `snapshot ${name} created` };
+  },
+};
+
+const snapshotList: ControlOperation = {
+  description: 'list the RBD snapshots of the image',
+  modes: ['online'],
+  // A read-only look beside the LUN's I/O.
+  quiesce: false,
+  async run(ctx) {
+    const snaps = await withImage(ctx, true, (image) => image.snapList());
+    const list = snaps.map((s) => ({ id: s.id, name: s.name, size: s.size, date: s.timestampMs ? new Date(s.timestampMs).toISOString() : undefined }));
+    const text = list.map((s) => `${String(s.id).padEnd(6)} ${s.name.padEnd(24)} ${String(s.size).padEnd(14)} ${s.date ?? ''}`).join('\n');
+    return { value: list, text };
+  },
+};
+
+const snapshotRevert: ControlOperation = {
+  description: 'roll the image back to an RBD snapshot',
+  modes: ['online'],
+  args: [NAME_ARG],
+  async run(ctx, args) {
+    const name = snapName(args.name);
+    await withImage(ctx, false, (image) => image.snapRollback(name));
+    return { value: { reverted: name }, text: `reverted to ${name}` };
+  },
+};
+
+const snapshotDelete: ControlOperation = {
+  description: 'delete an RBD snapshot',
+  modes: ['online'],
+  args: [NAME_ARG],
+  // The head is untouched: runs beside the LUN's I/O, as `rbd snap rm` from any host would.
+  quiesce: false,
+  async run(ctx, args) {
+    const name = snapName(args.name);
+    await withImage(ctx, false, (image) => image.snapRemove(name));
+    return { value: { deleted: name }, text: `snapshot ${name} deleted` };
+  },
+};
+
+export const rbdControl: HandlerControl = {
+  operations: {
+    'snapshot.create': snapshotCreate,
+    'snapshot.list': snapshotList,
+    'snapshot.revert': snapshotRevert,
+    'snapshot.delete': snapshotDelete,
+  },
+};
