@@ -1,5 +1,6 @@
 /**
- * The Backstore over one open RBD image. Every call is one librbd aio call
+ * The Backstore over one open RBD image (held by ./connection.ts, which
+ * replaces it if the cluster fences this client). Every call is one librbd aio call
  * (no emulation, no copy): reads and writes hand the kernel's data-area
  * Buffers to librbd as iovecs; COMPARE AND WRITE is librbd's, so the OSD
  * compares and writes in one object operation and is atomic for every
@@ -25,7 +26,7 @@
  */
 import { StorageError } from '../../src/backstore/errors.js';
 import type { Backstore, Extent, WriteOptions } from '../../src/backstore/types.js';
-import type { RbdImage, RbdSession } from './librbd.js';
+import type { RbdConnection } from './connection.js';
 
 const CAW_SECTOR = 512;
 /** Most bytes one GET LBA STATUS asks the cluster about (64 objects of the default 4 MiB). */
@@ -57,8 +58,7 @@ function flatten(iov: readonly Buffer[], from: number, length: number): Buffer {
 }
 
 export interface RbdStoreInit {
-  session: RbdSession;
-  image: RbdImage;
+  connection: RbdConnection;
   size: number;
   blockSize: number;
   readOnly: boolean;
@@ -91,9 +91,8 @@ export function extentsFromTriples(triples: Float64Array, offset: number, end: n
 }
 
 export function rbdStore(init: RbdStoreInit): Backstore {
-  const { session, image, blockSize } = init;
+  const { connection, blockSize } = init;
   let size = init.size;
-  let closed = false;
 
   const store: Backstore & { size: number } = {
     get size() {
@@ -106,45 +105,41 @@ export function rbdStore(init: RbdStoreInit): Backstore {
 
     async blockStatus(offset: number, length: number): Promise<Extent[]> {
       const end = Math.min(offset + Math.min(length, BLOCK_STATUS_SPAN), size);
-      const extents = extentsFromTriples(await image.allocationExtents(offset, end - offset), offset, end);
+      const triples = await connection.run((image) => image.allocationExtents(offset, end - offset));
+      const extents = extentsFromTriples(triples, offset, end);
       // Never answer with nothing: the core needs the first block's state.
       return extents.length > 0 ? extents : [{ offset, length: Math.min(blockSize, end - offset), state: 'mapped' }];
     },
 
     async read(offset: number, iov: readonly Buffer[]): Promise<void> {
       const want = iovBytes(iov);
-      const got = await image.readv(offset, iov);
-      if (got !== want) throw new StorageError('EIO', `rbd ${image.name}: short read at ${offset}: ${got} of ${want} bytes`);
+      const got = await connection.run((image) => image.readv(offset, iov));
+      if (got !== want) throw new StorageError('EIO', `rbd ${connection.image.name}: short read at ${offset}: ${got} of ${want} bytes`);
     },
 
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      try {
-        await image.close();
-      } finally {
-        await session.shutdown();
-      }
+    close(): Promise<void> {
+      return connection.close();
     },
   };
   if (init.readOnly) return store;
 
   Object.assign(store, {
     write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): Promise<void> {
-      return image.writev(offset, iov);
+      return connection.run((image) => image.writev(offset, iov));
     },
     flush(): Promise<void> {
-      return image.flush();
+      return connection.run((image) => image.flush());
     },
     discard(offset: number, length: number): Promise<void> {
-      return image.discard(offset, length);
+      return connection.run((image) => image.discard(offset, length));
     },
     writeZeroes(offset: number, length: number): Promise<void> {
-      return image.writeZeroes(offset, length);
+      return connection.run((image) => image.writeZeroes(offset, length));
     },
     async resize(newSize: number): Promise<void> {
       // RECONFIG dev_size: the LUN may shrink below the image or grow up to
       // it; growing the image itself is `rbd resize` (an admin decision).
+      const image = connection.image;
       const imageSize = image.size();
       if (newSize > imageSize) {
         throw new StorageError('ENOSPC', `rbd ${image.name}: the image is ${imageSize} bytes; grow it with "rbd resize" before the LUN`);
@@ -160,7 +155,7 @@ export function rbdStore(init: RbdStoreInit): Backstore {
         const direct = iov.length === 2 && iov[0]!.length === half;
         const compare = direct ? iov[0]! : flatten(iov, 0, half);
         const data = direct ? iov[1]! : flatten(iov, half, half);
-        return image.compareAndWrite(offset, compare, data);
+        return connection.run((image) => image.compareAndWrite(offset, compare, data));
       },
     });
   }
