@@ -112,7 +112,11 @@ result lun_sum "$(read_sum "$dev" 0 $((768 * MiB)))"
 result export_sum "$(rbd export --no-progress rbd/ha0 - 2>/dev/null | head -c $((768 * MiB)) | sha256sum | cut -d' ' -f1)"
 
 # -- 3. GET LBA STATUS and snapshots (before the outage: nothing else is odd) -------
-lba_state() { sg_get_lba_status --brief --lba="$2" "$1" 2>/dev/null | awk 'NR == 1 { print $3 }'; }
+# The first call may meet a pending unit attention (the restarts): ask twice, log what it said.
+lba_state() { local out
+  out=$(sg_get_lba_status --brief --lba="$2" "$1" 2>&1) || out=$(sg_get_lba_status --brief --lba="$2" "$1" 2>&1)
+  printf '%s\n' "$out" | head -5 | sed "s/^/@@LOG lba_status_$2 /" >&9
+  awk '$1 ~ /^0x/ { print $3; exit }' <<<"$out"; }
 result lba_written "$(lba_state "$dev" $(( (MARK_MB * MiB + MiB) / 512 )))"
 result lba_unwritten "$(lba_state "$dev" $(( 1000 * MiB / 512 )))"
 
