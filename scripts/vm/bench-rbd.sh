@@ -1,0 +1,66 @@
+# Guest scenario for `scripts/bench rbd`: RBD images on one single-node
+# cluster (scripts/ceph.sh, state on the scratch disk), one image per LUN,
+# same boot, same tcm_loop target, fio jobs in a rotated order (bench-lib.sh):
+#   krbd         the kernel's rbd client (/dev/rbdN) under LIO's block
+#                (iblock) backstore: the in-kernel reference
+#   tcmu-ts      tcmu-ts's rbd handler (librbd aio), registered as the user
+#                handler `tsrbd` so that it and tcmu-runner never claim each
+#                other's devices
+#   tcmu-runner  Debian's tcmu-runner 1.5.4 with its rbd handler
+#                (BENCH_REFERENCE=none leaves it out)
+# Both runners use librbd with their defaults for the LUN's cache: tcmu-ts
+# cache=none (write-through), tcmu-runner librbd's rbd_cache in writethrough
+# until a flush, and a LUN without a write cache never gets one.
+# Output: @@BENCH lines for bench-table.sh.
+set -u
+BENCH_RUNTIME=${BENCH_RUNTIME:-6}
+BENCH_ROUNDS=${BENCH_ROUNDS:-4}
+. "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
+fail() { bench_fail "$@"; }
+bench_reference
+S=/mnt/scratch
+CEPH_DIR=$S/ceph
+export CEPH_CONF=$CEPH_DIR/ceph.conf
+SIZE=$((1 << 30))
+
+ip link set lo up
+t0=$(date +%s)
+CEPH_NO_MGR=1 CEPH_OSD_SIZE=6G CEPH_TIMEOUT=600 bash "$TCMU_TS_ROOT/scripts/ceph.sh" start $CEPH_DIR >/tmp/ceph-start.log 2>&1 \
+  || { dump_log ceph_start /tmp/ceph-start.log; fail "ceph.sh start"; }
+echo "@@LOG bench cluster up in $(( $(date +%s) - t0 ))s"
+for img in b-ts b-runner b-krbd; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
+
+# krbd under LIO's iblock backstore
+modprobe -d "$TCMU_VM_KDIR" rbd 2>/dev/null
+# noudev: the guest runs no udevd, and `rbd map` would wait for its event forever.
+timeout 120 rbd map -o noudev rbd/b-krbd >/tmp/rbd-map.out 2>&1 || { dump_log rbd_map /tmp/rbd-map.out; fail "rbd map"; }
+krbd_dev=
+for d in /sys/bus/rbd/devices/*; do [ "$(cat $d/name 2>/dev/null)" = b-krbd ] && krbd_dev=/dev/rbd${d##*/}; done
+wait_for 30 test -b "$krbd_dev" || fail "no block device for rbd/b-krbd (${krbd_dev:-none})"
+d=$CFG/core/iblock_0/krbd
+mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd > $d/wwn/vpd_unit_serial && echo 1 > $d/enable || fail "iblock over $krbd_dev"
+
+printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
+tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
+RUNNER_TIMEOUT=600 RUNNER_EXPECT=$(uio_of ts) runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
+luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)")
+if [ "$reference" = tcmu-runner ]; then
+  tcmu_create tr "rbd/rbd/b-runner;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
+  tr_start
+  wait_for 300 holds_uio "$TR_PID" "$(uio_of tr)" || fail "tcmu-runner did not open its device"
+  luns+=(tcmu-runner "$(loop_export tr 2)")
+fi
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
+done
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
+for ((i = 1; i < ${#luns[@]}; i += 2)); do
+  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
+  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
+done
+bench_compare "${luns[@]}"
+teardown_all
+runner_stop
+tr_stop
+rbd unmap -o noudev "$krbd_dev"
+bash "$TCMU_TS_ROOT/scripts/ceph.sh" stop $CEPH_DIR >/dev/null 2>&1
