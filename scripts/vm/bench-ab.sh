@@ -48,10 +48,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms base=$(cd "$BENCH_BASE" && git rev-parse --short HEAD 2>/dev/null || echo "$BENCH_BASE") completion_affinity=fileio:submitter,others:current"
-for ((i = 1; i < ${#luns[@]}; i += 2)); do
-  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
-  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
-done
+bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"
 teardown_all
 runner_stop

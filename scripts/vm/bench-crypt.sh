@@ -46,10 +46,7 @@ cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --iter-time 100 --sector-si
 cryptsetup open --key-file $KD/k1 "$ref" bref || fail "cryptsetup open"
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE cpus=$(nproc) luks=luks2/aes-xts-plain64/512-bit/512B-sectors dm-crypt-over=fileio"
 luns=(file "$plain" crypt "$enc" dm-crypt /dev/mapper/bref)
-for ((i = 1; i < ${#luns[@]}; i += 2)); do
-  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
-  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
-done
+bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"
 cryptsetup close bref
 teardown_all

@@ -63,11 +63,8 @@ done
 version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
-for ((i = 1; i < ${#luns[@]}; i += 2)); do
-  # fileio-cur is the fileio backstore again: already filled
-  [ "${luns[$((i - 1))]}" = fileio-cur ] || bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
-  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
-done
+# fileio-cur is the fileio backstore again: already filled
+BENCH_PREFILLED=fileio-cur bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"
 teardown_all
 runner_stop

@@ -48,6 +48,21 @@ bench_warmup() {
   done
 }
 
+# bench_prepare LABEL DEV [LABEL DEV ...]: prefill and warm up every LUN, in
+# order; a LABEL listed in BENCH_PREFILLED (space-separated: another LUN
+# over the same backing) is only warmed up. Stops the bench with the
+# script's `fail` on the first error.
+bench_prepare() {
+  while [ $# -ge 2 ]; do
+    case " ${BENCH_PREFILLED:-} " in
+      *" $1 "*) ;;
+      *) bench_prefill "$2" || fail "prefill $1" ;;
+    esac
+    bench_warmup "$2" || fail "warm-up $1"
+    shift 2
+  done
+}
+
 # bench_cpu_stat -> "busy total": jiffies of the guest's CPUs summed from
 # /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
 bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }

@@ -54,10 +54,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
-for ((i = 1; i < ${#luns[@]}; i += 2)); do
-  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
-  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
-done
+bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"
 teardown_all
 runner_stop

@@ -60,10 +60,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms hw_max_sectors=$(echo $SECTORS | tr ' ' /) tcmu_affinity=current"
-for ((i = 1; i < ${#luns[@]}; i += 2)); do
-  bench_prefill "${luns[$i]}" || fail "prefill ${luns[$((i - 1))]}"
-  bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
-done
+bench_prepare "${luns[@]}"
 
 # syscalls of the daemon per MiB moved, one extra untimed run per tcmu-ts LUN and job
 io_calls() { awk '/^syscr:/ { r = $2 } /^syscw:/ { w = $2 } END { print r, w }' /proc/"$RUNNER_PID"/io; }
