@@ -171,7 +171,7 @@ describe('layerOperation: the layer of a served stack that offers an operation',
 
   it('names the LUN, its stack and who offers the operation when no layer does', async () => {
     await expect(layerOperation(layersOfDevConfig('file//srv/a.img'), 'snapshot.create', 'LUN web')).rejects.toThrow(
-      'LUN web (file): no layer offers snapshot create on a served LUN (offered by: qcow2)',
+      'LUN web (file): no layer offers snapshot create on a served LUN (offered by: qcow2, rbd)',
     );
     await expect(layerOperation([{ handler: 'ram', config: '' }, { handler: 'tst-layer', config: '' }], 'snapshot.nope', 'LUN web')).rejects.toThrow(
       'LUN web (tst-layer over ram): no layer offers snapshot nope on a served LUN (offered by: none)',

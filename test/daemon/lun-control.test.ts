@@ -88,7 +88,7 @@ describe('runLunControl', () => {
     const path = await image('c.qcow2');
     const fileLun = new RecordingLun('user_1/plain', 'file//srv/plain.img');
     await expect(runLunControl(fileLun, 'snapshot.create', { name: 'x' }, files)).rejects.toThrow(
-      'LUN user_1/plain (file): no layer offers snapshot create on a served LUN (offered by: qcow2)',
+      'LUN user_1/plain (file): no layer offers snapshot create on a served LUN (offered by: qcow2, rbd)',
     );
     const lun = new RecordingLun('user_1/q', `qcow2/${path}`);
     await expect(runLunControl(lun, 'image.check', {}, files)).rejects.toThrow(/no layer offers image check on a served LUN \(offered by: none\)/);
