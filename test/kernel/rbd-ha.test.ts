@@ -28,12 +28,13 @@ describeKernel('rbd LUN: daemon crashes, cluster outage, snapshots', () => {
 
   beforeAll(async () => {
     if (cephMissing) throw new Error(cephMissing);
-    run = await runGuestScript(SCENARIO, { timeoutSec: 1800, memMiB: 3072, scratchSize: '8G' });
+    // ~12 min on a quiet 2-core host; the guest gets twice that when the host is busy.
+    run = await runGuestScript(SCENARIO, { timeoutSec: 2400, memMiB: 3072, scratchSize: '8G' });
     console.log(
       `[rbd-ha] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s; ` +
         `kill-to-serving ms: ${r('restart_ms')}; outage read/write: ${r('outage_read')} / ${r('outage_write')}; OSD restart ${r('osd_restart_sec')}s`,
     );
-  });
+  }, 2460_000);
 
   it('serves rbd/ha0 (exclusive-lock image) with no write cache by default', () => {
     expect(r('cluster'), why('scripts/ceph.sh start in the guest')).toBe('ok');
