@@ -22,7 +22,7 @@ import { createLogger } from '../log.js';
 /** How each group introduces itself in --help; other groups get a generic line. */
 const GROUP_DESCRIPTIONS: Record<string, string> = {
   image: 'create, inspect, check and compact images',
-  snapshot: 'internal snapshots of an image path or of a served LUN (by name)',
+  snapshot: 'snapshots of an image path or of a served LUN (by name): qcow2 internal snapshots, RBD snapshots of an rbd LUN',
 };
 /** The image format an offline operation uses when several handlers offer it and none recognises the image. */
 const DEFAULT_FORMAT = 'qcow2';
