@@ -23,6 +23,7 @@ import { cryptoRegion, type ImageKeys } from '../../../handlers/qcow2/encryption
 import { EXT_CRYPTO, parseHeader } from '../../../handlers/qcow2/format.js';
 import { openImage } from '../../../handlers/qcow2/open.js';
 import { writeRange } from '../../../handlers/qcow2/write-path.js';
+import { spawnQemuTool } from '../../handlers/qcow2/qemu.js';
 import type { LuksLimits } from '../../../src/crypto/luks/limits.js';
 import { mutate } from '../lib/mutate.js';
 import { FuzzFinding, isCleanRefusal, type FuzzTarget } from '../lib/target.js';
@@ -66,7 +67,7 @@ function qemuAvailable(): boolean {
 }
 
 function run(cmd: string, ...args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  const r = spawnQemuTool(cmd, args);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
 }
 

@@ -3,7 +3,7 @@
  * module level: in CI (process.env.CI set) a missing qemu-img is a loud
  * failure; elsewhere the suite is skipped with a message.
  */
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +21,25 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * qemu-img sizes a LUKS keyslot's PBKDF2 by timing a first batch of
+ * iterations in thread CPU time, and gives up ("Unable to get accurate CPU
+ * usage") when that reads 0 ms, which happens on a loaded host. It is
+ * qemu's benchmark failing, not the image: try again, a bounded number of
+ * times.
+ */
+export const QEMU_CPU_CLOCK_FLAKE = 'Unable to get accurate CPU usage';
+
+export function spawnQemuTool(tool: string, args: readonly string[]): SpawnSyncReturns<string> {
+  let r = spawnSync(tool, args, { encoding: 'utf8' });
+  for (let retry = 0; retry < 3 && r.status !== 0 && (r.stderr ?? '').includes(QEMU_CPU_CLOCK_FLAKE); retry++) {
+    r = spawnSync(tool, args, { encoding: 'utf8' });
+  }
+  return r;
+}
+
 export function qemuImg(...args: string[]): RunResult {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
+  const r = spawnQemuTool('qemu-img', args);
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
