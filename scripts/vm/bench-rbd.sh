@@ -23,11 +23,7 @@ CEPH_DIR=$S/ceph
 export CEPH_CONF=$CEPH_DIR/ceph.conf
 SIZE=$((1 << 30))
 
-ip link set lo up
-t0=$(date +%s)
-CEPH_NO_MGR=1 CEPH_OSD_SIZE=6G CEPH_TIMEOUT=600 bash "$TCMU_TS_ROOT/scripts/ceph.sh" start $CEPH_DIR >/tmp/ceph-start.log 2>&1 \
-  || { dump_log ceph_start /tmp/ceph-start.log; fail "ceph.sh start"; }
-echo "@@LOG bench cluster up in $(( $(date +%s) - t0 ))s"
+ceph_start $CEPH_DIR 6G || fail "ceph.sh start"
 for img in b-ts b-runner b-krbd; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
 
 # krbd under LIO's iblock backstore

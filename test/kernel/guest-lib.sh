@@ -226,3 +226,22 @@ runner_stop() {
   result runner_exit "$rc"
   [ $rc = 0 ] || { dump_log runner "$RUNNER_LOG"; return 1; }
 }
+
+# -- Ceph ------------------------------------------------------------------------
+# ceph_start DIR [OSD_SIZE]: lo up, then scripts/ceph.sh's single-node cluster
+# in DIR without a mgr (nothing on the rbd data path needs one, and under TCG
+# its Python start costs minutes). Reports cluster=ok|fail and cluster_sec;
+# on failure dumps the start, OSD and monitor logs and returns 1.
+ceph_start() {
+  local dir="$1" size="${2:-3G}" t0
+  ip link set lo up
+  t0=$(date +%s)
+  if CEPH_NO_MGR=1 CEPH_OSD_SIZE=$size CEPH_TIMEOUT=600 bash "$TCMU_TS_ROOT/scripts/ceph.sh" start "$dir" >/tmp/ceph-start.log 2>&1; then
+    result cluster ok
+  else
+    result cluster fail
+    dump_log ceph_start /tmp/ceph-start.log; dump_log osd "$dir/log/ceph-osd.0.log"; dump_log mon "$dir/log/ceph-mon.a.log"
+    return 1
+  fi
+  result cluster_sec $(( $(date +%s) - t0 ))
+}

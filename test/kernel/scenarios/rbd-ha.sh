@@ -43,14 +43,7 @@ finish() {
   exit "${1:-0}"
 }
 
-ip link set lo up
-t0=$(date +%s)
-if CEPH_NO_MGR=1 CEPH_OSD_SIZE=3G CEPH_TIMEOUT=600 bash "$TCMU_TS_ROOT/scripts/ceph.sh" start $CEPH_DIR >/tmp/ceph-start.log 2>&1; then
-  result cluster ok
-else
-  result cluster fail; dump_log ceph_start /tmp/ceph-start.log; dump_log osd $CEPH_DIR/log/ceph-osd.0.log; finish 1
-fi
-result cluster_sec $(( $(date +%s) - t0 ))
+ceph_start $CEPH_DIR || finish 1
 check rbd_create rbd create rbd/ha0 --size 1G || finish 1
 result features "$(rbd info rbd/ha0 2>/dev/null | sed -n 's/^\s*features: //p' | tr -d ' ')"
 

@@ -19,16 +19,7 @@ finish() {
   exit "${1:-0}"
 }
 
-ip link set lo up
-t0=$(date +%s)
-# No mgr: nothing on the rbd data path needs it, and under TCG its Python
-# start costs minutes.
-if CEPH_NO_MGR=1 CEPH_OSD_SIZE=3G CEPH_TIMEOUT=600 bash "$TCMU_TS_ROOT/scripts/ceph.sh" start $CEPH_DIR >/tmp/ceph-start.log 2>&1; then
-  result cluster ok
-else
-  result cluster fail; dump_log ceph_start /tmp/ceph-start.log; dump_log osd $CEPH_DIR/log/ceph-osd.0.log; dump_log mon $CEPH_DIR/log/ceph-mon.a.log; finish 1
-fi
-result cluster_sec $(( $(date +%s) - t0 ))
+ceph_start $CEPH_DIR || finish 1
 check rbd_create rbd create rbd/disk0 --size 1G || finish 1
 
 if uio=$(tcmu_create lun0 "rbd/rbd/disk0;conf=$CEPH_CONF;osd_op_timeout=60" $SIZE); then result create "$uio"; else result create fail; finish 1; fi
