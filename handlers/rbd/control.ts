@@ -41,18 +41,38 @@ async function withImage<T>(ctx: ControlContext, readOnly: boolean, fn: (image: 
   }
 }
 
-const snapshotCreate: ControlOperation = {
-  description: 'create an RBD snapshot of the image',
-  modes: ['online'],
-  args: [NAME_ARG],
+/**
+ * An operation on one named snapshot of the image head: `call` runs on the
+ * image opened writable; the result is `{ [key]: name }` and `text(name)`.
+ */
+function namedSnapshotOperation(
+  description: string,
+  call: (image: RbdImage, name: string) => Promise<void>,
+  key: string,
+  text: (name: string) => string,
+  how: Pick<ControlOperation, 'quiesce' | 'changesMedium'> = {},
+): ControlOperation {
+  return {
+    description,
+    modes: ['online'],
+    args: [NAME_ARG],
+    ...how,
+    async run(ctx, args) {
+      const name = snapName(args.name);
+      await withImage(ctx, false, (image) => call(image, name));
+      return { value: { [key]: name }, text: text(name) };
+    },
+  };
+}
+
+const snapshotCreate = namedSnapshotOperation(
+  'create an RBD snapshot of the image',
+  (image, name) => image.snapCreate(name),
+  'created',
+  (name) => `snapshot ${name} created`,
   // The head reads the same afterwards: no MEDIUM MAY HAVE CHANGED.
-  changesMedium: false,
-  async run(ctx, args) {
-    const name = snapName(args.name);
-    await withImage(ctx, false, (image) => image.snapCreate(name));
-    return { value: { created: name }, text: `snapshot ${name} created` };
-  },
-};
+  { changesMedium: false },
+);
 
 const snapshotList: ControlOperation = {
   description: 'list the RBD snapshots of the image',
@@ -67,29 +87,21 @@ const snapshotList: ControlOperation = {
   },
 };
 
-const snapshotRevert: ControlOperation = {
-  description: 'roll the image back to an RBD snapshot',
-  modes: ['online'],
-  args: [NAME_ARG],
-  async run(ctx, args) {
-    const name = snapName(args.name);
-    await withImage(ctx, false, (image) => image.snapRollback(name));
-    return { value: { reverted: name }, text: `reverted to ${name}` };
-  },
-};
+const snapshotRevert = namedSnapshotOperation(
+  'roll the image back to an RBD snapshot',
+  (image, name) => image.snapRollback(name),
+  'reverted',
+  (name) => `reverted to ${name}`,
+);
 
-const snapshotDelete: ControlOperation = {
-  description: 'delete an RBD snapshot',
-  modes: ['online'],
-  args: [NAME_ARG],
+const snapshotDelete = namedSnapshotOperation(
+  'delete an RBD snapshot',
+  (image, name) => image.snapRemove(name),
+  'deleted',
+  (name) => `snapshot ${name} deleted`,
   // The head is untouched: runs beside the LUN's I/O, as `rbd snap rm` from any host would.
-  quiesce: false,
-  async run(ctx, args) {
-    const name = snapName(args.name);
-    await withImage(ctx, false, (image) => image.snapRemove(name));
-    return { value: { deleted: name }, text: `snapshot ${name} deleted` };
-  },
-};
+  { quiesce: false },
+);
 
 export const rbdControl: HandlerControl = {
   operations: {
