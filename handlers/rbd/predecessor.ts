@@ -38,10 +38,13 @@ export function entityAddresses(text: string): Set<string> {
   const out = new Set<string>();
   for (const part of text.replace(/^\[|\]$/g, '').split(',')) {
     const addr = part.trim().replace(/^(?:v1|v2|any|none):/, '');
-    if (/^\S+:\d+\/\d+$/.test(addr)) out.add(addr);
+    if (ENTITY_ADDRESS.test(addr)) out.add(addr);
   }
   return out;
 }
+
+/** IPv4 or bracketed IPv6, port, nonce: what Ceph prints for a client (no host names). */
+export const ENTITY_ADDRESS = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/\d{1,20}$/;
 
 /** The owner among `owners` that is `previous` (same entity address), if any. */
 export function predecessorOwner(owners: readonly string[], previous: string): string | undefined {

@@ -17,4 +17,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   'qcow2-luks': async () => (await import('./qcow2-luks.js')).default,
   xcopy: async () => (await import('./xcopy.js')).default,
   'rbd-spec': async () => (await import('./rbd-spec.js')).default,
+  'rbd-owner': async () => (await import('./rbd-owner.js')).default,
 };
