@@ -2,66 +2,24 @@
  * Simulator benchmark: commands/s the ring engine sustains on one core.
  * The simulated kernel runs in a worker thread (scripts/bench-sim/bench-worker.ts)
  * keeping 128 4 KiB READs in flight; the engine and the target run on the
- * main thread, which is what this measures.
+ * main thread, which is what this measures. With `--kernel inline` the
+ * simulated kernel shares the main thread instead: slower per command, but
+ * free of two-thread scheduling noise (see kernel-side.ts).
  *
- *   node dist/scripts/bench-sim/bench-sim.js [--seconds N] [--repeat N] [--only TEXT[|TEXT...]] [--out FILE]
+ *   node dist/scripts/bench-sim/bench-sim.js [--seconds N] [--repeat N] [--only TEXT[|TEXT...]]
+ *                                            [--kernel worker|inline] [--out FILE]
  *
  * Prints a table and writes it to scripts/results/bench-sim.txt (or --out).
  */
-import { Buffer } from 'node:buffer';
-import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
-import { Asc, SenseKey } from '../../src/scsi/sense.js';
-import { native } from '../../src/native.js';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
-import { Mailbox, SENSE_SIZE } from '../../src/tcmu/ring-layout.js';
-import type { BenchWorkerConfig, BenchWorkerReport } from './bench-worker.js';
-
-const RING_SIZE = 8 * 1024 * 1024 - 128; // the kernel's default cmdr_size
-const DATA_SIZE = 64 * 1024 * 1024;
-const QUEUE_DEPTH = 128;
-const RAM_BYTES = 64 * 1024 * 1024;
-const LBA_SPAN = RAM_BYTES / 512;
-
-/** READ(10)/WRITE(10) over a flat RAM buffer, minimal decode: isolates the engine's cost. */
-class BenchRamTarget implements ScsiTarget {
-  private readonly ram = Buffer.alloc(RAM_BYTES, 0x5a);
-  constructor(private readonly asyncCompletion: boolean) {}
-
-  execute(cmd: ScsiCommand): number | Promise<number> {
-    const status = this.run(cmd);
-    return this.asyncCompletion ? Promise.resolve(status) : status;
-  }
-
-  private run(cmd: ScsiCommand): number {
-    const cdb = cmd.cdb;
-    const offset = cdb.readUInt32BE(2) * 512;
-    let at = offset;
-    const iov = cmd.iov;
-    if (cdb[0] === 0x28) {
-      for (let i = 0; i < iov.length; i++) {
-        const buf = iov[i]!;
-        this.ram.copy(buf, 0, at, at + buf.length);
-        at += buf.length;
-      }
-      cmd.dataInLength = cmd.iovLength;
-      return 0;
-    }
-    return 2;
-  }
-}
-
-interface BenchTarget {
-  target: ScsiTarget;
-  /** Release what the target opened (files), after the run. */
-  close?: () => Promise<void>;
-}
+import { QUEUE_DEPTH, inlineKernel, workerKernel, type KernelMode } from './kernel-side.js';
+import { BenchRamTarget, fileDiskTarget, scsiDiskTarget, type BenchTarget } from './targets.js';
 
 interface Scenario {
   name: string;
@@ -105,43 +63,16 @@ function countedCommands(c: CommandCounters): number {
   return n;
 }
 
-async function runScenario(s: Scenario, seconds: number): Promise<Row> {
-  const addon = native();
-  const mapSize = Mailbox.size + RING_SIZE + DATA_SIZE;
-  const path = `/dev/shm/tcmu-bench-${process.pid}-${Date.now()}`;
-  const fd = openSync(path, 'wx+', 0o600);
-  ftruncateSync(fd, mapSize);
-  closeSync(fd);
-  const [runnerFd, kernelFd] = addon.socketPair();
-  const config: BenchWorkerConfig = { path, fd: kernelFd, ringSize: RING_SIZE, dataSize: DATA_SIZE, ooo: s.ooo, queueDepth: QUEUE_DEPTH, lbaSpan: LBA_SPAN };
-  const worker = new Worker(new URL('./bench-worker.js', import.meta.url), { workerData: config });
-  const messages: { type: string; report?: BenchWorkerReport }[] = [];
-  let wake: (() => void) | undefined;
-  worker.on('message', (m) => {
-    messages.push(m);
-    wake?.();
-  });
-  worker.on('error', (err) => {
-    console.error('bench worker failed:', err);
-    process.exit(1);
-  });
-  const next = async (type: string) => {
-    for (;;) {
-      const i = messages.findIndex((m) => m.type === type);
-      if (i >= 0) return messages.splice(i, 1)[0]!;
-      await new Promise<void>((r) => (wake = r));
-    }
-  };
-  await next('ready'); // the worker wrote the mailbox
-  const mapping = addon.openShared(path, mapSize, runnerFd, runnerFd);
-  unlinkSync(path);
+async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode): Promise<Row> {
+  const kernel = kernelMode === 'inline' ? inlineKernel(s.ooo) : await workerKernel(s.ooo);
+  const mapping = kernel.mapping;
   const { target, close } = await s.makeTarget();
   const counters = s.metrics ? new CommandCounters() : undefined;
   const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine, counters });
   engine.start();
 
   // Warm up (JIT), then measure a window.
-  worker.postMessage({ type: 'go' });
+  kernel.go();
   await new Promise((r) => setTimeout(r, 500));
   const c0 = engine.stats.commands;
   const b0 = engine.stats.batches;
@@ -158,15 +89,12 @@ async function runScenario(s: Scenario, seconds: number): Promise<Row> {
   const gcCount = await gcs.countBetween(t0, t1);
   const batches = engine.stats.batches - b0;
   const kicks = engine.stats.kicks - k0;
-  worker.postMessage({ type: 'stop' });
-  const done = await next('done');
+  const report = await kernel.stop();
   await engine.drain();
   engine.close();
   mapping.close();
   await close?.();
-  worker.postMessage({ type: 'close' });
-  await new Promise((r) => worker.once('exit', r));
-  const report = done.report!;
+  await kernel.close();
   return {
     name: s.name,
     cmdsPerSec: commands / ((t1 - t0) / 1000),
@@ -212,60 +140,6 @@ function watchGc(): { countBetween(t0: number, t1: number): Promise<number> } {
   };
 }
 
-/**
- * A ScsiDisk answers its first command with the power-on UNIT ATTENTION
- * (29/00), as a real disk does; Linux's scan takes it with a TEST UNIT
- * READY. Do the same here, so that 'failed' counts only real failures.
- */
-function afterPowerOn(disk: ScsiTarget): ScsiTarget {
-  const tur: ScsiCommand = { cdb: Buffer.alloc(6), iov: [], iovLength: 0, bidiIov: [], sense: Buffer.alloc(SENSE_SIZE), dataInLength: 0, aborted: false };
-  const status = disk.execute(tur);
-  if (status !== ScsiStatus.CheckCondition || (tur.sense[2]! & 0x0f) !== SenseKey.UnitAttention || tur.sense.readUInt16BE(12) !== Asc.PowerOnResetOccurred) {
-    throw new Error(`bench: the first TEST UNIT READY did not report the power-on UNIT ATTENTION (status ${String(status)})`);
-  }
-  return disk;
-}
-
-/** `abortable`: the ram handler declaring it honours abort signals, so every command carries one. */
-async function scsiDiskTarget(abortable = false): Promise<BenchTarget> {
-  // Resolved at run time: src/scsi and handlers/ram are other engineers' modules.
-  const scsi = await import('../../src/scsi/index.js');
-  const stack = await import('../../src/backstore/lun-store.js');
-  const ramDisk = await import('../../handlers/ram/ram-disk.js');
-  const ram = new ramDisk.RamDisk(RAM_BYTES, 512, false);
-  const store = stack.toLunStore(abortable ? Object.assign(ram, { abortable: true }) : ram);
-  // Prefill so reads copy real data rather than a zero-fill shortcut path.
-  store.write(0, [Buffer.alloc(RAM_BYTES, 0x5a)], { fua: false });
-  return { target: afterPowerOn(new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'))) };
-}
-
-/**
- * The full read path of a `file` LUN: SCSI emulation, the file handler and
- * its io_uring/RWF_NOWAIT I/O, over a file the page cache holds (as in the
- * VM bench, whose fio region is prefilled and warm).
- */
-async function fileDiskTarget(): Promise<BenchTarget> {
-  const scsi = await import('../../src/scsi/index.js');
-  const stack = await import('../../src/backstore/lun-store.js');
-  const file = await import('../../handlers/file/index.js');
-  const { pino } = await import('pino');
-  const path = join(tmpdir(), `tcmu-bench-${process.pid}-${Date.now()}.img`);
-  writeFileSync(path, Buffer.alloc(RAM_BYTES, 0x5a), { mode: 0o600 });
-  try {
-    const opened = await file.default.open(path, {
-      size: RAM_BYTES,
-      blockSize: 512,
-      readOnly: false,
-      log: pino({ level: 'silent' }),
-      options: { io: 'uring' },
-    });
-    const store = stack.toLunStore(opened);
-    return { target: afterPowerOn(new scsi.ScsiDisk(store, scsi.deriveIdentity('bench'))), close: async () => store.close() };
-  } finally {
-    unlinkSync(path); // the open descriptor keeps the data until close
-  }
-}
-
 function medianRow(rows: Row[]): Row {
   const sorted = [...rows].sort((a, b) => a.cmdsPerSec - b.cmdsPerSec);
   const median = { ...sorted[Math.floor(sorted.length / 2)]! };
@@ -277,7 +151,7 @@ function medianRow(rows: Row[]): Row {
   return median;
 }
 
-function formatTable(rows: Row[], seconds: number, repeat: number): string {
+function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: KernelMode): string {
   const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'GCs/1M cmds', 'failed'];
   const lines = rows.map((r) => [
     r.name,
@@ -295,7 +169,9 @@ function formatTable(rows: Row[], seconds: number, repeat: number): string {
   const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [
     `tcmu-ts simulator benchmark: 4 KiB READ(10), queue depth ${QUEUE_DEPTH}, ${seconds}s per run, ${repeat} interleaved runs per scenario`,
-    `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; kernel side in a worker thread`,
+    `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; ${
+      kernelMode === 'inline' ? 'kernel side on the runner thread (--kernel inline: cmds/s, CPU and GCs include the simulator)' : 'kernel side in a worker thread'
+    }`,
     `(main busy = event-loop utilisation of the runner thread; GCs/1M cmds = collections of the runner thread's heap per million commands, 0 = nothing allocated per command; 'failed' = non-GOOD status or engine errors)`,
     '',
     fmt(header),
@@ -362,6 +238,8 @@ async function main(): Promise<void> {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const out = arg('--out') ?? join(root, 'scripts', 'results', 'bench-sim.txt');
   const only = arg('--only');
+  const kernelMode = arg('--kernel') ?? 'worker';
+  if (kernelMode !== 'worker' && kernelMode !== 'inline') throw new Error(`--kernel: 'worker' or 'inline', not '${kernelMode}'`);
 
   const ram = (asyncCompletion: boolean) => async () => ({ target: new BenchRamTarget(asyncCompletion) });
   // Each '+ metrics' scenario runs right after its baseline (same conditions); see pairTable.
@@ -386,7 +264,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < repeat; round++) {
     for (const s of roundOrder(chosen, round)) {
       try {
-        const row = await runScenario(s, seconds);
+        const row = await runScenario(s, seconds, kernelMode);
         runs.get(s)!.push(row);
         console.error(`round ${round + 1}: ${s.name}: ${Math.round(row.cmdsPerSec)} cmds/s`);
       } catch (err) {
@@ -395,7 +273,7 @@ async function main(): Promise<void> {
     }
   }
   const rows = chosen.map((s) => medianRow(runs.get(s)!));
-  const table = formatTable(rows, seconds, repeat) + pairTable(chosen, runs);
+  const table = formatTable(rows, seconds, repeat, kernelMode) + pairTable(chosen, runs);
   process.stdout.write(table);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, table);

@@ -3,9 +3,9 @@
  * main thread is what gets measured. Keeps `queueDepth` 4 KiB READ(10)s in
  * flight until told to stop, then reports what completed.
  */
-import { Buffer } from 'node:buffer';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KernelSim, type SimResult } from '../../test/sim/kernel-sim.js';
+import { KernelSim } from '../../test/sim/kernel-sim.js';
+import { ReadLoad } from './read-load.js';
 
 export interface BenchWorkerConfig {
   path: string;
@@ -37,39 +37,12 @@ const sim = KernelSim.create({
   collectData: false,
   attach: { path: config.path, fd: config.fd },
 });
-
-// A few prebuilt CDBs, reused: the generator must be cheaper than the runner.
-const CDB_COUNT = 256;
-const cdbs: Buffer[] = [];
-for (let i = 0; i < CDB_COUNT; i++) {
-  const cdb = Buffer.alloc(10);
-  cdb[0] = 0x28;
-  cdb.writeUInt32BE((i * 8 * 7919) % (config.lbaSpan - 8), 2);
-  cdb.writeUInt16BE(8, 7);
-  cdbs.push(cdb);
-}
-const data = { inLength: 4096 };
-let running = false;
-let issued = 0;
-let failed = 0;
-let outstanding = 0;
-
-function submitOne(): void {
-  outstanding++;
-  sim.submitWith(cdbs[issued++ % CDB_COUNT]!, data, onDone);
-}
-
-function onDone(result: SimResult | undefined, err: Error | undefined): void {
-  outstanding--;
-  if (err !== undefined || result!.status !== 0) failed++;
-  if (running) submitOne();
-  else if (outstanding === 0) report();
-}
+const load = new ReadLoad(sim, config.queueDepth, config.lbaSpan);
 
 function report(): void {
   const r: BenchWorkerReport = {
     completed: sim.completed,
-    failed,
+    failed: load.failed,
     broken: sim.broken,
     runnerKicks: sim.runnerKicks,
     kernelKicks: sim.kernelKicks,
@@ -78,13 +51,9 @@ function report(): void {
 }
 
 port.on('message', (msg: { type: string }) => {
-  if (msg.type === 'go') {
-    running = true;
-    for (let i = 0; i < config.queueDepth; i++) submitOne();
-  } else if (msg.type === 'stop') {
-    running = false;
-    if (outstanding === 0) report();
-  } else if (msg.type === 'close') {
+  if (msg.type === 'go') load.start();
+  else if (msg.type === 'stop') load.stop(report);
+  else if (msg.type === 'close') {
     sim.close();
     port.close();
   }
