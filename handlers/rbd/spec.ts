@@ -5,13 +5,19 @@
  *   keyring=PATH        keyring file (default: what ceph.conf says)
  *   osd_op_timeout=SECS a cluster operation (and the initial connect) that
  *                       takes longer fails with ETIMEDOUT (default 30; 0 = wait forever)
- *   cache=none|writeback none (default): librbd's cache is off, a write is
+ *   cache=none|writethrough|writeback
+ *                       none (default): librbd's cache is off, a write is
  *                       acknowledged once the OSDs have it, so a daemon crash
  *                       loses nothing acknowledged, and the LUN reports no
- *                       write cache (WCE=0). writeback: librbd's cache holds
- *                       writes until SYNCHRONIZE CACHE (WCE=1); faster small
- *                       writes, but a crash of the daemon loses what was not
- *                       flushed, as a power cut loses a disk's cache.
+ *                       write cache (WCE=0). writethrough: librbd's cache on
+ *                       with no dirty data allowed (rbd_cache_max_dirty=0): it
+ *                       serves re-reads, every write still waits for the OSDs,
+ *                       WCE=0 (what tcmu-runner's rbd handler gets from
+ *                       librbd's defaults while no flush arrives).
+ *                       writeback: librbd's cache holds writes until
+ *                       SYNCHRONIZE CACHE (WCE=1); faster small writes, but a
+ *                       crash of the daemon loses what was not flushed, as a
+ *                       power cut loses a disk's cache.
  * Parsed and checked here, before anything touches the network.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
@@ -27,8 +33,11 @@ export interface RbdSpec {
   keyring?: string;
   /** Seconds; 0 = no timeout. */
   osdOpTimeout: number;
-  cache: 'none' | 'writeback';
+  cache: RbdCacheMode;
 }
+
+export type RbdCacheMode = 'none' | 'writethrough' | 'writeback';
+const CACHE_MODES: readonly string[] = ['none', 'writethrough', 'writeback'] satisfies RbdCacheMode[];
 
 export const DEFAULT_CONF = '/etc/ceph/ceph.conf';
 export const DEFAULT_OSD_OP_TIMEOUT = 30;
@@ -66,15 +75,17 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
     osdOpTimeout = Number(v);
   }
   const cache = options.cache ?? 'none';
-  if (cache !== 'none' && cache !== 'writeback') throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none or writeback`);
-  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache };
+  if (!CACHE_MODES.includes(cache)) throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none, writethrough or writeback`);
+  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache: cache as RbdCacheMode };
 }
 
 /** rados_conf_set pairs for a spec. */
 export function radosSettings(spec: RbdSpec): Record<string, string> {
   const settings: Record<string, string> = {};
   // Explicit either way, whatever ceph.conf says: the LUN's WCE bit must tell the truth.
-  settings.rbd_cache = spec.cache === 'writeback' ? 'true' : 'false';
+  settings.rbd_cache = spec.cache === 'none' ? 'false' : 'true';
+  // No dirty bytes: librbd's cache then completes a write only once the OSDs have it.
+  if (spec.cache === 'writethrough') settings.rbd_cache_max_dirty = '0';
   if (spec.cache === 'writeback') settings.rbd_cache_writethrough_until_flush = 'false';
   if (spec.keyring !== undefined) settings.keyring = spec.keyring;
   if (spec.osdOpTimeout > 0) {

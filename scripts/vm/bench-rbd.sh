@@ -5,12 +5,14 @@
 #                (iblock) backstore: the in-kernel reference
 #   tcmu-ts      tcmu-ts's rbd handler (librbd aio), registered as the user
 #                handler `tsrbd` so that it and tcmu-runner never claim each
-#                other's devices
+#                other's devices; default cache=none (librbd's cache off)
+#   tcmu-ts-wt   the same with cache=writethrough (librbd's cache on, no
+#                dirty data: tcmu-runner's effective setting)
 #   tcmu-runner  Debian's tcmu-runner 1.5.4 with its rbd handler
 #                (BENCH_REFERENCE=none leaves it out)
-# Both runners use librbd with their defaults for the LUN's cache: tcmu-ts
-# cache=none (write-through), tcmu-runner librbd's rbd_cache in writethrough
-# until a flush, and a LUN without a write cache never gets one.
+# tcmu-runner runs with librbd's default cache: rbd_cache in writethrough
+# until a flush, and a LUN without a write cache never gets one. Every LUN
+# here is write-through (WCE=0).
 # Output: @@BENCH lines for bench-table.sh.
 set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
@@ -24,7 +26,7 @@ export CEPH_CONF=$CEPH_DIR/ceph.conf
 SIZE=$((1 << 30))
 
 ceph_start $CEPH_DIR 6G || fail "ceph.sh start"
-for img in b-ts b-runner b-krbd; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
+for img in b-ts b-tswt b-runner b-krbd; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
 
 # krbd under LIO's iblock backstore
 modprobe -d "$TCMU_VM_KDIR" rbd 2>/dev/null
@@ -38,8 +40,9 @@ mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd 
 
 printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
 tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
-RUNNER_TIMEOUT=600 RUNNER_EXPECT=$(uio_of ts) runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
-luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)")
+tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
+RUNNER_TIMEOUT=600 RUNNER_EXPECT="$(uio_of ts) $(uio_of tw)" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
+luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" tcmu-ts-wt "$(loop_export tw 3)")
 if [ "$reference" = tcmu-runner ]; then
   tcmu_create tr "rbd/rbd/b-runner;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
   tr_start

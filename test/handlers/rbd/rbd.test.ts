@@ -177,6 +177,19 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     expect(exportRange(image, 8192, 4096).equals(pattern(4096, 5))).toBe(true);
   });
 
+  it('cache=writethrough reports no write cache; a completed write is on the cluster without a flush, and re-reads come back', async () => {
+    const image = freshImage();
+    const store = await open(`rbd/${image}`, { options: { conf: CONF, cache: 'writethrough' } });
+    expect(store.writeCache).toBe(false);
+    await store.write(12288, [pattern(4096, 6)], { fua: false });
+    expect(exportRange(image, 12288, 4096).equals(pattern(4096, 6))).toBe(true);
+    for (let i = 0; i < 2; i++) {
+      const back = Buffer.alloc(4096);
+      await store.read(12288, [back]);
+      expect(back.equals(pattern(4096, 6))).toBe(true);
+    }
+  });
+
   it("a restarted daemon fences its predecessor: the old client's lock is broken and it is blocklisted; another gateway's lock is handed over, not broken", async () => {
     const image = freshImage();
     const runDir = mkdtempSync(join(tmpdir(), 'rbd-lun-run-'));

@@ -21,8 +21,9 @@ describe('rbd dev_config', () => {
     expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false' });
   });
 
-  it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writeback on request', () => {
+  it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writethrough and writeback on request', () => {
     expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false' });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writethrough' }))).toEqual({ rbd_cache: 'true', rbd_cache_max_dirty: '0' });
     expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writeback' }))).toEqual({
       rbd_cache: 'true', rbd_cache_writethrough_until_flush: 'false',
     });
@@ -50,7 +51,7 @@ describe('rbd dev_config', () => {
     [{ osd_op_timeout: '-1' }, 'whole number'],
     [{ osd_op_timeout: '1.5' }, 'whole number'],
     [{ osd_op_timeout: '99999' }, 'whole number'],
-    [{ cache: 'writethrough' }, 'cache "writethrough" must be none or writeback'],
+    [{ cache: 'write-through' }, 'cache "write-through" must be none, writethrough or writeback'],
   ])('refuses options %j', (options, message) => {
     expect(() => parseRbdSpec('rbd/disk0', options)).toThrow(message);
   });
