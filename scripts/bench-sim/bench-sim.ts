@@ -247,6 +247,7 @@ async function main(): Promise<void> {
     { name: 'RAM target, sync, OOOC', ooo: true, makeTarget: ram(false), engine: {} },
     { name: 'RAM target, sync, OOOC + metrics', ooo: true, makeTarget: ram(false), engine: {}, metrics: true },
     { name: 'RAM target, sync, in-order', ooo: false, makeTarget: ram(false), engine: {} },
+    { name: 'RAM target, sync, OOOC, no data copy (engine alone)', ooo: true, makeTarget: async () => ({ target: new BenchRamTarget(false, false) }), engine: {} },
     { name: 'RAM target, promise, OOOC, coalesce=immediate', ooo: true, makeTarget: ram(true), engine: { coalesce: 'immediate' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask + metrics', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' }, metrics: true },

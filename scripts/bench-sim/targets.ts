@@ -21,10 +21,20 @@ export interface BenchTarget {
   close?: () => Promise<void>;
 }
 
-/** READ(10)/WRITE(10) over a flat RAM buffer, minimal decode: isolates the engine's cost. */
+/**
+ * READ(10)/WRITE(10) over a flat RAM buffer, minimal decode: isolates the
+ * engine's cost. With `copyData` false a READ returns GOOD without filling
+ * the data area: what is left is the ring engine alone, and its garbage
+ * collections show whether the per-command path allocates (Node 20's
+ * Buffer.prototype.copy makes a Uint8Array view for every partial copy,
+ * which is most of what the copying rows collect).
+ */
 export class BenchRamTarget implements ScsiTarget {
   private readonly ram = Buffer.alloc(RAM_BYTES, 0x5a);
-  constructor(private readonly asyncCompletion: boolean) {}
+  constructor(
+    private readonly asyncCompletion: boolean,
+    private readonly copyData = true,
+  ) {}
 
   execute(cmd: ScsiCommand): number | Promise<number> {
     const status = this.run(cmd);
@@ -37,7 +47,7 @@ export class BenchRamTarget implements ScsiTarget {
     let at = offset;
     const iov = cmd.iov;
     if (cdb[0] === 0x28) {
-      for (let i = 0; i < iov.length; i++) {
+      for (let i = 0; i < iov.length && this.copyData; i++) {
         const buf = iov[i]!;
         this.ram.copy(buf, 0, at, at + buf.length);
         at += buf.length;
