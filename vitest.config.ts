@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 // tens of MiB of real files through a compressing LUN): about 15 minutes under
 // emulation, more than the CI budget leaves, so they run with
 // `npm run test:kernel:long` (see the README, "The VM test bed").
-const LONG_KERNEL_TESTS = ['test/kernel/rbd-lun.test.ts', 'test/kernel/rbd-ha.test.ts', 'test/kernel/compress-lun.test.ts'];
+const LONG_KERNEL_TESTS = ['test/kernel/rbd-lun.test.ts', 'test/kernel/rbd-ha.test.ts', 'test/kernel/rbd-gateways.test.ts', 'test/kernel/compress-lun.test.ts'];
 export default defineConfig({
   test: {
     projects: [

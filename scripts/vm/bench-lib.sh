@@ -147,8 +147,6 @@ tr_stop() {
 }
 # holds_uio PID UIO: PID has /dev/UIO open
 holds_uio() { ls -l /proc/"$1"/fd 2>/dev/null | grep -q "/dev/$2\$"; }
-# uio_of NAME -> uioN of the TCMU device NAME
-uio_of() { local u; u=$(uio_sysfs "$1") && echo "${u##*/}"; }
 
 # The failure exit of a bench comparing tcmu-ts with tcmu-runner: tear down
 # everything, show both runners' logs. Scripts call it as `fail`.

@@ -65,6 +65,8 @@ tcmu_create() {
 # uio_sysfs NAME -> /sys/class/uio/uioN of the TCMU device NAME
 uio_sysfs() { local u; for u in /sys/class/uio/uio*; do
   case "$(cat "$u/name" 2>/dev/null)" in "tcm-user/1/$1/"*) echo "$u"; return 0 ;; esac; done; return 1; }
+# uio_of NAME -> uioN (what RUNNER_EXPECT lists)
+uio_of() { local u; u=$(uio_sysfs "$1") && echo "${u##*/}"; }
 
 # fileio_create NAME PATH SIZE_BYTES [EXTRA] -- the in-kernel reference backstore
 fileio_create() {

@@ -5,18 +5,14 @@
 // LBA STATUS, and an OSD outage (ABORTED COMMAND within osd_op_timeout, the
 // daemon answering, I/O back once the OSD is). Guest side:
 // test/kernel/scenarios/rbd-ha.sh.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { rbdBinding } from '../../src/native.js';
+import { cephMissing } from './ceph-prereq.js';
 import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/rbd-ha.sh'), 'utf8');
-const cephMissing =
-  spawnSync('ceph-osd', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'Ceph is not installed (scripts/setup.sh)' : rbdBinding().reason;
-if (cephMissing && process.env.CI) throw new Error(`rbd kernel test: ${cephMissing}`);
-if (cephMissing) console.warn(`[kernel tests] skipping rbd-ha: ${cephMissing}`);
+const missing = cephMissing('rbd-ha');
 
 /** osd_op_timeout the scenario gives the LUN, in seconds. */
 const OP_TIMEOUT = 15;
@@ -27,7 +23,7 @@ describeKernel('rbd LUN: daemon crashes, cluster outage, snapshots', () => {
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    if (cephMissing) throw new Error(cephMissing);
+    if (missing) throw new Error(missing);
     // ~12 min on a quiet 2-core host; the guest gets twice that when the host is busy.
     run = await runGuestScript(SCENARIO, { timeoutSec: 2400, memMiB: 3072, scratchSize: '8G' });
     console.log(

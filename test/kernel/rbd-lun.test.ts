@@ -2,18 +2,14 @@
 // boot: scripts/ceph.sh starts a single-node cluster inside the VM (state on
 // the ext4 scratch disk), `tcmu-ts serve` exports rbd/rbd/disk0 on tcm_loop.
 // Guest side: test/kernel/scenarios/rbd-lun.sh.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { rbdBinding } from '../../src/native.js';
+import { cephMissing } from './ceph-prereq.js';
 import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/rbd-lun.sh'), 'utf8');
-const cephMissing =
-  spawnSync('ceph-osd', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'Ceph is not installed (scripts/setup.sh)' : rbdBinding().reason;
-if (cephMissing && process.env.CI) throw new Error(`rbd kernel test: ${cephMissing}`);
-if (cephMissing) console.warn(`[kernel tests] skipping rbd: ${cephMissing}`);
+const missing = cephMissing('rbd-lun');
 
 describeKernel('rbd LUN on tcm_loop served by tcmu-ts, cluster in the VM', () => {
   let run: GuestRun;
@@ -21,7 +17,7 @@ describeKernel('rbd LUN on tcm_loop served by tcmu-ts, cluster in the VM', () =>
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    if (cephMissing) throw new Error(cephMissing);
+    if (missing) throw new Error(missing);
     run = await runGuestScript(SCENARIO, { timeoutSec: 1500, memMiB: 3072, scratchSize: '8G' });
     console.log(
       `[rbd-lun] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s`,
