@@ -14,14 +14,12 @@
  *
  * Prints a table and writes it to scripts/results/bench-metrics-cost.txt (or --out).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
 import { RingEngine } from '../../src/tcmu/ring-engine.js';
 import { QUEUE_DEPTH, inlineKernel, type KernelSide } from './kernel-side.js';
+import { columns, flag, median, option, signedPercent as pct, writeReport } from './report.js';
 import { BenchRamTarget, fileDiskTarget, scsiDiskTarget, type BenchTarget } from './targets.js';
 
 interface Case {
@@ -68,9 +66,6 @@ async function slice(bench: Bench, metrics: boolean, ms: number): Promise<number
   return commands / ((t1 - t0) / 1000);
 }
 
-const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
-const median = (xs: number[]) => sorted(xs)[Math.floor(xs.length / 2)]!;
-const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
 
 /**
  * 95% confidence interval of the median ratio, distribution-free: the
@@ -78,7 +73,7 @@ const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).to
  * binomial, fine from about 20 pairs).
  */
 function medianInterval(xs: number[]): [number, number] {
-  const s = sorted(xs);
+  const s = [...xs].sort((a, b) => a - b);
   const half = 0.98 * Math.sqrt(s.length);
   const lo = Math.max(0, Math.floor(s.length / 2 - half));
   const hi = Math.min(s.length - 1, Math.ceil(s.length / 2 + half));
@@ -148,34 +143,23 @@ function formatTable(results: Result[], pairs: number, sliceMs: number, calibrat
     r.addedNs.toFixed(0),
     calibrate ? '-' : r.counted ? 'yes' : 'NO',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [
     `tcmu-ts metrics cost: 4 KiB READ(10), queue depth ${QUEUE_DEPTH}, ${pairs} pairs of ${sliceMs} ms slices (order alternating), metrics off vs on`,
     ...(calibrate ? ['CALIBRATION (--calibrate): both sides run WITHOUT counters; any difference below is the method\'s own bias and noise'] : []),
     `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; both engines and their simulated kernels on one thread`,
     `(cmds/s include the simulator's own work on the same thread, so 'on/off' understates the runner-only share; 'added ns/cmd' is the absolute cost)`,
     '',
-    fmt(header),
-    fmt(header.map((_, i) => '-'.repeat(widths[i]!))),
-    ...rows.map(fmt),
+    ...columns(header, rows),
     '',
   ].join('\n');
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const arg = (name: string) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const pairs = Number(arg('--pairs') ?? 40);
-  const sliceMs = Number(arg('--slice-ms') ?? 250);
+  const pairs = Number(option('--pairs') ?? 40);
+  const sliceMs = Number(option('--slice-ms') ?? 250);
   if (!(pairs >= 4 && pairs <= 10000) || !(sliceMs >= 20 && sliceMs <= 60000)) throw new Error('--pairs 4..10000, --slice-ms 20..60000');
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const out = arg('--out') ?? join(root, 'scripts', 'results', 'bench-metrics-cost.txt');
-  const only = arg('--only');
-  const calibrate = args.includes('--calibrate');
+  const only = option('--only');
+  const calibrate = flag('--calibrate');
   const cases: Case[] = [
     { name: 'RAM target, sync, OOOC', makeTarget: async () => ({ target: new BenchRamTarget(false) }) },
     { name: 'ScsiDisk over ram handler, OOOC', makeTarget: () => scsiDiskTarget() },
@@ -187,10 +171,7 @@ async function main(): Promise<void> {
     console.error(`${c.name}: ${pct(r.ratio)} (95% CI ${pct(r.interval[0])}..${pct(r.interval[1])})`);
     results.push(r);
   }
-  const table = formatTable(results, pairs, sliceMs, calibrate);
-  process.stdout.write(table);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, table);
+  writeReport('bench-metrics-cost.txt', formatTable(results, pairs, sliceMs, calibrate));
 }
 
 await main();

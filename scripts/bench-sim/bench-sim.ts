@@ -11,14 +11,13 @@
  *
  * Prints a table and writes it to scripts/results/bench-sim.txt (or --out).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
 import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
 import { QUEUE_DEPTH, inlineKernel, workerKernel, type KernelMode } from './kernel-side.js';
+import { columns, median, option, signedPercent as pct, writeReport } from './report.js';
 import { BenchRamTarget, fileDiskTarget, scsiDiskTarget, type BenchTarget } from './targets.js';
 
 interface Scenario {
@@ -142,13 +141,13 @@ function watchGc(): { countBetween(t0: number, t1: number): Promise<number> } {
 
 function medianRow(rows: Row[]): Row {
   const sorted = [...rows].sort((a, b) => a.cmdsPerSec - b.cmdsPerSec);
-  const median = { ...sorted[Math.floor(sorted.length / 2)]! };
+  const middle = { ...sorted[Math.floor(sorted.length / 2)]! };
   if (sorted.length > 1) {
     const lo = Math.round(sorted[0]!.cmdsPerSec / 1000);
     const hi = Math.round(sorted[sorted.length - 1]!.cmdsPerSec / 1000);
-    median.range = `${lo}k-${hi}k`;
+    middle.range = `${lo}k-${hi}k`;
   }
-  return median;
+  return middle;
 }
 
 function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: KernelMode): string {
@@ -165,8 +164,6 @@ function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: K
     r.gcPerMillion.toFixed(1),
     `${r.failed}${r.note ? ' ' + r.note : ''}`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [
     `tcmu-ts simulator benchmark: 4 KiB READ(10), queue depth ${QUEUE_DEPTH}, ${seconds}s per run, ${repeat} interleaved runs per scenario`,
     `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; ${
@@ -174,14 +171,10 @@ function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: K
     }`,
     `(main busy = event-loop utilisation of the runner thread; GCs/1M cmds = collections of the runner thread's heap per million commands, 0 = nothing allocated per command; 'failed' = non-GOOD status or engine errors)`,
     '',
-    fmt(header),
-    fmt(header.map((_, i) => '-'.repeat(widths[i]!))),
-    ...lines.map(fmt),
+    ...columns(header, lines),
     '',
   ].join('\n');
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /**
  * The cost of monitoring: for each 'X + metrics' scenario, the ratio to X
@@ -198,7 +191,6 @@ function pairTable(chosen: Scenario[], runs: Map<Scenario, Row[]>): string {
     const n = Math.min(a.length, b.length);
     const tput = Array.from({ length: n }, (_, i) => b[i]!.cmdsPerSec / a[i]!.cmdsPerSec);
     const cpu = Array.from({ length: n }, (_, i) => b[i]!.cpuPerCmdUs / a[i]!.cpuPerCmdUs);
-    const pct = (x: number) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)}%`;
     const q = (xs: number[]) => {
       const sorted = [...xs].sort((x, y) => x - y);
       return `IQR ${pct(sorted[Math.floor((sorted.length - 1) / 4)]!)}..${pct(sorted[Math.ceil((3 * (sorted.length - 1)) / 4)]!)}`;
@@ -229,16 +221,9 @@ function roundOrder(chosen: Scenario[], round: number): Scenario[] {
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const arg = (name: string) => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const seconds = Number(arg('--seconds') ?? 3);
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const out = arg('--out') ?? join(root, 'scripts', 'results', 'bench-sim.txt');
-  const only = arg('--only');
-  const kernelMode = arg('--kernel') ?? 'worker';
+  const seconds = Number(option('--seconds') ?? 3);
+  const only = option('--only');
+  const kernelMode = option('--kernel') ?? 'worker';
   if (kernelMode !== 'worker' && kernelMode !== 'inline') throw new Error(`--kernel: 'worker' or 'inline', not '${kernelMode}'`);
 
   const ram = (asyncCompletion: boolean) => async () => ({ target: new BenchRamTarget(asyncCompletion) });
@@ -256,7 +241,7 @@ async function main(): Promise<void> {
     { name: 'ScsiDisk over ram handler, abortable (signal per call), OOOC', ooo: true, makeTarget: () => scsiDiskTarget(true), engine: {} },
     { name: 'ScsiDisk over file handler (page cache), OOOC', ooo: true, makeTarget: fileDiskTarget, engine: {} },
   ];
-  const repeat = Number(arg('--repeat') ?? 3);
+  const repeat = Number(option('--repeat') ?? 3);
   // --only 'A|B': scenarios whose name contains A or B.
   const chosen = scenarios.filter((s) => only === undefined || only.split('|').some((part) => s.name.includes(part)));
   // Interleaved rounds (A B C, A B C, ...): this machine's speed drifts, so
@@ -274,10 +259,7 @@ async function main(): Promise<void> {
     }
   }
   const rows = chosen.map((s) => medianRow(runs.get(s)!));
-  const table = formatTable(rows, seconds, repeat, kernelMode) + pairTable(chosen, runs);
-  process.stdout.write(table);
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, table);
+  writeReport('bench-sim.txt', formatTable(rows, seconds, repeat, kernelMode) + pairTable(chosen, runs));
 }
 
 await main();
