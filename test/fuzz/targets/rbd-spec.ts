@@ -3,7 +3,7 @@
  * conf/id/keyring/osd_op_timeout/cache) with mutated configs and option values.
  * Every case must end in
  *   ok        a spec whose names are non-empty, printable, free of '/' and '@',
- *             absolute paths, a timeout within 0..86400 and cache none|writeback
+ *             absolute paths, a timeout within 0..86400 and cache none|writethrough|writeback
  *   refused   a ConfigError naming the handler
  * Anything else (another error class, an accepted name that would reach
  * librados with a separator or control byte in it) is a finding.
@@ -20,6 +20,7 @@ const OPTIONS = [
   { keyring: '/etc/ceph/ceph.client.iscsi.keyring', id: 'iscsi', osd_op_timeout: '30' },
   { osd_op_timeout: '0', cache: 'writeback' },
   { cache: 'none' },
+  { cache: 'writethrough' },
 ];
 const SAFE = /^[A-Za-z0-9_.+=-]+$/;
 
@@ -51,7 +52,7 @@ const target: FuzzTarget = {
     if (!Number.isInteger(spec.osdOpTimeout) || spec.osdOpTimeout < 0 || spec.osdOpTimeout > 86400) {
       throw new FuzzFinding('accepted-invalid', `timeout ${spec.osdOpTimeout}`);
     }
-    if (spec.cache !== 'none' && spec.cache !== 'writeback') throw new FuzzFinding('accepted-invalid', `cache ${JSON.stringify(spec.cache)}`);
+    if (!['none', 'writethrough', 'writeback'].includes(spec.cache)) throw new FuzzFinding('accepted-invalid', `cache ${JSON.stringify(spec.cache)}`);
     return 'ok';
   },
 };
