@@ -22,7 +22,9 @@
  */
 import type { Logger } from 'pino';
 import { StorageError } from '../../src/backstore/errors.js';
+import type { LockHolder } from '../../src/backstore/types.js';
 import type { RbdImage, RbdSession } from './librbd.js';
+import { predecessorOwner } from './predecessor.js';
 
 export interface RbdHandles {
   session: RbdSession;
@@ -104,6 +106,19 @@ export class RbdConnection {
       }
       await closeQuietly(old);
     })();
+  }
+
+  /**
+   * Who holds the image's exclusive lock now (one cluster round trip). The
+   * owner list names clients by entity address, so this client is found the
+   * way a dead predecessor is (./predecessor.ts).
+   */
+  async lockHolder(): Promise<LockHolder> {
+    if (this.reopening) await this.reopening;
+    const { session, image } = this.handles;
+    const owners = await image.lockOwners();
+    if (owners.length === 0) return 'none';
+    return predecessorOwner(owners, session.instanceAddress()) !== undefined ? 'this' : 'other';
   }
 
   async close(): Promise<void> {

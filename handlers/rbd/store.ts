@@ -25,7 +25,7 @@
  *   is mapped, a missing one reads as zeros (deallocated).
  */
 import { StorageError } from '../../src/backstore/errors.js';
-import type { Backstore, Extent, WriteOptions } from '../../src/backstore/types.js';
+import type { Backstore, Extent, LockHolder, WriteOptions } from '../../src/backstore/types.js';
 import type { RbdConnection } from './connection.js';
 
 const CAW_SECTOR = 512;
@@ -135,6 +135,9 @@ export function rbdStore(init: RbdStoreInit): Backstore {
     },
     writeZeroes(offset: number, length: number): Promise<void> {
       return connection.run((image) => image.writeZeroes(offset, length));
+    },
+    exclusiveLockHolder(): Promise<LockHolder> {
+      return connection.lockHolder();
     },
     async resize(newSize: number): Promise<void> {
       // RECONFIG dev_size: the LUN may shrink below the image or grow up to

@@ -45,6 +45,10 @@ export function composeLayers(bottomUp: readonly Backstore[]): Backstore {
     },
   };
   for (const key of OPTIONAL_METHODS) composed[key] = bindIfPresent(top, key);
+  // A property of the medium, not of the data path: the layer that talks to
+  // the shared medium (the bottom, usually) answers it.
+  const lockOwnerLayer = [...bottomUp].reverse().find((store) => typeof store.exclusiveLockHolder === 'function');
+  composed.exclusiveLockHolder = lockOwnerLayer ? bindIfPresent(lockOwnerLayer, 'exclusiveLockHolder') : undefined;
   return composed as unknown as Backstore;
 }
 

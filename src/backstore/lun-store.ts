@@ -133,6 +133,7 @@ export function toLunStore(handlerStore: Backstore): LunStore {
         };
     (lun as { compareAndWriteLimit?: number }).compareAndWriteLimit = store.compareAndWriteLimit;
   }
+  if (has(store, 'exclusiveLockHolder')) (lun as LunStore).exclusiveLockHolder = bound(store, 'exclusiveLockHolder');
   if (has(store, 'resize')) {
     const resize = bound(store, 'resize');
     // READ CAPACITY must report the new size only once the handler has it.

@@ -188,8 +188,19 @@ export interface Backstore {
   blockStatus?(offset: number, length: number, opts?: CallOptions): MaybePromise<Extent[]>;
   /** Grow or shrink to `newSize` bytes (RECONFIG dev_size). */
   resize?(newSize: number): MaybePromise<void>;
+  /**
+   * Who holds the medium's exclusive lock, for a medium several gateways
+   * serve at once (an RBD image): this client, another one, or nobody. The
+   * daemon reports it as the LUN's ALUA state, so initiators prefer the
+   * gateway that holds the lock (see src/daemon/alua-follower.ts). In a
+   * stack, the layer that has it answers, whatever its position.
+   */
+  exclusiveLockHolder?(): Promise<LockHolder>;
   close(): MaybePromise<void>;
 }
+
+/** See Backstore.exclusiveLockHolder. */
+export type LockHolder = 'this' | 'other' | 'none';
 
 /** What the core hands to `open`. */
 export interface OpenContext {
@@ -408,5 +419,7 @@ export interface LunStore {
   /** Whole range 'mapped' when the handler lacks blockStatus. */
   blockStatus(offset: number, length: number, opts?: CallOptions): MaybePromise<Extent[]>;
   resize(newSize: number): MaybePromise<void>;
+  /** The handler's own (see Backstore); absent when the medium has no exclusive lock. */
+  exclusiveLockHolder?(): Promise<LockHolder>;
   close(): MaybePromise<void>;
 }

@@ -8,7 +8,7 @@
 import type { Backstore } from './types.js';
 
 /** Every optional method of Backstore; the type below fails to compile if one is missing. */
-export const OPTIONAL_METHODS = ['write', 'flush', 'compareAndWrite', 'discard', 'writeZeroes', 'blockStatus', 'resize'] as const;
+export const OPTIONAL_METHODS = ['write', 'flush', 'compareAndWrite', 'discard', 'writeZeroes', 'blockStatus', 'resize', 'exclusiveLockHolder'] as const;
 export type OptionalMethod = (typeof OPTIONAL_METHODS)[number];
 
 /** Every optional boolean flag of Backstore. */

@@ -13,7 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Backstore, LunStore } from '../backstore/types.js';
 import { openDevConfig, openLayersOf } from '../backstore/registry.js';
@@ -24,6 +24,7 @@ import { RingEngine, type RingEngineStats } from '../tcmu/ring-engine.js';
 import { CommandCounters } from '../tcmu/command-counters.js';
 import { native, type NativeMapping } from '../native.js';
 import { TcmuConfigfs } from '../tcmu/configfs.js';
+import { AluaFollower } from './alua-follower.js';
 import type { TcmuUioDevice } from '../tcmu/discovery.js';
 import type { KeySource } from '../config/keyring.js';
 import type { FaultGuard, FaultOwner } from './fault-guard.js';
@@ -77,6 +78,8 @@ export class Lun implements FaultOwner {
   /** Monitoring counters the ring engine feeds (read by the metrics endpoint). */
   readonly counters = new CommandCounters();
   private readonly configfs: TcmuConfigfs;
+  /** ALUA port groups for INQUIRY / REPORT TARGET PORT GROUPS; their state follows an exclusive lock. */
+  private readonly alua: AluaFollower;
   private mapping?: NativeMapping;
   private store?: LunStore;
   private engine?: RingEngine;
@@ -111,6 +114,12 @@ export class Lun implements FaultOwner {
     this.devConfig = device.devConfig;
     this.log = opts.log.child({ lun: this.id, uio: device.uio });
     this.configfs = new TcmuConfigfs(device.hbaIndex, device.deviceName, opts.configfsRoot);
+    this.alua = new AluaFollower({
+      deviceDir: this.configfs.dir,
+      targetRoot: opts.configfsRoot === undefined ? undefined : dirname(opts.configfsRoot),
+      lockHolder: () => this.store?.exclusiveLockHolder?.(),
+      log: this.log,
+    });
   }
 
   status(): LunStatus {
@@ -164,6 +173,8 @@ export class Lun implements FaultOwner {
       { devConfig: this.devConfig, size: this.store.size, thin: this.store.thin, writeCache: this.store.writeCache },
       'LUN serving',
     );
+    // A restarted gateway's group may still say active/optimized for a lock another gateway took since.
+    if (this.store.exclusiveLockHolder) this.alua.onActivity();
   }
 
   /**
@@ -228,6 +239,7 @@ export class Lun implements FaultOwner {
         mediumUnchanged,
         copyPeers: (this.opts.copyRegistry ?? daemonCopyRegistry).lookup,
         holdForCopy: () => this.peerCopies.enter(),
+        portGroups: this.alua.read,
       },
     );
   }
@@ -390,6 +402,7 @@ export class Lun implements FaultOwner {
     const stats = this.engine?.stats;
     if (!stats) return this.disarmWatchdog();
     const w = this.watchdog;
+    if (stats.commands !== w.lastCommands && this.store?.exclusiveLockHolder) this.alua.onActivity();
     if (stats.inFlight > 0 && stats.commands === w.lastCommands) {
       w.stalledMs += WATCHDOG_PERIOD_MS;
       if (w.stalledMs === STUCK_AFTER_MS) {

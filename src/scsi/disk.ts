@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { LunStore } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand, type ScsiTarget } from './command.js';
 import { type CommandSpec, UNKNOWN_SERVICE_ACTION, firstReservedByte, highestBit } from './command-table.js';
+import type { TargetPortGroupSource } from './alua.js';
 import type { CopyEndpoint, CopyPeerLookup } from './copy-peers.js';
 import type { DiskIdentity } from './identity.js';
 import { LogicalUnit, isThenable } from './logical-unit.js';
@@ -35,6 +36,8 @@ export interface ScsiDiskOptions {
   copyPeers?: CopyPeerLookup;
   /** CopyEndpoint.hold for this disk: the owner's count of peers' copies in progress. */
   holdForCopy?: () => () => void;
+  /** Where the LUN's ALUA target port groups are read (see ./alua.ts); absent: the LUN reports no ALUA. */
+  portGroups?: TargetPortGroupSource;
 }
 
 export class ScsiDisk implements ScsiTarget {
@@ -44,6 +47,7 @@ export class ScsiDisk implements ScsiTarget {
     this.lu = new LogicalUnit(store, identity, opts.log, DISK_COMMANDS);
     this.lu.copyPeers = opts.copyPeers;
     this.lu.hold = opts.holdForCopy;
+    this.lu.portGroups = opts.portGroups;
     const before = opts.replaces?.lu;
     if (before === undefined) {
       // SAM-5: the first command after power on sees this once.

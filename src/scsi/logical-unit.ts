@@ -10,6 +10,7 @@ import { isAbortError } from '../backstore/errors.js';
 import type { CallOptions, LunStore, WriteOptions, WriteZeroesOptions } from '../backstore/types.js';
 import { ScsiStatus, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
+import type { TargetPortGroupSource } from './alua.js';
 import type { CopyPeerLookup } from './copy-peers.js';
 import type { DiskIdentity } from './identity.js';
 import { scatter } from '../iov.js';
@@ -49,6 +50,8 @@ export class LogicalUnit {
   copyPeers: CopyPeerLookup | undefined;
   /** See CopyEndpoint.hold: set by the daemon for a LUN other LUNs may copy from or to. */
   hold: (() => () => void) | undefined;
+  /** The LUN's ALUA target port groups (INQUIRY TPGS, VPD 0x83, REPORT TARGET PORT GROUPS); unset: no ALUA. */
+  portGroups: TargetPortGroupSource | undefined;
 
   constructor(
     readonly store: LunStore,

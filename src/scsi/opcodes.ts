@@ -16,6 +16,7 @@ import { modeSelect10, modeSelect6 } from './commands/mode-select.js';
 import { modeSense10, modeSense6 } from './commands/mode-sense.js';
 import { read10, read12, read16, read6, write10, write12, write16, write6 } from './commands/read-write.js';
 import { reportSupportedOperationCodes, reportSupportedTaskManagementFunctions } from './commands/rsoc.js';
+import { reportTargetPortGroups } from './commands/report-target-port-groups.js';
 import { receiveCopyOperatingParameters } from './commands/receive-copy-results.js';
 import { requestSense, startStopUnit, testUnitReady } from './commands/spc-basic.js';
 import { synchronizeCache10, synchronizeCache16 } from './commands/sync-cache.js';
@@ -24,6 +25,7 @@ import { verify10, verify16, writeAndVerify10, writeAndVerify16 } from './comman
 import { writeSame10, writeSame16 } from './commands/write-same.js';
 
 const thinOnly = (lu: LogicalUnit) => lu.store.thin;
+const withPortGroups = (lu: LogicalUnit) => lu.portGroups !== undefined;
 
 const FF4 = [0xff, 0xff, 0xff, 0xff];
 const FF8 = [...FF4, ...FF4];
@@ -65,6 +67,8 @@ const specs: CommandSpec[] = [
   { opcode: 0x93, name: 'WRITE SAME(16)', direction: 'out', usage: usage(0x93, 0x09, ...FF8, ...FF4, GROUP, 0), run: writeSame16 },
   { opcode: 0x9e, serviceAction: 0x10, name: 'READ CAPACITY(16)', direction: 'in', usage: usage(0x9e, 0x10, ...FF8, ...FF4, 0x01, 0), run: readCapacity16 },
   { opcode: 0x9e, serviceAction: 0x12, name: 'GET LBA STATUS', direction: 'in', usage: usage(0x9e, 0x12, ...FF8, ...FF4, 0, 0), run: getLbaStatus, available: thinOnly },
+  // Byte 1: PARAMETER DATA FORMAT (bits 7-5) over the service action.
+  { opcode: 0xa3, serviceAction: 0x0a, name: 'REPORT TARGET PORT GROUPS', direction: 'in', usage: usage(0xa3, 0xea, 0, 0, 0, 0, ...FF4, 0, 0), run: reportTargetPortGroups, available: withPortGroups },
   { opcode: 0xa3, serviceAction: 0x0c, name: 'REPORT SUPPORTED OPERATION CODES', direction: 'in', usage: usage(0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, ...FF4, 0, 0), run: reportSupportedOperationCodes },
   { opcode: 0xa3, serviceAction: 0x0d, name: 'REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS', direction: 'in', usage: usage(0xa3, 0x0d, 0x80, 0, 0, 0, ...FF4, 0, 0), run: reportSupportedTaskManagementFunctions },
   { opcode: 0xa8, name: 'READ(12)', direction: 'in', usage: usage(0xa8, DPO_FUA, ...FF4, ...FF4, GROUP, 0), run: read12, neverFails: true },

@@ -146,7 +146,12 @@ teardown_all() {
   done
   for h in "$CFG"/core/*_*; do
     [ -d "$h" ] || continue
-    for d in "$h"/*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+    for d in "$h"/*; do
+      [ -d "$d" ] || continue
+      # ALUA groups an admin made (the kernel's default_tg_pt_gp goes with the device)
+      for x in "$d"/alua/*; do [ -d "$x" ] && [ "${x##*/}" != default_tg_pt_gp ] && rmdir "$x" 2>/dev/null; done
+      rmdir "$d" 2>/dev/null
+    done
     rmdir "$h" 2>/dev/null
   done
   local left

@@ -1,8 +1,9 @@
-// One RBD image behind two gateways (issue 21 acceptance 4, without ALUA):
-// two tcmu-ts daemons, each serving its own TCMU device on the same image
-// through its own tcm_loop target, written at once; then the lock owner is
-// SIGKILLed and fio runs through the other path. Real kernel, real Ceph
-// cluster, one boot. Guest side: test/kernel/scenarios/rbd-gateways.sh.
+// One RBD image behind two gateways (issue 21 acceptance 4): two tcmu-ts
+// daemons, each serving its own TCMU device on the same image through its
+// own tcm_loop target and ALUA port group, written at once; then the lock
+// owner is SIGKILLed and fio runs through the other path, whose port group
+// turns active/optimized as its gateway takes the lock. Real kernel, real
+// Ceph cluster, one boot. Guest side: test/kernel/scenarios/rbd-gateways.sh.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
@@ -56,6 +57,17 @@ describeKernel('rbd image behind two gateways', () => {
     expect(Number(r('blocklisted')), why("gateway B broke the dead owner's lock, which blocklists it")).toBeGreaterThanOrEqual(1);
     expect(r('marker_via_b'), why("A's acknowledged write reads back through B")).toBe('yes');
     expect(r('region_64_same'), why('region written through B across the kill, vs rbd export')).toBe('yes');
+  });
+
+  it('reports implicit ALUA with each gateway in its own port group, active/optimized where the exclusive lock is', () => {
+    expect(r('alua_group_a'), why('configfs ALUA group of gateway A')).toBe('ok');
+    expect(r('alua_group_b'), why('configfs ALUA group of gateway B')).toBe('ok');
+    expect(r('alua_tpgs'), why('sg_inq TPGS through A and B')).toBe('11');
+    expect(r('alua_vpd_groups'), why('VPD 0x83 target port group through A and B')).toBe('0x1 0x2');
+    expect(r('alua_rtpg_owner_a'), why('REPORT TARGET PORT GROUPS through A and B while A holds the lock')).toBe('0x00 0x01');
+    expect(r('alua_configfs_owner_a'), why('configfs alua_access_state of A and B while A holds the lock')).toBe('0 1');
+    expect(r('alua_configfs_after_failover'), why("B's group after B took the lock with the failover I/O (no RTPG asked)")).toBe('0');
+    expect(r('alua_rtpg_after_failover'), why('REPORT TARGET PORT GROUPS through B after the failover')).toBe('0x00');
   });
 
   it('stops cleanly', () => {

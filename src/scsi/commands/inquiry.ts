@@ -3,6 +3,7 @@ import type { ScsiCommand } from '../command.js';
 import type { LogicalUnit } from '../logical-unit.js';
 import { putAscii } from '../ascii.js';
 import { buildVpdPage } from './vpd.js';
+import { type TargetPortGroups, tpgsOf } from '../alua.js';
 
 /** Standard data length: 58 fixed bytes + 4 version descriptors (8 bytes). */
 const STANDARD_LENGTH = 66;
@@ -23,21 +24,37 @@ const STANDARD_LENGTH = 66;
 const VERSION = 0x06;
 const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0];
 
-export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
+export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<number> {
   const cdb = cmd.cdb;
   const evpd = (cdb[1] & 0x01) !== 0;
-  const pageCode = cdb[2];
+  // SPC-5: a page code with EVPD=0 is an error.
+  if (!evpd && cdb[2] !== 0) return lu.invalidCdbField(cmd, 2);
+  const source = lu.portGroups;
+  if (source === undefined) return answer(lu, cmd, undefined);
+  // The groups are read per INQUIRY: LIO raises INQUIRY DATA HAS CHANGED
+  // when an admin moves the LUN to another group, and the initiator's next
+  // INQUIRY must see the move. A source that fails reports no ALUA.
+  return source().then(
+    (groups) => answer(lu, cmd, groups),
+    (err: unknown) => {
+      lu.log?.warn({ err }, 'cannot read the ALUA target port groups; INQUIRY reports none');
+      return answer(lu, cmd, undefined);
+    },
+  );
+}
+
+function answer(lu: LogicalUnit, cmd: ScsiCommand, groups: TargetPortGroups | undefined): number {
+  const cdb = cmd.cdb;
   const allocation = cdb.readUInt16BE(3);
-  if (!evpd) {
-    // SPC-5: a page code with EVPD=0 is an error.
-    if (pageCode !== 0) return lu.invalidCdbField(cmd, 2);
+  if ((cdb[1] & 0x01) === 0) {
     const buf = lu.reply(STANDARD_LENGTH);
     buf[0] = 0x00; // peripheral qualifier 0 (connected), type 0 direct access block device
     buf[1] = 0x00; // not removable
     buf[2] = VERSION;
     buf[3] = 0x12; // HISUP=1, RESPONSE DATA FORMAT=2
     buf[4] = STANDARD_LENGTH - 5; // ADDITIONAL LENGTH counts the bytes after byte 4
-    buf[5] = 0x08; // 3PC: EXTENDED COPY; no ALUA (TPGS 0), no protection information
+    // 3PC: EXTENDED COPY; TPGS (bits 5-4): implicit ALUA when the LUN is in a port group; no protection information
+    buf[5] = 0x08 | (tpgsOf(groups) << 4);
     buf[6] = 0x00;
     buf[7] = 0x02; // CMDQUE: full task management model
     putAscii(buf, 8, 8, lu.identity.vendor);
@@ -46,7 +63,7 @@ export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number {
     for (let i = 0; i < VERSION_DESCRIPTORS.length; i++) buf.writeUInt16BE(VERSION_DESCRIPTORS[i], 58 + 2 * i);
     return lu.dataIn(cmd, buf, Math.min(STANDARD_LENGTH, allocation));
   }
-  const length = buildVpdPage(lu, pageCode, lu.reply(lu.scratch.length));
+  const length = buildVpdPage(lu, cdb[2], lu.reply(lu.scratch.length), groups);
   if (length < 0) return lu.invalidCdbField(cmd, 2);
   return lu.dataIn(cmd, lu.scratch, Math.min(length, allocation));
 }

@@ -7,6 +7,7 @@ import { MAX_UNMAP_BLOCK_DESCRIPTORS, maxCompareAndWriteBlocks, maxUnmapBlocks, 
 import { naaBytes } from '../identity.js';
 import { writeU64 } from '../be64.js';
 import { putAscii } from '../ascii.js';
+import type { TargetPortGroups } from '../alua.js';
 
 const SUPPORTED_PAGES = 0x00;
 const UNIT_SERIAL = 0x80;
@@ -22,8 +23,8 @@ function supportedPages(lu: LogicalUnit): number[] {
   return pages;
 }
 
-/** Build VPD page `code` into `buf` (zeroed); -1 when not supported. */
-export function buildVpdPage(lu: LogicalUnit, code: number, buf: Buffer): number {
+/** Build VPD page `code` into `buf` (zeroed); -1 when not supported. `groups`: the LUN's ALUA port groups, if any. */
+export function buildVpdPage(lu: LogicalUnit, code: number, buf: Buffer, groups?: TargetPortGroups): number {
   buf[0] = 0x00; // peripheral qualifier / device type
   buf[1] = code;
   let bodyLength: number;
@@ -41,7 +42,7 @@ export function buildVpdPage(lu: LogicalUnit, code: number, buf: Buffer): number
       break;
     }
     case DEVICE_ID:
-      bodyLength = deviceIdentification(lu, buf);
+      bodyLength = deviceIdentification(lu, buf, groups?.local);
       break;
     case BLOCK_LIMITS:
       bodyLength = blockLimits(lu, buf);
@@ -66,8 +67,12 @@ export function buildVpdPage(lu: LogicalUnit, code: number, buf: Buffer): number
   return 4 + bodyLength;
 }
 
-/** Designation descriptors (SPC-5 7.7.6): NAA, then T10 vendor id, both for the logical unit. */
-function deviceIdentification(lu: LogicalUnit, buf: Buffer): number {
+/**
+ * Designation descriptors (SPC-5 7.7.6): NAA, then T10 vendor id, both for
+ * the logical unit; with ALUA, the relative target port and the target port
+ * group of the local port (Linux's ALUA handler reads the group from here).
+ */
+function deviceIdentification(lu: LogicalUnit, buf: Buffer, port: TargetPortGroups['local']): number {
   let at = 4;
   const naa = naaBytes(lu.identity);
   buf[at] = 0x01; // PROTOCOL IDENTIFIER 0, CODE SET binary
@@ -83,7 +88,24 @@ function deviceIdentification(lu: LogicalUnit, buf: Buffer): number {
   putAscii(buf, at + 4, 8, lu.identity.vendor);
   putAscii(buf, at + 12, serial.length, serial);
   at += 4 + 8 + serial.length;
+
+  if (port !== undefined) {
+    at = targetPortDesignator(buf, at, port.protocolId, RELATIVE_TARGET_PORT, port.relativePortId);
+    at = targetPortDesignator(buf, at, port.protocolId, TARGET_PORT_GROUP, port.groupId);
+  }
   return at - 4;
+}
+
+const RELATIVE_TARGET_PORT = 0x4;
+const TARGET_PORT_GROUP = 0x5;
+
+/** A 4-byte binary designator of the target port (ASSOCIATION 01b, PIV 1): 16-bit value in its last two bytes. */
+function targetPortDesignator(buf: Buffer, at: number, protocolId: number, type: number, value: number): number {
+  buf[at] = ((protocolId & 0xf) << 4) | 0x01; // PROTOCOL IDENTIFIER, CODE SET binary
+  buf[at + 1] = 0x80 | 0x10 | type; // PIV, ASSOCIATION target port, DESIGNATOR TYPE
+  buf[at + 3] = 4;
+  buf.writeUInt16BE(value & 0xffff, at + 6);
+  return at + 8;
 }
 
 /** Block limits (SBC-4 6.6.4); page length 0x3C. */

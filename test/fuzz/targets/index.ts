@@ -18,4 +18,5 @@ export const targets: Record<string, () => Promise<FuzzTarget>> = {
   xcopy: async () => (await import('./xcopy.js')).default,
   'rbd-spec': async () => (await import('./rbd-spec.js')).default,
   'rbd-owner': async () => (await import('./rbd-owner.js')).default,
+  'alua-configfs': async () => (await import('./alua-configfs.js')).default,
 };

@@ -221,6 +221,20 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     expect(back.equals(Buffer.concat([1, 2, 3, 4, 5].map((n) => pattern(4096, n))))).toBe(true);
   }, 120_000);
 
+  it('knows who holds the exclusive lock: nobody before a write, then the writer, and the other gateway sees another holder', async () => {
+    const image = freshImage();
+    const a = await open(`rbd/${image}`);
+    const b = await open(`rbd/${image}`);
+    expect(await a.exclusiveLockHolder!()).toBe('none');
+    await a.write(0, [pattern(4096, 1)], { fua: false });
+    expect(await a.exclusiveLockHolder!()).toBe('this');
+    expect(await b.exclusiveLockHolder!()).toBe('other');
+    // A write through the other gateway takes the lock over (librbd's cooperative hand-over).
+    await b.write(4096, [pattern(4096, 2)], { fua: false });
+    expect(await b.exclusiveLockHolder!()).toBe('this');
+    expect(await a.exclusiveLockHolder!()).toBe('other');
+  });
+
   it('GET LBA STATUS comes from the object map: written objects mapped, the rest deallocated', async () => {
     const image = freshImage('64M');
     const store = await open(`rbd/${image}`);

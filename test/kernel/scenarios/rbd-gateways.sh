@@ -1,5 +1,5 @@
-# Guest scenario: one RBD image behind two gateways (issue 21 acceptance 4,
-# without ALUA). Two tcmu-ts daemons, as two gateway hosts would run them:
+# Guest scenario: one RBD image behind two gateways (issue 21 acceptance 4).
+# Two tcmu-ts daemons, as two gateway hosts would run them:
 # each has its own control socket (hence its own runtime directory, so
 # neither takes the other for its own dead predecessor) and serves its own
 # TCMU device on rbd/gw0 under its own handler name; each device is exported
@@ -13,6 +13,11 @@
 #   2. SIGKILL gateway A while it holds the lock, then fio verify through B:
 #      B's writes wait until the cluster expires A's watch, B breaks the dead
 #      owner's lock (blocklisting A) and its fio finishes without an error.
+# ALUA: each gateway's device has its own implicit port group (A: id 1, B:
+# id 2) holding that gateway's LUN. The group state follows the exclusive
+# lock: REPORT TARGET PORT GROUPS through the owner says active/optimized,
+# through the other active/non-optimized, and after the failover B's group
+# turns active/optimized by itself (no RTPG asked) while I/O flows.
 set -u
 S=/mnt/scratch
 CEPH_DIR=$S/ceph
@@ -75,6 +80,21 @@ dev_b=$(LOOP_WWN=$LOOP_B_WWN LOOP_NEXUS=$LOOP_B_NEXUS loop_export gwb 0) && resu
 for d in "$dev_a" "$dev_b"; do echo 120 > /sys/block/${d#/dev/}/device/timeout; done
 result watchers "$(rbd status rbd/gw0 2>/dev/null | grep -c 'watcher=')"
 
+# ALUA port groups: gateway A's LUN in group 1, B's in group 2, implicit transitions.
+alua_state() { cat "$CFG/core/user_1/gw$1/alua/gw$1/alua_access_state" 2>/dev/null; }
+rtpg_state() { sg_rtpg "$1" 2>/dev/null | sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
+vpd_group() { sg_vpd -p 0x83 "$1" 2>/dev/null | sed -n 's/.*Target port group: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
+for g in a b; do
+  d=$CFG/core/user_1/gw$g
+  wwn=$([ $g = a ] && echo "$LOOP_WWN" || echo "$LOOP_B_WWN")
+  mkdir "$d/alua/gw$g" && echo $([ $g = a ] && echo 1 || echo 2) > "$d/alua/gw$g/tg_pt_gp_id" \
+    && echo 1 > "$d/alua/gw$g/alua_access_type" && echo "gw$g" > "$CFG/loopback/$wwn/tpgt_1/lun/lun_0/alua_tg_pt_gp" \
+    && result alua_group_$g ok || result alua_group_$g fail
+done
+for d in "$dev_a" "$dev_b"; do for i in 1 2 3; do sg_turs "$d" >/dev/null 2>&1 && break; done; done # the INQUIRY DATA HAS CHANGED unit attentions
+result alua_tpgs "$(sg_inq "$dev_a" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p')$(sg_inq "$dev_b" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p')"
+result alua_vpd_groups "$(vpd_group "$dev_a") $(vpd_group "$dev_b")"
+
 # -- 1. both paths written at once -------------------------------------------------
 t0=$(date +%s)
 fio_verify fio_a "$dev_a" 0 16 &
@@ -97,6 +117,9 @@ done
 head -c $MiB /dev/urandom > $S/marker
 dd if=$S/marker of="$dev_a" bs=$MiB seek=200 oflag=direct conv=notrunc status=none && result marker_via_a ok || result marker_via_a fail
 result owner_before_kill "$(rbd lock ls rbd/gw0 2>/dev/null | awk 'NR > 2 { print $1 }' | head -1)"
+# A holds the lock: its group reports active/optimized, B's (asked now) active/non-optimized.
+result alua_rtpg_owner_a "$(rtpg_state "$dev_a") $(rtpg_state "$dev_b")"
+result alua_configfs_owner_a "$(alua_state a) $(alua_state b)"
 result watchers_before_kill "$(rbd status rbd/gw0 2>/dev/null | grep -o 'client\.[0-9]*' | tr '\n' ' ')"
 kill -KILL "$GW_A_PID" && result kill_a ok || result kill_a fail
 wait "$GW_A_PID" 2>/dev/null
@@ -104,6 +127,10 @@ GW_A_PID=
 t0=$(date +%s)
 fio_verify fio_b_failover "$dev_b" 64 32
 result failover_fio_sec $(( $(date +%s) - t0 ))
+# B took the lock with the failover I/O: its group turned active/optimized without being asked.
+result alua_configfs_after_failover "$(alua_state b)"
+result alua_rtpg_after_failover "$(rtpg_state "$dev_b")"
+grep 'ALUA' $S/gw-b.log | tail -4 | cut -c1-300 | sed 's/^/@@LOG gateway_b_alua /'
 result marker_via_b "$([ "$(read_sum "$dev_b" $((200 * MiB)) $MiB)" = "$(sha256sum < $S/marker | cut -d' ' -f1)" ] && echo yes || echo no)"
 ceph osd blocklist ls 2>&1 | head -5 | sed 's/^/@@LOG blocklist /'
 result blocklisted "$(ceph osd blocklist ls 2>/dev/null | grep -c ':')"
