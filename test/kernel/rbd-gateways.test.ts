@@ -23,7 +23,8 @@ describeKernel('rbd image behind two gateways', () => {
     run = await runGuestScript(SCENARIO, { timeoutSec: 2400, memMiB: 3072, scratchSize: '8G' });
     console.log(
       `[rbd-gateways] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s; ` +
-        `both paths at once ${r('both_paths_sec')}s, fio through B across the owner's kill ${r('failover_fio_sec')}s`,
+        `both paths at once ${r('both_paths_sec')}s, fio through B across the owner's kill ${r('failover_fio_sec')}s, ` +
+        `B's port group active/optimized ${r('alua_flip_sec')}s into it`,
     );
   }, 2460_000);
 

@@ -125,10 +125,15 @@ kill -KILL "$GW_A_PID" && result kill_a ok || result kill_a fail
 wait "$GW_A_PID" 2>/dev/null
 GW_A_PID=
 t0=$(date +%s)
+# Seconds until B's group is active/optimized, counted from the start of the failover I/O.
+( t=0; while [ "$(alua_state b)" != 0 ] && [ $t -lt 300 ]; do sleep 1; t=$((t + 1)); done; echo $t > $S/alua_flip_sec ) &
+flip_watch=$!
 fio_verify fio_b_failover "$dev_b" 64 32
 result failover_fio_sec $(( $(date +%s) - t0 ))
 # B took the lock with the failover I/O: its group turned active/optimized without being asked.
+wait $flip_watch
 result alua_configfs_after_failover "$(alua_state b)"
+result alua_flip_sec "$(cat $S/alua_flip_sec)"
 result alua_rtpg_after_failover "$(rtpg_state "$dev_b")"
 grep 'ALUA' $S/gw-b.log | tail -4 | cut -c1-300 | sed 's/^/@@LOG gateway_b_alua /'
 result marker_via_b "$([ "$(read_sum "$dev_b" $((200 * MiB)) $MiB)" = "$(sha256sum < $S/marker | cut -d' ' -f1)" ] && echo yes || echo no)"
