@@ -82,7 +82,11 @@ result watchers "$(rbd status rbd/gw0 2>/dev/null | grep -c 'watcher=')"
 
 # ALUA port groups: gateway A's LUN in group 1, B's in group 2, implicit transitions.
 alua_state() { cat "$CFG/core/user_1/gw$1/alua/gw$1/alua_access_state" 2>/dev/null; }
-rtpg_state() { sg_rtpg "$1" 2>/dev/null | sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
+# rtpg_state DEV: the first group's state. sg_rtpg does not retry a unit attention (each
+# state change queues ASYMMETRIC ACCESS STATE CHANGED on the path), so ask up to 4 times.
+rtpg_state() { local i out; for i in 1 2 3 4; do
+  out=$(sg_rtpg "$1" 2>/dev/null) && break; done
+  sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1; }
 vpd_group() { sg_vpd -p 0x83 "$1" 2>/dev/null | sed -n 's/.*Target port group: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
 for g in a b; do
   d=$CFG/core/user_1/gw$g
