@@ -20,8 +20,11 @@ finish() {
   dump_log runner "$RUNNER_LOG" 40
   exit "${1:-0}"
 }
-# rtpg_field DEV KEY [-e]: one value of sg_rtpg's report (the first group)
-rtpg() { sg_rtpg ${2:-} "$1" 2>&1; }
+# rtpg DEV [--extended]: sg_rtpg's report, asked again after a unit attention (sg_rtpg does not retry)
+rtpg() { local i out rc; for i in 1 2 3 4; do
+  out=$(sg_rtpg ${2:-} "$1" 2>&1); rc=$?
+  grep -qi 'unit attention' <<<"$out" || break; done
+  echo "$out"; return $rc; }
 tpgs() { sg_inq "$1" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p'; }
 # clear_ua DEV: let the unit attentions LIO queued be reported (TUR takes them one by one)
 clear_ua() { local i; for i in 1 2 3 4; do sg_turs "$1" >/dev/null 2>&1 && return 0; done; }
