@@ -159,6 +159,17 @@ teardown_all() {
   [ -z "$left" ] || { echo "teardown_all: left behind: $left" >&2; return 1; }
 }
 
+# finish_scenario [RC]: the usual end of a scenario with one runner: tear down
+# with the runner still answering, stop it, report its error-level lines
+# (pino 50/60) and the tail of its log, exit RC.
+finish_scenario() {
+  teardown_all && result teardown ok || result teardown fail
+  runner_stop
+  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
+  dump_log runner "$RUNNER_LOG" 40
+  exit "${1:-0}"
+}
+
 # -- filesystem round trip -----------------------------------------------------------
 # tree_sum DIR: one sha256 over every file of DIR (sorted paths and contents).
 tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }

@@ -6,17 +6,10 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AluaMemberPort } from '../../src/lio/alua-configfs.js';
 
-export interface FakePort {
-  fabric: string;
-  wwn: string;
-  tpgt: number;
-  lun: number;
-  relativePortId: number;
-  protocolId: number;
-  /** undefined: the fabric has no enable switch (tcm_loop). */
-  enabled?: boolean;
-}
+/** A member port; `enabled` undefined: the fabric has no enable switch (tcm_loop). */
+export type FakePort = Omit<AluaMemberPort, 'enabled'> & { enabled?: boolean };
 
 export interface FakeGroup {
   name: string;

@@ -13,13 +13,7 @@ set -u
 IMG=/mnt/scratch/alua.img
 SIZE=$((256 << 20))
 
-finish() {
-  teardown_all && result teardown ok || result teardown fail
-  runner_stop
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 40
-  exit "${1:-0}"
-}
+finish() { finish_scenario "${1:-0}"; }
 # rtpg DEV [--extended]: sg_rtpg's report, asked again after a unit attention (sg_rtpg does not retry)
 rtpg() { local i out rc; for i in 1 2 3 4; do
   out=$(sg_rtpg ${2:-} "$1" 2>&1); rc=$?

@@ -14,13 +14,7 @@ MiB=1048576
 SIZE=$((256 * MiB))
 mkdir -p $S
 
-finish() {
-  teardown_all && result teardown ok || result teardown fail
-  runner_stop
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 40
-  exit "${1:-0}"
-}
+finish() { finish_scenario "${1:-0}"; }
 # refused_line KEY NEEDLE...: KEY=ok if one runner log line at error level has every NEEDLE
 refused_line() { local k="$1" l; shift; l=$(grep '"level":50' "$RUNNER_LOG" 2>/dev/null)
   for n in "$@"; do l=$(grep -F -- "$n" <<<"$l"); done
