@@ -7,17 +7,22 @@
 # configuration; "serving" is the moment the runner holds every device's
 # /dev/uioN open, polled every 20 ms. Then every LUN is exported on tcm_loop
 # and read once (4 KiB), so the idle phase follows real I/O, as in use.
-# Idle: after BENCH_IDLE_SETTLE (5) s of quiet, the runner's threads' run
-# counts (/proc/PID/task/*/schedstat, third field: times each thread was
-# switched onto a CPU) are summed at the start and the end of
-# BENCH_IDLE_SECONDS (10) s; RSS is VmRSS from /proc/PID/status then.
+# Wake-ups: the runner's threads' run counts (/proc/PID/task/*/schedstat,
+# third field: times each thread was switched onto a CPU), summed at the
+# start and the end of a window. Two windows: the first 10 s after the reads,
+# and BENCH_IDLE_SECONDS (10) s after BENCH_IDLE_SETTLE (60) s of quiet. They
+# differ for Node: V8 finishes the garbage collections its memory reducer
+# schedules once allocation stops (its helper threads and the main thread
+# wake in bursts) during the first tens of seconds; a 5 s settle, this
+# bench's first version, caught them by chance or not (0.1 to 21 wake-ups/s
+# between runs of the same build). RSS is VmRSS from /proc/PID/status at the end.
 # The same for Debian's tcmu-runner (qcow handler on raw files) unless
 # BENCH_REFERENCE=none.
 # Output: @@TABLE lines (the host prints them).
 set -u
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
 N=${BENCH_IDLE_LUNS:-16}
-SETTLE=${BENCH_IDLE_SETTLE:-5}
+SETTLE=${BENCH_IDLE_SETTLE:-60}
 SECONDS_IDLE=${BENCH_IDLE_SECONDS:-10}
 SIZE=67108864
 S=/mnt/scratch
@@ -31,6 +36,10 @@ switches() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $3 } END 
 # per_thread PID: "comm:switches" for every thread, for the log
 per_thread() { local t; for t in /proc/"$1"/task/*; do
   printf '%s:%s ' "$(tr ' ' _ < "$t/comm")" "$(awk '{ print $3 }' "$t/schedstat")"; done; }
+# tids PID: the process's thread ids (a thread that exits takes its run count with it)
+tids() { ls /proc/"$1"/task 2>/dev/null | tr '\n' ' '; }
+# rate A B SECONDS IDS_A IDS_B: wake-ups per second, or "-" when threads came or went in between
+rate() { if [ "$4" = "$5" ]; then awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { printf "%.1f", (b - a) / s }'; else echo -; fi; }
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' /proc/"$1"/status; }
 threads() { ls /proc/"$1"/task | wc -l; }
 holds_all() { local pid="$1" u; shift; for u in "$@"; do holds_uio "$pid" "$u" || return 1; done; }
@@ -42,19 +51,21 @@ measure() {
     d=$(LOOP_WWN=naa.5001405aa00000${4} LOOP_NEXUS=naa.5001405aa00001${4} loop_export "$prefix$i" "$i") || fail "$label: export $i"
     dd if="$d" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null || fail "$label: read $d"
   done
-  sleep "$SETTLE"
-  a=$(switches "$pid"); a_t=$(per_thread "$pid")
+  local f0 f1 f0_ids f1_ids a_ids b_ids
+  f0_ids=$(tids "$pid"); f0=$(switches "$pid"); sleep 10; f1=$(switches "$pid"); f1_ids=$(tids "$pid")
+  sleep $(( SETTLE > 10 ? SETTLE - 10 : 0 ))
+  a_ids=$(tids "$pid"); a=$(switches "$pid"); a_t=$(per_thread "$pid")
   sleep "$SECONDS_IDLE"
-  b=$(switches "$pid"); b_t=$(per_thread "$pid")
+  b=$(switches "$pid"); b_t=$(per_thread "$pid"); b_ids=$(tids "$pid")
   echo "@@LOG $label threads before: $a_t"
   echo "@@LOG $label threads after:  $b_t"
-  printf '@@TABLE %-12s %4d %16d %10s %8d %18.1f\n' "$label" "$N" "$served_ms" "$(rss_mb "$pid")" "$(threads "$pid")" \
-    "$(awk -v a="$a" -v b="$b" -v s="$SECONDS_IDLE" 'BEGIN { print (b - a) / s }')"
+  printf '@@TABLE %-12s %4d %16d %10s %8d %18s %18s\n' "$label" "$N" "$served_ms" "$(rss_mb "$pid")" "$(threads "$pid")" \
+    "$(rate "$f0" "$f1" 10 "$f0_ids" "$f1_ids")" "$(rate "$a" "$b" "$SECONDS_IDLE" "$a_ids" "$b_ids")"
 }
 
-echo "@@TABLE # $N idle LUNs per runner; start-to-serving = runner start until it holds every /dev/uioN; idle ${SECONDS_IDLE}s after ${SETTLE}s of quiet"
-echo "@@TABLE # kernel=$(uname -r) cpus=$(nproc) node=$(node -v)"
-printf '@@TABLE %-12s %4s %16s %10s %8s %18s\n' runner luns "start-to-serve ms" "RSS MB" threads "wake-ups/s idle"
+echo "@@TABLE # $N idle LUNs per runner; start-to-serving = runner start until it holds every /dev/uioN; wake-ups in the first 10 s after the last read, and in ${SECONDS_IDLE} s after ${SETTLE} s of quiet"
+echo "@@TABLE # kernel=$(uname -r) cpus=$(nproc) node=$(node -v); '-': threads started or ended in the window, so the count is not comparable"
+printf '@@TABLE %-12s %4s %16s %10s %8s %18s %18s\n' runner luns "start-to-serve ms" "RSS MB" threads "wake-ups/s 0-10s" "wake-ups/s idle"
 
 uios=()
 for ((i = 0; i < N; i++)); do

@@ -35,8 +35,12 @@ export interface AluaFollowerOptions {
   targetRoot?: string;
   /** The store's exclusive-lock holder now; undefined when the medium has no such lock. */
   lockHolder: () => Promise<LockHolder> | undefined;
+  /** How long INQUIRY / REPORT TARGET PORT GROUPS wait for the lock before answering from configfs alone (default 500 ms). */
+  answerWithinMs?: number;
   log: Logger;
 }
+
+const ANSWER_WITHIN_MS = 500;
 
 export class AluaFollower {
   private syncing: Promise<AluaConfig> | undefined;
@@ -44,12 +48,32 @@ export class AluaFollower {
 
   constructor(private readonly opts: AluaFollowerOptions) {}
 
-  /** The groups as INQUIRY / REPORT TARGET PORT GROUPS report them (a TargetPortGroupSource). */
-  readonly read = (): Promise<TargetPortGroups> => this.sync();
+  /**
+   * The groups as INQUIRY / REPORT TARGET PORT GROUPS report them (a
+   * TargetPortGroupSource). Asking who holds the lock is a cluster round
+   * trip; a cluster that does not answer (an OSD down, up to the handler's
+   * osd_op_timeout) must not hold these commands, so after answerWithinMs
+   * they get configfs as it is, and the look goes on: a state it changes
+   * reaches the initiator as LIO's ASYMMETRIC ACCESS STATE CHANGED.
+   */
+  readonly read = async (): Promise<TargetPortGroups> => {
+    const pass = this.sync();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, this.opts.answerWithinMs ?? ANSWER_WITHIN_MS, undefined)));
+    try {
+      const done = await Promise.race([pass, late]);
+      if (done !== undefined) return done;
+    } finally {
+      clearTimeout(timer);
+    }
+    pass.catch(() => {}); // still running; a failure after this answer is the next command's business
+    return readAluaConfig(this.opts.deviceDir, this.opts.targetRoot);
+  };
 
   /** Commands completed recently: look again unless a look is under way. */
   onActivity(): void {
-    if (this.syncing === undefined) this.sync().catch(() => {}); // sync logs its own failures
+    if (this.syncing !== undefined) return;
+    this.sync().catch((err: unknown) => this.opts.log.debug({ err }, 'ALUA: cannot read the port groups'));
   }
 
   /** Read the groups and bring the local group's state in step with the lock; concurrent calls share one pass. */

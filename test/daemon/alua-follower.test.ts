@@ -53,6 +53,19 @@ describe('AluaFollower', () => {
     expect(stateOf('gw-a')).toBe('1');
   });
 
+  it('a lock query that does not answer (the cluster away) does not hold INQUIRY: configfs as it is after answerWithinMs', async () => {
+    fake = fakeAluaConfigfs([{ name: 'gw-a', id: 1, state: 1, ports: [loopPort('naa.5001405aa0000001', 1)] }]);
+    let answer: (holder: LockHolder) => void = () => {};
+    const f = new AluaFollower({ deviceDir: fake.deviceDir, targetRoot: fake.root, lockHolder: () => new Promise((r) => (answer = r)), answerWithinMs: 30, log });
+    // Resolves while the lock query is still pending (a hang would time the test out).
+    expect((await f.read()).groups[0]!.state).toBe(1);
+    expect(stateOf('gw-a')).toBe('1');
+    // The look goes on and sets the state once the cluster answers.
+    answer('this');
+    await f.sync();
+    expect(stateOf('gw-a')).toBe('0');
+  });
+
   it('concurrent reads share one pass (one lock query)', async () => {
     let queries = 0;
     const f = follower({ state: 1 }, async () => {

@@ -121,7 +121,11 @@ done
 head -c $MiB /dev/urandom > $S/marker
 dd if=$S/marker of="$dev_a" bs=$MiB seek=200 oflag=direct conv=notrunc status=none && result marker_via_a ok || result marker_via_a fail
 result owner_before_kill "$(rbd lock ls rbd/gw0 2>/dev/null | awk 'NR > 2 { print $1 }' | head -1)"
-# A holds the lock: its group reports active/optimized, B's (asked now) active/non-optimized.
+# A holds the lock: its group reports active/optimized, B's active/non-optimized once B
+# looked (an INQUIRY makes it look; it answers from configfs if the cluster is slow to say).
+b_non_optimized() { [ "$(alua_state b)" = 1 ]; }
+sg_inq "$dev_b" >/dev/null 2>&1
+wait_for 30 b_non_optimized
 result alua_rtpg_owner_a "$(rtpg_state "$dev_a") $(rtpg_state "$dev_b")"
 result alua_configfs_owner_a "$(alua_state a) $(alua_state b)"
 result watchers_before_kill "$(rbd status rbd/gw0 2>/dev/null | grep -o 'client\.[0-9]*' | tr '\n' ' ')"
