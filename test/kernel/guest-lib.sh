@@ -159,14 +159,14 @@ teardown_all() {
   [ -z "$left" ] || { echo "teardown_all: left behind: $left" >&2; return 1; }
 }
 
-# finish_scenario [RC]: the usual end of a scenario with one runner: tear down
-# with the runner still answering, stop it, report its error-level lines
-# (pino 50/60) and the tail of its log, exit RC.
+# finish_scenario [RC] [LOG_LINES]: the usual end of a scenario with one
+# runner: tear down with the runner still answering, stop it, report its
+# error-level lines (pino 50/60) and the last LOG_LINES (40) of its log, exit RC.
 finish_scenario() {
   teardown_all && result teardown ok || result teardown fail
   runner_stop
   result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 40
+  dump_log runner "$RUNNER_LOG" "${2:-40}"
   exit "${1:-0}"
 }
 

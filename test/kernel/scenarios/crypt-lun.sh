@@ -33,13 +33,7 @@ TOML
 
 for m in dm_mod dm_crypt loop xts aesni_intel aes_generic; do modprobe -d "$TCMU_VM_KDIR" $m 2>/dev/null; done
 
-finish() {
-  teardown_all && result teardown ok || result teardown fail
-  runner_stop
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 30
-  exit "${1:-0}"
-}
+finish() { finish_scenario "${1:-0}" 30; }
 # refused_line KEY NEEDLE...: KEY=ok if one runner log line at error level has every NEEDLE
 refused_line() { local k="$1" l; shift; l=$(grep '"level":50' "$RUNNER_LOG" 2>/dev/null)
   for n in "$@"; do l=$(grep -F -- "$n" <<<"$l"); done

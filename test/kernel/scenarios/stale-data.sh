@@ -9,13 +9,7 @@ IMG=/mnt/scratch/stale.img
 SIZE=$((16 << 20))
 OUT=/mnt/scratch/datain
 
-finish() {
-  teardown_all && result teardown ok || result teardown fail
-  runner_stop
-  result runner_log_errors "$(grep -c '"level":[56]0' "$RUNNER_LOG" 2>/dev/null)"
-  dump_log runner "$RUNNER_LOG" 60
-  exit "${1:-0}"
-}
+finish() { finish_scenario "${1:-0}" 60; }
 
 truncate -s $SIZE $IMG
 if uio=$(tcmu_create stale0 "file/$IMG" $SIZE); then result create "$uio"; else result create fail; finish 1; fi
