@@ -61,6 +61,21 @@ describe('standard INQUIRY TPGS', () => {
   });
 });
 
+describe('which INQUIRYs read the groups', () => {
+  it('standard data and VPD 0x83 do; the other pages do not (each read may be a cluster round trip)', async () => {
+    let reads = 0;
+    const disk = await diskWith(async () => {
+      reads++;
+      return TWO_GROUPS;
+    });
+    for (const page of [0x00, 0x80, 0xb0, 0xb1]) expect((await answer(disk, [0x12, 1, page, 1, 0, 0])).status).toBe(GOOD);
+    expect(reads).toBe(0);
+    await answer(disk, [0x12, 0, 0, 0, 96, 0]);
+    await answer(disk, [0x12, 1, 0x83, 1, 0, 0]);
+    expect(reads).toBe(2);
+  });
+});
+
 describe('VPD 0x83 target port designators', () => {
   /** The designators of a page 0x83 reply: [byte 0, byte 1, value bytes]. */
   function designators(page: Buffer): { b0: number; b1: number; value: Buffer }[] {

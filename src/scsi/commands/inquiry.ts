@@ -23,6 +23,7 @@ const STANDARD_LENGTH = 66;
  */
 const VERSION = 0x06;
 const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0];
+const DEVICE_IDENTIFICATION = 0x83;
 
 export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<number> {
   const cdb = cmd.cdb;
@@ -30,7 +31,8 @@ export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<num
   // SPC-5: a page code with EVPD=0 is an error.
   if (!evpd && cdb[2] !== 0) return lu.invalidCdbField(cmd, 2);
   const source = lu.portGroups;
-  if (source === undefined) return answer(lu, cmd, undefined);
+  // Only standard data (TPGS) and the device identification page (target port designators) show the groups.
+  if (source === undefined || (evpd && cdb[2] !== DEVICE_IDENTIFICATION)) return answer(lu, cmd, undefined);
   // The groups are read per INQUIRY: LIO raises INQUIRY DATA HAS CHANGED
   // when an admin moves the LUN to another group, and the initiator's next
   // INQUIRY must see the move. A source that fails reports no ALUA.
