@@ -26,13 +26,22 @@ export interface RunResult {
  * iterations in thread CPU time, and gives up ("Unable to get accurate CPU
  * usage") when that reads 0 ms, which happens on a loaded host. It is
  * qemu's benchmark failing, not the image: try again, a bounded number of
- * times.
+ * times, with growing pauses (a clean-clone CI run once saw three quick
+ * retries in a row fail the same way).
  */
 export const QEMU_CPU_CLOCK_FLAKE = 'Unable to get accurate CPU usage';
+const FLAKE_PAUSES_MS = [0, 100, 300, 1000, 2000];
+
+/** A synchronous pause (the callers are synchronous, like spawnSync). */
+function pause(ms: number): void {
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 export function spawnQemuTool(tool: string, args: readonly string[]): SpawnSyncReturns<string> {
   let r = spawnSync(tool, args, { encoding: 'utf8' });
-  for (let retry = 0; retry < 3 && r.status !== 0 && (r.stderr ?? '').includes(QEMU_CPU_CLOCK_FLAKE); retry++) {
+  for (const ms of FLAKE_PAUSES_MS) {
+    if (r.status === 0 || !(r.stderr ?? '').includes(QEMU_CPU_CLOCK_FLAKE)) break;
+    pause(ms);
     r = spawnSync(tool, args, { encoding: 'utf8' });
   }
   return r;
