@@ -2,7 +2,7 @@
 import type { ScsiCommand } from '../command.js';
 import type { LogicalUnit } from '../logical-unit.js';
 import { putAscii } from '../ascii.js';
-import { buildVpdPage } from './vpd.js';
+import { DEVICE_ID, buildVpdPage } from './vpd.js';
 import { type TargetPortGroups, tpgsOf } from '../alua.js';
 
 /** Standard data length: 58 fixed bytes + 4 version descriptors (8 bytes). */
@@ -23,7 +23,6 @@ const STANDARD_LENGTH = 66;
  */
 const VERSION = 0x06;
 const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0];
-const DEVICE_IDENTIFICATION = 0x83;
 
 export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<number> {
   const cdb = cmd.cdb;
@@ -32,7 +31,7 @@ export function inquiry(lu: LogicalUnit, cmd: ScsiCommand): number | Promise<num
   if (!evpd && cdb[2] !== 0) return lu.invalidCdbField(cmd, 2);
   const source = lu.portGroups;
   // Only standard data (TPGS) and the device identification page (target port designators) show the groups.
-  if (source === undefined || (evpd && cdb[2] !== DEVICE_IDENTIFICATION)) return answer(lu, cmd, undefined);
+  if (source === undefined || (evpd && cdb[2] !== DEVICE_ID)) return answer(lu, cmd, undefined);
   // The groups are read per INQUIRY: LIO raises INQUIRY DATA HAS CHANGED
   // when an admin moves the LUN to another group, and the initiator's next
   // INQUIRY must see the move. A source that fails reports no ALUA.

@@ -11,7 +11,7 @@ import type { TargetPortGroups } from '../alua.js';
 
 const SUPPORTED_PAGES = 0x00;
 const UNIT_SERIAL = 0x80;
-const DEVICE_ID = 0x83;
+export const DEVICE_ID = 0x83;
 const BLOCK_LIMITS = 0xb0;
 const BLOCK_CHARACTERISTICS = 0xb1;
 const LOGICAL_BLOCK_PROVISIONING = 0xb2;
