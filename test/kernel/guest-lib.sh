@@ -170,6 +170,22 @@ finish_scenario() {
   exit "${1:-0}"
 }
 
+# -- ALUA, as the initiator sees it (sg3-utils) ---------------------------------------
+# tpgs DEV: the TPGS field of standard INQUIRY
+tpgs() { sg_inq "$1" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p'; }
+# vpd83_port DEV LABEL: a target port designator of VPD 0x83 ("Relative target port", "Target port group")
+vpd83_port() { sg_vpd -p 0x83 "$1" 2>/dev/null | sed -n "s/.*$2: *\(0x[0-9a-f]*\).*/\1/p" | head -1; }
+# rtpg_report DEV [--extended]: sg_rtpg's report (stderr included), asked again after a
+# unit attention: sg_rtpg does not retry, and each ALUA change queues one on the path.
+rtpg_report() { local i out rc; for i in 1 2 3 4; do
+  out=$(sg_rtpg ${2:-} "$1" 2>&1); rc=$?
+  grep -qi 'unit attention' <<<"$out" || break; done
+  echo "$out"; return $rc; }
+# rtpg_state_in: the first group's asymmetric access state in a report on stdin
+rtpg_state_in() { sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
+# rtpg_state DEV: the first group's state through DEV
+rtpg_state() { rtpg_report "$1" | rtpg_state_in; }
+
 # -- filesystem round trip -----------------------------------------------------------
 # tree_sum DIR: one sha256 over every file of DIR (sorted paths and contents).
 tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }

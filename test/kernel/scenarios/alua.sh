@@ -14,12 +14,6 @@ IMG=/mnt/scratch/alua.img
 SIZE=$((256 << 20))
 
 finish() { finish_scenario "${1:-0}"; }
-# rtpg DEV [--extended]: sg_rtpg's report, asked again after a unit attention (sg_rtpg does not retry)
-rtpg() { local i out rc; for i in 1 2 3 4; do
-  out=$(sg_rtpg ${2:-} "$1" 2>&1); rc=$?
-  grep -qi 'unit attention' <<<"$out" || break; done
-  echo "$out"; return $rc; }
-tpgs() { sg_inq "$1" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p'; }
 # clear_ua DEV: let the unit attentions LIO queued be reported (TUR takes them one by one)
 clear_ua() { local i; for i in 1 2 3 4; do sg_turs "$1" >/dev/null 2>&1 && return 0; done; }
 
@@ -33,7 +27,7 @@ clear_ua "$sd"
 
 # -- 1. no user-made group ------------------------------------------------------
 result plain_tpgs "$(tpgs "$sd")"
-out=$(rtpg "$sd"); rc=$?
+out=$(rtpg_report "$sd"); rc=$?
 echo "$out" | sed 's/^/@@LOG plain_rtpg /'
 result plain_rtpg_rc $rc
 result plain_rtpg_refused "$(grep -c 'bad field in Report Target Port Groups cdb' <<<"$out")"
@@ -46,17 +40,16 @@ out=$(sg_turs -v "$sd" 2>&1)
 result inquiry_changed_ua "$(grep -c 'Inquiry data has changed' <<<"$out")"
 clear_ua "$sd"
 result grouped_tpgs "$(tpgs "$sd")"
-out=$(sg_vpd -p 0x83 "$sd" 2>&1)
-echo "$out" | sed 's/^/@@LOG vpd83 /'
-result vpd83_relative_port "$(sed -n 's/.*Relative target port: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1)"
-result vpd83_group "$(sed -n 's/.*Target port group: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1)"
+sg_vpd -p 0x83 "$sd" 2>&1 | sed 's/^/@@LOG vpd83 /'
+result vpd83_relative_port "$(vpd83_port "$sd" 'Relative target port')"
+result vpd83_group "$(vpd83_port "$sd" 'Target port group')"
 for fmt in plain ext; do
-  out=$(rtpg "$sd" $([ $fmt = ext ] && printf %s --extended)); rc=$?
+  out=$(rtpg_report "$sd" $([ $fmt = ext ] && printf %s --extended)); rc=$?
   echo "$out" | sed "s/^/@@LOG rtpg_$fmt /"
   result rtpg_${fmt}_rc $rc
   result rtpg_${fmt}_extended "$(grep -c 'Implicit transition time' <<<"$out")"
   result rtpg_${fmt}_group "$(sed -n 's/.*target port group id *: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1)"
-  result rtpg_${fmt}_state "$(sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1)"
+  result rtpg_${fmt}_state "$(rtpg_state_in <<<"$out")"
   result rtpg_${fmt}_port "$(grep -A1 -i 'Relative target port ids' <<<"$out" | tail -1 | tr -d ' ')"
 done
 

@@ -82,12 +82,6 @@ result watchers "$(rbd status rbd/gw0 2>/dev/null | grep -c 'watcher=')"
 
 # ALUA port groups: gateway A's LUN in group 1, B's in group 2, implicit transitions.
 alua_state() { cat "$CFG/core/user_1/gw$1/alua/gw$1/alua_access_state" 2>/dev/null; }
-# rtpg_state DEV: the first group's state. sg_rtpg does not retry a unit attention (each
-# state change queues ASYMMETRIC ACCESS STATE CHANGED on the path), so ask up to 4 times.
-rtpg_state() { local i out; for i in 1 2 3 4; do
-  out=$(sg_rtpg "$1" 2>/dev/null) && break; done
-  sed -n 's/.*asymmetric access state *: *\(0x[0-9a-f]*\).*/\1/p' <<<"$out" | head -1; }
-vpd_group() { sg_vpd -p 0x83 "$1" 2>/dev/null | sed -n 's/.*Target port group: *\(0x[0-9a-f]*\).*/\1/p' | head -1; }
 for g in a b; do
   d=$CFG/core/user_1/gw$g
   wwn=$([ $g = a ] && echo "$LOOP_WWN" || echo "$LOOP_B_WWN")
@@ -96,8 +90,8 @@ for g in a b; do
     && result alua_group_$g ok || result alua_group_$g fail
 done
 for d in "$dev_a" "$dev_b"; do for i in 1 2 3; do sg_turs "$d" >/dev/null 2>&1 && break; done; done # the INQUIRY DATA HAS CHANGED unit attentions
-result alua_tpgs "$(sg_inq "$dev_a" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p')$(sg_inq "$dev_b" 2>/dev/null | sed -n 's/.*TPGS=\([0-9]\).*/\1/p')"
-result alua_vpd_groups "$(vpd_group "$dev_a") $(vpd_group "$dev_b")"
+result alua_tpgs "$(tpgs "$dev_a")$(tpgs "$dev_b")"
+result alua_vpd_groups "$(vpd83_port "$dev_a" 'Target port group') $(vpd83_port "$dev_b" 'Target port group')"
 
 # -- 1. both paths written at once -------------------------------------------------
 t0=$(date +%s)
