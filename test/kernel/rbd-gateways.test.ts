@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { cephMissing } from './ceph-prereq.js';
-import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
+import { cephMissing, runCephScenario } from './ceph-prereq.js';
+import { describeKernel, explain, one, REPO, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/rbd-gateways.sh'), 'utf8');
 const missing = cephMissing('rbd-gateways');
@@ -19,8 +19,7 @@ describeKernel('rbd image behind two gateways', () => {
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    if (missing) throw new Error(missing);
-    run = await runGuestScript(SCENARIO, { timeoutSec: 2400, memMiB: 3072, scratchSize: '8G' });
+    run = await runCephScenario(missing, SCENARIO, 2400);
     console.log(
       `[rbd-gateways] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s; ` +
         `both paths at once ${r('both_paths_sec')}s, fio through B across the owner's kill ${r('failover_fio_sec')}s, ` +

@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { cephMissing } from './ceph-prereq.js';
-import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
+import { cephMissing, runCephScenario } from './ceph-prereq.js';
+import { describeKernel, explain, one, REPO, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/rbd-ha.sh'), 'utf8');
 const missing = cephMissing('rbd-ha');
@@ -23,9 +23,8 @@ describeKernel('rbd LUN: daemon crashes, cluster outage, snapshots', () => {
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    if (missing) throw new Error(missing);
     // ~12 min on a quiet 2-core host; the guest gets twice that when the host is busy.
-    run = await runGuestScript(SCENARIO, { timeoutSec: 2400, memMiB: 3072, scratchSize: '8G' });
+    run = await runCephScenario(missing, SCENARIO, 2400);
     console.log(
       `[rbd-ha] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s; ` +
         `kill-to-serving ms: ${r('restart_ms')}; outage read/write: ${r('outage_read')} / ${r('outage_write')}; OSD restart ${r('osd_restart_sec')}s`,

@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
-import { cephMissing } from './ceph-prereq.js';
-import { describeKernel, explain, one, REPO, runGuestScript, type GuestRun } from './vm.js';
+import { cephMissing, runCephScenario } from './ceph-prereq.js';
+import { describeKernel, explain, one, REPO, type GuestRun } from './vm.js';
 
 const SCENARIO = readFileSync(join(REPO, 'test/kernel/scenarios/rbd-lun.sh'), 'utf8');
 const missing = cephMissing('rbd-lun');
@@ -17,8 +17,7 @@ describeKernel('rbd LUN on tcm_loop served by tcmu-ts, cluster in the VM', () =>
   const why = (what: string) => explain(run, what);
 
   beforeAll(async () => {
-    if (missing) throw new Error(missing);
-    run = await runGuestScript(SCENARIO, { timeoutSec: 1500, memMiB: 3072, scratchSize: '8G' });
+    run = await runCephScenario(missing, SCENARIO, 1500);
     console.log(
       `[rbd-lun] status=${run.status} boot ${run.bootSec}s, whole run ${run.totalSec}s, cluster start ${r('cluster_sec')}s`,
     );
