@@ -143,7 +143,7 @@ export function registerLun(program: Command): void {
     .option('--path <path>', 'backing image (file, qcow2; not with a stack)', '')
     .requiredOption('--size <size>', 'LUN size, e.g. 10G')
     .option('--block-size <n>', 'logical block size (512 or 4096)', '512')
-    .option('--max-sectors <n>', 'largest transfer in blocks', '1024')
+    .option('--max-sectors <n>', 'largest transfer in blocks (default: 1 MiB, at least 1024 blocks)')
     .option('--cmd-timeout <s>', 'seconds before the kernel fails an unanswered command', '30')
     .option('--option <key=value>', 'handler option (repeatable; not with a stack)', collect)
     .option('--encrypt <luks2|luks1>', 'put a LUKS layer on top (crypt/;key=NAME); needs --key')
@@ -164,7 +164,7 @@ export function registerLun(program: Command): void {
         devConfig,
         size: parseSize(o.size, '--size'),
         blockSize: Number(o.blockSize),
-        maxSectors: Number(o.maxSectors),
+        maxSectors: o.maxSectors === undefined ? undefined : Number(o.maxSectors),
         cmdTimeOut: Number(o.cmdTimeout),
         netlinkReply: o.netlinkReply,
       });

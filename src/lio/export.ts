@@ -15,13 +15,28 @@ import type { ChapCredentials } from '../config/chap-keys.js';
 
 export const CONFIGFS_TARGET = '/sys/kernel/config/target';
 
+/**
+ * The default largest transfer: 1 MiB, and never fewer than 1024 blocks.
+ * Measured in the VM (scripts/bench vm-xfer, bench-vm-xfer.txt, same boot):
+ * 1 MiB sequential reads at qd8 on a 512-byte-block LUN ran at 0.51x of
+ * fileio with 512 KiB per command (each request split in two) and 0.55x
+ * with 1 MiB (writes 0.59x and 0.63x); 2 MiB gained nothing more.
+ * 4096-byte-block LUNs keep 1024 blocks (4 MiB).
+ */
+export function defaultMaxSectors(blockSize: number): number {
+  return Math.max(1024, Math.floor((1024 * 1024) / blockSize));
+}
+
 export interface CreateDeviceOptions {
   name: string;
   devConfig: string;
   size: number;
   hbaIndex?: number;
   blockSize?: number;
-  /** Largest transfer in blocks; the kernel default (128) splits every 64 KiB+ I/O. */
+  /**
+   * Largest transfer in blocks; the kernel default (128) splits every 64 KiB+
+   * I/O. Default: defaultMaxSectors(blockSize).
+   */
   maxSectors?: number;
   /** Seconds before the kernel fails a command the runner has not answered. */
   cmdTimeOut?: number;
@@ -82,6 +97,8 @@ export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGF
   if (!Number.isSafeInteger(opts.size) || opts.size <= 0) throw new Error(`size must be a positive byte count`);
   const blockSize = opts.blockSize ?? 512;
   if (opts.size % blockSize !== 0) throw new Error(`size ${opts.size} is not a multiple of the block size ${blockSize}`);
+  const maxSectors = opts.maxSectors ?? defaultMaxSectors(blockSize);
+  if (!Number.isSafeInteger(maxSectors) || maxSectors < 1) throw new Error(`max sectors must be a positive whole number of blocks, not ${opts.maxSectors}`);
   const dir = join(root, 'core', `user_${opts.hbaIndex ?? 1}`, opts.name);
   if (await exists(dir)) throw new Error(`a LUN named ${opts.name} already exists (${dir})`);
   await mkdir(dir, { recursive: true });
@@ -90,7 +107,7 @@ export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGF
       `dev_config=${opts.devConfig}`,
       `dev_size=${opts.size}`,
       `hw_block_size=${blockSize}`,
-      `hw_max_sectors=${opts.maxSectors ?? 1024}`,
+      `hw_max_sectors=${maxSectors}`,
     ];
     if (opts.netlinkReply === false) control.push('nl_reply_supported=-1');
     for (const kv of control) await writeFile(join(dir, 'control'), kv);

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { exportIscsi, exportLoop, parseCompletionAffinity, wwnFor } from '../../src/lio/export.js';
+import { createTcmuDevice, defaultMaxSectors, exportIscsi, exportLoop, parseCompletionAffinity, wwnFor } from '../../src/lio/export.js';
 
 let root: string;
 
@@ -148,5 +148,19 @@ describe('parseCompletionAffinity', () => {
     expect(parseCompletionAffinity('current', '--completion-affinity')).toBe('current');
     expect(parseCompletionAffinity('submitter', '--completion-affinity')).toBe('submitter');
     expect(() => parseCompletionAffinity('-2', '--completion-affinity')).toThrow('--completion-affinity: "-2" is not one of current, submitter');
+  });
+});
+
+describe('largest transfer (hw_max_sectors)', () => {
+  it('defaults to 1 MiB per command, never fewer than 1024 blocks', () => {
+    expect(defaultMaxSectors(512)).toBe(2048);
+    expect(defaultMaxSectors(4096)).toBe(1024);
+  });
+
+  it.each([Number.NaN, 0, -8, 1.5])('refuses max sectors %s before making anything', async (maxSectors) => {
+    await expect(createTcmuDevice({ name: 'disk1', devConfig: 'file//srv/a.img', size: 1 << 20, maxSectors }, root)).rejects.toThrow(
+      /max sectors must be a positive whole number of blocks/,
+    );
+    expect(await readdir(join(root, 'core', 'user_1'))).toEqual(['disk0']);
   });
 });
