@@ -24,7 +24,11 @@
 # runners are up together, each serving only its own LUN, so every TCMU
 # device is created with nl_reply_supported=-1: neither runner's netlink
 # answers (or the other's refusals) decide whether a device comes up.
+#
+# Both TCMU LUNs take up to BENCH_MAX_SECTORS blocks per command (default
+# 2048, 1 MiB: what `tcmu-ts lun create` makes for 512-byte blocks).
 set -u
+export TCMU_MAX_SECTORS=${BENCH_MAX_SECTORS:-2048}
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-8}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
@@ -62,7 +66,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms hw_max_sectors=$TCMU_MAX_SECTORS reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
 # fileio-cur is the fileio backstore again: already filled
 BENCH_PREFILLED=fileio-cur bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"

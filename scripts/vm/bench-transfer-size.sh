@@ -28,7 +28,9 @@ tcmu_export() { LOOP_WWN=$W LOOP_NEXUS=$X loop_export "$@"; }
 truncate -s $SIZE $S/ref.img
 fileio_create ref $S/ref.img $SIZE "${BENCH_FILEIO_OPTS-fd_buffered_io=1}" || fail "fileio"
 luns=(fileio "$(loop_export ref 0)")
-uios=() n=0 trs=()
+# LUNs on the TCMU target are numbered from 0: a target whose first LUN is 1
+# never got a block device for it (the scan at the nexus found no LUN 0).
+uios=() n=-1 trs=()
 for s in $SECTORS; do
   truncate -s $SIZE $S/ts$s.img
   d="$CFG/core/user_1/ts$s"; mkdir -p "$d"

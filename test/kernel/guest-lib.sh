@@ -51,10 +51,11 @@ dev_busy() { local r w; read -r r w < "/sys/block/${1#/dev/}/inflight" && [ $((r
 
 # -- backstores ----------------------------------------------------------------
 # tcmu_create NAME DEV_CONFIG SIZE_BYTES [EXTRA_CONTROL_KEYS] -> prints /dev/uioN
+# (largest transfer: TCMU_MAX_SECTORS blocks, default 1024)
 tcmu_create() {
   local name="$1" cfg="$2" size="$3" extra="${4:-}" d="$CFG/core/user_1/$1" u
   mkdir -p "$d" || return 1
-  echo -n "dev_config=$cfg,dev_size=$size,hw_max_sectors=1024${extra:+,$extra}" > "$d/control" \
+  echo -n "dev_config=$cfg,dev_size=$size,hw_max_sectors=${TCMU_MAX_SECTORS:-1024}${extra:+,$extra}" > "$d/control" \
     || die "control write failed for $name" || return 1
   echo 1 > "$d/enable" || die "enable failed for $name" || return 1
   for u in /sys/class/uio/uio*; do
