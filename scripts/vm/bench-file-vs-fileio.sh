@@ -42,24 +42,7 @@ case "${BENCH_COMPLETION_AFFINITY:=current}" in
   submitter) affinity=-1 ;;
   *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
 esac
-TCMU_WWN=naa.5001405aa0000011 TCMU_NEXUS=naa.5001405aa0000012
-tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }
-# The target exists before its first LUN link, so even the kernel's scan completes as set.
-mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo $affinity > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
-  || fail "cannot set cmd_completion_affinity=$affinity on the TCMU target"
-
-truncate -s $SIZE $S/ref.img $S/tcmu.img
-fileio_create ref $S/ref.img $SIZE "${BENCH_FILEIO_OPTS-fd_buffered_io=1}" || fail "fileio"
-tcmu_create tcmu file/$S/tcmu.img $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
-RUNNER_EXPECT=$(uio_of tcmu) runner_start --subtypes file || fail "runner did not start"
-luns=(fileio "$(loop_export ref 0)" tcmu-ts "$(tcmu_target_export tcmu 0)")
-if [ "$reference" = tcmu-runner ]; then
-  truncate -s $SIZE $S/reference.img
-  tcmu_create reference qcow/$S/reference.img $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
-  tr_start
-  wait_for 60 holds_uio "$TR_PID" "$(uio_of reference)" || fail "tcmu-runner did not open its device"
-  luns+=(tcmu-runner "$(tcmu_target_export reference 1)")
-fi
+bench_tcmu_luns naa.5001405aa0000011 naa.5001405aa0000012 $affinity
 luns+=(fileio-cur "$(tcmu_target_export ref 2)")
 for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"

@@ -116,6 +116,58 @@ bench_compare() {
   done
 }
 
+# bench_profile JOB LABEL DEV: run JOB on DEV (bench_job) while `perf record
+# -a` samples every CPU from 2 s in (cpu-clock: TCG has no hardware
+# counters); prints the result and the busiest thread names, symbols and
+# thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines.
+# Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
+bench_profile() {
+  local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
+  ( sleep 2; perf record -q -a -e cpu-clock -F 499 -o $p -- sleep "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
+  prof=$!
+  out=$(bench_job "$job" "$dev") || out="0 0 0"
+  wait $prof
+  set -- $out
+  echo "@@PROF $job $label iops=$1 mbps=$2 cpu_us=$3"
+  perf report -i $p --stdio --no-children --sort comm 2>/dev/null | grep -E '^ +[0-9.]+%' | head -12 | sed "s/^/@@PROF $job $label comm /"
+  perf report -i $p --stdio --no-children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label sym /"
+  perf report -i $p --stdio --no-children --sort comm,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label comm+sym /"
+  rm -f $p
+}
+bench_profile_setup() {
+  command -v perf >/dev/null || fail "perf is not installed (Debian package linux-perf)"
+  echo 0 > /proc/sys/kernel/kptr_restrict
+  echo -1 > /proc/sys/kernel/perf_event_paranoid
+}
+
+# bench_tcmu_luns WWN NEXUS AFFINITY: the LUN set the file benches compare.
+# On the default tcm_loop target the in-kernel fileio backstore ("fileio",
+# buffered unless BENCH_FILEIO_OPTS says otherwise); on a second target
+# (WWN, NEXUS; cmd_completion_affinity AFFINITY, -1 or -2) a tcmu-ts `file`
+# LUN ("tcmu-ts") and, when $reference is tcmu-runner, Debian tcmu-runner's
+# ("tcmu-runner", its qcow handler serving a raw file). Each over a
+# $SIZE-byte sparse file in $S. Starts both runners, sets luns=(LABEL DEV
+# ...), and leaves tcmu_target_export for more LUNs on the second target.
+bench_tcmu_luns() {
+  TCMU_WWN=$1 TCMU_NEXUS=$2
+  tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }
+  # The target exists before its first LUN link, so even the kernel's scan completes as set.
+  mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo "$3" > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
+    || fail "cannot set cmd_completion_affinity=$3 on the TCMU target"
+  truncate -s "$SIZE" "$S/ref.img" "$S/tcmu.img"
+  fileio_create ref "$S/ref.img" "$SIZE" "${BENCH_FILEIO_OPTS-fd_buffered_io=1}" || fail "fileio"
+  tcmu_create tcmu "file/$S/tcmu.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
+  RUNNER_EXPECT=$(uio_of tcmu) runner_start --subtypes file || fail "runner did not start"
+  luns=(fileio "$(loop_export ref 0)" tcmu-ts "$(tcmu_target_export tcmu 0)")
+  if [ "$reference" = tcmu-runner ]; then
+    truncate -s "$SIZE" "$S/reference.img"
+    tcmu_create reference "qcow/$S/reference.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
+    tr_start
+    wait_for 60 holds_uio "$TR_PID" "$(uio_of reference)" || fail "tcmu-runner did not open its device"
+    luns+=(tcmu-runner "$(tcmu_target_export reference 1)")
+  fi
+}
+
 # -- Debian's tcmu-runner, the reference runner ---------------------------------
 # tcmu-runner looks target_core_user up in /lib/modules/$(uname -r) (libkmod)
 # and exits ("couldn't load module") when it finds nothing, even if the module

@@ -13,13 +13,16 @@
 # tcmu-runner runs with librbd's default cache: rbd_cache in writethrough
 # until a flush, and a LUN without a write cache never gets one. Every LUN
 # here is write-through (WCE=0).
-# Output: @@BENCH lines for bench-table.sh.
+# Output: @@BENCH lines for bench-table.sh; with BENCH_PROFILE_JOBS set
+# (`scripts/bench rbd-profile`), a CPU profile of those jobs on each LUN
+# instead (bench_profile: @@PROF lines).
 set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-4}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
 fail() { bench_fail "$@"; }
 bench_reference
+[ -z "${BENCH_PROFILE_JOBS:-}" ] || bench_profile_setup
 S=/mnt/scratch
 CEPH_DIR=$S/ceph
 export CEPH_CONF=$CEPH_DIR/ceph.conf
@@ -54,7 +57,13 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
 bench_prepare "${luns[@]}"
-bench_compare "${luns[@]}"
+if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
+  for job in $BENCH_PROFILE_JOBS; do
+    for ((i = 0; i < ${#luns[@]}; i += 2)); do bench_profile "$job" "${luns[$i]}" "${luns[$((i + 1))]}"; done
+  done
+else
+  bench_compare "${luns[@]}"
+fi
 teardown_all
 runner_stop
 tr_stop
