@@ -44,7 +44,9 @@ mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd 
 printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
 tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
 tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
-RUNNER_TIMEOUT=600 RUNNER_EXPECT="$(uio_of ts) $(uio_of tw)" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
+# Profiling: the daemon's JS too (V8's sampler, written when it stops).
+node_args=; [ -z "${BENCH_PROFILE_JOBS:-}" ] || node_args="--cpu-prof --cpu-prof-dir=/tmp/cpuprof"
+RUNNER_NODE_ARGS=$node_args RUNNER_TIMEOUT=600 RUNNER_EXPECT="$(uio_of ts) $(uio_of tw)" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
 luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" tcmu-ts-wt "$(loop_export tw 3)")
 if [ "$reference" = tcmu-runner ]; then
   tcmu_create tr "rbd/rbd/b-runner;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
@@ -67,5 +69,10 @@ fi
 teardown_all
 runner_stop
 tr_stop
+if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
+  for f in /tmp/cpuprof/*.cpuprofile; do
+    [ -f "$f" ] && node "$TCMU_TS_ROOT/scripts/vm/cpuprofile-top.mjs" "$f" 40 | sed 's/^/@@PROF js tcmu-ts /'
+  done
+fi
 rbd unmap -o noudev "$krbd_dev"
 bash "$TCMU_TS_ROOT/scripts/ceph.sh" stop $CEPH_DIR >/dev/null 2>&1

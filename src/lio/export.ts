@@ -98,7 +98,9 @@ export async function createTcmuDevice(opts: CreateDeviceOptions, root = CONFIGF
   const blockSize = opts.blockSize ?? 512;
   if (opts.size % blockSize !== 0) throw new Error(`size ${opts.size} is not a multiple of the block size ${blockSize}`);
   const maxSectors = opts.maxSectors ?? defaultMaxSectors(blockSize);
-  if (!Number.isSafeInteger(maxSectors) || maxSectors < 1) throw new Error(`max sectors must be a positive whole number of blocks, not ${opts.maxSectors}`);
+  if (!Number.isSafeInteger(maxSectors) || maxSectors < 1) {
+    throw new Error(`max sectors must be a positive whole number of blocks, not ${opts.maxSectors}`);
+  }
   const dir = join(root, 'core', `user_${opts.hbaIndex ?? 1}`, opts.name);
   if (await exists(dir)) throw new Error(`a LUN named ${opts.name} already exists (${dir})`);
   await mkdir(dir, { recursive: true });

@@ -230,7 +230,8 @@ _runner_has_all() {
 }
 runner_start() {
   local end=$(( $(date +%s) + ${RUNNER_TIMEOUT:-60} )) rc
-  node "$TCMU_TS_ROOT/dist/src/cli/main.js" serve "$@" >"${RUNNER_STDOUT:-$RUNNER_LOG}" 2>&1 &
+  # shellcheck disable=SC2086 # RUNNER_NODE_ARGS: node's own options, e.g. --cpu-prof (not allowed in NODE_OPTIONS)
+  node ${RUNNER_NODE_ARGS:-} "$TCMU_TS_ROOT/dist/src/cli/main.js" serve "$@" >"${RUNNER_STDOUT:-$RUNNER_LOG}" 2>&1 &
   RUNNER_PID=$!
   while :; do
     _runner_has_all; rc=$?
