@@ -25,10 +25,9 @@
 # device is created with nl_reply_supported=-1: neither runner's netlink
 # answers (or the other's refusals) decide whether a device comes up.
 #
-# Both TCMU LUNs take up to BENCH_MAX_SECTORS blocks per command (default
-# 2048, 1 MiB: what `tcmu-ts lun create` makes for 512-byte blocks).
+# Both TCMU LUNs take up to BENCH_MAX_SECTORS blocks per command (see
+# bench_tcmu_luns).
 set -u
-export TCMU_MAX_SECTORS=${BENCH_MAX_SECTORS:-2048}
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-8}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"

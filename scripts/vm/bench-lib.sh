@@ -134,6 +134,14 @@ bench_profile() {
   perf report -i $p --stdio --no-children --sort comm,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label comm+sym /"
   rm -f $p
 }
+# bench_profile_luns LABEL DEV [LABEL DEV ...]: bench_profile for every job
+# of BENCH_PROFILE_JOBS on every LUN, in order.
+bench_profile_luns() {
+  local job i args=("$@")
+  for job in $BENCH_PROFILE_JOBS; do
+    for ((i = 0; i < ${#args[@]}; i += 2)); do bench_profile "$job" "${args[$i]}" "${args[$((i + 1))]}"; done
+  done
+}
 bench_profile_setup() {
   command -v perf >/dev/null || fail "perf is not installed (Debian package linux-perf)"
   echo 0 > /proc/sys/kernel/kptr_restrict
@@ -146,10 +154,14 @@ bench_profile_setup() {
 # (WWN, NEXUS; cmd_completion_affinity AFFINITY, -1 or -2) a tcmu-ts `file`
 # LUN ("tcmu-ts") and, when $reference is tcmu-runner, Debian tcmu-runner's
 # ("tcmu-runner", its qcow handler serving a raw file). Each over a
-# $SIZE-byte sparse file in $S. Starts both runners, sets luns=(LABEL DEV
-# ...), and leaves tcmu_target_export for more LUNs on the second target.
+# $SIZE-byte sparse file in $S. Both TCMU LUNs take up to BENCH_MAX_SECTORS
+# blocks per command (TCMU_MAX_SECTORS; default 2048, 1 MiB: what `tcmu-ts
+# lun create` makes for 512-byte blocks). Starts both runners, sets
+# luns=(LABEL DEV ...), and leaves tcmu_target_export for more LUNs on the
+# second target.
 bench_tcmu_luns() {
   TCMU_WWN=$1 TCMU_NEXUS=$2
+  export TCMU_MAX_SECTORS=${BENCH_MAX_SECTORS:-2048}
   tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }
   # The target exists before its first LUN link, so even the kernel's scan completes as set.
   mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo "$3" > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \

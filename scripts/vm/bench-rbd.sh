@@ -60,9 +60,7 @@ done
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
 bench_prepare "${luns[@]}"
 if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
-  for job in $BENCH_PROFILE_JOBS; do
-    for ((i = 0; i < ${#luns[@]}; i += 2)); do bench_profile "$job" "${luns[$i]}" "${luns[$((i + 1))]}"; done
-  done
+  bench_profile_luns "${luns[@]}"
 else
   bench_compare "${luns[@]}"
 fi

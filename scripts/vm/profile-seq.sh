@@ -9,20 +9,16 @@ set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-8}
 BENCH_WARMUP=${BENCH_WARMUP:-3}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
-JOBS=${BENCH_PROFILE_JOBS:-"seqread1m seqwrite1m"}
+BENCH_PROFILE_JOBS=${BENCH_PROFILE_JOBS:-"seqread1m seqwrite1m"}
 SIZE=1073741824
 S=/mnt/scratch
 fail() { bench_fail "$@"; }
 bench_profile_setup
 bench_reference
 
-export TCMU_MAX_SECTORS=${BENCH_MAX_SECTORS:-2048} # as bench-file-vs-fileio.sh
 bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 -2
 bench_prepare "${luns[@]}"
-
-for job in $JOBS; do
-  for ((i = 0; i < ${#luns[@]}; i += 2)); do bench_profile "$job" "${luns[$i]}" "${luns[$((i + 1))]}"; done
-done
+bench_profile_luns "${luns[@]}"
 teardown_all
 runner_stop
 tr_stop
