@@ -119,7 +119,10 @@ bench_compare() {
 # bench_profile JOB LABEL DEV: run JOB on DEV (bench_job) while `perf record
 # -a` samples every CPU from 2 s in (cpu-clock: TCG has no hardware
 # counters); prints the result and the busiest thread names, symbols and
-# thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines.
+# thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines;
+# with BENCH_PROFILE_PIDS (the runner daemons' pids), those processes' samples
+# by thread and library ("runner-dso") and by thread, library and symbol, and
+# the threads named in BENCH_PROFILE_COMMS (default node) by library and symbol.
 # Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
 bench_profile() {
   local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
@@ -132,6 +135,15 @@ bench_profile() {
   perf report -i $p --stdio --no-children --sort comm 2>/dev/null | grep -E '^ +[0-9.]+%' | head -12 | sed "s/^/@@PROF $job $label comm /"
   perf report -i $p --stdio --no-children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label sym /"
   perf report -i $p --stdio --no-children --sort comm,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label comm+sym /"
+  # The runners' own processes, by thread and library: where a runner's CPU goes.
+  if [ -n "${BENCH_PROFILE_PIDS:-}" ]; then
+    perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --sort comm,dso 2>/dev/null | grep -E '^ +[0-9.]+%' | head -20 | sed "s/^/@@PROF $job $label runner-dso /"
+    perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 | sed "s/^/@@PROF $job $label runner-sym /"
+    local comm
+    for comm in ${BENCH_PROFILE_COMMS:-node}; do
+      perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --comms "$comm" --sort dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -50 | sed "s/^/@@PROF $job $label thread-sym $comm /"
+    done
+  fi
   rm -f $p
 }
 # bench_profile_luns LABEL DEV [LABEL DEV ...]: bench_profile for every job

@@ -44,8 +44,8 @@ mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd 
 printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
 tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
 tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
-# Profiling: the daemon's JS too (V8's sampler, written when it stops).
-node_args=; [ -z "${BENCH_PROFILE_JOBS:-}" ] || node_args="--cpu-prof --cpu-prof-dir=/tmp/cpuprof"
+# Profiling: the daemon's JS too (V8's sampler, written when it stops; BENCH_CPU_PROF=0: not).
+node_args=; [ -z "${BENCH_PROFILE_JOBS:-}" ] || [ "${BENCH_CPU_PROF:-1}" = 0 ] || node_args="--cpu-prof --cpu-prof-dir=/tmp/cpuprof"
 RUNNER_NODE_ARGS=$node_args RUNNER_TIMEOUT=600 RUNNER_EXPECT="$(uio_of ts) $(uio_of tw)" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
 luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" tcmu-ts-wt "$(loop_export tw 3)")
 if [ "$reference" = tcmu-runner ]; then
@@ -59,6 +59,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
 bench_prepare "${luns[@]}"
+export BENCH_PROFILE_PIDS="$RUNNER_PID${TR_PID:+ $TR_PID}"
 if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
   bench_profile_luns "${luns[@]}"
 else
