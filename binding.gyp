@@ -1,6 +1,7 @@
 {
   "variables": {
-    "tcmu_have_rbd%": "<!(test -f /usr/include/rbd/librbd.h -a -f /usr/include/rados/librados.h && echo 1 || echo 0)"
+    "tcmu_have_rbd%": "<!(test -f /usr/include/rbd/librbd.h -a -f /usr/include/rados/librados.h && echo 1 || echo 0)",
+    "tcmu_have_cluster_codec%": "<!(test -f /usr/include/zstd.h -a -f /usr/include/zlib.h && echo 1 || echo 0)"
   },
   "targets": [
     {
@@ -23,7 +24,14 @@
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+      "conditions": [
+        ["tcmu_have_cluster_codec==1", {
+          "sources": ["native/cluster_codec.cc"],
+          "defines": ["TCMU_HAVE_CLUSTER_CODEC"],
+          "libraries": ["-lzstd", "-lz"]
+        }]
+      ]
     }
   ],
   "conditions": [

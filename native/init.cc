@@ -2,6 +2,9 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#ifdef TCMU_HAVE_CLUSTER_CODEC
+#include "cluster_codec.h"
+#endif
 #include "fallocate.h"
 #include "io_ring.h"
 #include "mapping.h"
@@ -39,6 +42,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xtsCreate", Napi::Function::New<XtsCreate>(env, "xtsCreate"));
   exports.Set("xtsCrypt", Napi::Function::New<XtsCrypt>(env, "xtsCrypt"));
   exports.Set("xtsDestroy", Napi::Function::New<XtsDestroy>(env, "xtsDestroy"));
+#ifdef TCMU_HAVE_CLUSTER_CODEC
+  exports.Set("inflateCluster", Napi::Function::New<InflateCluster>(env, "inflateCluster"));
+#endif
   return exports;
 }
 

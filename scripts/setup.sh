@@ -27,6 +27,8 @@ PKGS=(qemu-system-x86 qemu-utils busybox-static kmod cpio fio sg3-utils
 # Ceph (Debian 12: 16.2): the daemons scripts/ceph.sh runs, the rbd/ceph CLIs,
 # and the headers the optional librbd part of the addon builds against.
 PKGS+=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev)
+# The addon's qcow2 cluster codec (native/cluster_codec.cc) builds against these.
+PKGS+=(libzstd-dev zlib1g-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")

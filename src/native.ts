@@ -188,6 +188,16 @@ export interface NativeBinding {
   xtsCrypt(handle: NativeXtsHandle, encrypt: boolean, data: Buffer, sectorSize: number, firstIv: number, ivStep: number, out?: Buffer): void;
   /** Free the contexts now (OpenSSL wipes the key schedule); later xtsCrypt calls throw EBADF. */
   xtsDestroy(handle: NativeXtsHandle): void;
+
+  // qcow2 compressed clusters (native/cluster_codec.cc): present only when
+  // the addon was built with zstd.h and zlib.h (binding.gyp).
+  /**
+   * On libuv's thread pool, inflate `src` (type 0: raw deflate with QEMU's
+   * 4 KiB window; 1: zstd frames) into exactly `dst` (one cluster), then
+   * callback(null, bytes) or callback(why) when the data is corrupt or does
+   * not fill the cluster exactly. Neither buffer may change until then.
+   */
+  inflateCluster?(type: 0 | 1, src: Uint8Array, dst: Uint8Array, callback: (error: string | null, written: number) => void): void;
 }
 
 /** Opaque handle of native XTS contexts. */

@@ -1,0 +1,149 @@
+#include "cluster_codec.h"
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "errno_error.h"
+
+namespace tcmu {
+
+namespace {
+
+constexpr int kZlib = 0;
+constexpr int kZstd = 1;
+// QEMU deflates with a 4 KiB window and no header (windowBits -12); a stream
+// that refers further back is not one QEMU could have written.
+constexpr int kZlibWindowBits = -12;
+// A cluster is at most 2 MiB in qcow2.
+constexpr size_t kMaxCluster = 2u << 20;
+
+// Returns "" or why the payload does not inflate to a cluster. Never writes
+// past dst + cap, whatever src holds.
+std::string InflateZlib(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t cap, size_t* written) {
+  z_stream s{};
+  if (inflateInit2(&s, kZlibWindowBits) != Z_OK) return "cannot start zlib";
+  s.next_in = const_cast<Bytef*>(src);
+  s.avail_in = static_cast<uInt>(srcLen);
+  s.next_out = dst;
+  s.avail_out = static_cast<uInt>(cap);
+  // SYNC_FLUSH: the payload is rounded up to a sector and may end mid-stream.
+  int rc = inflate(&s, Z_SYNC_FLUSH);
+  std::string error;
+  if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+    error = "corrupt compressed data";
+  } else if (rc != Z_STREAM_END && s.avail_out == 0 && s.avail_in > 0) {
+    // The cluster is full and input is left: does it produce more?
+    uint8_t probe;
+    s.next_out = &probe;
+    s.avail_out = 1;
+    int more = inflate(&s, Z_SYNC_FLUSH);
+    if (more == Z_DATA_ERROR || more == Z_NEED_DICT || more == Z_MEM_ERROR) error = "corrupt compressed data";
+    else if (s.avail_out == 0) error = "data inflates beyond one cluster";
+    s.avail_out = 0;
+  }
+  *written = cap - s.avail_out;
+  inflateEnd(&s);
+  return error;
+}
+
+std::string InflateZstd(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t cap, size_t* written) {
+  // One context per pool thread, kept: creating one costs more than a 64 KiB inflate.
+  thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  if (dctx == nullptr) return "cannot start zstd";
+  size_t out = 0, at = 0;
+  // One or more frames (QEMU may write several); stop once the cluster is full.
+  while (out < cap && at < srcLen) {
+    size_t frame = ZSTD_findFrameCompressedSize(src + at, srcLen - at);
+    if (ZSTD_isError(frame)) return "corrupt compressed data";
+    size_t n = ZSTD_decompressDCtx(dctx, dst + out, cap - out, src + at, frame);
+    if (ZSTD_isError(n)) return "corrupt compressed data";
+    out += n;
+    at += frame;
+  }
+  *written = out;
+  return "";
+}
+
+class InflateWorker : public Napi::AsyncWorker {
+ public:
+  InflateWorker(Napi::Function cb, int type, Napi::Object src, Napi::Object dst, const uint8_t* in, size_t inLen,
+                uint8_t* out, size_t cap)
+      : Napi::AsyncWorker(cb, "tcmu.inflateCluster"),
+        type_(type),
+        src_(Napi::Persistent(src)),
+        dst_(Napi::Persistent(dst)),
+        in_(in),
+        inLen_(inLen),
+        out_(out),
+        cap_(cap) {}
+
+  void Execute() override {
+    error_ = type_ == kZlib ? InflateZlib(in_, inLen_, out_, cap_, &written_) : InflateZstd(in_, inLen_, out_, cap_, &written_);
+    if (error_.empty() && written_ != cap_) {
+      error_ = "decompressed to " + std::to_string(written_) + " bytes, expected " + std::to_string(cap_);
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!error_.empty()) {
+      Callback().Call({Napi::String::New(env, error_), Napi::Number::New(env, 0)});
+    } else {
+      Callback().Call({env.Null(), Napi::Number::New(env, static_cast<double>(written_))});
+    }
+  }
+
+ private:
+  int type_;
+  // Held so neither buffer is collected while a pool thread uses its memory.
+  Napi::ObjectReference src_;
+  Napi::ObjectReference dst_;
+  const uint8_t* in_;
+  size_t inLen_;
+  uint8_t* out_;
+  size_t cap_;
+  size_t written_ = 0;
+  std::string error_;
+};
+
+bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, uint8_t** data, size_t* len) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a Buffer or Uint8Array");
+    return false;
+  }
+  auto a = info[i].As<Napi::Uint8Array>();
+  *data = a.Data();
+  *len = a.ByteLength();
+  return true;
+}
+
+}  // namespace
+
+Napi::Value InflateCluster(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[3].IsFunction()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "inflateCluster(type, src, dst, callback)");
+    return Napi::Value();
+  }
+  int type = info[0].As<Napi::Number>().Int32Value();
+  if (type != kZlib && type != kZstd) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "type must be 0 (zlib) or 1 (zstd)");
+    return Napi::Value();
+  }
+  uint8_t *in, *out;
+  size_t inLen, cap;
+  if (!ArgBytes(info, 1, "src", &in, &inLen) || !ArgBytes(info, 2, "dst", &out, &cap)) return Napi::Value();
+  if (cap == 0 || cap > kMaxCluster || inLen > kMaxCluster) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "src and dst must be 1 byte to 2 MiB (dst: one cluster)");
+    return Napi::Value();
+  }
+  auto* worker = new InflateWorker(info[3].As<Napi::Function>(), type, info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), in,
+                                   inLen, out, cap);
+  worker->Queue();  // deletes itself after OnOK
+  return env.Undefined();
+}
+
+}  // namespace tcmu
