@@ -2,8 +2,10 @@
 
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "errno_error.h"
@@ -67,6 +69,41 @@ std::string InflateZstd(const uint8_t* src, size_t srcLen, uint8_t* dst, size_t 
   return "";
 }
 
+// Compress one cluster into at most `cap` bytes (cap < the cluster: a
+// payload that is not smaller is not worth storing compressed). Returns the
+// payload length, 0 when it does not fit in cap, or -1 when the codec failed.
+long DeflateZlib(const uint8_t* src, size_t len, uint8_t* dst, size_t cap) {
+  z_stream s{};
+  // QEMU's parameters: default level, 4 KiB window, memLevel 9, no header.
+  if (deflateInit2(&s, Z_DEFAULT_COMPRESSION, Z_DEFLATED, kZlibWindowBits, 9, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+  s.next_in = const_cast<Bytef*>(src);
+  s.avail_in = static_cast<uInt>(len);
+  s.next_out = dst;
+  s.avail_out = static_cast<uInt>(cap);
+  int rc = deflate(&s, Z_FINISH);
+  long out = rc == Z_STREAM_END ? static_cast<long>(cap - s.avail_out) : (rc == Z_OK || rc == Z_BUF_ERROR ? 0 : -1);
+  deflateEnd(&s);
+  return out;
+}
+
+long DeflateZstd(const uint8_t* src, size_t len, uint8_t* dst, size_t cap) {
+  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  if (cctx == nullptr) return -1;
+  // Level 3, zstd's default and QEMU's; one frame with its content size.
+  size_t n = ZSTD_compressCCtx(cctx, dst, cap, src, len, 3);
+  if (!ZSTD_isError(n)) return static_cast<long>(n);
+  return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
+}
+
+bool AllZero(const uint8_t* p, size_t len) {
+  static const uint8_t kZeros[4096] = {};
+  for (size_t at = 0; at < len; at += sizeof kZeros) {
+    size_t n = len - at < sizeof kZeros ? len - at : sizeof kZeros;
+    if (std::memcmp(p + at, kZeros, n) != 0) return false;
+  }
+  return true;
+}
+
 class InflateWorker : public Napi::AsyncWorker {
  public:
   InflateWorker(Napi::Function cb, int type, Napi::Object src, Napi::Object dst, const uint8_t* in, size_t inLen,
@@ -109,6 +146,50 @@ class InflateWorker : public Napi::AsyncWorker {
   std::string error_;
 };
 
+class DeflateWorker : public Napi::AsyncWorker {
+ public:
+  DeflateWorker(Napi::Function cb, int type, Napi::Object src, Napi::Object dst, const uint8_t* in, size_t inLen,
+                uint8_t* out, size_t cap)
+      : Napi::AsyncWorker(cb, "tcmu.deflateCluster"),
+        type_(type),
+        src_(Napi::Persistent(src)),
+        dst_(Napi::Persistent(dst)),
+        in_(in),
+        inLen_(inLen),
+        out_(out),
+        cap_(cap) {}
+
+  void Execute() override {
+    if (AllZero(in_, inLen_)) {
+      result_ = -1;
+      return;
+    }
+    long n = type_ == kZlib ? DeflateZlib(in_, inLen_, out_, cap_) : DeflateZstd(in_, inLen_, out_, cap_);
+    if (n < 0) failed_ = true;
+    else result_ = n;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (failed_) {
+      Callback().Call({Napi::String::New(env, type_ == kZlib ? "zlib failed" : "zstd failed"), Napi::Number::New(env, 0)});
+    } else {
+      Callback().Call({env.Null(), Napi::Number::New(env, static_cast<double>(result_))});
+    }
+  }
+
+ private:
+  int type_;
+  Napi::ObjectReference src_;
+  Napi::ObjectReference dst_;
+  const uint8_t* in_;
+  size_t inLen_;
+  uint8_t* out_;
+  size_t cap_;
+  long result_ = 0;
+  bool failed_ = false;
+};
+
 bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, uint8_t** data, size_t* len) {
   if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a Buffer or Uint8Array");
@@ -143,6 +224,32 @@ Napi::Value InflateCluster(const Napi::CallbackInfo& info) {
   auto* worker = new InflateWorker(info[3].As<Napi::Function>(), type, info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), in,
                                    inLen, out, cap);
   worker->Queue();  // deletes itself after OnOK
+  return env.Undefined();
+}
+
+Napi::Value DeflateCluster(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[3].IsFunction()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "deflateCluster(type, src, dst, callback)");
+    return Napi::Value();
+  }
+  int type = info[0].As<Napi::Number>().Int32Value();
+  if (type != kZlib && type != kZstd) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "type must be 0 (zlib) or 1 (zstd)");
+    return Napi::Value();
+  }
+  uint8_t *in, *out;
+  size_t inLen, outLen;
+  if (!ArgBytes(info, 1, "src", &in, &inLen) || !ArgBytes(info, 2, "dst", &out, &outLen)) return Napi::Value();
+  if (inLen < 2 || inLen > kMaxCluster || outLen == 0) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "src must be one cluster (2 bytes to 2 MiB), dst not empty");
+    return Napi::Value();
+  }
+  // Smaller than the cluster or not at all.
+  size_t cap = outLen < inLen - 1 ? outLen : inLen - 1;
+  auto* worker = new DeflateWorker(info[3].As<Napi::Function>(), type, info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), in,
+                                   inLen, out, cap);
+  worker->Queue();
   return env.Undefined();
 }
 

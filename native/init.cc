@@ -44,6 +44,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("xtsDestroy", Napi::Function::New<XtsDestroy>(env, "xtsDestroy"));
 #ifdef TCMU_HAVE_CLUSTER_CODEC
   exports.Set("inflateCluster", Napi::Function::New<InflateCluster>(env, "inflateCluster"));
+  exports.Set("deflateCluster", Napi::Function::New<DeflateCluster>(env, "deflateCluster"));
 #endif
   return exports;
 }

@@ -198,6 +198,14 @@ export interface NativeBinding {
    * not fill the cluster exactly. Neither buffer may change until then.
    */
   inflateCluster?(type: 0 | 1, src: Uint8Array, dst: Uint8Array, callback: (error: string | null, written: number) => void): void;
+  /**
+   * On libuv's thread pool, compress one cluster `src` into `dst` with
+   * QEMU's parameters (0: raw deflate, 4 KiB window, default level; 1: one
+   * zstd frame at level 3), then callback(null, n): n > 0 payload bytes at
+   * the start of dst, 0 = not smaller than the cluster (store it raw), -1 =
+   * all zeros; callback(why) if the codec failed.
+   */
+  deflateCluster?(type: 0 | 1, src: Uint8Array, dst: Uint8Array, callback: (error: string | null, result: number) => void): void;
 }
 
 /** Opaque handle of native XTS contexts. */

@@ -2,7 +2,7 @@
  * Cluster compression and decompression OFF the event loop: a small pool of
  * worker threads, shared by every image in the process. (Decompression runs
  * in the addon on libuv's thread pool instead when the addon was built with
- * the codec: see decompressOffThread.) Requests made in
+ * the codec: see compressClusters and decompressOffThread.) Requests made in
  * the same turn of the event loop are coalesced into one message per worker
  * (a 1 MiB write is one hop carrying 16 clusters, not 16 hops), so the cost
  * per cluster is a memcpy into the batch plus the codec itself.
@@ -276,8 +276,38 @@ function sharedPool(): CompressPool {
   return pool;
 }
 
-/** Compress whole clusters (each `clusterSize` bytes), in one or few worker hops. */
-export async function compressClusters(type: CompressionType, clusterSize: number, clusters: readonly Buffer[]): Promise<Compressed[]> {
+/**
+ * Compress whole clusters (each `clusterSize` bytes) off the event loop: on
+ * libuv's thread pool when the addon has the codec (each cluster its own
+ * task, so a 1 MiB write spreads over every pool thread), else in one or few
+ * worker hops.
+ */
+export function compressClusters(type: CompressionType, clusterSize: number, clusters: readonly Buffer[]): Promise<Compressed[]> {
+  return native().deflateCluster ? deflateOnThreadPool(type, clusterSize, clusters) : deflateOnWorkers(type, clusterSize, clusters);
+}
+
+/** compressClusters in the addon (throws ENOTSUP when it was built without the codec). */
+export async function deflateOnThreadPool(type: CompressionType, clusterSize: number, clusters: readonly Buffer[]): Promise<Compressed[]> {
+  const deflate = native().deflateCluster;
+  if (!deflate) throw new StorageError('ENOTSUP', 'qcow2: the addon was built without zstd.h/zlib.h (no cluster codec)');
+  // One allocation for the batch; each payload is shorter than its cluster.
+  const out = Buffer.allocUnsafe(clusters.length * clusterSize);
+  return Promise.all(
+    clusters.map(
+      (c, i) =>
+        new Promise<Compressed>((resolve, reject) => {
+          const dst = out.subarray(i * clusterSize, (i + 1) * clusterSize);
+          deflate(type === 'zstd' ? 1 : 0, c, dst, (error, n) => {
+            if (error !== null) reject(new StorageError('EIO', `qcow2: cannot compress cluster: ${error}`));
+            else resolve(n < 0 ? { zero: true } : { zero: false, data: n > 0 ? dst.subarray(0, n) : undefined });
+          });
+        }),
+    ),
+  );
+}
+
+/** compressClusters on the worker threads. */
+export async function deflateOnWorkers(type: CompressionType, clusterSize: number, clusters: readonly Buffer[]): Promise<Compressed[]> {
   return Promise.all(
     clusters.map(async (c) => {
       const r = await sharedPool().run('compress', type, clusterSize, c);

@@ -1,25 +1,35 @@
 /**
- * Inflating compressed clusters: the addon's thread-pool codec
- * (native/cluster_codec.cc) against the worker-thread one it replaces.
- * Both must agree on every payload, good or hostile: QEMU's formats (raw
- * deflate with a 4 KiB window, one or more zstd frames, sector padding),
- * corrupt bytes, payloads that inflate past a cluster or short of it.
+ * Compressed clusters: the addon's thread-pool codec (native/cluster_codec.cc)
+ * against the worker-thread one it replaces. Inflating, both must agree on
+ * every payload, good or hostile: QEMU's formats (raw deflate with a 4 KiB
+ * window, one or more zstd frames, sector padding), corrupt bytes, payloads
+ * that inflate past a cluster or short of it. Deflating, each must write
+ * what the other (and zlib/zstd themselves) reads back, tell zero and
+ * incompressible clusters apart, and pack as densely as the other.
  */
 import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
-import { deflateRawSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { decompressOffThread, inflateOnThreadPool, inflateOnWorkers } from '../../../handlers/qcow2/compress-pool.js';
+import {
+  compressClusters,
+  decompressOffThread,
+  deflateOnThreadPool,
+  deflateOnWorkers,
+  inflateOnThreadPool,
+  inflateOnWorkers,
+} from '../../../handlers/qcow2/compress-pool.js';
 import type { CompressionType } from '../../../handlers/qcow2/format.js';
 import { native } from '../../../src/native.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 const CLUSTER = 65536;
-const hasCodec = native().inflateCluster !== undefined;
+const hasCodec = native().inflateCluster !== undefined && native().deflateCluster !== undefined;
 if (!hasCodec && process.env.CI) {
   throw new Error('the addon has no cluster codec: install libzstd-dev and zlib1g-dev (scripts/setup.sh), then rebuild it');
 }
-if (!hasCodec) console.warn('cluster-inflate: addon built without zstd.h/zlib.h: thread-pool cases skipped (outside CI only)');
+if (!hasCodec) console.warn('cluster-codec: addon built without zstd.h/zlib.h: thread-pool cases skipped (outside CI only)');
 
 /** Compressible, not trivial: text-like runs with a counter. */
 function clusterData(seed: number, size = CLUSTER): Buffer {
@@ -130,5 +140,67 @@ describe('decompressOffThread', () => {
     expect(() => inflate(1, Buffer.alloc(1), Buffer.alloc(0), cb)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => inflate(1, Buffer.alloc(1), Buffer.alloc((2 << 20) + 1), cb)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => inflate(1, 'x' as unknown as Buffer, Buffer.alloc(1), cb)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+});
+
+const deflaters: [string, typeof deflateOnWorkers][] = [
+  ['thread pool', deflateOnThreadPool],
+  ['workers', deflateOnWorkers],
+];
+
+describe.each(deflaters)('deflate on the %s', (where, deflate) => {
+  const run = where === 'workers' || hasCodec ? it : it.skip;
+
+  run('every payload reads back through both inflaters and through zlib/zstd themselves; zero and incompressible clusters are told apart', async () => {
+    for (const type of ['zstd', 'zlib'] as const) {
+      const clusters = [clusterData(7), Buffer.alloc(CLUSTER), randomBytes(CLUSTER), clusterData(8)];
+      const [a, zero, random, b] = await deflate(type, CLUSTER, clusters);
+      expect(zero).toEqual({ zero: true });
+      expect(random!.zero).toBe(false);
+      expect(random!.data, 'random data is stored raw').toBeUndefined();
+      for (const [r, c] of [[a!, clusters[0]!], [b!, clusters[3]!]] as const) {
+        expect(r.zero).toBe(false);
+        expect(r.data!.length).toBeLessThan(CLUSTER);
+        const padded = sectorPadded(r.data!);
+        expect((await inflateOnWorkers(type, padded, CLUSTER)).equals(c)).toBe(true);
+        if (hasCodec) expect((await inflateOnThreadPool(type, padded, CLUSTER)).equals(c)).toBe(true);
+        const direct = Buffer.alloc(CLUSTER);
+        const n = type === 'zlib' ? inflateRawSync(r.data!, { windowBits: 12 }).copy(direct) : zstd.decompress(direct, r.data!);
+        expect(n).toBe(CLUSTER);
+        expect(direct.equals(c)).toBe(true);
+      }
+    }
+  });
+
+  run('a zstd frame records its content size (QEMU sizes its output from it)', async () => {
+    const [r] = await deflate('zstd', CLUSTER, [clusterData(9)]);
+    expect(zstd.getFrameContentSize(r!.data!)).toBe(CLUSTER);
+  });
+});
+
+describe('both deflaters', () => {
+  it.skipIf(!hasCodec)('pack within 1% of each other (same codec parameters)', async () => {
+    const clusters = Array.from({ length: 16 }, (_, i) => clusterData(200 + i));
+    for (const type of ['zstd', 'zlib'] as const) {
+      const pool = await deflateOnThreadPool(type, CLUSTER, clusters);
+      const workers = await deflateOnWorkers(type, CLUSTER, clusters);
+      const sum = (rs: { data?: Buffer }[]) => rs.reduce((n, r) => n + (r.data?.length ?? CLUSTER), 0);
+      expect(Math.abs(sum(pool) - sum(workers)) / sum(workers), type).toBeLessThan(0.01);
+    }
+  });
+
+  it(`compressClusters uses the thread pool when the addon has the codec (here: ${hasCodec ? 'yes' : 'no'}); a 1 MiB batch round-trips`, async () => {
+    const clusters = Array.from({ length: 16 }, (_, i) => clusterData(300 + i));
+    const out = await compressClusters('zstd', CLUSTER, clusters);
+    for (let i = 0; i < clusters.length; i++) expect((await decompressOffThread('zstd', out[i]!.data!, CLUSTER)).equals(clusters[i]!)).toBe(true);
+  });
+
+  it.skipIf(!hasCodec)('the addon checks its deflate arguments before queueing anything', () => {
+    const deflate = native().deflateCluster!;
+    const cb = () => {};
+    expect(() => deflate(3 as 0, Buffer.alloc(8), Buffer.alloc(8), cb)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => deflate(1, Buffer.alloc(1), Buffer.alloc(8), cb)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => deflate(1, Buffer.alloc(8), Buffer.alloc(0), cb)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => deflate(1, Buffer.alloc(8), 'x' as unknown as Buffer, cb)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 });
