@@ -1,8 +1,8 @@
 /**
  * Cluster compression and decompression OFF the event loop: a small pool of
- * worker threads, shared by every image in the process. (Decompression runs
- * in the addon on libuv's thread pool instead when the addon was built with
- * the codec: see compressClusters and decompressOffThread.) Requests made in
+ * worker threads, shared by every image in the process. (Both run in the
+ * addon on libuv's thread pool instead when the addon was built with the
+ * codec: see compressClusters and decompressOffThread.) Requests made in
  * the same turn of the event loop are coalesced into one message per worker
  * (a 1 MiB write is one hop carrying 16 clusters, not 16 hops), so the cost
  * per cluster is a memcpy into the batch plus the codec itself.
@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { StorageError } from '../../src/backstore/errors.js';
-import { native } from '../../src/native.js';
+import { native, type NativeBinding } from '../../src/native.js';
 import type { CompressionType } from './format.js';
 
 /** Result of compressing one cluster. */
@@ -276,6 +276,13 @@ function sharedPool(): CompressPool {
   return pool;
 }
 
+/** The addon's codec functions, or ENOTSUP when it was built without them. */
+function addonCodec(): Required<Pick<NativeBinding, 'inflateCluster' | 'deflateCluster'>> {
+  const { inflateCluster, deflateCluster } = native();
+  if (!inflateCluster || !deflateCluster) throw new StorageError('ENOTSUP', 'qcow2: the addon was built without zstd.h/zlib.h (no cluster codec)');
+  return { inflateCluster, deflateCluster };
+}
+
 /**
  * Compress whole clusters (each `clusterSize` bytes) off the event loop: on
  * libuv's thread pool when the addon has the codec (each cluster its own
@@ -288,8 +295,7 @@ export function compressClusters(type: CompressionType, clusterSize: number, clu
 
 /** compressClusters in the addon (throws ENOTSUP when it was built without the codec). */
 export async function deflateOnThreadPool(type: CompressionType, clusterSize: number, clusters: readonly Buffer[]): Promise<Compressed[]> {
-  const deflate = native().deflateCluster;
-  if (!deflate) throw new StorageError('ENOTSUP', 'qcow2: the addon was built without zstd.h/zlib.h (no cluster codec)');
+  const deflate = addonCodec().deflateCluster;
   // One allocation for the batch; each payload is shorter than its cluster.
   const out = Buffer.allocUnsafe(clusters.length * clusterSize);
   return Promise.all(
@@ -330,8 +336,7 @@ export function decompressOffThread(type: CompressionType, input: Buffer, cluste
 
 /** decompressOffThread in the addon (throws ENOTSUP when it was built without the codec). */
 export async function inflateOnThreadPool(type: CompressionType, input: Buffer, clusterSize: number): Promise<Buffer> {
-  const inflate = native().inflateCluster;
-  if (!inflate) throw new StorageError('ENOTSUP', 'qcow2: the addon was built without zstd.h/zlib.h (no cluster codec)');
+  const inflate = addonCodec().inflateCluster;
   const out = Buffer.allocUnsafe(clusterSize);
   const error = await new Promise<string | null>((resolve) => inflate(type === 'zstd' ? 1 : 0, input, out, resolve));
   if (error !== null) throw new StorageError('EIO', `qcow2: cannot decompress ${type} cluster: ${error}`);
