@@ -104,36 +104,94 @@ bool AllZero(const uint8_t* p, size_t len) {
   return true;
 }
 
-class InflateWorker : public Napi::AsyncWorker {
+// The buffers and codec of one call, checked.
+struct CodecArgs {
+  int type = kZlib;
+  Napi::Object src, dst;
+  const uint8_t* in = nullptr;
+  size_t inLen = 0;
+  uint8_t* out = nullptr;
+  size_t outLen = 0;
+};
+
+bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, Napi::Object* obj, uint8_t** data, size_t* len) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a Buffer or Uint8Array");
+    return false;
+  }
+  auto a = info[i].As<Napi::Uint8Array>();
+  *obj = a;
+  *data = a.Data();
+  *len = a.ByteLength();
+  return true;
+}
+
+// (type, src, dst, callback), as both exported functions take them.
+bool ReadCodecArgs(const Napi::CallbackInfo& info, const char* usage, CodecArgs* a) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsNumber() || !info[3].IsFunction()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", usage);
+    return false;
+  }
+  a->type = info[0].As<Napi::Number>().Int32Value();
+  if (a->type != kZlib && a->type != kZstd) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "type must be 0 (zlib) or 1 (zstd)");
+    return false;
+  }
+  uint8_t* in = nullptr;
+  if (!ArgBytes(info, 1, "src", &a->src, &in, &a->inLen) || !ArgBytes(info, 2, "dst", &a->dst, &a->out, &a->outLen)) return false;
+  a->in = in;
+  return true;
+}
+
+// One cluster through a codec on a pool thread: inflate (payload -> the
+// whole of dst) or deflate (src, one cluster -> at most `cap` bytes of dst).
+class ClusterWorker : public Napi::AsyncWorker {
  public:
-  InflateWorker(Napi::Function cb, int type, Napi::Object src, Napi::Object dst, const uint8_t* in, size_t inLen,
-                uint8_t* out, size_t cap)
-      : Napi::AsyncWorker(cb, "tcmu.inflateCluster"),
-        type_(type),
-        src_(Napi::Persistent(src)),
-        dst_(Napi::Persistent(dst)),
-        in_(in),
-        inLen_(inLen),
-        out_(out),
+  ClusterWorker(Napi::Function cb, bool deflate, const CodecArgs& a, size_t cap)
+      : Napi::AsyncWorker(cb, deflate ? "tcmu.deflateCluster" : "tcmu.inflateCluster"),
+        deflate_(deflate),
+        type_(a.type),
+        src_(Napi::Persistent(a.src)),
+        dst_(Napi::Persistent(a.dst)),
+        in_(a.in),
+        inLen_(a.inLen),
+        out_(a.out),
         cap_(cap) {}
 
-  void Execute() override {
-    error_ = type_ == kZlib ? InflateZlib(in_, inLen_, out_, cap_, &written_) : InflateZstd(in_, inLen_, out_, cap_, &written_);
-    if (error_.empty() && written_ != cap_) {
-      error_ = "decompressed to " + std::to_string(written_) + " bytes, expected " + std::to_string(cap_);
-    }
-  }
+  void Execute() override { error_ = deflate_ ? Deflate() : Inflate(); }
 
   void OnOK() override {
     Napi::Env env = Env();
     if (!error_.empty()) {
       Callback().Call({Napi::String::New(env, error_), Napi::Number::New(env, 0)});
     } else {
-      Callback().Call({env.Null(), Napi::Number::New(env, static_cast<double>(written_))});
+      Callback().Call({env.Null(), Napi::Number::New(env, result_)});
     }
   }
 
  private:
+  std::string Inflate() {
+    size_t written = 0;
+    std::string error = type_ == kZlib ? InflateZlib(in_, inLen_, out_, cap_, &written) : InflateZstd(in_, inLen_, out_, cap_, &written);
+    if (error.empty() && written != cap_) error = "decompressed to " + std::to_string(written) + " bytes, expected " + std::to_string(cap_);
+    result_ = static_cast<double>(written);
+    return error;
+  }
+
+  // result_: payload bytes, 0 = not smaller than the cluster, -1 = all zeros.
+  std::string Deflate() {
+    if (AllZero(in_, inLen_)) {
+      result_ = -1;
+      return "";
+    }
+    long n = type_ == kZlib ? DeflateZlib(in_, inLen_, out_, cap_) : DeflateZstd(in_, inLen_, out_, cap_);
+    if (n < 0) return type_ == kZlib ? "zlib failed" : "zstd failed";
+    result_ = static_cast<double>(n);
+    return "";
+  }
+
+  bool deflate_;
   int type_;
   // Held so neither buffer is collected while a pool thread uses its memory.
   Napi::ObjectReference src_;
@@ -142,115 +200,34 @@ class InflateWorker : public Napi::AsyncWorker {
   size_t inLen_;
   uint8_t* out_;
   size_t cap_;
-  size_t written_ = 0;
+  double result_ = 0;
   std::string error_;
 };
-
-class DeflateWorker : public Napi::AsyncWorker {
- public:
-  DeflateWorker(Napi::Function cb, int type, Napi::Object src, Napi::Object dst, const uint8_t* in, size_t inLen,
-                uint8_t* out, size_t cap)
-      : Napi::AsyncWorker(cb, "tcmu.deflateCluster"),
-        type_(type),
-        src_(Napi::Persistent(src)),
-        dst_(Napi::Persistent(dst)),
-        in_(in),
-        inLen_(inLen),
-        out_(out),
-        cap_(cap) {}
-
-  void Execute() override {
-    if (AllZero(in_, inLen_)) {
-      result_ = -1;
-      return;
-    }
-    long n = type_ == kZlib ? DeflateZlib(in_, inLen_, out_, cap_) : DeflateZstd(in_, inLen_, out_, cap_);
-    if (n < 0) failed_ = true;
-    else result_ = n;
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (failed_) {
-      Callback().Call({Napi::String::New(env, type_ == kZlib ? "zlib failed" : "zstd failed"), Napi::Number::New(env, 0)});
-    } else {
-      Callback().Call({env.Null(), Napi::Number::New(env, static_cast<double>(result_))});
-    }
-  }
-
- private:
-  int type_;
-  Napi::ObjectReference src_;
-  Napi::ObjectReference dst_;
-  const uint8_t* in_;
-  size_t inLen_;
-  uint8_t* out_;
-  size_t cap_;
-  long result_ = 0;
-  bool failed_ = false;
-};
-
-bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, uint8_t** data, size_t* len) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a Buffer or Uint8Array");
-    return false;
-  }
-  auto a = info[i].As<Napi::Uint8Array>();
-  *data = a.Data();
-  *len = a.ByteLength();
-  return true;
-}
 
 }  // namespace
 
 Napi::Value InflateCluster(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsNumber() || !info[3].IsFunction()) {
-    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "inflateCluster(type, src, dst, callback)");
+  CodecArgs a;
+  if (!ReadCodecArgs(info, "inflateCluster(type, src, dst, callback)", &a)) return Napi::Value();
+  if (a.outLen == 0 || a.outLen > kMaxCluster || a.inLen > kMaxCluster) {
+    ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "src and dst must be 1 byte to 2 MiB (dst: one cluster)");
     return Napi::Value();
   }
-  int type = info[0].As<Napi::Number>().Int32Value();
-  if (type != kZlib && type != kZstd) {
-    ThrowArgError(env, "ERR_OUT_OF_RANGE", "type must be 0 (zlib) or 1 (zstd)");
-    return Napi::Value();
-  }
-  uint8_t *in, *out;
-  size_t inLen, cap;
-  if (!ArgBytes(info, 1, "src", &in, &inLen) || !ArgBytes(info, 2, "dst", &out, &cap)) return Napi::Value();
-  if (cap == 0 || cap > kMaxCluster || inLen > kMaxCluster) {
-    ThrowArgError(env, "ERR_OUT_OF_RANGE", "src and dst must be 1 byte to 2 MiB (dst: one cluster)");
-    return Napi::Value();
-  }
-  auto* worker = new InflateWorker(info[3].As<Napi::Function>(), type, info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), in,
-                                   inLen, out, cap);
-  worker->Queue();  // deletes itself after OnOK
-  return env.Undefined();
+  (new ClusterWorker(info[3].As<Napi::Function>(), false, a, a.outLen))->Queue();  // deletes itself after OnOK
+  return info.Env().Undefined();
 }
 
 Napi::Value DeflateCluster(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 4 || !info[0].IsNumber() || !info[3].IsFunction()) {
-    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "deflateCluster(type, src, dst, callback)");
-    return Napi::Value();
-  }
-  int type = info[0].As<Napi::Number>().Int32Value();
-  if (type != kZlib && type != kZstd) {
-    ThrowArgError(env, "ERR_OUT_OF_RANGE", "type must be 0 (zlib) or 1 (zstd)");
-    return Napi::Value();
-  }
-  uint8_t *in, *out;
-  size_t inLen, outLen;
-  if (!ArgBytes(info, 1, "src", &in, &inLen) || !ArgBytes(info, 2, "dst", &out, &outLen)) return Napi::Value();
-  if (inLen < 2 || inLen > kMaxCluster || outLen == 0) {
-    ThrowArgError(env, "ERR_OUT_OF_RANGE", "src must be one cluster (2 bytes to 2 MiB), dst not empty");
+  CodecArgs a;
+  if (!ReadCodecArgs(info, "deflateCluster(type, src, dst, callback)", &a)) return Napi::Value();
+  if (a.inLen < 2 || a.inLen > kMaxCluster || a.outLen == 0) {
+    ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "src must be one cluster (2 bytes to 2 MiB), dst not empty");
     return Napi::Value();
   }
   // Smaller than the cluster or not at all.
-  size_t cap = outLen < inLen - 1 ? outLen : inLen - 1;
-  auto* worker = new DeflateWorker(info[3].As<Napi::Function>(), type, info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), in,
-                                   inLen, out, cap);
-  worker->Queue();
-  return env.Undefined();
+  size_t cap = a.outLen < a.inLen - 1 ? a.outLen : a.inLen - 1;
+  (new ClusterWorker(info[3].As<Napi::Function>(), true, a, cap))->Queue();
+  return info.Env().Undefined();
 }
 
 }  // namespace tcmu
