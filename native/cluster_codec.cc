@@ -16,8 +16,10 @@ namespace {
 
 constexpr int kZlib = 0;
 constexpr int kZstd = 1;
-// QEMU deflates with a 4 KiB window and no header (windowBits -12); a stream
-// that refers further back is not one QEMU could have written.
+// QEMU deflates with a 4 KiB window and no header (windowBits -12). zlib's
+// inflate checks a distance against what it has already written, so it
+// also reads streams that reach further back (as Node's zlib does); none
+// reaches outside the cluster buffer.
 constexpr int kZlibWindowBits = -12;
 // A cluster is at most 2 MiB in qcow2.
 constexpr size_t kMaxCluster = 2u << 20;
