@@ -4,8 +4,8 @@
  *
  * Seeds (made once per run in setup(), into the work dir): real images from
  * `qemu-img create`/`qemu-io` (v2 and v3, clusters 512 B .. 2 MiB,
- * refcount_bits 1 .. 64, data, internal snapshots, compressed clusters from
- * `qemu-img convert -c`, an overlay on a qcow2 base) and from our own
+ * refcount_bits 1 .. 64, data, internal snapshots, zlib and zstd compressed
+ * clusters from `qemu-img convert -c`, an overlay on a qcow2 base) and from our own
  * createImage + writes. Mutations favour the fields that steer the parser:
  * header fields, L1 / L2 / refcount table entries, the first refcount block,
  * the snapshot table.
@@ -87,6 +87,8 @@ function qemuSeeds(dir: string): void {
   writeFileSync(raw, Buffer.concat([readFileSync(raw).subarray(0, 512 * 1024), Buffer.from('compressible '.repeat(40000)).subarray(0, 512 * 1024)]));
   tool('qemu-img', 'convert', '-q', '-c', '-O', 'qcow2', '-o', 'cluster_size=4096', raw, join(dir, 'v3-compressed.qcow2'));
   tool('qemu-img', 'convert', '-q', '-c', '-O', 'qcow2', '-o', 'compat=0.10,cluster_size=65536', raw, join(dir, 'v2-compressed.qcow2'));
+  // zstd payloads: a different decoder (the addon's libzstd) behind the same reads.
+  tool('qemu-img', 'convert', '-q', '-c', '-O', 'qcow2', '-o', 'cluster_size=4096,compression_type=zstd', raw, join(dir, 'v3-compressed-zstd.qcow2'));
   rmSync(raw);
   // A chain: the base stays pristine (a "base-" name is never mutated), the overlay is.
   const base = create('base-of-chain.qcow2', 'cluster_size=4096', '2M');
