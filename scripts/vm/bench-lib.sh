@@ -116,6 +116,14 @@ bench_compare() {
   done
 }
 
+# prof_lines N TAG PERF-REPORT-ARGS...: the top N rows of one report of
+# bench_profile's samples, as "@@PROF JOB LABEL TAG" lines (reads its
+# locals p, job and label).
+prof_lines() {
+  local n=$1 tag=$2
+  shift 2
+  perf report -i "$p" --stdio --no-children "$@" 2>/dev/null | grep -E '^ +[0-9.]+%' | head -"$n" | sed "s/^/@@PROF $job $label $tag /"
+}
 # bench_profile JOB LABEL DEV: run JOB on DEV (bench_job) while `perf record
 # -a` samples every CPU from 2 s in (cpu-clock: TCG has no hardware
 # counters); prints the result and the busiest thread names, symbols and
@@ -132,16 +140,16 @@ bench_profile() {
   wait $prof
   set -- $out
   echo "@@PROF $job $label iops=$1 mbps=$2 cpu_us=$3"
-  perf report -i $p --stdio --no-children --sort comm 2>/dev/null | grep -E '^ +[0-9.]+%' | head -12 | sed "s/^/@@PROF $job $label comm /"
-  perf report -i $p --stdio --no-children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label sym /"
-  perf report -i $p --stdio --no-children --sort comm,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -30 | sed "s/^/@@PROF $job $label comm+sym /"
+  prof_lines 12 comm --sort comm
+  prof_lines 30 sym --sort sym
+  prof_lines 30 comm+sym --sort comm,sym
   # The runners' own processes, by thread and library: where a runner's CPU goes.
   if [ -n "${BENCH_PROFILE_PIDS:-}" ]; then
-    perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --sort comm,dso 2>/dev/null | grep -E '^ +[0-9.]+%' | head -20 | sed "s/^/@@PROF $job $label runner-dso /"
-    perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --sort comm,dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -40 | sed "s/^/@@PROF $job $label runner-sym /"
-    local comm
+    local pids=${BENCH_PROFILE_PIDS// /,} comm
+    prof_lines 20 runner-dso --pid "$pids" --sort comm,dso
+    prof_lines 40 runner-sym --pid "$pids" --sort comm,dso,sym
     for comm in ${BENCH_PROFILE_COMMS:-node}; do
-      perf report -i $p --stdio --no-children --pid "${BENCH_PROFILE_PIDS// /,}" --comms "$comm" --sort dso,sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -50 | sed "s/^/@@PROF $job $label thread-sym $comm /"
+      prof_lines 50 "thread-sym $comm" --pid "$pids" --comms "$comm" --sort dso,sym
     done
   fi
   rm -f $p
