@@ -16,6 +16,7 @@
 # Exit status: the guest script's when it ran to the end; 124 timeout,
 # 125 kernel panic, 126 no @@EXIT line, 127 setup problem.
 # TCMU_VM_CPU overrides the emulated CPU model (default max; scripts/bench uses max,-erms).
+# TCMU_VM_APPEND: more kernel command-line parameters (e.g. clocksource=tsc).
 set -uo pipefail
 # The body is one compound command, parsed whole before it runs, so editing
 # this file while a run is in progress cannot derail that run.
@@ -97,7 +98,7 @@ timeout --foreground --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
   -accel tcg -cpu "${TCMU_VM_CPU:-max}" -smp "$SMP" -m "$MEM" \
   -nographic -no-reboot \
   -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet tcmuts.run=$ROOT/scripts/vm/guest-boot.sh tcmuts.keep=$KEEP_PATHS" \
+  -append "console=ttyS0 panic=-1 oops=panic loglevel=4 quiet tcmuts.run=$ROOT/scripts/vm/guest-boot.sh tcmuts.keep=$KEEP_PATHS${TCMU_VM_APPEND:+ $TCMU_VM_APPEND}" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -drive "file=$RUN/scratch.img,if=virtio,format=raw,cache=unsafe" \
   -nic none </dev/null 2>&1 \

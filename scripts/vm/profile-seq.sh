@@ -4,7 +4,9 @@
 # LUN set as bench-file-vs-fileio.sh (bench_tcmu_luns). For each LUN and
 # job, bench_profile (bench-lib.sh): fio for BENCH_RUNTIME seconds under
 # `perf record -a`; @@PROF lines by thread name and by symbol.
-# BENCH_PROFILE_JOBS: jobs from bench-lib.sh (default seqread1m seqwrite1m).
+# BENCH_PROFILE_JOBS: jobs from bench-lib.sh (default seqread1m seqwrite1m);
+# BENCH_PROFILE_COMMS: the runner threads broken down by library and symbol
+# (default node).
 set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-8}
 BENCH_WARMUP=${BENCH_WARMUP:-3}
@@ -18,6 +20,7 @@ bench_reference
 
 bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 -2
 bench_prepare "${luns[@]}"
+export BENCH_PROFILE_PIDS="$RUNNER_PID${TR_PID:+ $TR_PID}" # the runners' threads by library and symbol
 bench_profile_luns "${luns[@]}"
 teardown_all
 runner_stop

@@ -89,6 +89,12 @@ export interface RingEngineStats {
   kicks: number;
   /** Batches run. */
   batches: number;
+  /**
+   * Data iovecs of the commands consumed (data-out/in plus bidi): the kernel
+   * merges adjacent data-area blocks, so iovecs per command show how
+   * scattered the data area is.
+   */
+  iovecs: number;
   /** Data-in bytes zero-filled because no command produced them (see limitDataIn). */
   zeroFilledBytes: number;
 }
@@ -106,7 +112,7 @@ export class RingEngineError extends Error {
 type State = 'idle' | 'running' | 'draining' | 'broken' | 'closed';
 
 export class RingEngine {
-  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0, zeroFilledBytes: 0 };
+  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0, iovecs: 0, zeroFilledBytes: 0 };
   /** Mailbox flags the kernel announced. */
   readonly flags: number;
 
@@ -377,6 +383,7 @@ export class RingEngine {
       this.fail(new RingEngineError('EPROTO', `ring entry at ${at} (cmd_id ${cmdId}) is malformed: ${malformed}: ring broken`));
       return;
     }
+    this.stats.iovecs += slot.iov.length + slot.bidiIov.length;
     this.counters?.started(slot.index);
     let result: number | Promise<number>;
     try {

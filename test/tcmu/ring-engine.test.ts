@@ -70,9 +70,11 @@ describe('RingEngine: data path', () => {
         return ram.execute(cmd);
       },
     };
-    const { sim } = setup({ scatter: false }, 'sync', {}, spy);
+    const { sim, engine } = setup({ scatter: false }, 'sync', {}, spy);
     await sim.submit(write10(0, 8), { out: pattern(8, 2), iovSplit: [512, 1024, 2560] });
     expect(seen).toEqual([3, 4096]);
+    await sim.submit(inquiry(36), { inLength: 36 });
+    expect(engine.stats.iovecs).toBe(4); // counted per command, for `status`
   });
 
   test('unknown opcode returns the target status and sense untouched', async () => {
