@@ -14,6 +14,8 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { PerformanceObserver, performance, type PerformanceEntry } from 'node:perf_hooks';
+import { FaultGuard, type FaultOwner } from '../../src/daemon/fault-guard.js';
+import type { ScsiCommand, ScsiTarget } from '../../src/scsi/command.js';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { CommandCounters, OP_GROUPS } from '../../src/tcmu/command-counters.js';
 import { QUEUE_DEPTH, inlineKernel, workerKernel, type KernelMode } from './kernel-side.js';
@@ -27,6 +29,13 @@ interface Scenario {
   engine: RingEngineOptions;
   /** Feed monitoring counters (what `serve --metrics` costs the engine). */
   metrics?: boolean;
+  /**
+   * Run commands inside a FaultGuard context: entered once per batch (what
+   * the daemon does, src/daemon/lun.ts) or once per command (what it did
+   * before). On Node 20 an AsyncLocalStorage in use also keeps promise hooks
+   * on, a cost every promise of the process pays.
+   */
+  faultGuard?: 'batch' | 'command';
 }
 
 interface Row {
@@ -65,9 +74,14 @@ function countedCommands(c: CommandCounters): number {
 async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode): Promise<Row> {
   const kernel = kernelMode === 'inline' ? inlineKernel(s.ooo) : await workerKernel(s.ooo);
   const mapping = kernel.mapping;
-  const { target, close } = await s.makeTarget();
+  const made = await s.makeTarget();
+  const guard = s.faultGuard ? new FaultGuard(undefined) : undefined;
+  const owner = { id: 'bench', fail: () => {} };
+  const target = guard && s.faultGuard === 'command' ? guardedCommands(made.target, guard, owner) : made.target;
+  const enter = guard && s.faultGuard === 'batch' ? (consume: () => void) => guard.within(owner, consume, undefined) : undefined;
+  const close = made.close;
   const counters = s.metrics ? new CommandCounters() : undefined;
-  const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine, counters });
+  const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine, counters, enter });
   engine.start();
 
   // Warm up (JIT), then measure a window.
@@ -93,6 +107,7 @@ async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode)
   engine.close();
   mapping.close();
   await close?.();
+  guard?.remove(); // the promise hooks go with it: the next scenario does not pay them
   await kernel.close();
   return {
     name: s.name,
@@ -110,6 +125,12 @@ async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode)
     cpuPerCmdUs: ((cpu1 - cpu0) * 1e6) / Math.max(1, commands),
     gcPerMillion: (gcCount * 1e6) / Math.max(1, commands),
   };
+}
+
+/** `target` with every command run inside `guard`'s context for `owner` on its own. */
+function guardedCommands(target: ScsiTarget, guard: FaultGuard, owner: FaultOwner): ScsiTarget {
+  const execute = (cmd: ScsiCommand) => target.execute(cmd);
+  return { execute: (cmd) => guard.within(owner, execute, cmd) };
 }
 
 /**
@@ -176,34 +197,42 @@ function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: K
   ].join('\n');
 }
 
+/** Variants measured against their baseline: scenario 'X + SUFFIX' against 'X'. */
+const VARIANTS = ['metrics', 'fault guard', 'fault guard per command'] as const;
+
 /**
- * The cost of monitoring: for each 'X + metrics' scenario, the ratio to X
- * within each round (the two ran back to back), median over rounds.
+ * The cost of monitoring and of the fault guard: for each 'X + metrics' or
+ * 'X + fault guard' scenario, the ratio to X within each round (the two ran
+ * back to back), median over rounds.
  */
 function pairTable(chosen: Scenario[], runs: Map<Scenario, Row[]>): string {
-  const lines: string[] = [];
-  for (const s of chosen) {
-    if (!s.metrics) continue;
-    const base = chosen.find((b) => `${b.name} + metrics` === s.name);
-    if (!base) continue;
-    const a = runs.get(base)!;
-    const b = runs.get(s)!;
-    const n = Math.min(a.length, b.length);
-    const tput = Array.from({ length: n }, (_, i) => b[i]!.cmdsPerSec / a[i]!.cmdsPerSec);
-    const cpu = Array.from({ length: n }, (_, i) => b[i]!.cpuPerCmdUs / a[i]!.cpuPerCmdUs);
-    const q = (xs: number[]) => {
-      const sorted = [...xs].sort((x, y) => x - y);
-      return `IQR ${pct(sorted[Math.floor((sorted.length - 1) / 4)]!)}..${pct(sorted[Math.ceil((3 * (sorted.length - 1)) / 4)]!)}`;
-    };
-    lines.push(`${base.name.padEnd(48)}  cmds/s ${pct(median(tput)).padStart(7)} (${q(tput)})  main CPU/cmd ${pct(median(cpu)).padStart(7)} (${q(cpu)})`);
-    lines.push(`${''.padEnd(48)}  per round: ${tput.map(pct).join(' ')} | ${cpu.map(pct).join(' ')}`);
+  const sections: string[] = [];
+  for (const variant of VARIANTS) {
+    const lines: string[] = [];
+    for (const s of chosen) {
+      const base = chosen.find((b) => `${b.name} + ${variant}` === s.name);
+      if (!base) continue;
+      const a = runs.get(base)!;
+      const b = runs.get(s)!;
+      const n = Math.min(a.length, b.length);
+      const tput = Array.from({ length: n }, (_, i) => b[i]!.cmdsPerSec / a[i]!.cmdsPerSec);
+      const cpu = Array.from({ length: n }, (_, i) => b[i]!.cpuPerCmdUs / a[i]!.cpuPerCmdUs);
+      const q = (xs: number[]) => {
+        const sorted = [...xs].sort((x, y) => x - y);
+        return `IQR ${pct(sorted[Math.floor((sorted.length - 1) / 4)]!)}..${pct(sorted[Math.ceil((3 * (sorted.length - 1)) / 4)]!)}`;
+      };
+      lines.push(`${base.name.padEnd(48)}  cmds/s ${pct(median(tput)).padStart(7)} (${q(tput)})  main CPU/cmd ${pct(median(cpu)).padStart(7)} (${q(cpu)})`);
+      lines.push(`${''.padEnd(48)}  per round: ${tput.map(pct).join(' ')} | ${cpu.map(pct).join(' ')}`);
+    }
+    if (lines.length > 0) {
+      sections.push(`${variant} on vs off, median and interquartile range of per-round ratios (each pair ran back to back, order alternating by round):`, ...lines, '');
+    }
   }
-  if (lines.length === 0) return '';
-  return ['metrics on vs off, median and interquartile range of per-round ratios (each pair ran back to back, order alternating by round):', ...lines, ''].join('\n');
+  return sections.join('\n');
 }
 
 /**
- * The scenarios of one round. In odd rounds each '+ metrics' scenario runs
+ * The scenarios of one round. In odd rounds each '+ metrics' (or '+ fault guard') scenario runs
  * before its baseline instead of after it (A B, B A, ...), so whatever the
  * second run of a pair inherits from the first (heap, JIT feedback, the
  * machine's drift) falls on both sides equally.
@@ -212,7 +241,7 @@ function roundOrder(chosen: Scenario[], round: number): Scenario[] {
   const order = [...chosen];
   if (round % 2 === 0) return order;
   for (let i = 0; i + 1 < order.length; i++) {
-    if (order[i + 1]!.metrics && order[i + 1]!.name === `${order[i]!.name} + metrics`) {
+    if (VARIANTS.some((variant) => order[i + 1]!.name === `${order[i]!.name} + ${variant}`)) {
       [order[i], order[i + 1]] = [order[i + 1]!, order[i]!];
       i++;
     }
@@ -236,10 +265,15 @@ async function main(): Promise<void> {
     { name: 'RAM target, promise, OOOC, coalesce=immediate', ooo: true, makeTarget: ram(true), engine: { coalesce: 'immediate' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' } },
     { name: 'RAM target, promise, OOOC, coalesce=microtask + metrics', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' }, metrics: true },
+    { name: 'RAM target, promise, OOOC, coalesce=microtask + fault guard', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' }, faultGuard: 'batch' },
+    { name: 'RAM target, promise, OOOC, coalesce=microtask + fault guard per command', ooo: true, makeTarget: ram(true), engine: { coalesce: 'microtask' }, faultGuard: 'command' },
     { name: 'ScsiDisk over ram handler, OOOC', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {} },
     { name: 'ScsiDisk over ram handler, OOOC + metrics', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {}, metrics: true },
+    { name: 'ScsiDisk over ram handler, OOOC + fault guard', ooo: true, makeTarget: () => scsiDiskTarget(), engine: {}, faultGuard: 'batch' },
     { name: 'ScsiDisk over ram handler, abortable (signal per call), OOOC', ooo: true, makeTarget: () => scsiDiskTarget(true), engine: {} },
     { name: 'ScsiDisk over file handler (page cache), OOOC', ooo: true, makeTarget: fileDiskTarget, engine: {} },
+    { name: 'ScsiDisk over file handler (page cache), OOOC + fault guard', ooo: true, makeTarget: fileDiskTarget, engine: {}, faultGuard: 'batch' },
+    { name: 'ScsiDisk over file handler (page cache), OOOC + fault guard per command', ooo: true, makeTarget: fileDiskTarget, engine: {}, faultGuard: 'command' },
   ];
   const repeat = Number(option('--repeat') ?? 3);
   // --only 'A|B': scenarios whose name contains A or B.

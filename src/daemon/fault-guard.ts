@@ -2,11 +2,12 @@
  * The daemon's last line of defence: an unhandled promise rejection or an
  * uncaught exception (a bug in a handler, most likely) must not take down
  * every LUN the process serves. Each LUN runs its ring engine inside its own
- * AsyncLocalStorage context, entered around each command's execution (the
- * command's promise chain and every timer or callback it creates inherit
- * it). Entering it once when the engine starts watching its ring is not
- * enough: the addon's watch callbacks did not reliably carry the context
- * with several rings in one process (measured: commands ran with no store). Node 20 runs the 'unhandledRejection'
+ * AsyncLocalStorage context, entered around each batch of commands the
+ * engine starts (RingEngineOptions.enter: the commands' promise chains and
+ * every timer or callback they create inherit it). Entering it once when the
+ * engine starts watching its ring is not enough: the addon's watch callbacks
+ * did not reliably carry the context with several rings in one process
+ * (measured: commands ran with no store). Node 20 runs the 'unhandledRejection'
  * listener in the async context of the promise that was rejected (where it
  * was created), and 'uncaughtException' in the context of the callback that
  * threw, so the context names the LUN at fault: that LUN alone fails
@@ -70,9 +71,15 @@ export class FaultGuard {
     };
   }
 
+  /**
+   * Stop listening and leave every owner's context. On Node 20 an
+   * AsyncLocalStorage in use keeps the process's promise hooks on (every
+   * promise created pays for them); disabling it lets them go.
+   */
   remove(): void {
     this.uninstall?.();
     this.uninstall = undefined;
+    this.context.disable();
   }
 
   /** Attribute one fault: fail its LUN, or log and count it. Never throws. */

@@ -101,13 +101,19 @@ export class Lun implements FaultOwner {
    * so a RECONFIG can swap the store (and disk) under a running ring.
    */
   private readonly target: ScsiTarget = {
-    execute: (cmd: ScsiCommand) => {
-      const guard = this.opts.faultGuard;
-      return guard ? guard.within(this, this.executeBound, cmd) : this.disk!.execute(cmd);
-    },
+    execute: (cmd: ScsiCommand) => this.disk!.execute(cmd),
   };
-  /** The disk's execute, for running inside this LUN's fault context (no closure per command). */
-  private readonly executeBound = (cmd: ScsiCommand) => this.disk!.execute(cmd);
+  /**
+   * The engine starts each batch of commands inside this LUN's fault context
+   * (see fault-guard.ts): once per batch, not per command, because entering
+   * an AsyncLocalStorage context costs ~0.1-0.2 us on this host
+   * (`scripts/bench sim`, '+ fault guard' rows).
+   */
+  private readonly enterFaultContext = (consume: () => void): void => {
+    const guard = this.opts.faultGuard;
+    if (guard) guard.within(this, consume, undefined);
+    else consume();
+  };
 
   constructor(readonly device: TcmuUioDevice, private readonly opts: LunOptions) {
     this.id = `user_${device.hbaIndex}/${device.deviceName}`;
@@ -153,6 +159,7 @@ export class Lun implements FaultOwner {
         onError: (err) => this.onRingError(err),
         counters: this.counters,
         onBusy: this.armWatchdog,
+        enter: this.enterFaultContext,
       });
       this.engine.start();
     } catch (err) {

@@ -66,6 +66,14 @@ export interface RingEngineOptions {
    * the price of a setImmediate per batch.
    */
   coalesce?: 'immediate' | 'microtask';
+  /**
+   * Runs each pass over the ring that starts commands: `enter(consume)` must
+   * call `consume` once, synchronously. The daemon enters its LUN's fault
+   * context here (src/daemon/fault-guard.ts), once per batch rather than once
+   * per command: every command a batch starts, and everything those
+   * commands start, then belongs to that LUN.
+   */
+  enter?: (consume: () => void) => void;
   /** Monitoring counters this engine feeds (plain numbers, see command-counters.ts). */
   counters?: CommandCounters;
   /**
@@ -161,6 +169,8 @@ export class RingEngine {
   };
   private readonly scheduleBatch: () => void;
   private readonly counters?: CommandCounters;
+  private readonly enter?: (consume: () => void) => void;
+  private readonly consumeBound = () => this.consume();
 
   constructor(
     private readonly mapping: NativeMapping,
@@ -195,6 +205,7 @@ export class RingEngine {
     for (const slot of this.slots) this.bindSlotCallbacks(slot);
     this.counters = opts.counters;
     this.counters?.reserve(max);
+    this.enter = opts.enter;
     this.scheduleBatch =
       opts.coalesce === 'immediate' ? () => setImmediate(this.runBatchBound) : () => void SETTLED.then(this.publishBatchBound);
   }
@@ -260,7 +271,10 @@ export class RingEngine {
     this.stats.batches++;
     if (consume) this.counters?.clock(); // publish-only batches: completeAsync already read it
     try {
-      if (consume && this.state === 'running') this.consume();
+      if (consume && this.state === 'running') {
+        if (this.enter) this.enter(this.consumeBound);
+        else this.consume();
+      }
       this.publish();
     } finally {
       this.inBatch = false;

@@ -161,6 +161,34 @@ describe('RingEngine: batching and back-pressure', () => {
     expect(engine.stats.kicks).toBe(1);
   });
 
+  test('enter wraps each pass that starts commands: every command starts inside it, once per batch, not per command', async () => {
+    let inside = false;
+    let entered = 0;
+    const started: boolean[] = [];
+    const ram = new RamTarget(64);
+    const spy: ScsiTarget = {
+      execute(cmd) {
+        started.push(inside);
+        return ram.execute(cmd);
+      },
+    };
+    const enter = (consume: () => void) => {
+      entered++;
+      inside = true;
+      try {
+        consume();
+      } finally {
+        inside = false;
+      }
+    };
+    const { sim, engine } = setup({}, 'sync', { enter }, spy);
+    const before = entered;
+    await Promise.all(Array.from({ length: 10 }, (_, i) => sim.submit(read10(i, 1), { inLength: BLOCK })));
+    expect(started).toEqual(Array<boolean>(10).fill(true));
+    expect(entered - before).toBe(1); // ten commands that arrived together: one batch
+    expect(engine.stats.commands).toBe(10);
+  });
+
   test('a batch run from a microtask only publishes: new entries wait for the event loop, so a busy LUN cannot starve it', async () => {
     // Command A, while executing, makes the "kernel" add B and queues a
     // macrotask. A completes in a microtask; if that batch consumed B, B
