@@ -128,9 +128,10 @@ prof_lines() {
 # -a` samples every CPU from 2 s in (cpu-clock: TCG has no hardware
 # counters); prints the result and the busiest thread names, symbols and
 # thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines;
-# with BENCH_PROFILE_PIDS (the runner daemons' pids), those processes' samples
-# by thread and library ("runner-dso") and by thread, library and symbol, and
-# the threads named in BENCH_PROFILE_COMMS (default node) by library and symbol.
+# then the runner daemons' own samples (tcmu-ts's $RUNNER_PID and, when
+# running, tcmu-runner's $TR_PID; BENCH_PROFILE_PIDS overrides) by thread and
+# library ("runner-dso") and by thread, library and symbol, and the threads
+# named in BENCH_PROFILE_COMMS (default node) by library and symbol.
 # Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
 bench_profile() {
   local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
@@ -144,8 +145,9 @@ bench_profile() {
   prof_lines 30 sym --sort sym
   prof_lines 30 comm+sym --sort comm,sym
   # The runners' own processes, by thread and library: where a runner's CPU goes.
-  if [ -n "${BENCH_PROFILE_PIDS:-}" ]; then
-    local pids=${BENCH_PROFILE_PIDS// /,} comm
+  local pids=${BENCH_PROFILE_PIDS:-${RUNNER_PID:-}${TR_PID:+ $TR_PID}} comm
+  pids=${pids// /,} # perf takes a comma-separated list
+  if [ -n "$pids" ]; then
     prof_lines 20 runner-dso --pid "$pids" --sort comm,dso
     prof_lines 40 runner-sym --pid "$pids" --sort comm,dso,sym
     for comm in ${BENCH_PROFILE_COMMS:-node}; do

@@ -59,7 +59,6 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
 done
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
 bench_prepare "${luns[@]}"
-export BENCH_PROFILE_PIDS="$RUNNER_PID${TR_PID:+ $TR_PID}"
 if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
   bench_profile_luns "${luns[@]}"
 else

@@ -20,7 +20,6 @@ bench_reference
 
 bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 -2
 bench_prepare "${luns[@]}"
-export BENCH_PROFILE_PIDS="$RUNNER_PID${TR_PID:+ $TR_PID}" # the runners' threads by library and symbol
 bench_profile_luns "${luns[@]}"
 teardown_all
 runner_stop
