@@ -74,12 +74,11 @@ function countedCommands(c: CommandCounters): number {
 async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode): Promise<Row> {
   const kernel = kernelMode === 'inline' ? inlineKernel(s.ooo) : await workerKernel(s.ooo);
   const mapping = kernel.mapping;
-  const made = await s.makeTarget();
+  const { target: bare, close } = await s.makeTarget();
   const guard = s.faultGuard ? new FaultGuard(undefined) : undefined;
   const owner = { id: 'bench', fail: () => {} };
-  const target = guard && s.faultGuard === 'command' ? guardedCommands(made.target, guard, owner) : made.target;
+  const target = guard && s.faultGuard === 'command' ? guardedCommands(bare, guard, owner) : bare;
   const enter = guard && s.faultGuard === 'batch' ? (consume: () => void) => guard.within(owner, consume, undefined) : undefined;
-  const close = made.close;
   const counters = s.metrics ? new CommandCounters() : undefined;
   const engine = new RingEngine(mapping, target, { maxInFlight: QUEUE_DEPTH, ...s.engine, counters, enter });
   engine.start();
