@@ -18,6 +18,10 @@
 # file handler goes through the page cache too; set BENCH_FILEIO_OPTS="" for
 # the O_DSYNC default.
 #
+# BENCH_TCMU_RUNNER_DIR (scripts/vm/build-tcmu-runner.sh) puts an upstream
+# tcmu-runner build's own `file` handler in Debian's place (`scripts/bench
+# vm-file-ref`, issue 22's second table).
+#
 # tcmu-runner as packaged by Debian has no plain file handler; its qcow
 # handler serves a file that is not a qcow image as raw ("not qcow: will
 # treat as raw"), with synchronous pread/pwrite on its worker threads. Both
@@ -42,13 +46,15 @@ case "${BENCH_COMPLETION_AFFINITY:=current}" in
   *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
 esac
 bench_tcmu_luns naa.5001405aa0000011 naa.5001405aa0000012 $affinity
-luns+=(fileio-cur "$(tcmu_target_export ref 2)")
+# At `submitter` target B is set as target A is: fileio-cur would repeat fileio.
+[ "$BENCH_COMPLETION_AFFINITY" = submitter ] || luns+=(fileio-cur "$(tcmu_target_export ref 2)")
 for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
-version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
+version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tr_version)"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms hw_max_sectors=$TCMU_MAX_SECTORS reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
+fileio_opts=${BENCH_FILEIO_OPTS-fd_buffered_io=1}
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms hw_max_sectors=$TCMU_MAX_SECTORS reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY fileio_opts=${fileio_opts:-none_(O_DSYNC)}"
 # fileio-cur is the fileio backstore again: already filled
 BENCH_PREFILLED=fileio-cur bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"

@@ -19,6 +19,9 @@ _bench_args() {
     randwrite4k) echo "--rw=randwrite --bs=4k --iodepth=16" ;;
     seqread1m)   echo "--rw=read --bs=1M --iodepth=8" ;;
     seqwrite1m)  echo "--rw=write --bs=1M --iodepth=8" ;;
+    # issue 22's second table (against upstream tcmu-runner's file handler) runs 1 MiB at qd4
+    seqread1m_qd4)  echo "--rw=read --bs=1M --iodepth=4" ;;
+    seqwrite1m_qd4) echo "--rw=write --bs=1M --iodepth=4" ;;
     *) return 1 ;;
   esac
 }
@@ -175,7 +178,8 @@ bench_profile_setup() {
 # buffered unless BENCH_FILEIO_OPTS says otherwise); on a second target
 # (WWN, NEXUS; cmd_completion_affinity AFFINITY, -1 or -2) a tcmu-ts `file`
 # LUN ("tcmu-ts") and, when $reference is tcmu-runner, Debian tcmu-runner's
-# ("tcmu-runner", its qcow handler serving a raw file). Each over a
+# ("tcmu-runner", its qcow handler serving a raw file) or, with
+# BENCH_TCMU_RUNNER_DIR, that build's `file` handler. Each over a
 # $SIZE-byte sparse file in $S. Both TCMU LUNs take up to BENCH_MAX_SECTORS
 # blocks per command (TCMU_MAX_SECTORS; default 2048, 1 MiB: what `tcmu-ts
 # lun create` makes for 512-byte blocks). Starts both runners, sets
@@ -190,12 +194,23 @@ bench_tcmu_luns() {
     || fail "cannot set cmd_completion_affinity=$3 on the TCMU target"
   truncate -s "$SIZE" "$S/ref.img" "$S/tcmu.img"
   fileio_create ref "$S/ref.img" "$SIZE" "${BENCH_FILEIO_OPTS-fd_buffered_io=1}" || fail "fileio"
-  tcmu_create tcmu "file/$S/tcmu.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
-  RUNNER_EXPECT=$(uio_of tcmu) runner_start --subtypes file || fail "runner did not start"
+  # Upstream tcmu-runner answers for subtype `file` too, and at its start it
+  # blocks and resets the ring of every `file` device it finds, served or
+  # not. So, against it, tcmu-ts serves its own file handler under another
+  # subtype (the same module, registered by the config as `tsfile`), and
+  # neither runner ever touches the other's device.
+  local subtype=file serve_args=(--subtypes file)
+  if [ -n "${BENCH_TCMU_RUNNER_DIR:-}" ]; then
+    subtype=tsfile
+    printf '[daemon.handlers]\ntsfile = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/file/index.js" > /run/bench-tsfile.toml
+    serve_args=(--config /run/bench-tsfile.toml --subtypes tsfile)
+  fi
+  tcmu_create tcmu "$subtype/$S/tcmu.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
+  RUNNER_EXPECT=$(uio_of tcmu) runner_start "${serve_args[@]}" || fail "runner did not start"
   luns=(fileio "$(loop_export ref 0)" tcmu-ts "$(tcmu_target_export tcmu 0)")
   if [ "$reference" = tcmu-runner ]; then
     truncate -s "$SIZE" "$S/reference.img"
-    tcmu_create reference "qcow/$S/reference.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
+    tcmu_create reference "$(tr_subtype)/$S/reference.img" "$SIZE" nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
     tr_start
     wait_for 60 holds_uio "$TR_PID" "$(uio_of reference)" || fail "tcmu-runner did not open its device"
     luns+=(tcmu-runner "$(tcmu_target_export reference 1)")
@@ -209,6 +224,8 @@ bench_tcmu_luns() {
 # read-only, so tcmu-runner gets a private mount namespace in which /usr/lib
 # is an overlay (upper on tmpfs) with a `modules` link to the cached tree.
 # Its log goes to $TR_LOG, its console to $TR_OUT.
+# BENCH_TCMU_RUNNER_DIR (a build from scripts/vm/build-tcmu-runner.sh, e.g.
+# upstream 1.6.2) runs that build and its handlers instead of Debian's.
 TR_LOG=/run/tcmu-runner.log
 TR_OUT=${TR_OUT:-/run/tcmu-runner.out}
 TR_PID=
@@ -219,7 +236,7 @@ tr_start() {
     modprobe -d "$TCMU_VM_KDIR" overlay 2>/dev/null
   fi
   unshare -m --propagation private sh -c \
-    "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir=$o/upper,workdir=$o/work /usr/lib && exec tcmu-runner --tcmu-log-dir /run" \
+    "mount -t overlay overlay -o lowerdir=/usr/lib,upperdir=$o/upper,workdir=$o/work /usr/lib && exec $(tr_command) --tcmu-log-dir /run" \
     >>"$TR_OUT" 2>&1 &
   TR_PID=$!   # unshare and sh exec: this becomes tcmu-runner's pid
 }
@@ -231,6 +248,19 @@ tr_stop() {
   kill -0 "$TR_PID" 2>/dev/null && { echo "bench: tcmu-runner ignored SIGTERM, killing" >&2; kill -KILL "$TR_PID"; }
   wait "$TR_PID" 2>/dev/null; TR_PID=
 }
+# tr_command: the reference runner's command line, without the log option.
+tr_command() {
+  if [ -n "${BENCH_TCMU_RUNNER_DIR:-}" ]; then
+    printf '%q --handler-path %q' "$BENCH_TCMU_RUNNER_DIR/tcmu-runner" "$BENCH_TCMU_RUNNER_DIR"
+  else
+    echo tcmu-runner
+  fi
+}
+# tr_subtype: the reference runner's handler for a raw file: upstream's
+# `file`, or Debian's `qcow` (which serves a file that is not qcow as raw).
+tr_subtype() { if [ -n "${BENCH_TCMU_RUNNER_DIR:-}" ]; then echo file; else echo qcow; fi; }
+# tr_version: "tcmu-runner_1.5.4", for the bench's info line.
+tr_version() { eval "$(tr_command) -V" 2>&1 | head -1 | tr ' ' '_'; }
 # holds_uio PID UIO: PID has /dev/UIO open
 holds_uio() { ls -l /proc/"$1"/fd 2>/dev/null | grep -q "/dev/$2\$"; }
 
@@ -247,7 +277,13 @@ bench_fail() {
 bench_reference() {
   reference=${BENCH_REFERENCE:-tcmu-runner}
   case "$reference" in
-    tcmu-runner) command -v tcmu-runner >/dev/null || bench_fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)" ;;
+    tcmu-runner)
+      if [ -n "${BENCH_TCMU_RUNNER_DIR:-}" ]; then
+        [ -x "$BENCH_TCMU_RUNNER_DIR/tcmu-runner" ] && [ -f "$BENCH_TCMU_RUNNER_DIR/handler_file.so" ] \
+          || bench_fail "BENCH_TCMU_RUNNER_DIR=$BENCH_TCMU_RUNNER_DIR has no tcmu-runner and handler_file.so (scripts/vm/build-tcmu-runner.sh)"
+      else
+        command -v tcmu-runner >/dev/null || bench_fail "tcmu-runner not installed (BENCH_REFERENCE=none runs without it)"
+      fi ;;
     none) ;;
     *) bench_fail "BENCH_REFERENCE must be tcmu-runner or none, not '$reference'" ;;
   esac

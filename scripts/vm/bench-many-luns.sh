@@ -73,7 +73,7 @@ done
 for k in "${!devs[@]}"; do
   for d in ${devs[$k]}; do [ -b "$d" ] || fail "$k: $d is not a block device"; done
 done
-version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
+version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tr_version)"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
 echo "@@BENCH-INFO kernel=$(uname -r) luns=$N runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE/LUN warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version"
 

@@ -68,7 +68,7 @@ fi
 for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
-version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_')"
+version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tr_version)"
 echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) reference=$reference$version$refnote data=\"$BENCH_FIO_DATA\" image_blocks_512:$sizes auto_compact=off partial_writes=stage"
 for ((i = 1; i < ${#luns[@]}; i += 2)); do
   bench_warmup "${luns[$i]}" || fail "warm-up ${luns[$((i - 1))]}"
