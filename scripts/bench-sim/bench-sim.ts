@@ -51,6 +51,8 @@ interface Row {
   cpuPerCmdUs: number;
   /** Garbage collections of the runner's heap per million commands (0 when the per-command path allocates nothing). */
   gcPerMillion: number;
+  /** Their pauses, in milliseconds per million commands: what those collections cost the runner thread. */
+  gcMsPerMillion: number;
   range?: string;
 }
 
@@ -98,7 +100,7 @@ async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode)
   const cpu1 = mainThreadCpuSeconds();
   const elu = performance.eventLoopUtilization(elu0);
   const commands = engine.stats.commands - c0;
-  const gcCount = await gcs.countBetween(t0, t1);
+  const gc = await gcs.between(t0, t1);
   const batches = engine.stats.batches - b0;
   const kicks = engine.stats.kicks - k0;
   const report = await kernel.stop();
@@ -122,7 +124,8 @@ async function runScenario(s: Scenario, seconds: number, kernelMode: KernelMode)
         : '',
     kernelKicks: report.kernelKicks / Math.max(1, report.completed),
     cpuPerCmdUs: ((cpu1 - cpu0) * 1e6) / Math.max(1, commands),
-    gcPerMillion: (gcCount * 1e6) / Math.max(1, commands),
+    gcPerMillion: (gc.count * 1e6) / Math.max(1, commands),
+    gcMsPerMillion: (gc.ms * 1e6) / Math.max(1, commands),
   };
 }
 
@@ -139,22 +142,27 @@ function guardedCommands(target: ScsiTarget, guard: FaultGuard, owner: FaultOwne
  * scavenge runs however many commands pass; anything allocated per
  * command fills it and shows up here as scavenges per million commands.
  */
-function watchGc(): { countBetween(t0: number, t1: number): Promise<number> } {
+function watchGc(): { between(t0: number, t1: number): Promise<{ count: number; ms: number }> } {
   let count = 0;
+  let ms = 0;
   let from = 0;
   let to = Number.POSITIVE_INFINITY;
   const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries() as PerformanceEntry[]) if (entry.startTime >= from && entry.startTime <= to) count++;
+    for (const entry of list.getEntries() as PerformanceEntry[]) {
+      if (entry.startTime < from || entry.startTime > to) continue;
+      count++;
+      ms += entry.duration;
+    }
   });
   observer.observe({ entryTypes: ['gc'] });
   return {
-    async countBetween(t0: number, t1: number): Promise<number> {
+    async between(t0: number, t1: number): Promise<{ count: number; ms: number }> {
       from = t0;
       to = t1;
       // Entries reach the observer asynchronously: let the last ones arrive.
       await new Promise((r) => setTimeout(r, 50));
       observer.disconnect();
-      return count;
+      return { count, ms };
     },
   };
 }
@@ -171,7 +179,7 @@ function medianRow(rows: Row[]): Row {
 }
 
 function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: KernelMode): string {
-  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'GCs/1M cmds', 'failed'];
+  const header = ['scenario', 'cmds/s (median)', 'range', 'cmds/batch', 'kicks/cmd', 'sim kicks/cmd', 'main busy', 'main CPU us/cmd', 'GCs/1M cmds', 'GC ms/1M cmds', 'failed'];
   const lines = rows.map((r) => [
     r.name,
     Math.round(r.cmdsPerSec).toLocaleString('en-US'),
@@ -182,6 +190,7 @@ function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: K
     `${(r.mainBusy * 100).toFixed(0)}%`,
     r.cpuPerCmdUs.toFixed(3),
     r.gcPerMillion.toFixed(1),
+    r.gcMsPerMillion.toFixed(1),
     `${r.failed}${r.note ? ' ' + r.note : ''}`,
   ]);
   return [
@@ -189,7 +198,7 @@ function formatTable(rows: Row[], seconds: number, repeat: number, kernelMode: K
     `node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} x${cpus().length}; ${
       kernelMode === 'inline' ? 'kernel side on the runner thread (--kernel inline: cmds/s, CPU and GCs include the simulator)' : 'kernel side in a worker thread'
     }`,
-    `(main busy = event-loop utilisation of the runner thread; GCs/1M cmds = collections of the runner thread's heap per million commands, 0 = nothing allocated per command; 'failed' = non-GOOD status or engine errors)`,
+    `(main busy = event-loop utilisation of the runner thread; GCs/1M cmds = collections of the runner thread's heap per million commands, 0 = nothing allocated per command; GC ms/1M cmds = their pauses, against main CPU us/cmd x 1000 for the same million; 'failed' = non-GOOD status or engine errors)`,
     '',
     ...columns(header, lines),
     '',
@@ -287,7 +296,7 @@ async function main(): Promise<void> {
         runs.get(s)!.push(row);
         console.error(`round ${round + 1}: ${s.name}: ${Math.round(row.cmdsPerSec)} cmds/s`);
       } catch (err) {
-        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, cpuPerCmdUs: 0, gcPerMillion: 0, note: `n/a: ${(err as Error).message}` });
+        runs.get(s)!.push({ name: s.name, cmdsPerSec: 0, perBatch: 0, kicksPerCmd: 0, mainBusy: 0, failed: 0, kernelKicks: 0, cpuPerCmdUs: 0, gcPerMillion: 0, gcMsPerMillion: 0, note: `n/a: ${(err as Error).message}` });
       }
     }
   }
