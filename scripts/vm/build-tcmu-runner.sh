@@ -11,8 +11,8 @@
 # repository. The build goes to .cache/tcmu-runner-VERSION (the guest sees the
 # host's root, so the binary and handlers there are the guest's too). Only the
 # runner and the file handler are built: Gluster, qcow, rbd, zbc, fbo and
-# tcmalloc are off. As root, the -dev packages the build needs are installed
-# on demand; the runtime libraries are those Debian's tcmu-runner uses.
+# tcmalloc are off. As root, the -dev packages the build needs (and with them
+# the libraries the runner loads) are installed on demand.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 src="${1:?usage: build-tcmu-runner.sh SRC_DIR}"
@@ -21,13 +21,13 @@ src="${1:?usage: build-tcmu-runner.sh SRC_DIR}"
 version=$(sed -n 's/^set(VERSION \([0-9.]*\))$/\1/p' "$src/CMakeLists.txt")
 [ -n "$version" ] || { echo "build-tcmu-runner: no set(VERSION ...) in $src/CMakeLists.txt" >&2; exit 2; }
 
-packages="cmake libnl-3-dev libnl-genl-3-dev libglib2.0-dev libkmod-dev"
-missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $packages 2>/dev/null | awk '$1 != "ii" { print $2 }'; \
-  for p in $packages; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
-missing=$(echo "$missing" | sort -u | tr '\n' ' ')
-if [ -n "${missing// /}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "build-tcmu-runner: missing packages: $missing(apt-get install them)" >&2; exit 2; }
-  echo "build-tcmu-runner: installing $missing" >&2
+missing=
+for p in cmake libnl-3-dev libnl-genl-3-dev libglib2.0-dev libkmod-dev; do
+  dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=" $p"
+done
+if [ -n "$missing" ]; then
+  [ "$(id -u)" = 0 ] || { echo "build-tcmu-runner: missing packages:$missing (apt-get install them)" >&2; exit 2; }
+  echo "build-tcmu-runner: installing$missing" >&2
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
 fi
