@@ -66,7 +66,7 @@ phase() {
 }
 
 command -v tcmu-runner >/dev/null || { echo "@@BENCH-ERROR tcmu-runner not installed (apt-get install tcmu-runner)"; exit 2; }
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE cpus=$(nproc) tcmu-runner=$(tcmu-runner -V 2>&1 | head -1 | tr ' ' '_') image=qcow2-v2-64k"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE cpus=$(nproc) tcmu-runner=$(tr_version) image=qcow2-v2-64k"
 for round in $(seq 1 "$BENCH_ROUNDS"); do
   phase tcmu-ts "$round"
   phase tcmu-runner "$round"
