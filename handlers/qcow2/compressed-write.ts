@@ -128,7 +128,7 @@ export async function relocateClusters(img: Qcow2Image, type: CompressionType, g
     }
     await Promise.all(
       pieces.map(async (p) => {
-        p.contents = await readCompressed(img, p.old);
+        p.contents = await readCompressed(img, p.old, false);
       }),
     );
     if (pieces.length > 0) await storeCompressed(img, type, pieces);
@@ -210,7 +210,7 @@ async function oldContents(img: Qcow2Image, p: Piece, buf: Buffer): Promise<void
     case 'normal':
       return readvFull(img.fh, [buf], p.old.host);
     case 'compressed':
-      (await readCompressed(img, p.old)).copy(buf);
+      (await readCompressed(img, p.old, false)).copy(buf);
       return;
     case 'zero':
       return;

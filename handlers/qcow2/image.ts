@@ -38,6 +38,7 @@ import { type ClusterEntry, readL1Copied, readL1Offset, readL2, writeL1, setCopi
 import { MetadataCache } from './metadata-cache.js';
 import { Mutex } from './mutex.js';
 import { ReadGrace } from './read-grace.js';
+import { DEFAULT_INFLATED_CACHE_BYTES, InflatedClusterCache } from './inflated-cache.js';
 import { MetadataMap, type MetadataKind } from './overlap.js';
 import { iovLength } from '../../src/iov.js';
 import { readRange } from './read-path.js';
@@ -104,6 +105,8 @@ export class Qcow2Image {
   readonly inflightWrites = new Set<Promise<unknown>>();
   /** Guest reads in progress; frees wait for those that started before them (read-grace.ts). */
   readonly readGrace = new ReadGrace();
+  /** Recently inflated compressed clusters (inflated-cache.ts); told of every freed host cluster. */
+  readonly inflated: InflatedClusterCache;
   l1: Buffer;
   l1Dirty = false;
   /** Changes to the in-memory L1 (see `metadataGeneration`). */
@@ -154,6 +157,7 @@ export class Qcow2Image {
     this.log = log;
     this.l1 = Buffer.alloc(header.l1Size * 8);
     this.meta = new MetadataMap(this.clusterSize);
+    this.inflated = new InflatedClusterCache(DEFAULT_INFLATED_CACHE_BYTES, this.clusterSize);
     this.l2Cache = new MetadataCache(
       fh,
       this.clusterSize,
@@ -251,6 +255,7 @@ export class Qcow2Image {
       (off) => {
         this.l2Cache.drop(off);
         this.meta.removeCluster(off / this.clusterSize);
+        this.inflated.forgetHostCluster(off);
         this.onClusterFreed?.(off);
       },
       this.meta,

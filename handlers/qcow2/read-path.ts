@@ -17,8 +17,18 @@ type Run =
   | { kind: 'zero'; at: number; len: number }
   | { kind: 'compressed'; entry: ClusterEntry; inCluster: number; at: number; len: number };
 
-/** A compressed cluster, inflated off the event loop (compress-pool.ts batches concurrent ones). */
-export async function readCompressed(img: Qcow2Image, e: ClusterEntry): Promise<Buffer> {
+/**
+ * A compressed cluster's contents, inflated off the event loop, through the
+ * image's cache of recently inflated clusters (inflated-cache.ts). The
+ * buffer may be shared: copy out of it, never write into it. `keep` false:
+ * a miss is not cached (a read of the whole cluster, or a caller that
+ * replaces the cluster next).
+ */
+export function readCompressed(img: Qcow2Image, e: ClusterEntry, keep = true): Promise<Buffer> {
+  return img.inflated.get(e.host, e.compressedSize, () => inflatePayload(img, e), keep);
+}
+
+async function inflatePayload(img: Qcow2Image, e: ClusterEntry): Promise<Buffer> {
   const raw = Buffer.allocUnsafe(e.compressedSize);
   await readvFull(img.fh, [raw], e.host); // the data ring, as guest reads of normal clusters; zeros past EOF
   return decompressOffThread(img.header.compressionType, raw, img.clusterSize);
@@ -67,7 +77,9 @@ export async function readRange(img: Qcow2Image, offset: number, iov: readonly B
         case 'zero':
           return fillIov(bufs);
         case 'compressed':
-          return copyIntoIov(bufs, await readCompressed(img, r.entry), r.inCluster);
+          // Only a partial read keeps what it inflated: the rest of that cluster is likely read
+          // next, while a read of the whole cluster (streaming) would only push others out.
+          return copyIntoIov(bufs, await readCompressed(img, r.entry, r.len < img.clusterSize), r.inCluster);
       }
     }),
   );

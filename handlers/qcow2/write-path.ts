@@ -145,7 +145,7 @@ async function oldContents(img: Qcow2Image, gc: number, e: ClusterEntry, buf: Bu
     case 'normal':
       return readData(img, [buf], e.host);
     case 'compressed':
-      (await readCompressed(img, e)).copy(buf);
+      (await readCompressed(img, e, false)).copy(buf);
       return;
     case 'zero':
       return; // buf is already zeros
