@@ -22,6 +22,8 @@ _bench_args() {
     # issue 22's second table (against upstream tcmu-runner's file handler) runs 1 MiB at qd4
     seqread1m_qd4)  echo "--rw=read --bs=1M --iodepth=4" ;;
     seqwrite1m_qd4) echo "--rw=write --bs=1M --iodepth=4" ;;
+    # one small sequential reader (dd-like): compressed LUNs' cache of inflated clusters
+    seqread4k_qd1)  echo "--rw=read --bs=4k --iodepth=1" ;;
     *) return 1 ;;
   esac
 }
