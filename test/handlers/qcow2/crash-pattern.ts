@@ -22,3 +22,24 @@ export function decodeSector(buf: Buffer, sector: number): number {
   fillPattern(expected, id, sector);
   return expected.equals(buf) ? id : -1;
 }
+
+/**
+ * What a sector that decodes to -1 holds, for a failure message: the write
+ * and sector its header names and whether the rest matches that write's
+ * pattern (data of another sector or op), or a count of zero bytes.
+ */
+export function describeSector(buf: Buffer): string {
+  const id = buf.readUInt32LE(0);
+  const sector = buf.readUInt32LE(4);
+  const zeros = buf.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+  const expected = Buffer.alloc(SECTOR);
+  fillPattern(expected, id, sector);
+  const whole = expected.equals(buf) ? 'the whole pattern' : `${countEqual(expected, buf)} of ${SECTOR} bytes of it`;
+  return `header says op ${id} sector ${sector} (${whole}), ${zeros} zero bytes`;
+}
+
+function countEqual(a: Buffer, b: Buffer): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] === b[i]) n++;
+  return n;
+}

@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkImage, createImage, openImage } from '../../../handlers/qcow2/api.js';
-import { decodeSector, fillPattern, SECTOR } from './crash-pattern.js';
+import { decodeSector, describeSector, fillPattern, SECTOR } from './crash-pattern.js';
 import { qemuCheck, qemuImgAvailable, rng, tempDir } from './qemu.js';
 import { childScriptArgs } from '../../child-script.js';
 
@@ -104,6 +104,30 @@ async function readSectors(path: string): Promise<Int32Array> {
     const out = new Int32Array(img.size / SECTOR);
     for (let s = 0; s < out.length; s++) out[s] = decodeSector(all.subarray(s * SECTOR, (s + 1) * SECTOR), s);
     return out;
+  } finally {
+    await img.close();
+  }
+}
+
+/**
+ * For a failure message: what the bad sector holds, where its guest cluster
+ * maps, and every op of the run on that cluster (a wrong sector usually
+ * comes from a cluster-level event: a copy, a free, a reuse).
+ */
+async function forensics(path: string, s: number, ops: Op[], acked: Set<number>): Promise<string> {
+  const img = await openImage(path, { readOnly: true });
+  try {
+    const cs = img.clusterSize;
+    const gc = Math.floor((s * SECTOR) / cs);
+    const buf = Buffer.alloc(SECTOR);
+    await img.read(s * SECTOR, [buf]);
+    const e = await img.entryAt(gc);
+    const onCluster = ops
+      .filter((o) => o.offset < (gc + 1) * cs && gc * cs < o.offset + o.length)
+      .map((o) => `${o.kind}${o.id}${acked.has(o.id) ? '(acked)' : ''}@${o.offset / SECTOR}+${o.length / SECTOR}`);
+    return `  sector ${s}: ${describeSector(buf)}; guest cluster ${gc} (sectors ${(gc * cs) / SECTOR}..${((gc + 1) * cs) / SECTOR - 1}) maps ${JSON.stringify(e)}; ops of this run on it: ${onCluster.join(' ') || 'none'}`;
+  } catch (err) {
+    return `  (forensics failed: ${String(err)})`;
   } finally {
     await img.close();
   }
@@ -211,7 +235,8 @@ async function runLane(lane: Lane, index: number): Promise<LaneResult> {
       if (actual[s] === durable[s] || maybe.get(s)?.has(actual[s]!)) continue;
       const touching = ops.filter((o) => o.offset <= s * SECTOR && s * SECTOR < o.offset + o.length).map((o) => `${o.kind}${o.id}${acked.has(o.id) ? '(acked)' : ''}`);
       throw new Error(
-        `${lane.name} kill ${kill}: sector ${s} holds op ${actual[s]}, expected ${durable[s]} (flushed up to ${flushedUpTo}, first id ${nextId}, ops here: ${touching.join(' ')}; op ${actual[s]}: ${JSON.stringify(ops.find((o) => o.id === actual[s]))}, ${ops.length} ops up to ${ops[ops.length - 1]?.id})`,
+        `${lane.name} kill ${kill}: sector ${s} holds op ${actual[s]}, expected ${durable[s]} (flushed up to ${flushedUpTo}, first id ${nextId}, ops here: ${touching.join(' ')}; op ${actual[s]}: ${JSON.stringify(ops.find((o) => o.id === actual[s]))}, ${ops.length} ops up to ${ops[ops.length - 1]?.id})\n` +
+          (await forensics(path, s, ops, acked)),
       );
     }
     state = actual;
