@@ -39,32 +39,48 @@ export async function writeRange(img: Qcow2Image, offset: number, iov: readonly 
   if (compress) return writeCompressedRange(img, compress, offset, iov, length, persist);
   const cs = img.clusterSize;
   const jobs: Promise<void>[] = [];
+  const inPlaceJobs: Promise<void>[] = [];
   let run: { host: number; at: number; len: number } | undefined;
   const flushRun = () => {
-    if (run) jobs.push(observed(inPlace(img, sliceIov(iov, run.at, run.len), run.host)));
+    if (run) {
+      const job = observed(inPlace(img, sliceIov(iov, run.at, run.len), run.host));
+      jobs.push(job);
+      inPlaceJobs.push(job);
+    }
     run = undefined;
   };
-  let at = 0;
-  while (at < length) {
-    const guest = offset + at;
-    const gc = Math.floor(guest / cs);
-    const inCluster = guest % cs;
-    const len = Math.min(cs - inCluster, length - at);
-    const e = img.pendingAlloc.has(gc) ? undefined : await lookupOrSettle(img, gc, jobs);
-    if (e && e.kind === 'normal' && e.copied) {
-      const host = e.host + inCluster;
-      if (run && run.host + run.len === host) run.len += len;
-      else {
+  let held: HeldHosts | undefined;
+  const releaseHeld = () => {
+    held?.releaseAfter(inPlaceJobs);
+    held = undefined;
+  };
+  try {
+    let at = 0;
+    while (at < length) {
+      const guest = offset + at;
+      const gc = Math.floor(guest / cs);
+      const inCluster = guest % cs;
+      const len = Math.min(cs - inCluster, length - at);
+      // A run's host offsets wait here for the next lookup, which may load a table.
+      if (run && !held) held = holdHosts(img);
+      const e = img.pendingAlloc.has(gc) ? undefined : await lookupOrSettle(img, gc, jobs, releaseHeld);
+      if (e && e.kind === 'normal' && e.copied) {
+        const host = e.host + inCluster;
+        if (run && run.host + run.len === host) run.len += len;
+        else {
+          flushRun();
+          run = { host, at, len };
+        }
+      } else {
         flushRun();
-        run = { host, at, len };
+        jobs.push(observed(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len), persist)));
       }
-    } else {
-      flushRun();
-      jobs.push(observed(allocatingWrite(img, gc, inCluster, sliceIov(iov, at, len), persist)));
+      at += len;
     }
-    at += len;
+    flushRun();
+  } finally {
+    releaseHeld();
   }
-  flushRun();
   // Every mapping used above is at most this new (allocating jobs persist their own).
   const seen = img.metadataGeneration;
   await settleAll(jobs);
@@ -86,10 +102,12 @@ function observed(job: Promise<void>): Promise<void> {
  * writes already started are awaited (their failures observed, never left
  * unhandled) before the lookup's error is reported.
  */
-async function lookupOrSettle(img: Qcow2Image, gc: number, started: Promise<void>[]): Promise<ClusterEntry> {
+async function lookupOrSettle(img: Qcow2Image, gc: number, started: Promise<void>[], beforeSettle: () => void): Promise<ClusterEntry> {
   try {
     return await img.entryAt(gc);
   } catch (err) {
+    // First let flushes go on: an allocating write among `started` may be waiting for the lock a flush holds.
+    beforeSettle();
     await Promise.allSettled(started);
     throw err;
   }
@@ -99,6 +117,33 @@ async function lookupOrSettle(img: Qcow2Image, gc: number, started: Promise<void
 async function settleAll(jobs: Promise<void>[]): Promise<void> {
   const results = await Promise.allSettled(jobs);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+interface HeldHosts {
+  /** Let flushes release host clusters again once these writes have settled. */
+  releaseAfter(jobs: readonly Promise<void>[]): void;
+}
+
+/**
+ * Host offsets looked up for in-place writes that are not issued yet (a run
+ * waiting for the next cluster's lookup). A flush releases freed host
+ * clusters only after the writes in `inflightWrites` settle; this entry
+ * stands for the writes to come, so a discard and a flush that free such a
+ * cluster meanwhile cannot let the allocator hand it out before the late
+ * write lands (it would land in another guest cluster's data).
+ */
+function holdHosts(img: Qcow2Image): HeldHosts {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  img.inflightWrites.add(held);
+  return {
+    releaseAfter(jobs) {
+      void Promise.allSettled(jobs).then(() => {
+        img.inflightWrites.delete(held);
+        release();
+      });
+    },
+  };
 }
 
 function inPlace(img: Qcow2Image, bufs: readonly Buffer[], host: number): Promise<void> {
