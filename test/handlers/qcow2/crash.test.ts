@@ -125,7 +125,16 @@ async function forensics(path: string, s: number, ops: Op[], acked: Set<number>)
     const onCluster = ops
       .filter((o) => o.offset < (gc + 1) * cs && gc * cs < o.offset + o.length)
       .map((o) => `${o.kind}${o.id}${acked.has(o.id) ? '(acked)' : ''}@${o.offset / SECTOR}+${o.length / SECTOR}`);
-    return `  sector ${s}: ${describeSector(buf)}; guest cluster ${gc} (sectors ${(gc * cs) / SECTOR}..${((gc + 1) * cs) / SECTOR - 1}) maps ${JSON.stringify(e)}; ops of this run on it: ${onCluster.join(' ') || 'none'}`;
+    // A host cluster mapped twice, or freed while mapped, is how foreign data usually gets in.
+    const sharers: number[] = [];
+    if (e.host !== 0) {
+      for (let other = 0; other * cs < img.size; other++) if (other !== gc && (await img.entryAt(other)).host === e.host) sharers.push(other);
+    }
+    const refcount = e.host !== 0 ? await img.refcounts.get(e.host / cs) : '-';
+    return (
+      `  sector ${s}: ${describeSector(buf)}; guest cluster ${gc} (sectors ${(gc * cs) / SECTOR}..${((gc + 1) * cs) / SECTOR - 1}) maps ${JSON.stringify(e)}` +
+      ` (host refcount ${refcount}, also mapped by guest clusters: ${sharers.join(' ') || 'none'}); ops of this run on it: ${onCluster.join(' ') || 'none'}`
+    );
   } catch (err) {
     return `  (forensics failed: ${String(err)})`;
   } finally {
