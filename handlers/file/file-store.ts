@@ -78,7 +78,7 @@ export class WritableFileStore extends ReadOnlyFileStore {
     this.log = log;
   }
 
-  write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): Promise<void> {
+  write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): void | Promise<void> {
     return this.io.write(this.fd, iov, offset);
   }
 

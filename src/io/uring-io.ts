@@ -22,11 +22,13 @@
  * as large, cannot overflow); more wait in a FIFO here. Short transfers are
  * continued like in ./vector-io.ts.
  */
+import { writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { StorageError } from '../backstore/errors.js';
 import { native, type NativeIoRing } from '../native.js';
 import { iovLength, iovRemainder } from '../iov.js';
+import { InlineWriteGuard } from './inline-write-guard.js';
 import type { VectorIo } from './vector-io.js';
 
 const IOV_MAX = 1024;
@@ -99,6 +101,10 @@ function errnoError(result: number, op: Op): Error {
   });
 }
 
+/** Writes up to this size that fill whole pages are made on the event loop (UringVectorIo.write). */
+const INLINE_WRITE_BYTES = 16 * 1024;
+const PAGE_BYTES = 4096;
+
 /** Highest file offset a JS number names exactly (and the batch record can carry). */
 const MAX_POSITION = Number.MAX_SAFE_INTEGER;
 
@@ -152,7 +158,11 @@ export class UringVectorIo implements VectorIo {
     this.flush();
   };
 
-  constructor(private readonly uring: NativeIoRing) {
+  constructor(
+    private readonly uring: NativeIoRing,
+    /** When small writes may run on the event loop (tests pass a strict one). */
+    readonly inlineWrites = new InlineWriteGuard(),
+  ) {
     const capacity = uring.sqEntries;
     this.freeTags = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) {
@@ -198,11 +208,45 @@ export class UringVectorIo implements VectorIo {
   }
 
   /**
-   * Writes always go through the io_uring: buffered writes on ext4 (Linux 6.1)
-   * refuse RWF_NOWAIT, so a synchronous attempt would only add a syscall.
+   * Small writes of whole pages are made at once, here, with a plain
+   * (blocking) pwritev: buffered writes on ext4 and tmpfs (Linux 6.1) refuse
+   * RWF_NOWAIT, so the io_uring would hand every one to an io-wq worker, and
+   * the command would wait for that worker and for a second wake-up of the
+   * event loop. Whole pages only: a partial page may have to be read from
+   * the disk first. Everything else goes through the io_uring.
    */
-  write(fd: number, iov: readonly Buffer[], position: number): Promise<void> {
+  write(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
+    if (position % PAGE_BYTES === 0 && !this.broken) {
+      const total = iovLength(iov);
+      if (total <= INLINE_WRITE_BYTES && total % PAGE_BYTES === 0 && total > 0 && invalidArgument(fd, position, total) === undefined) {
+        const done = this.writeNow(fd, iov, position, total);
+        if (done < 0) return;
+        if (done > 0) {
+          iov = iovRemainder(iov, done);
+          position += done;
+        }
+      }
+    }
     return new Promise((resolve, reject) => this.start(WRITE, fd, iov, position, resolve, reject));
+  }
+
+  /**
+   * One blocking pwritev: bytes written, -1 when that was all of them, 0
+   * when not tried or failed (the io_uring path then does it, or reports
+   * the error). The guard keeps writes that the kernel makes wait off the
+   * event loop (inline-write-guard.ts).
+   */
+  private writeNow(fd: number, iov: readonly Buffer[], position: number, total: number): number {
+    const start = performance.now();
+    if (!this.inlineWrites.allows(start)) return 0;
+    let n: number;
+    try {
+      n = writevSync(fd, iov, position);
+    } catch {
+      return 0;
+    }
+    this.inlineWrites.record(start, performance.now() - start);
+    return n === total ? -1 : n;
   }
 
   /**

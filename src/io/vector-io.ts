@@ -46,7 +46,8 @@ export interface VectorIo {
   readonly kind: 'io_uring' | 'threads';
   /** Nothing returned: the read already completed, synchronously. */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void>;
-  write(fd: number, iov: readonly Buffer[], position: number): Promise<void>;
+  /** Nothing returned: the write already completed, synchronously. */
+  write(fd: number, iov: readonly Buffer[], position: number): void | Promise<void>;
 }
 
 /** Fill every byte of `iov` from `fd` at `position`. */
