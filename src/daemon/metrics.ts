@@ -36,6 +36,8 @@ export interface MetricsSource {
   luns(): Iterable<LunMetricsView>;
   /** Handler opens that failed since start, by handler (subtype). */
   openFailures(): ReadonlyMap<string, number>;
+  /** Times small writes went back from the event loop to the io_uring because one was made to wait (src/io/inline-write-guard.ts). */
+  inlineWritePauses(): number;
 }
 
 interface Sample {
@@ -119,6 +121,12 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   add('stuck_events_total', 'Times the LUN had commands in flight and completed none for 5 s.', 'counter', () => perLun(source, (l) => l.stuckEvents));
   add('handler_open_failures_total', 'LUN opens that failed (bad dev_config, missing or refused file, broken image), by handler.', 'counter', () =>
     [...source.openFailures()].map(([handler, value]) => ({ labels: { handler }, value })),
+  );
+  add(
+    'inline_write_pauses_total',
+    'Times small writes were sent back from the event loop to the io_uring for 5 s because the kernel made one wait (dirty-page throttling, memory reclaim).',
+    'counter',
+    () => [{ labels: {}, value: source.inlineWritePauses() }],
   );
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
   return registry;

@@ -119,6 +119,7 @@ export class Server {
     return {
       luns: () => [...this.luns.values()].map((l) => ({ id: l.id, counters: l.counters, inFlight: l.status().stats?.inFlight ?? 0, stuckEvents: l.status().stuckEvents })),
       openFailures: () => this.openFailures,
+      inlineWritePauses: () => sharedUringIo()?.inlineWrites.pauses ?? 0, // created at start (serve()), so no side effect here
     };
   }
 

@@ -73,6 +73,7 @@ describe('metrics endpoint', () => {
     const source = {
       luns: () => luns.map((l) => ({ ...l, inFlight: (l.id.endsWith('a') ? engineA : engineB).stats.inFlight })),
       openFailures: () => new Map([['qcow2', 2]]),
+      inlineWritePauses: () => 4,
     };
     server = await startMetricsServer({ host: '127.0.0.1', port: 0 }, source, silentLogger);
 
@@ -133,6 +134,7 @@ describe('metrics endpoint', () => {
     expect(b('stuck_events_total')).toBe(3);
     expect(b('command_duration_seconds_count', ',op="read"')).toBe(6);
     expect(m.get('tcmu_ts_handler_open_failures_total{handler="qcow2"}')).toBe(2);
+    expect(m.get('tcmu_ts_inline_write_pauses_total')).toBe(4);
     // prom-client's process metrics, under our prefix.
     expect(m.get('tcmu_ts_process_cpu_user_seconds_total')).toBeGreaterThan(0);
     expect(m.has('tcmu_ts_nodejs_eventloop_lag_seconds')).toBe(true);
