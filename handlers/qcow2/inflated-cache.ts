@@ -81,7 +81,7 @@ export class InflatedClusterCache {
     try {
       const data = await mine.done;
       // Still ours: no free of this host cluster and no other length came in between.
-      if (this.pending.get(host) === mine) this.insert(host, { length, data: ownedCopy(data) });
+      if (this.pending.get(host) === mine) this.insert(host, length, data);
       return data;
     } finally {
       if (this.pending.get(host) === mine) this.pending.delete(host);
@@ -103,10 +103,10 @@ export class InflatedClusterCache {
     return this.entries.size;
   }
 
-  private insert(host: number, e: Entry): void {
+  private insert(host: number, length: number, data: Buffer): void {
     if (this.capacity === 0) return;
     this.entries.delete(host);
-    this.entries.set(host, e);
+    this.entries.set(host, { length, data: ownedCopy(data) });
     while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 }
