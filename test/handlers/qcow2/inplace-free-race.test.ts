@@ -21,6 +21,34 @@ const CS = 4096;
 const LAST_OF_TABLE0 = 511;
 const OTHER = 100;
 
+type Image = Awaited<ReturnType<typeof openImage>>;
+
+/** A point where a patched read of the image file stops: `hit` once a read gets there, which goes on (or fails with `failWith`) at `open()`. */
+function gate(offset: number, failWith?: Error) {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  let reached!: () => void;
+  const hit = new Promise<void>((r) => (reached = r));
+  return { offset, failWith, open, opened, hit, reached };
+}
+
+/** Make reads of `img` at each gate's offset stop there; returns the function that puts the plain read back. */
+function holdReads(img: Image, ...gates: ReturnType<typeof gate>[]): () => void {
+  const fileRead = img.fh.read.bind(img.fh);
+  img.fh.read = (async (...args: Parameters<typeof fileRead>) => {
+    const g = gates.find((x) => x.offset === args[3]);
+    if (g) {
+      g.reached();
+      await g.opened;
+      if (g.failWith) throw g.failWith;
+    }
+    return fileRead(...args);
+  }) as typeof img.fh.read;
+  return () => {
+    img.fh.read = fileRead;
+  };
+}
+
 it("a host cluster freed while an in-place write still holds its offset is not reused before that write lands", async () => {
   const path = tmp.path('race.qcow2');
   await createImage(path, { size: 8 << 20, clusterSize: CS });
@@ -29,26 +57,14 @@ it("a host cluster freed while an in-place write still holds its offset is not r
   await img.close();
 
   img = await openImage(path, { readOnly: false }); // empty caches: every lookup loads its table
+  const table1 = img.l2OffsetFor(1);
+  const load1 = gate(table1); // the load of L2 table 1 waits until opened
+  const restore = holdReads(img, load1);
   try {
-    const table1 = img.l2OffsetFor(1);
     expect(table1).toBeGreaterThan(0);
-    // Hold the load of L2 table 1 until released.
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let started!: () => void;
-    const loadStarted = new Promise<void>((r) => (started = r));
-    const fileRead = img.fh.read.bind(img.fh);
-    img.fh.read = (async (...args: Parameters<typeof fileRead>) => {
-      if (args[3] === table1) {
-        started();
-        await held;
-      }
-      return fileRead(...args);
-    }) as typeof img.fh.read;
-
     // The last sector of cluster 511 (in place) and the first of cluster 512 (table 1, held).
     const spanning = writeRange(img, (LAST_OF_TABLE0 + 1) * CS - 512, [Buffer.alloc(1024, 0x22)], 1024);
-    await loadStarted;
+    await load1.hit;
     const freed = (await img.entryAt(LAST_OF_TABLE0)).host;
     expect(freed).toBeGreaterThan(0);
     // The guest discards cluster 511 (racing its own write there: either result is fine for
@@ -58,7 +74,7 @@ it("a host cluster freed while an in-place write still holds its offset is not r
     const other = flushed.then(() => writeRange(img, OTHER * CS, [Buffer.alloc(CS, 0x33)], CS));
     // Give the flush and the write every chance to finish before the held load does.
     const first = await Promise.race([other.then(() => 'other write'), new Promise((r) => setTimeout(() => r('timeout'), 300))]);
-    release();
+    load1.open();
     await Promise.all([spanning, other]);
 
     const back = Buffer.alloc(CS);
@@ -70,6 +86,7 @@ it("a host cluster freed while an in-place write still holds its offset is not r
     await img.read((LAST_OF_TABLE0 + 1) * CS, [head]);
     expect(head.equals(Buffer.alloc(512, 0x22))).toBe(true);
   } finally {
+    restore();
     await img.close();
   }
 });
@@ -83,30 +100,10 @@ it('a lookup that fails while a flush waits for the held hosts fails the write; 
   await img.close();
 
   img = await openImage(path, { readOnly: false });
-  const fileRead = img.fh.read.bind(img.fh);
+  const load1 = gate(img.l2OffsetFor(1));
+  const load2 = gate(img.l2OffsetFor(2), Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+  const restore = holdReads(img, load1, load2);
   try {
-    const [table1, table2] = [img.l2OffsetFor(1), img.l2OffsetFor(2)];
-    const gate = (offset: number) => {
-      let open!: () => void;
-      const opened = new Promise<void>((r) => (open = r));
-      let reached!: () => void;
-      const hit = new Promise<void>((r) => (reached = r));
-      return { offset, open, opened, hit, reached };
-    };
-    const load1 = gate(table1);
-    const load2 = gate(table2);
-    img.fh.read = (async (...args: Parameters<typeof fileRead>) => {
-      if (args[3] === load1.offset) {
-        load1.reached();
-        await load1.opened;
-      } else if (args[3] === load2.offset) {
-        load2.reached();
-        await load2.opened;
-        throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
-      }
-      return fileRead(...args);
-    }) as typeof img.fh.read;
-
     // From the last sector of 511 (in place) through table 1 (unallocated clusters but 700:
     // allocating writes, each needing the metadata lock) to the first sector of 1024 (table 2: fails).
     const from = (LAST_OF_TABLE0 + 1) * CS - 512;
@@ -127,7 +124,7 @@ it('a lookup that fails while a flush waits for the held hosts fails the write; 
     await img.read(800 * CS, [back]);
     expect(back.equals(Buffer.alloc(CS, 0x22))).toBe(true);
   } finally {
-    img.fh.read = fileRead;
+    restore();
     await img.close();
   }
 }, 20_000);
