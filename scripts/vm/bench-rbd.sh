@@ -10,6 +10,11 @@
 #                dirty data: tcmu-runner's effective setting)
 #   tcmu-runner  Debian's tcmu-runner 1.5.4 with its rbd handler
 #                (BENCH_REFERENCE=none leaves it out)
+#   base         only with BENCH_BASE (a built checkout, e.g. a git worktree
+#                of an older commit): in place of tcmu-ts-wt, that tree's
+#                daemon and rbd handler (cache=none), registered as the user
+#                handler `rbdbase`: a same-boot A/B of a change to the rbd
+#                path (`scripts/bench rbd-ab`)
 # tcmu-runner runs with librbd's default cache: rbd_cache in writethrough
 # until a flush, and a LUN without a write cache never gets one. Every LUN
 # here is write-through (WCE=0).
@@ -20,7 +25,7 @@ set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-4}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
-fail() { bench_fail "$@"; }
+fail() { [ -z "${BASE_PID:-}" ] || kill "$BASE_PID" 2>/dev/null; bench_fail "$@"; }
 bench_reference
 [ -z "${BENCH_PROFILE_JOBS:-}" ] || bench_profile_setup
 S=/mnt/scratch
@@ -29,7 +34,7 @@ export CEPH_CONF=$CEPH_DIR/ceph.conf
 SIZE=$((1 << 30))
 
 ceph_start $CEPH_DIR 6G || fail "ceph.sh start"
-for img in b-ts b-tswt b-runner b-krbd; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
+for img in b-ts b-tswt b-runner b-krbd b-base; do rbd create rbd/$img --size 1G || fail "rbd create $img"; done
 
 # krbd under LIO's iblock backstore
 modprobe -d "$TCMU_VM_KDIR" rbd 2>/dev/null
@@ -43,11 +48,23 @@ mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd 
 
 printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
 tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
-tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
+if [ -n "${BENCH_BASE:-}" ]; then
+  [ -f "$BENCH_BASE/dist/handlers/rbd/index.js" ] || fail "BENCH_BASE must be a built tcmu-ts checkout (dist/handlers/rbd/index.js), not '$BENCH_BASE'"
+  tcmu_create base "rbdbase/rbd/b-base;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "base device"
+  printf '[daemon]\ncontrol_socket = "/run/base.sock"\n[daemon.handlers]\nrbdbase = "%s"\n' "$BENCH_BASE/dist/handlers/rbd/index.js" > /run/base.toml
+  node "$BENCH_BASE/dist/src/cli/main.js" serve --config /run/base.toml --subtypes rbdbase > /run/base.log 2>&1 &
+  BASE_PID=$!
+  wait_for 300 holds_uio "$BASE_PID" "$(uio_of base)" || { dump_log base /run/base.log; fail "the base daemon did not open its device"; }
+  second=(base "$(loop_export base 3)")
+else
+  tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
+fi
 # Profiling: the daemon's JS too (V8's sampler, written when it stops; BENCH_CPU_PROF=0: not).
 node_args=; [ -z "${BENCH_PROFILE_JOBS:-}" ] || [ "${BENCH_CPU_PROF:-1}" = 0 ] || node_args="--cpu-prof --cpu-prof-dir=/tmp/cpuprof"
-RUNNER_NODE_ARGS=$node_args RUNNER_TIMEOUT=600 RUNNER_EXPECT="$(uio_of ts) $(uio_of tw)" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
-luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" tcmu-ts-wt "$(loop_export tw 3)")
+expect="$(uio_of ts)"; [ -n "${BENCH_BASE:-}" ] || expect="$expect $(uio_of tw)"
+RUNNER_NODE_ARGS=$node_args RUNNER_TIMEOUT=600 RUNNER_EXPECT="$expect" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
+[ -n "${BENCH_BASE:-}" ] || second=(tcmu-ts-wt "$(loop_export tw 3)")
+luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" "${second[@]}")
 if [ "$reference" = tcmu-runner ]; then
   tcmu_create tr "rbd/rbd/b-runner;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
   tr_start
@@ -57,7 +74,8 @@ fi
 for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)"
+base_info=; [ -z "${BENCH_BASE:-}" ] || base_info=" base=$(cd "$BENCH_BASE" && git rev-parse --short HEAD 2>/dev/null || echo "$BENCH_BASE")"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) cluster=1-osd-bluestore-on-scratch reference=$reference reference_version=$(dpkg-query -W -f '${Package}_${Version}' tcmu-runner 2>/dev/null || echo none)$base_info"
 bench_prepare "${luns[@]}"
 if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
   bench_profile_luns "${luns[@]}"
@@ -67,6 +85,7 @@ fi
 teardown_all
 runner_stop
 tr_stop
+[ -z "${BASE_PID:-}" ] || { kill "$BASE_PID" 2>/dev/null; wait "$BASE_PID" 2>/dev/null; }
 if [ -n "${BENCH_PROFILE_JOBS:-}" ]; then
   for f in /tmp/cpuprof/*.cpuprofile; do
     [ -f "$f" ] && node "$TCMU_TS_ROOT/scripts/vm/cpuprofile-top.mjs" "$f" 40 | sed 's/^/@@PROF js tcmu-ts /'
