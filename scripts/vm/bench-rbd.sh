@@ -25,7 +25,7 @@ set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-4}
 . "$TCMU_TS_ROOT/scripts/vm/bench-lib.sh"
-fail() { [ -z "${BASE_PID:-}" ] || kill "$BASE_PID" 2>/dev/null; bench_fail "$@"; }
+fail() { [ -z "${BASE_PID:-}" ] || { kill "$BASE_PID" 2>/dev/null; dump_log base /run/base.log; }; bench_fail "$@"; }
 bench_reference
 [ -z "${BENCH_PROFILE_JOBS:-}" ] || bench_profile_setup
 S=/mnt/scratch
@@ -51,11 +51,6 @@ tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/de
 if [ -n "${BENCH_BASE:-}" ]; then
   [ -f "$BENCH_BASE/dist/handlers/rbd/index.js" ] || fail "BENCH_BASE must be a built tcmu-ts checkout (dist/handlers/rbd/index.js), not '$BENCH_BASE'"
   tcmu_create base "rbdbase/rbd/b-base;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "base device"
-  printf '[daemon]\ncontrol_socket = "/run/base.sock"\n[daemon.handlers]\nrbdbase = "%s"\n' "$BENCH_BASE/dist/handlers/rbd/index.js" > /run/base.toml
-  node "$BENCH_BASE/dist/src/cli/main.js" serve --config /run/base.toml --subtypes rbdbase > /run/base.log 2>&1 &
-  BASE_PID=$!
-  wait_for 300 holds_uio "$BASE_PID" "$(uio_of base)" || { dump_log base /run/base.log; fail "the base daemon did not open its device"; }
-  second=(base "$(loop_export base 3)")
 else
   tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
 fi
@@ -63,8 +58,18 @@ fi
 node_args=; [ -z "${BENCH_PROFILE_JOBS:-}" ] || [ "${BENCH_CPU_PROF:-1}" = 0 ] || node_args="--cpu-prof --cpu-prof-dir=/tmp/cpuprof"
 expect="$(uio_of ts)"; [ -n "${BENCH_BASE:-}" ] || expect="$expect $(uio_of tw)"
 RUNNER_NODE_ARGS=$node_args RUNNER_TIMEOUT=600 RUNNER_EXPECT="$expect" runner_start --config /run/bench-rbd.toml --subtypes tsrbd || fail "runner"
-[ -n "${BENCH_BASE:-}" ] || second=(tcmu-ts-wt "$(loop_export tw 3)")
-luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)" "${second[@]}")
+# Exported in LUN order: the first export makes the nexus, and a LUN
+# linked before LUN 0 was never found by the scan.
+luns=(krbd "$(loop_export krbd 0)" tcmu-ts "$(loop_export ts 1)")
+if [ -n "${BENCH_BASE:-}" ]; then
+  printf '[daemon]\ncontrol_socket = "/run/base.sock"\n[daemon.handlers]\nrbdbase = "%s"\n' "$BENCH_BASE/dist/handlers/rbd/index.js" > /run/base.toml
+  node "$BENCH_BASE/dist/src/cli/main.js" serve --config /run/base.toml --subtypes rbdbase > /run/base.log 2>&1 &
+  BASE_PID=$!
+  wait_for 300 holds_uio "$BASE_PID" "$(uio_of base)" || fail "the base daemon did not open its device"
+  luns+=(base "$(loop_export base 3)")
+else
+  luns+=(tcmu-ts-wt "$(loop_export tw 3)")
+fi
 if [ "$reference" = tcmu-runner ]; then
   tcmu_create tr "rbd/rbd/b-runner;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-runner device"
   tr_start
