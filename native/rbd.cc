@@ -376,7 +376,8 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), rc);
 }
 
-// setHandler(fn(batch: Float64Array)): receives [tag, result, extra] triples.
+// setHandler(fn(batch: Float64Array, count)): receives `count` [tag, result,
+// extra] triples at the start of `batch`, an array reused by the next call.
 // Watch notifications carry tag -1 - watchTag (negative).
 Napi::Value SetHandler(const Napi::CallbackInfo& info) {
   Napi::Function fn;

@@ -1,5 +1,7 @@
 #include "rbd_queue.h"
 
+#include <algorithm>
+
 namespace tcmu {
 
 RbdQueue* RbdQueue::Create(Napi::Env env) {
@@ -25,6 +27,7 @@ void RbdQueue::Post(const RbdRecord& record) {
 
 void RbdQueue::SetHandler(Napi::Function handler) {
   handler_ = Napi::Persistent(handler);
+  if (receiver_.IsEmpty()) receiver_ = Napi::Persistent(Napi::Object::New(env_));
   if (!context_) context_ = std::make_unique<Napi::AsyncContext>(env_, "tcmu-rbd");
 }
 
@@ -42,7 +45,13 @@ void RbdQueue::Drain() {
   if (draining_.empty()) return;
   size_t n = draining_.size();
   Napi::HandleScope scope(env_);
-  Napi::Float64Array batch = Napi::Float64Array::New(env_, n * 3);
+  if (n > batchRecords_) {
+    // Records in flight are bounded by the commands in flight (the rings'
+    // sizes), so this grows a few times at most.
+    batchRecords_ = std::max(n, 2 * batchRecords_);
+    batch_ = Napi::Persistent(Napi::Float64Array::New(env_, batchRecords_ * 3));
+  }
+  Napi::Float64Array batch = batch_.Value();
   double* out = batch.Data();
   int64_t delivered = 0;
   for (size_t i = 0; i < n; i++) {
@@ -60,9 +69,9 @@ void RbdQueue::Drain() {
   }
   if (handler_.IsEmpty()) return;
   napi_value result;
-  napi_value argv[] = {batch};
-  napi_status status = napi_make_callback(env_, static_cast<napi_async_context>(*context_), Napi::Object::New(env_),
-                                          handler_.Value(), 1, argv, &result);
+  napi_value argv[] = {batch, Napi::Number::New(env_, static_cast<double>(n))};
+  napi_status status = napi_make_callback(env_, static_cast<napi_async_context>(*context_), receiver_.Value(),
+                                          handler_.Value(), 2, argv, &result);
   if (status == napi_pending_exception) {
     // A throwing handler is a bug in JS: report it as uncaught, like any callback.
     napi_value err;
@@ -79,6 +88,8 @@ void RbdQueue::OnCleanup(void* arg) {
     self->records_.clear();
   }
   self->handler_.Reset();
+  self->receiver_.Reset();
+  self->batch_.Reset();
   self->context_.reset();
   // The queue object itself stays (librbd threads may still call Post).
   uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);

@@ -2,7 +2,8 @@
 // one uv_async per env (not a thread or a handle per LUN). librbd calls its
 // completion callbacks on its own finisher threads; they append a record
 // under a mutex and wake the loop; the loop drains every record in one go
-// and hands JS one Float64Array of [tag, result, extra] triples.
+// and hands JS [tag, result, extra] triples in one Float64Array that is
+// reused from batch to batch (the handler reads it before it returns).
 #pragma once
 #include <napi.h>
 #include <uv.h>
@@ -47,6 +48,9 @@ class RbdQueue {
   bool dead_ = false;               // guarded by mutex_: env gone, never wake the loop again
   std::vector<RbdRecord> draining_; // loop thread only
   Napi::FunctionReference handler_;
+  Napi::ObjectReference receiver_;
+  Napi::Reference<Napi::Float64Array> batch_;  // grown when a drain holds more records
+  size_t batchRecords_ = 0;                     // records batch_ holds room for
   std::unique_ptr<Napi::AsyncContext> context_;
   int64_t pending_ = 0;  // loop thread: submitted, not yet delivered
 };

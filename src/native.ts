@@ -255,7 +255,8 @@ export type NativeRbdImage = { readonly __brand: 'NativeRbdImage' };
 export interface NativeRbd {
   /** -EILSEQ is a compare-and-write's miscompare. */
   readonly EILSEQ: number;
-  setHandler(handler: (batch: Float64Array) => void): void;
+  /** `batch` holds `count` triples from its start; it is reused by the next call: read it before returning. */
+  setHandler(handler: (batch: Float64Array, count: number) => void): void;
   /** librbd's [major, minor, extra] (1.16.0 in Ceph 16). */
   version(): [number, number, number];
   /** rados_create(id) + conf file ('' = Ceph's default search) + rados_conf_set pairs + connect + ioctx on `pool`. */

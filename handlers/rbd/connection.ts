@@ -23,7 +23,7 @@
 import type { Logger } from 'pino';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { LockHolder } from '../../src/backstore/types.js';
-import type { RbdImage, RbdSession } from './librbd.js';
+import type { FailureMap, RbdImage, RbdSession } from './librbd.js';
 import { predecessorOwner } from './predecessor.js';
 
 export interface RbdHandles {
@@ -37,6 +37,8 @@ function fenced(err: unknown): boolean {
 
 export class RbdConnection {
   private handles: RbdHandles;
+  /** failureOn(handles.image), made once per image. */
+  private failure: FailureMap;
   private reopening: Promise<void> | undefined;
   private closed = false;
   private readonly onImage: ((image: RbdImage) => void)[] = [];
@@ -48,6 +50,7 @@ export class RbdConnection {
     private readonly log: Logger,
   ) {
     this.handles = initial;
+    this.failure = this.failureOn(initial.image);
   }
 
   /** The image in use now (size, watch). */
@@ -61,19 +64,23 @@ export class RbdConnection {
     fn(this.handles.image);
   }
 
-  /** One librbd call on the current image; see the module comment for ESHUTDOWN. */
-  run<T>(op: (image: RbdImage) => Promise<T>): Promise<T> {
-    if (this.reopening) return this.reopening.then(() => this.runOn(op));
-    return this.runOn(op);
+  /**
+   * One librbd call on the current image; `op` hands `failure` to the call,
+   * which maps its error (see the module comment for ESHUTDOWN). Passed down
+   * rather than added as a .catch here: one promise per data-path call.
+   */
+  run<T>(op: (image: RbdImage, failure: FailureMap) => Promise<T>): Promise<T> {
+    if (this.reopening) return this.reopening.then(() => op(this.handles.image, this.failure));
+    return op(this.handles.image, this.failure);
   }
 
-  private runOn<T>(op: (image: RbdImage) => Promise<T>): Promise<T> {
-    const image = this.handles.image;
-    return op(image).catch((err: unknown) => {
-      if (!fenced(err) || this.closed) throw err;
+  /** The failure map of operations on `image`: a fenced one starts the reopen. */
+  private failureOn(image: RbdImage): FailureMap {
+    return (err) => {
+      if (!fenced(err) || this.closed) return err;
       this.startReopen(image);
-      throw new StorageError('ETIMEDOUT', `rbd ${image.name}: this client was blocklisted by the cluster (its exclusive lock was broken by another client); reconnecting`, { cause: err });
-    });
+      return new StorageError('ETIMEDOUT', `rbd ${image.name}: this client was blocklisted by the cluster (its exclusive lock was broken by another client); reconnecting`, { cause: err });
+    };
   }
 
   private startReopen(failed: RbdImage): void {
@@ -89,6 +96,7 @@ export class RbdConnection {
           return;
         }
         this.handles = next;
+        this.failure = this.failureOn(next.image);
         for (const fn of this.onImage) {
           try {
             fn(next.image);

@@ -25,18 +25,13 @@
  *   is mapped, a missing one reads as zeros (deallocated).
  */
 import { StorageError } from '../../src/backstore/errors.js';
+import { iovLength } from '../../src/iov.js';
 import type { Backstore, Extent, LockHolder, WriteOptions } from '../../src/backstore/types.js';
 import type { RbdConnection } from './connection.js';
 
 const CAW_SECTOR = 512;
 /** Most bytes one GET LBA STATUS asks the cluster about (64 objects of the default 4 MiB). */
 const BLOCK_STATUS_SPAN = 256 * 1024 * 1024;
-
-function iovBytes(iov: readonly Buffer[]): number {
-  let n = 0;
-  for (const b of iov) n += b.length;
-  return n;
-}
 
 /** Copy `length` bytes of `iov` from `from` into one Buffer (compare-and-write takes flat buffers). */
 function flatten(iov: readonly Buffer[], from: number, length: number): Buffer {
@@ -105,16 +100,16 @@ export function rbdStore(init: RbdStoreInit): Backstore {
 
     async blockStatus(offset: number, length: number): Promise<Extent[]> {
       const end = Math.min(offset + Math.min(length, BLOCK_STATUS_SPAN), size);
-      const triples = await connection.run((image) => image.allocationExtents(offset, end - offset));
+      const triples = await connection.run((image, failure) =>
+        image.allocationExtents(offset, end - offset).catch((err: Error) => Promise.reject(failure(err))),
+      );
       const extents = extentsFromTriples(triples, offset, end);
       // Never answer with nothing: the core needs the first block's state.
       return extents.length > 0 ? extents : [{ offset, length: Math.min(blockSize, end - offset), state: 'mapped' }];
     },
 
-    async read(offset: number, iov: readonly Buffer[]): Promise<void> {
-      const want = iovBytes(iov);
-      const got = await connection.run((image) => image.readv(offset, iov));
-      if (got !== want) throw new StorageError('EIO', `rbd ${connection.image.name}: short read at ${offset}: ${got} of ${want} bytes`);
+    read(offset: number, iov: readonly Buffer[]): Promise<void> {
+      return connection.run((image, failure) => image.readv(offset, iov, failure));
     },
 
     close(): Promise<void> {
@@ -125,16 +120,16 @@ export function rbdStore(init: RbdStoreInit): Backstore {
 
   Object.assign(store, {
     write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): Promise<void> {
-      return connection.run((image) => image.writev(offset, iov));
+      return connection.run((image, failure) => image.writev(offset, iov, failure));
     },
     flush(): Promise<void> {
-      return connection.run((image) => image.flush());
+      return connection.run((image, failure) => image.flush(failure));
     },
     discard(offset: number, length: number): Promise<void> {
-      return connection.run((image) => image.discard(offset, length));
+      return connection.run((image, failure) => image.discard(offset, length, failure));
     },
     writeZeroes(offset: number, length: number): Promise<void> {
-      return connection.run((image) => image.writeZeroes(offset, length));
+      return connection.run((image, failure) => image.writeZeroes(offset, length, failure));
     },
     exclusiveLockHolder(): Promise<LockHolder> {
       return connection.lockHolder();
@@ -154,11 +149,11 @@ export function rbdStore(init: RbdStoreInit): Backstore {
     Object.assign(store, {
       compareAndWriteLimit: CAW_SECTOR,
       compareAndWrite(offset: number, iov: readonly Buffer[]): Promise<number> {
-        const half = iovBytes(iov) / 2;
+        const half = iovLength(iov) / 2;
         const direct = iov.length === 2 && iov[0]!.length === half;
         const compare = direct ? iov[0]! : flatten(iov, 0, half);
         const data = direct ? iov[1]! : flatten(iov, half, half);
-        return connection.run((image) => image.compareAndWrite(offset, compare, data));
+        return connection.run((image, failure) => image.compareAndWrite(offset, compare, data, failure));
       },
     });
   }
