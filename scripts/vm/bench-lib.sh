@@ -2,6 +2,7 @@
 # Emulation (TCG) makes absolute numbers drift between boots, so LUNs are
 # always compared inside one boot, interleaved A B, B A, ... and read as ratios.
 # Output lines: @@BENCH job=<job> lun=<label> round=<n> iops=<x> mbps=<y>
+#   cpu=<guest us/IO> [dcpu=<the serving daemon's own us/IO>]
 
 BENCH_RUNTIME=${BENCH_RUNTIME:-10}   # seconds per fio run
 BENCH_ROUNDS=${BENCH_ROUNDS:-4}      # rounds per job (A B, then B A, ...)
@@ -72,21 +73,44 @@ bench_prepare() {
 # /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
 bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
+# bench_daemon_cpu PID -> clock ticks of CPU the daemon used (user + system,
+# all its threads, exited ones included: io-wq workers come and go); 0 when
+# PID is empty or gone.
+bench_daemon_cpu() {
+  local ticks=
+  [ -z "$1" ] || ticks=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+  echo "${ticks:-0}"
+}
+
+# bench_pid_of LABEL: the pid of the daemon serving the LUN named LABEL in
+# bench_compare (none for the in-kernel references).
+bench_pid_of() {
+  case "$1" in
+    tcmu-runner) echo "${TR_PID:-}" ;;
+    base) echo "${BASE_PID:-}" ;;
+    tcmu-ts*) echo "${RUNNER_PID:-}" ;;
+  esac
+}
+
 # bench_job JOB DEV [DEV...] -> "iops mbps cpu_us": one fio job per DEV, all
 # at once, reported as one group (terse v3: read bw/iops are fields 7/8,
 # write bw/iops 48/49; bw in KiB/s). cpu_us is the whole guest's CPU time
 # (the runner, the kernel and fio itself) per I/O, from /proc/stat sampled
 # inside the run's steady part (from 2 s after fio starts, past its start-up
 # and the 1 s ramp, to 0.5 s before its timed part ends); 0 when the run is
-# too short for that window.
+# too short for that window. With BENCH_JOB_PID (the daemon serving DEV), a
+# fourth field from the same window: that daemon's own CPU per I/O, all its
+# threads (bench_daemon_cpu), in microseconds.
 bench_job() {
-  local job="$1" args dev jobs=() cpu_file s0 s1 sampler=
+  local job="$1" args dev jobs=() cpu_file s0 s1 d0 d1 sampler=
   args=$(_bench_args "$job") || { echo "bench_job: unknown job $job" >&2; return 1; }
   shift
   for dev in "$@"; do jobs+=(--name="$job" --filename="$dev"); done
   cpu_file=$(mktemp)
   if [ "${BENCH_RUNTIME%%.*}" -ge 3 ]; then
-    ( sleep 2; s0=$(bench_cpu_stat); sleep "$(( BENCH_RUNTIME - 2 )).5"; s1=$(bench_cpu_stat); echo "$s0 $s1" > "$cpu_file" ) &
+    ( sleep 2; s0=$(bench_cpu_stat); d0=$(bench_daemon_cpu "${BENCH_JOB_PID:-}")
+      sleep "$(( BENCH_RUNTIME - 2 )).5"; s1=$(bench_cpu_stat); d1=$(bench_daemon_cpu "${BENCH_JOB_PID:-}")
+      echo "$s0 $s1 $d0 $d1" > "$cpu_file" ) &
     sampler=$!
   fi
   # shellcheck disable=SC2086
@@ -94,11 +118,19 @@ bench_job() {
       --time_based --runtime="$BENCH_RUNTIME" --ramp_time=1 --randrepeat=0 --group_reporting $BENCH_FIO_DATA \
       --output-format=terse --terse-version=3 "${jobs[@]}" 2>/dev/null > "$cpu_file.fio"
   [ -z "$sampler" ] || wait "$sampler"
-  awk -F';' -v ncpu="$(nproc)" -v cpu="$(cat "$cpu_file")" '
+  awk -F';' -v ncpu="$(nproc)" -v hz="$(getconf CLK_TCK)" -v cpu="$(cat "$cpu_file")" -v daemon="${BENCH_JOB_PID:-}" '
     { r = $8 + $49; b = ($7 + $48) / 1024 }
-    END { split(cpu, c, " "); us = 0
-      if (c[4] > c[2] && r > 0) us = (c[3] - c[1]) / (c[4] - c[2]) * ncpu * 1e6 / r
-      printf "%.0f %.1f %.1f\n", r, b, us }' "$cpu_file.fio"
+    END { split(cpu, c, " "); us = 0; dus = 0
+      # c: busy and total jiffies at the start (1, 2) and end (3, 4) of the
+      # window; the daemon ticks at the start (5) and end (6).
+      if (c[4] > c[2] && r > 0) {
+        secs = (c[4] - c[2]) / ncpu / hz
+        us = (c[3] - c[1]) / (c[4] - c[2]) * ncpu * 1e6 / r
+        if (c[6] > 0) dus = (c[6] - c[5]) / hz / secs * 1e6 / r
+      }
+      printf "%.0f %.1f %.1f", r, b, us
+      if (daemon != "") printf " %.1f", dus
+      printf "\n" }' "$cpu_file.fio"
   rm -f "$cpu_file" "$cpu_file.fio"
 }
 
@@ -113,9 +145,9 @@ bench_compare() {
     for round in $(seq 1 "$BENCH_ROUNDS"); do
       for i in $(seq 0 $((n - 1))); do
         k=$(( (round - 1 + i) % n ))
-        out=$(bench_job "$job" "${devs[$k]}") || out="0 0 0"
+        out=$(BENCH_JOB_PID=$(bench_pid_of "${labels[$k]}") bench_job "$job" "${devs[$k]}") || out="0 0 0"
         set -- $out
-        echo "@@BENCH job=$job lun=${labels[$k]} round=$round iops=$1 mbps=$2 cpu=${3:-0}"
+        echo "@@BENCH job=$job lun=${labels[$k]} round=$round iops=$1 mbps=$2 cpu=${3:-0}${4:+ dcpu=$4}"
       done
     done
   done
