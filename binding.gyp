@@ -12,6 +12,8 @@
         "native/fd_watch.cc",
         "native/notify_watcher.cc",
         "native/mapping.cc",
+        "native/ring_completer.cc",
+        "native/ring_layout_check.c",
         "native/open.cc",
         "native/open_beneath.cc",
         "native/fallocate.cc",

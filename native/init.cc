@@ -12,6 +12,7 @@
 #include "open.h"
 #include "open_beneath.h"
 #include "peer_cred.h"
+#include "ring_completer.h"
 #include "unix_dgram.h"
 #include "xts.h"
 
@@ -25,6 +26,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   exports.Set("openUio", Napi::Function::New<OpenUio>(env, "openUio"));
   exports.Set("openShared", Napi::Function::New<OpenShared>(env, "openShared"));
+  exports.Set("ringCompleteGood", Napi::Function::New<RingCompleteGood>(env, "ringCompleteGood"));
+  exports.Set("ringCompleteGoodOnPool", Napi::Function::New<RingCompleteGoodOnPool>(env, "ringCompleteGoodOnPool"));
   exports.Set("socketPair", Napi::Function::New<SocketPair>(env, "socketPair"));
   exports.Set("fallocate", Napi::Function::New<Fallocate>(env, "fallocate"));
   ExportFallocateConstants(env, exports);

@@ -5,10 +5,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "addon_data.h"
 #include "bound_method.h"
 #include "errno_error.h"
 #include "notify_watcher.h"
+#include "ring_completer.h"
 
 namespace tcmu {
 
@@ -32,6 +35,7 @@ Napi::Function Mapping::DefineClass(Napi::Env env) {
                                               InstanceMethod<&Mapping::Watch>("watch"),
                                               InstanceMethod<&Mapping::Unwatch>("unwatch"),
                                               InstanceMethod<&Mapping::Close>("close"),
+                                              InstanceMethod<&Mapping::Completion>("completion"),
                                           });
 }
 
@@ -78,6 +82,7 @@ Mapping::~Mapping() {
   // unmapped once the ArrayBuffer is gone too.
   if (cleanupHookRegistered_) napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
   StopWatching();
+  DetachCompleter();
   CloseFds();
   if (region_ != nullptr) region_->Release();
 }
@@ -190,8 +195,67 @@ void Mapping::CloseAll(bool detach) {
     Napi::ArrayBuffer buffer = buffer_.Value();
     if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
   }
+  DetachCompleter();
   region_->Unmap();
   CloseFds();
+}
+
+void Mapping::DetachCompleter() {
+  if (completer_ == nullptr) return;
+  completer_->Detach();
+  completer_->Release();
+  completer_ = nullptr;
+}
+
+// completion(maxInFlight, pendingCapacity) -> { state: ArrayBuffer, handle: external }:
+// the ring's completion side, shared with other threads (ring_completer.h).
+// Once per mapping. The ring's bounds come from the mailbox, checked here.
+Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) {
+    ThrowErrno(env, EBADF, "completion after close");
+    return Napi::Value();
+  }
+  if (completer_ != nullptr) {
+    ThrowErrno(env, EBUSY, "completion (already made for this mapping)");
+    return Napi::Value();
+  }
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "completion(maxInFlight, pendingCapacity) needs two numbers");
+    return Napi::Value();
+  }
+  uint32_t maxInFlight = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
+  if (maxInFlight == 0 || maxInFlight > 65535 || capacity == 0 || capacity > (1u << 20) || (capacity & (capacity - 1)) != 0) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "maxInFlight must be 1..65535 and pendingCapacity a power of two up to 2^20");
+    return Napi::Value();
+  }
+  auto* base = static_cast<uint8_t*>(region_->base);
+  uint32_t cmdrOff, cmdrSize;
+  memcpy(&cmdrOff, base + 4, sizeof cmdrOff);
+  memcpy(&cmdrSize, base + 8, sizeof cmdrSize);
+  if (region_->size < 128 || cmdrOff < 128 || cmdrSize < 8 || cmdrOff % 8 != 0 || cmdrSize % 8 != 0 ||
+      static_cast<uint64_t>(cmdrOff) + cmdrSize > region_->size) {
+    ThrowErrno(env, EPROTO, "completion: the mailbox describes an impossible ring");
+    return Napi::Value();
+  }
+  RingCompleter* completer = RingCompleter::Create(base, cmdrOff, cmdrSize, kickFd_, kind_, maxInFlight, capacity);
+  if (completer == nullptr) {
+    ThrowErrno(env, errno, "completion");
+    return Napi::Value();
+  }
+  completer_ = completer;  // the mapping's reference, dropped at close
+  completer->Retain();     // the ArrayBuffer's
+  Napi::ArrayBuffer state = Napi::ArrayBuffer::New(
+      env, completer->state(), completer->stateBytes(), [](Napi::Env, void*, RingCompleter* c) { c->Release(); }, completer);
+  completer->Retain();  // the external's
+  Napi::External<RingCompletion> handle = Napi::External<RingCompletion>::New(
+      env, completer->api(), [](Napi::Env, RingCompletion* api) { static_cast<RingCompleter*>(api->self)->Release(); });
+  napi_type_tag_object(env, handle, &kRingCompletionTag);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("state", state);
+  result.Set("handle", handle);
+  return result;
 }
 
 void Mapping::Close(const Napi::CallbackInfo&) {

@@ -8,6 +8,7 @@
 namespace tcmu {
 
 class NotifyWatcher;
+class RingCompleter;
 
 // The mmap itself, shared by the Mapping object and the ArrayBuffer over it:
 // whichever is released last unmaps, so an ArrayBuffer that outlives a
@@ -49,10 +50,12 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   void Watch(const Napi::CallbackInfo& info);
   void Unwatch(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
+  Napi::Value Completion(const Napi::CallbackInfo& info);
 
   // Validates a 4-aligned in-range offset; throws and returns nullptr otherwise.
   uint32_t* WordAt(const Napi::CallbackInfo& info);
   void StopWatching();
+  void DetachCompleter();
   void CloseFds();
   // detach: false from the env cleanup hook (no JS can run any more).
   void CloseAll(bool detach);
@@ -65,6 +68,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   bool closed_ = false;
   bool cleanupHookRegistered_ = false;
   NotifyWatcher* watcher_ = nullptr;
+  RingCompleter* completer_ = nullptr;  // one reference, dropped when the region goes
   Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak: only to detach on close
 };
 

@@ -24,6 +24,7 @@
 #include "errno_error.h"
 #include "rbd_handles.h"
 #include "rbd_queue.h"
+#include "ring_completion.h"
 
 namespace tcmu {
 
@@ -33,12 +34,29 @@ namespace {
 // iovec array librbd may still look at until the operation completes.
 struct Op {
   Op(RbdQueue* q, double t) : queue(q), tag(t) {}
+  ~Op() {
+    if (ring != nullptr) ring->release(ring->self);
+  }
+  Op(const Op&) = delete;
+  Op& operator=(const Op&) = delete;
   RbdQueue* queue;
   double tag;
   uint64_t mismatch = 0;
   bool isCompare = false;
   std::vector<iovec> iov;
+  // Set for a read or write that may complete its TCMU command itself
+  // (RingCompletion, retained until the callback): the command's slot and
+  // cmd_id, and what librbd must return for GOOD (a write: >= 0; a read:
+  // every byte, `expect`).
+  RingCompletion* ring = nullptr;
+  uint32_t slot = 0;
+  uint32_t cmdId = 0;
+  bool isRead = false;
+  ssize_t expect = 0;
 };
+
+// Record extra for an operation whose command was completed in the ring.
+constexpr double kCompletedInRing = -1;
 
 RbdQueue* QueueOf(Napi::Env env) { return env.GetInstanceData<RbdQueue>(); }
 
@@ -48,8 +66,20 @@ void OnAioComplete(rbd_completion_t c, void* arg) {
   rbd_aio_release(c);
   RbdRecord record{op->tag, static_cast<double>(rc), op->isCompare ? static_cast<double>(op->mismatch) : 0.0};
   RbdQueue* queue = op->queue;
-  delete op;
-  queue->Post(record);
+  bool inRing = false;
+  if (op->ring != nullptr) {
+    bool good = op->isRead ? rc == op->expect : rc >= 0;
+    // Here, on librbd's thread, as tcmu-runner does: the event loop then
+    // has no wake-up to pay for this command.
+    inRing = good && op->ring->completeGood(op->ring->self, op->slot, op->cmdId) == 1;
+  }
+  delete op;  // releases the ring
+  if (inRing) record.extra = kCompletedInRing;
+  if (inRing) {
+    queue->PostQuietly(record);
+  } else {
+    queue->Post(record);
+  }
 }
 
 void OnImageUpdated(void* arg) {
@@ -271,28 +301,59 @@ int Submit(Napi::Env env, Op* op, const std::function<int(rbd_completion_t)>& su
     delete op;
     return rc;
   }
+  // Counted before librbd may complete it (on another thread, at once).
+  RbdQueue* queue = QueueOf(env);
+  queue->Started();
   rc = submit(c);
   if (rc < 0) {
     rbd_aio_release(c);
     delete op;
+    queue->NotStarted();
     return rc;
   }
-  QueueOf(env)->Started();
   return 0;
 }
 
-// readv(image, buffers, offset, tag) / writev(image, buffers, offset, tag)
+// Optional arguments i, i+1, i+2: a ring completion handle (Mapping's
+// completion().handle), the command's engine slot and its cmd_id; sets and
+// retains op->ring when given. False after throwing on a bad one.
+bool ArgRingCompletion(const Napi::CallbackInfo& info, size_t i, Op* op) {
+  if (info.Length() <= i || info[i].IsUndefined()) return true;
+  bool tagged = false;
+  if (info[i].IsExternal()) napi_check_object_type_tag(info.Env(), info[i], &kRingCompletionTag, &tagged);
+  if (!tagged) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "ring must be a ring completion handle (NativeMapping.completion)");
+    return false;
+  }
+  uint64_t slot, cmdId;
+  if (!ArgUint(info, i + 1, "slot", &slot) || !ArgUint(info, i + 2, "cmdId", &cmdId)) return false;
+  auto* ring = info[i].As<Napi::External<RingCompletion>>().Data();
+  if (ring->abi != kRingCompletionAbi || slot > 0xffff || cmdId > 0xffff) {
+    ThrowArgError(info.Env(), "ERR_OUT_OF_RANGE", "ring completion: other ABI, or slot / cmdId out of range");
+    return false;
+  }
+  ring->retain(ring->self);
+  op->ring = ring;
+  op->slot = static_cast<uint32_t>(slot);
+  op->cmdId = static_cast<uint32_t>(cmdId);
+  return true;
+}
+
+// readv(image, buffers, offset, tag[, ring, slot, cmdId]) / writev(the same)
 Napi::Value Vectored(const Napi::CallbackInfo& info, bool write) {
   ImageHandle* h = ArgImage(info);
   uint64_t offset;
   double tag;
   if (!h) return Napi::Value();
   auto* op = new Op(QueueOf(info.Env()), 0);
-  if (!ArgIovec(info, 1, &op->iov) || !ArgUint(info, 2, "offset", &offset) || !ArgTag(info, 3, &tag)) {
+  if (!ArgIovec(info, 1, &op->iov) || !ArgUint(info, 2, "offset", &offset) || !ArgTag(info, 3, &tag) ||
+      !ArgRingCompletion(info, 4, op)) {
     delete op;
     return Napi::Value();
   }
   op->tag = tag;
+  op->isRead = !write;
+  for (const iovec& v : op->iov) op->expect += static_cast<ssize_t>(v.iov_len);
   rbd_image_t image = h->image;
   int rc = Submit(info.Env(), op, [&](rbd_completion_t c) {
     int n = static_cast<int>(op->iov.size());

@@ -21,7 +21,19 @@ void RbdQueue::Post(const RbdRecord& record) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (dead_) return;
   records_.push_back(record);
+  quiet_ = 0;
   // uv_async_send coalesces: one wake-up may carry many records.
+  uv_async_send(&async_);
+}
+
+void RbdQueue::PostQuietly(const RbdRecord& record) {
+  bool last = pending_.fetch_sub(1) == 1;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (dead_) return;
+  records_.push_back(record);
+  quietRecords_++;
+  if (!last && ++quiet_ < kQuietLimit) return;
+  quiet_ = 0;
   uv_async_send(&async_);
 }
 
@@ -32,17 +44,30 @@ void RbdQueue::SetHandler(Napi::Function handler) {
 }
 
 void RbdQueue::Started() {
-  if (pending_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+  pending_++;
+  if (!refed_) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+  refed_ = true;
+}
+
+void RbdQueue::NotStarted() {
+  pending_--;
+  ReleaseLoopIfIdle();
 }
 
 void RbdQueue::OnAsync(uv_async_t* handle) { static_cast<RbdQueue*>(handle->data)->Drain(); }
 
 void RbdQueue::Drain() {
+  size_t quiet;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     draining_.swap(records_);
+    quiet = quietRecords_;
+    quietRecords_ = 0;
   }
-  if (draining_.empty()) return;
+  if (draining_.empty()) {
+    ReleaseLoopIfIdle();
+    return;
+  }
   size_t n = draining_.size();
   Napi::HandleScope scope(env_);
   if (n > batchRecords_) {
@@ -62,11 +87,8 @@ void RbdQueue::Drain() {
     if (draining_[i].tag >= 0) delivered++;
   }
   draining_.clear();
-  pending_ -= delivered;
-  if (pending_ <= 0) {
-    pending_ = 0;
-    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-  }
+  pending_ -= delivered - static_cast<int64_t>(quiet);  // quiet ones counted themselves off
+  ReleaseLoopIfIdle();
   if (handler_.IsEmpty()) return;
   napi_value result;
   napi_value argv[] = {batch, Napi::Number::New(env_, static_cast<double>(n))};
@@ -77,6 +99,15 @@ void RbdQueue::Drain() {
     napi_value err;
     napi_get_and_clear_last_exception(env_, &err);
     napi_fatal_exception(env_, err);
+  }
+}
+
+void RbdQueue::ReleaseLoopIfIdle() {
+  // Only PostQuietly lowers pending_ elsewhere, and the one that reaches 0
+  // wakes the loop, so a 0 missed here is seen at that wake-up.
+  if (refed_ && pending_.load() <= 0) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+    refed_ = false;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -26,33 +27,49 @@ class RbdQueue {
   // still post after the env is gone, so it is never freed: see Kill).
   static RbdQueue* Create(Napi::Env env);
 
-  // Any thread.
+  // Any thread. Every started operation posts exactly one record.
   void Post(const RbdRecord& record);
+  // Any thread: a record that rides with the next wake-up (an operation
+  // whose command was already completed in a TCMU ring: JS only has to
+  // free its tag). The loop is woken anyway every kQuietLimit such records,
+  // so they never pile up, and when it was the last operation pending, so
+  // the loop can let go of its handle (a daemon exits once nothing is
+  // pending).
+  void PostQuietly(const RbdRecord& record);
+  static constexpr int kQuietLimit = 64;
 
   // Loop thread: the JS function that receives batches.
   void SetHandler(Napi::Function handler);
   // Loop thread: an operation was submitted / its record was delivered;
   // the async handle keeps the loop alive only while operations are pending.
   void Started();
+  // Loop thread: an operation counted by Started() failed to submit.
+  void NotStarted();
 
  private:
   explicit RbdQueue(Napi::Env env);
   static void OnAsync(uv_async_t* handle);
   static void OnCleanup(void* arg);
   void Drain();
+  void ReleaseLoopIfIdle();  // loop thread
 
   Napi::Env env_;
   uv_async_t async_;
   std::mutex mutex_;
   std::vector<RbdRecord> records_;  // guarded by mutex_
   bool dead_ = false;               // guarded by mutex_: env gone, never wake the loop again
+  int quiet_ = 0;                   // guarded by mutex_: records posted without a wake-up since the last one
+  size_t quietRecords_ = 0;         // guarded by mutex_: how many of records_ were posted quietly (already counted off)
   std::vector<RbdRecord> draining_; // loop thread only
   Napi::FunctionReference handler_;
   Napi::ObjectReference receiver_;
   Napi::Reference<Napi::Float64Array> batch_;  // grown when a drain holds more records
   size_t batchRecords_ = 0;                     // records batch_ holds room for
   std::unique_ptr<Napi::AsyncContext> context_;
-  int64_t pending_ = 0;  // loop thread: submitted, not yet delivered
+  // Started, not yet finished: decremented by Drain for the records it
+  // delivers, by PostQuietly for its own (on librbd's thread).
+  std::atomic<int64_t> pending_{0};
+  bool refed_ = false;  // loop thread: the async handle keeps the loop alive
 };
 
 }  // namespace tcmu

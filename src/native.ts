@@ -32,6 +32,20 @@ export interface NativeMapping {
   unwatch(): void;
   /** Unwatch, munmap, close fds (idempotent). Also runs at process exit. */
   close(): void;
+  /**
+   * The ring's completion side, shared with threads that complete commands
+   * themselves (native/ring_completer.h, src/tcmu/completion-state.ts):
+   * `state` is the block of words both sides update under its lock,
+   * `handle` what an addon takes to complete through it (NativeRbd's
+   * readv/writev). Once per mapping; after close() no completion touches
+   * the ring. Throws EPROTO when the mailbox describes an impossible ring.
+   */
+  completion(maxInFlight: number, pendingCapacity: number): { state: ArrayBuffer; handle: RingCompletionHandle };
+}
+
+/** An opaque native handle through which other threads complete a ring's commands. */
+export interface RingCompletionHandle {
+  readonly __ringCompletion: unique symbol;
 }
 
 /**
@@ -109,6 +123,15 @@ export interface NativeBinding {
    * (close() closes them; once if they are equal).
    */
   openShared(path: string, size: number, notifyFd: number, kickFd: number): NativeMapping;
+  /**
+   * What an addon does with a RingCompletionHandle (native/ring_completion.h):
+   * complete command `cmdId` in engine slot `slot` GOOD in the ring, on the
+   * calling thread (1: done, 0: left to the event loop). For tests of the
+   * engine's side without librbd.
+   */
+  ringCompleteGood(handle: RingCompletionHandle, slot: number, cmdId: number): number;
+  /** The same on a libuv pool thread: another thread than the event loop's, as librbd's. */
+  ringCompleteGoodOnPool(handle: RingCompletionHandle, slot: number, cmdId: number, cb: (err: Error | null, done: number) => void): void;
   /** socketpair(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC): [a, b]. */
   socketPair(): [number, number];
   /** fallocate(2); throws an Error with errno `code` (EOPNOTSUPP when the fs lacks the mode). */
@@ -268,8 +291,17 @@ export interface NativeRbd {
   /** rbd_close (finishes in-flight I/O and flushes librbd's cache). */
   close(image: NativeRbdImage, cb: (err: Error | null) => void): void;
   size(image: NativeRbdImage): number;
-  readv(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number): number;
-  writev(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number): number;
+  /**
+   * With `ring` (and the command's engine slot and cmd_id), a read that
+   * returns every byte, or a write that succeeds, completes that command
+   * GOOD in the ring on librbd's thread when it can (RingCompletion,
+   * native/ring_completion.h): its record then arrives late (with the next
+   * batch, not waking the event loop) with extra = COMPLETED_IN_RING, and
+   * nothing else must complete the command. Otherwise its record is the
+   * usual one.
+   */
+  readv(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number, ring?: RingCompletionHandle, slot?: number, cmdId?: number): number;
+  writev(image: NativeRbdImage, buffers: readonly ArrayBufferView[], offset: number, tag: number, ring?: RingCompletionHandle, slot?: number, cmdId?: number): number;
   flush(image: NativeRbdImage, tag: number): number;
   discard(image: NativeRbdImage, offset: number, length: number, tag: number): number;
   writeZeroes(image: NativeRbdImage, offset: number, length: number, tag: number): number;

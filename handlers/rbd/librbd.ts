@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 import { StorageError } from '../../src/backstore/errors.js';
 import { iovLength } from '../../src/iov.js';
 import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession, type NativeRbdSnap } from '../../src/native.js';
+import type { InRing } from '../../src/scsi/command.js';
 
 export type RbdSnapshot = NativeRbdSnap;
 
@@ -71,6 +72,8 @@ const watchers = new Map<number, () => void>();
 let nextWatchTag = 0;
 let installed: NativeRbd | undefined;
 const EILSEQ = constants.errno.EILSEQ;
+/** Record `extra` of an operation that completed its command in the ring (native/rbd.cc). */
+const COMPLETED_IN_RING = -1;
 
 function onBatch(batch: Float64Array, count: number): void {
   for (let i = 0; i < 3 * count; i += 3) {
@@ -83,6 +86,8 @@ function onBatch(batch: Float64Array, count: number): void {
     if (!slot) continue; // cannot happen: every tag is started once
     slots[tag] = undefined;
     freeTags.push(tag);
+    // Its command is complete already: the promise stays pending for good.
+    if (batch[i + 2] === COMPLETED_IN_RING) continue;
     settle(slot, batch[i + 1]!, batch[i + 2]!);
   }
 }
@@ -199,15 +204,22 @@ export class RbdImage {
     return this.rbd.size(this.handle);
   }
 
-  /** Fill `iov` from `offset`; a read that returns fewer bytes fails (EIO). */
-  readv(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
+  /**
+   * Fill `iov` from `offset`; a read that returns fewer bytes fails (EIO).
+   * With `inRing`, a full read completes its command in the ring instead
+   * of settling (see CallOptions.inRing).
+   */
+  readv(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
     const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
-    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag));
+    if (inRing === undefined) return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag));
+    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
   }
 
-  writev(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
+  /** With `inRing`, a successful write completes its command in the ring instead of settling. */
+  writev(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
     const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
-    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
+    if (inRing === undefined) return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
+    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
   }
 
   flush(failure?: FailureMap): Promise<void> {

@@ -26,7 +26,7 @@
  */
 import { StorageError } from '../../src/backstore/errors.js';
 import { iovLength } from '../../src/iov.js';
-import type { Backstore, Extent, LockHolder, WriteOptions } from '../../src/backstore/types.js';
+import type { Backstore, CallOptions, Extent, LockHolder, WriteOptions } from '../../src/backstore/types.js';
 import type { RbdConnection } from './connection.js';
 
 const CAW_SECTOR = 512;
@@ -108,8 +108,12 @@ export function rbdStore(init: RbdStoreInit): Backstore {
       return extents.length > 0 ? extents : [{ offset, length: Math.min(blockSize, end - offset), state: 'mapped' }];
     },
 
-    read(offset: number, iov: readonly Buffer[]): Promise<void> {
-      return connection.run((image, failure) => image.readv(offset, iov, failure));
+    // Reads and writes complete their command on librbd's thread when the
+    // core allows it (CallOptions.inRing), as tcmu-runner does.
+    completesInRing: true,
+
+    read(offset: number, iov: readonly Buffer[], opts?: CallOptions): Promise<void> {
+      return connection.run((image, failure) => image.readv(offset, iov, failure, opts?.inRing));
     },
 
     close(): Promise<void> {
@@ -119,8 +123,8 @@ export function rbdStore(init: RbdStoreInit): Backstore {
   if (init.readOnly) return store;
 
   Object.assign(store, {
-    write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): Promise<void> {
-      return connection.run((image, failure) => image.writev(offset, iov, failure));
+    write(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {
+      return connection.run((image, failure) => image.writev(offset, iov, failure, opts.inRing));
     },
     flush(): Promise<void> {
       return connection.run((image, failure) => image.flush(failure));

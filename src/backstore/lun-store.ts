@@ -111,6 +111,8 @@ export function toLunStore(handlerStore: Backstore): LunStore {
     discardGranularity: discardGranularityOf(store),
     hasBlockStatus,
     abortable: wantsSignals(store),
+    // The core's queue (maxInFlight) waits for every call to settle.
+    completesInRing: handlerStore.completesInRing === true && handlerStore.maxInFlight === undefined,
     read: bound(store, 'read'),
     write,
     flush,

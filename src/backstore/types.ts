@@ -74,6 +74,7 @@
 import type { Logger } from 'pino';
 import type { FileOpener } from './confine.js';
 import type { KeySource } from '../config/keyring.js';
+import type { InRing } from '../scsi/command.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -87,6 +88,16 @@ export interface CallOptions {
    * listener you added when the call settles.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Only for stores that declare `completesInRing`, and only on a read or
+   * write that is a whole READ or WRITE command whose GOOD completion needs
+   * nothing more from the core: the store may complete that command itself,
+   * from any thread, through NativeRbd-style `ring`, `index` and `cmdId`
+   * (src/native.ts). When it does, the call's promise must never settle
+   * (the command is done; settling it would complete it twice); otherwise
+   * it settles as usual.
+   */
+  readonly inRing?: InRing;
 }
 
 export interface WriteOptions extends CallOptions {
@@ -145,6 +156,12 @@ export interface Backstore {
   readonly maxInFlight?: number;
   /** True if the store honours `opts.signal`: the core then passes one (see "Aborts" above). */
   readonly abortable?: boolean;
+  /**
+   * True if the store may complete commands in the ring itself (`opts.inRing`,
+   * see CallOptions). Ignored with `maxInFlight` (the core's queue waits for
+   * every call to settle).
+   */
+  readonly completesInRing?: boolean;
   /**
    * False if a discarded range does NOT read back as zeros (an encryption
    * layer: zeros below decrypt to noise). The LUN then never claims LBPRZ
@@ -404,6 +421,8 @@ export interface LunStore {
   readonly hasBlockStatus: boolean;
   /** Pass each command's abort signal in CallOptions (the store is abortable or queued); otherwise pass none. */
   readonly abortable: boolean;
+  /** Reads and non-FUA (or FUA without a write cache) writes may take CallOptions.inRing. */
+  readonly completesInRing: boolean;
   read(offset: number, iov: readonly Buffer[], opts?: CallOptions): MaybePromise<void>;
   /** Throws EROFS when readOnly. FUA emulated by write + flush when the handler lacks it. */
   write(offset: number, iov: readonly Buffer[], opts: WriteOptions): MaybePromise<void>;

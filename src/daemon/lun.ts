@@ -129,6 +129,8 @@ export class Lun implements FaultOwner {
   }
 
   status(): LunStatus {
+    // Commands completed on other threads count from here on (and in the metrics, read right after).
+    this.engine?.collectForeign();
     return {
       id: this.id,
       uio: this.device.uio,
@@ -160,6 +162,7 @@ export class Lun implements FaultOwner {
         counters: this.counters,
         onBusy: this.armWatchdog,
         enter: this.enterFaultContext,
+        completeElsewhere: this.store.completesInRing,
       });
       this.engine.start();
     } catch (err) {
@@ -406,6 +409,7 @@ export class Lun implements FaultOwner {
    * that finds nothing in flight disarms the watchdog until the next command.
    */
   private checkProgress(): void {
+    this.engine?.collectForeign();
     const stats = this.engine?.stats;
     if (!stats) return this.disarmWatchdog();
     const w = this.watchdog;

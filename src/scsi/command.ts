@@ -4,6 +4,8 @@
  * possible in-flight command), fills one per ring entry and hands it to
  * `ScsiTarget.execute`; nothing here is allocated per command.
  */
+import type { RingCompletionHandle } from '../native.js';
+
 export interface ScsiCommand {
   /** The CDB, copied out of the ring (its length is exactly the CDB's length). */
   readonly cdb: Buffer;
@@ -41,6 +43,21 @@ export interface ScsiCommand {
    * Pass it to the store only when `store.abortable` (LogicalUnit helpers).
    */
   readonly signal?: AbortSignal;
+  /**
+   * Set when another thread may complete this command GOOD straight in the
+   * ring (the engine's ring offers it: out-of-order completion, and a
+   * mapping that shares its completion side). LogicalUnit passes it to a
+   * store that declares `completesInRing`, for READ and WRITE only.
+   */
+  readonly inRing?: InRing;
+}
+
+/** What an addon needs to complete one command in its ring (NativeRbd's readv/writev). */
+export interface InRing {
+  readonly ring: RingCompletionHandle;
+  /** The command's slot in the engine. */
+  readonly index: number;
+  readonly cmdId: number;
 }
 
 /** SCSI status bytes (SAM-5). */

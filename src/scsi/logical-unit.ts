@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { isAbortError } from '../backstore/errors.js';
 import type { CallOptions, LunStore, WriteOptions, WriteZeroesOptions } from '../backstore/types.js';
-import { ScsiStatus, type ScsiCommand } from './command.js';
+import { ScsiStatus, type InRing, type ScsiCommand } from './command.js';
 import type { CommandTable } from './command-table.js';
 import type { TargetPortGroupSource } from './alua.js';
 import type { CopyPeerLookup } from './copy-peers.js';
@@ -121,6 +121,34 @@ export class LogicalUnit {
   writeOptions(cmd: ScsiCommand, fua: boolean): WriteOptions {
     if (!this.store.abortable) return fua ? FUA_ON : FUA_OFF;
     return { fua, signal: cmd.signal };
+  }
+
+  /**
+   * CallOptions for a read that is the whole READ command `cmd` (`bytes`
+   * long): with cmd.inRing when the store may complete it in the ring.
+   */
+  readOptions(cmd: ScsiCommand, bytes: number): CallOptions | undefined {
+    const inRing = this.inRingFor(cmd, bytes);
+    if (inRing === undefined) return this.callOptions(cmd);
+    return this.store.abortable ? { signal: cmd.signal, inRing } : { inRing };
+  }
+
+  /** WriteOptions for a write that is the whole WRITE command `cmd`, as readOptions. */
+  commandWriteOptions(cmd: ScsiCommand, bytes: number, fua: boolean): WriteOptions {
+    // A FUA write to a store with a write cache may be followed by a flush
+    // (LunStore): the command is not done when the write is.
+    const inRing = fua && this.store.writeCache ? undefined : this.inRingFor(cmd, bytes);
+    if (inRing === undefined) return this.writeOptions(cmd, fua);
+    return this.store.abortable ? { fua, signal: cmd.signal, inRing } : { fua, inRing };
+  }
+
+  /**
+   * cmd.inRing when the store completes in the ring and a GOOD completion
+   * of `bytes` needs nothing from the engine (the whole buffer, no bidi).
+   */
+  private inRingFor(cmd: ScsiCommand, bytes: number): InRing | undefined {
+    if (!this.store.completesInRing || cmd.inRing === undefined || bytes !== cmd.iovLength || cmd.bidiIov.length !== 0) return undefined;
+    return cmd.inRing;
   }
 
   /** WriteZeroesOptions for `cmd`, with its abort signal when the store takes one. */

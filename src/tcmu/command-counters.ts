@@ -119,7 +119,8 @@ export class CommandCounters {
     return n;
   }
 
-  completed(cmd: CountedCommand, status: number): void {
+  /** `at`: when it completed (performance.now() ms), if not the cached clock (a completion made on another thread). */
+  completed(cmd: CountedCommand, status: number, at = this.now): void {
     const group = GROUP_OF[cmd.cdb[0]!]!;
     if (status === 0) {
       if (group <= WRITE) this.bytes[group]! += cmd.iovLength; // READ = 0, WRITE = 1
@@ -132,7 +133,7 @@ export class CommandCounters {
       this.errors[NO_SENSE_STATUS]!++;
     }
     if (group < TIMED_GROUPS) {
-      const ms = this.now - this.startedAt[cmd.index]!;
+      const ms = at - this.startedAt[cmd.index]!;
       const latency = ms > 0 ? ms : 0;
       const bucket = latencyBucket(latency);
       this.latencyCounts[group * LATENCY_BUCKETS + bucket]!++;

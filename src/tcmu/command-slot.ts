@@ -5,7 +5,8 @@
  */
 import { Buffer } from 'node:buffer';
 import { StorageError } from '../backstore/errors.js';
-import type { ScsiCommand } from '../scsi/command.js';
+import type { InRing, ScsiCommand } from '../scsi/command.js';
+import type { RingCompletionHandle } from '../native.js';
 import { MAX_CDB_LENGTH, SENSE_SIZE, TmrType } from './ring-layout.js';
 
 /** iov arrays of these lengths are cached per slot; longer ones are allocated (rare). */
@@ -42,6 +43,13 @@ export class CommandSlot implements ScsiCommand {
   entryLenOp = 0;
   /** Completed (status known) but not yet passed by the tail (in-order mode). */
   done = false;
+  /** The engine's ring completion handle, when other threads may complete in its ring. */
+  ring: RingCompletionHandle | undefined = undefined;
+
+  /** ScsiCommand.inRing: this slot itself, when its ring takes completions from other threads. */
+  get inRing(): InRing | undefined {
+    return this.ring === undefined ? undefined : (this as InRing);
+  }
 
   private readonly cdbStorage: Buffer;
   /** cdb views of each length over cdbStorage, made on first use. */

@@ -9,12 +9,17 @@
  * engine stops consuming (entries wait in the ring, the kernel queues behind
  * them) and resumes as soon as a completion frees one.
  *
+ * Commands whose store finished on another thread may be completed right
+ * there (completion-state.ts): those slots come back through the shared
+ * block and are freed at the start of the next batch (collectForeign).
+ *
  * The engine does not own the mapping: close() stops it, the caller unmaps.
  */
 import type { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
+import { CompletionState, Word, monotonicToPerformance } from './completion-state.js';
 import type { CommandCounters } from './command-counters.js';
 import { decodeCommand } from './entry-decode.js';
 import { isPromiseLike } from '../backstore/maybe.js';
@@ -74,6 +79,13 @@ export interface RingEngineOptions {
    * commands start, then belongs to that LUN.
    */
   enter?: (consume: () => void) => void;
+  /**
+   * Let other threads complete commands in this ring (ScsiCommand.inRing;
+   * for a store that declares completesInRing): the ring's completion side
+   * is then shared with native code (completion-state.ts). Only on rings
+   * that complete out of order. Default false.
+   */
+  completeElsewhere?: boolean;
   /** Monitoring counters this engine feeds (plain numbers, see command-counters.ts). */
   counters?: CommandCounters;
   /**
@@ -105,6 +117,8 @@ export interface RingEngineStats {
   iovecs: number;
   /** Data-in bytes zero-filled because no command produced them (see limitDataIn). */
   zeroFilledBytes: number;
+  /** Commands another thread completed in the ring (counted in `commands` too; see completion-state.ts). */
+  completedElsewhere: number;
 }
 
 export class RingEngineError extends Error {
@@ -120,7 +134,17 @@ export class RingEngineError extends Error {
 type State = 'idle' | 'running' | 'draining' | 'broken' | 'closed';
 
 export class RingEngine {
-  readonly stats: RingEngineStats = { commands: 0, inFlight: 0, maxInFlight: 0, errors: 0, kicks: 0, batches: 0, iovecs: 0, zeroFilledBytes: 0 };
+  readonly stats: RingEngineStats = {
+    commands: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    errors: 0,
+    kicks: 0,
+    batches: 0,
+    iovecs: 0,
+    zeroFilledBytes: 0,
+    completedElsewhere: 0,
+  };
   /** Mailbox flags the kernel announced. */
   readonly flags: number;
 
@@ -141,19 +165,17 @@ export class RingEngine {
   /** Next entry to consume (ring-relative). */
   private consumed = 0;
   /**
-   * Entries consumed but not yet passed by the tail, in ring order: their
-   * offset and len_op as read when consumed. The tail moves by these
-   * recorded lengths, never by re-reading the ring (a kernel that rewrites
-   * len_op in flight must not steer the tail), and each entry's len_op is
-   * checked unchanged before the tail passes it.
+   * The tail (ring-relative), the tail the kernel has seen, and the entries
+   * consumed but not yet passed by the tail, in ring order: their offset
+   * and len_op as read when consumed. The tail moves by these recorded
+   * lengths, never by re-reading the ring (a kernel that rewrites len_op in
+   * flight must not steer the tail), and each entry's len_op is checked
+   * unchanged before the tail passes it. Shared with threads that complete
+   * commands themselves: read and written only under cs.lock().
    */
-  private pendingOffset: Int32Array;
-  private pendingLenOp: Uint32Array;
-  private pendingHead = 0;
-  private pendingCount = 0;
-  /** Our tail (ring-relative); `published` is what the kernel has seen. */
-  private tail = 0;
-  private published = 0;
+  private readonly cs: CompletionState;
+  /** cs.words[Word.Kicks] when last collected. */
+  private foreignKicks = 0;
 
   private state: State = 'idle';
   private inBatch = false;
@@ -171,6 +193,7 @@ export class RingEngine {
   private readonly counters?: CommandCounters;
   private readonly enter?: (consume: () => void) => void;
   private readonly consumeBound = () => this.consume();
+  private readonly collectBound = () => this.collect();
 
   constructor(
     private readonly mapping: NativeMapping,
@@ -200,9 +223,11 @@ export class RingEngine {
     for (let i = 0; i < max; i++) this.freeSlots[i] = max - 1 - i;
     this.freeCount = max;
     this.order = new Int32Array(max);
-    this.pendingOffset = new Int32Array(Math.max(64, 2 * max));
-    this.pendingLenOp = new Uint32Array(this.pendingOffset.length);
-    for (const slot of this.slots) this.bindSlotCallbacks(slot);
+    this.cs = CompletionState.create(mapping, max, this.ooo && opts.completeElsewhere === true);
+    for (const slot of this.slots) {
+      this.bindSlotCallbacks(slot);
+      slot.ring = this.cs.handle;
+    }
     this.counters = opts.counters;
     this.counters?.reserve(max);
     this.enter = opts.enter;
@@ -228,7 +253,8 @@ export class RingEngine {
       const tail = this.mapping.loadAcquire32(Mailbox.cmdTail);
       const head = this.mapping.loadAcquire32(Mailbox.cmdHead);
       if (!this.checkRingOffset(tail, 'cmd_tail') || !this.checkRingOffset(head, 'cmd_head')) return;
-      this.consumed = this.tail = this.published = tail;
+      this.consumed = tail;
+      this.cs.words[Word.Tail] = this.cs.words[Word.Published] = tail;
       this.mapping.watch(
         () => this.runBatch(true),
         (err) => this.fail(err),
@@ -241,6 +267,9 @@ export class RingEngine {
   /** Stop consuming new entries; resolves once every in-flight command completed and the tail is published. */
   drain(): Promise<void> {
     if (this.state === 'running') this.state = 'draining';
+    // Every completion from here on comes through the event loop, so the
+    // count below is exact and the last one resolves the wait.
+    this.withLock(this.closeToForeign);
     // A broken or closed engine answers nothing more: nothing to wait for.
     if ((this.stats.inFlight === 0 && !this.flushScheduled) || this.state === 'broken' || this.state === 'closed') return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
@@ -249,6 +278,7 @@ export class RingEngine {
   /** Stop watching; completions arriving later are dropped. Idempotent. Does not close the mapping. */
   close(): void {
     if (this.state === 'closed') return;
+    this.withLock(this.closeToForeign);
     this.state = 'closed';
     this.mapping.unwatch();
     this.resolveDrainWaiters();
@@ -270,13 +300,20 @@ export class RingEngine {
     this.inBatch = true;
     this.stats.batches++;
     if (consume) this.counters?.clock(); // publish-only batches: completeAsync already read it
+    const locked = this.cs.lock();
     try {
+      this.collect();
       if (consume && this.state === 'running') {
         if (this.enter) this.enter(this.consumeBound);
         else this.consume();
       }
       this.publish();
+      // Other threads complete only while nothing waits on a completion
+      // for the event loop to see: a stalled ring resumes when a slot
+      // frees, and nothing would wake the loop for one freed elsewhere.
+      this.cs.words[Word.Open] = this.cs.handle !== undefined && this.state === 'running' && !this.stalled ? 1 : 0;
     } finally {
+      if (locked) this.cs.unlock();
       this.inBatch = false;
     }
     if (!consume && this.stalled && this.state === 'running' && !this.resumeScheduled) {
@@ -295,14 +332,72 @@ export class RingEngine {
   private publish(): void {
     if (this.state === 'closed' || this.state === 'broken') return;
     this.skipNonCommands();
-    if (this.tail === this.published || this.broken) return;
-    this.published = this.tail;
+    const words = this.cs.words;
+    const tail = words[Word.Tail]!;
+    if (tail === words[Word.Published] || this.broken) return;
+    words[Word.Published] = tail;
     // Atomics.store is sequentially consistent (at least release): every
     // response written above is visible before the kernel sees the tail.
     // JS, not the addon's storeRelease32: one N-API call less per batch.
-    Atomics.store(this.view.u32, Mailbox.cmdTail >>> 2, this.tail);
+    Atomics.store(this.view.u32, Mailbox.cmdTail >>> 2, tail);
     this.mapping.kick();
     this.stats.kicks++;
+  }
+
+  /** Run `fn` holding the completion lock (or inside the batch that holds it). */
+  private withLock(fn: () => void): void {
+    const locked = this.cs.lock();
+    try {
+      fn();
+    } finally {
+      if (locked) this.cs.unlock();
+    }
+  }
+
+  /** Completions from here on come through the event loop (lock held); collects the others first. */
+  private readonly closeToForeign = (): void => {
+    this.cs.words[Word.Open] = 0;
+    this.collect();
+  };
+
+  /**
+   * Collect the commands other threads completed since the last look and
+   * free their slots (lock held). Their responses and the tail are
+   * already in the ring; only the bookkeeping is left. The engine's stats,
+   * counters and drain() see them from here on.
+   */
+  private collect(): void {
+    const words = this.cs.words;
+    const count = words[Word.DoneCount]!;
+    if (count === 0) return;
+    words[Word.DoneCount] = 0;
+    const kicks = words[Word.Kicks]!;
+    this.stats.kicks += kicks - this.foreignKicks;
+    this.foreignKicks = kicks;
+    const done = this.cs.done;
+    for (let i = 0; i < count && i < done.length; i++) {
+      const slot = this.slots[done[i]!];
+      // Only ever a slot in flight: anything else is native code gone wrong.
+      if (slot === undefined || this.slotById[slot.cmdId] !== slot.index) {
+        this.fail(new RingEngineError('EPROTO', `a command completed off the event loop names slot ${done[i]}, which holds no command`));
+        return;
+      }
+      this.counters?.completed(slot, 0, monotonicToPerformance(this.cs.doneAt[i]!));
+      this.stats.commands++;
+      this.stats.completedElsewhere++;
+      this.release(slot);
+    }
+    if (this.stats.inFlight === 0 && this.state !== 'running') this.resolveDrainWaiters();
+  }
+
+  /**
+   * Free the slots of commands other threads completed (the stuck-I/O
+   * watchdog and status readers call this before they read `stats`: with
+   * every completion made elsewhere, nothing else would refresh them).
+   */
+  collectForeign(): void {
+    if (this.cs.handle === undefined || this.state === 'closed' || this.state === 'broken') return;
+    this.withLock(this.collectBound);
   }
 
   // ---- consume ----------------------------------------------------------
@@ -330,6 +425,11 @@ export class RingEngine {
         this.fail(new RingEngineError('EPROTO', `ring entry at ${at} has length ${len} (head ${head}, ring ${cmdrSize}): ring broken`));
         return;
       }
+      if (this.cs.words[Word.PendingCount] === this.cs.capacity) {
+        this.stalled = true; // resumes when the tail passes an entry
+        if (this.counters) this.counters.backPressureEvents++;
+        return;
+      }
       if (op === Op.Cmd) {
         if (this.freeCount === 0) {
           this.stalled = true; // resumes when a completion frees a slot
@@ -352,26 +452,15 @@ export class RingEngine {
     }
   }
 
+  /** Record a consumed entry (lock held; consume() checked there is room). */
   private pushPending(at: number, lenOp: number): void {
-    let capacity = this.pendingOffset.length;
-    if (this.pendingCount === capacity) {
-      // Only TMR/PAD entries queued behind a slow command grow this; the
-      // ring itself bounds it (an entry is at least 8 bytes).
-      const offsets = new Int32Array(capacity * 2);
-      const lenOps = new Uint32Array(capacity * 2);
-      for (let i = 0; i < this.pendingCount; i++) {
-        const j = (this.pendingHead + i) % capacity;
-        offsets[i] = this.pendingOffset[j]!;
-        lenOps[i] = this.pendingLenOp[j]!;
-      }
-      this.pendingOffset = offsets;
-      this.pendingLenOp = lenOps;
-      this.pendingHead = 0;
-      capacity *= 2;
-    }
-    const j = (this.pendingHead + this.pendingCount++) % capacity;
-    this.pendingOffset[j] = at;
-    this.pendingLenOp[j] = lenOp;
+    const cs = this.cs;
+    const words = cs.words;
+    const count = words[Word.PendingCount]!;
+    const j = (words[Word.PendingHead]! + count) & cs.mask;
+    cs.pendingOffset[j] = at;
+    cs.pendingLenOp[j] = lenOp;
+    words[Word.PendingCount] = count + 1;
   }
 
   private startCommand(base: number, at: number, lenOp: number): void {
@@ -444,7 +533,12 @@ export class RingEngine {
     slot.onReject = (err: unknown) => {
       this.opts.log?.error({ err, cmdId: slot.cmdId }, 'ScsiTarget.execute rejected');
       if (this.state === 'closed' || this.state === 'broken') return;
-      this.failCommand(slot);
+      const locked = this.cs.lock();
+      try {
+        this.failCommand(slot);
+      } finally {
+        if (locked) this.cs.unlock();
+      }
       this.requestBatch();
     };
   }
@@ -453,7 +547,12 @@ export class RingEngine {
     // A broken ring is not written any more: the kernel times these out.
     if (this.state === 'closed' || this.state === 'broken') return;
     if (!this.flushScheduled) this.counters?.clock(); // first completion since the last publish
-    this.complete(slot, status);
+    const locked = this.cs.lock();
+    try {
+      this.complete(slot, status);
+    } finally {
+      if (locked) this.cs.unlock();
+    }
     this.requestBatch();
   }
 
@@ -469,7 +568,7 @@ export class RingEngine {
       // OOOC: the response goes into the next CMD slot at the tail, whichever entry it was.
       this.skipNonCommands();
       if (this.broken || !this.checkUnchanged()) return;
-      const base = this.view.cmdrOffset + this.tail;
+      const base = this.view.cmdrOffset + this.cs.words[Word.Tail]!;
       this.writeResponse(slot, base, status);
       this.view.u16[(base + EntryHeader.cmdId) >>> 1] = slot.cmdId;
       this.stats.commands++;
@@ -561,30 +660,40 @@ export class RingEngine {
 
   // ---- ring arithmetic --------------------------------------------------
 
-  /** Move the tail over consumed PAD/TMR entries so their ring space is reclaimed. */
+  /** Move the tail over consumed PAD/TMR entries so their ring space is reclaimed (lock held). */
   private skipNonCommands(): void {
-    while (this.pendingCount > 0 && (this.pendingLenOp[this.pendingHead]! & OP_MASK) !== Op.Cmd) {
+    const cs = this.cs;
+    const words = cs.words;
+    while (words[Word.PendingCount]! > 0 && (cs.pendingLenOp[words[Word.PendingHead]!]! & OP_MASK) !== Op.Cmd) {
       if (!this.checkUnchanged()) return;
       this.popPending();
     }
   }
 
-  /** Move the tail over the entry at the front of the pending queue (by its recorded length). */
+  /** Move the tail over the entry at the front of the pending queue, by its recorded length (lock held). */
   private popPending(): void {
-    const lenOp = this.pendingLenOp[this.pendingHead]!;
-    this.pendingHead = (this.pendingHead + 1) % this.pendingOffset.length;
-    this.pendingCount--;
-    const next = this.tail + (lenOp & ~OP_MASK);
-    this.tail = next === this.view.cmdrSize ? 0 : next;
+    const cs = this.cs;
+    const words = cs.words;
+    const head = words[Word.PendingHead]!;
+    const lenOp = cs.pendingLenOp[head]!;
+    words[Word.PendingHead] = (head + 1) & cs.mask;
+    words[Word.PendingCount]!--;
+    const next = words[Word.Tail]! + (lenOp & ~OP_MASK);
+    words[Word.Tail] = next === this.view.cmdrSize ? 0 : next;
+    if (this.stalled) this.requestBatch(); // a full pending queue has room again
   }
 
-  /** The entry at the tail still has the len_op it had when consumed; fails the engine if not. */
+  /** The entry at the tail still has the len_op it had when consumed; fails the engine if not (lock held). */
   private checkUnchanged(): boolean {
-    const recorded = this.pendingLenOp[this.pendingHead]!;
-    const now = this.view.u32[(this.view.cmdrOffset + this.tail) >>> 2]!;
-    if (this.pendingCount > 0 && this.pendingOffset[this.pendingHead] === this.tail && now === recorded) return true;
+    const cs = this.cs;
+    const words = cs.words;
+    const head = words[Word.PendingHead]!;
+    const tail = words[Word.Tail]!;
+    const recorded = cs.pendingLenOp[head]!;
+    const now = this.view.u32[(this.view.cmdrOffset + tail) >>> 2]!;
+    if (words[Word.PendingCount]! > 0 && cs.pendingOffset[head] === tail && now === recorded) return true;
     this.fail(
-      new RingEngineError('EPROTO', `len_op of the in-flight entry at ${this.tail} changed from 0x${recorded.toString(16)} to 0x${now.toString(16)}: ring broken`),
+      new RingEngineError('EPROTO', `len_op of the in-flight entry at ${tail} changed from 0x${recorded.toString(16)} to 0x${now.toString(16)}: ring broken`),
     );
     return false;
   }
@@ -603,6 +712,7 @@ export class RingEngine {
   private fail(err: Error): void {
     if (this.state === 'closed' || this.state === 'broken') return;
     this.state = 'broken';
+    this.cs.words[Word.Open] = 0; // a broken ring is not written any more, by anyone
     this.mapping.unwatch();
     this.resolveDrainWaiters();
     // The owner knows whether this is an ordinary device removal; only log

@@ -61,7 +61,7 @@ function readBlocks(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numb
   if (blocks === 0) return ScsiStatus.Good; // SBC-4: zero blocks is no transfer, not an error
   let r: void | Promise<void>;
   try {
-    r = lu.store.read(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), lu.callOptions(cmd));
+    r = lu.store.read(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), lu.readOptions(cmd, bytes));
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Read);
   }
@@ -71,7 +71,11 @@ function readBlocks(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numb
   return ScsiStatus.Good;
 }
 
-/** Shared by WRITE, WRITE AND VERIFY: checks, CAW lock wait, FUA policy. */
+/**
+ * Shared by WRITE, WRITE AND VERIFY: checks, CAW lock wait, FUA policy.
+ * `whole`: nothing follows the write (WRITE), so the store may complete the
+ * command itself (CallOptions.inRing); WRITE AND VERIFY reads back after it.
+ */
 export function writeBlocks(
   lu: LogicalUnit,
   cmd: ScsiCommand,
@@ -79,6 +83,7 @@ export function writeBlocks(
   blocks: number,
   lengthByte: number,
   fua: boolean,
+  whole = true,
 ): number | Promise<number> {
   const bytes = blocks * lu.blockSize;
   const bad = lu.validateIo(cmd, lba, blocks, lengthByte, bytes);
@@ -87,12 +92,13 @@ export function writeBlocks(
   if (blocks === 0) return ScsiStatus.Good;
   if (lu.lock.held !== 0) {
     const busy = lu.lock.overlapping(lba, blocks);
-    if (busy) return busy.then(() => writeBlocks(lu, cmd, lba, blocks, lengthByte, fua));
+    if (busy) return busy.then(() => writeBlocks(lu, cmd, lba, blocks, lengthByte, fua, whole));
   }
   let r: void | Promise<void>;
   try {
     // WCE=0 means the initiator was promised no volatile cache: every write is FUA.
-    r = lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), lu.writeOptions(cmd, fua || !lu.wce));
+    const opts = whole ? lu.commandWriteOptions(cmd, bytes, fua || !lu.wce) : lu.writeOptions(cmd, fua || !lu.wce);
+    r = lu.store.write(lba * lu.blockSize, sliceIov(cmd.iov, 0, bytes, cmd.iovLength), opts);
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Write);
   }

@@ -59,7 +59,7 @@ export function writeAndVerify16(lu: LogicalUnit, cmd: ScsiCommand): number | Pr
  * data-out; with BYTCHK=0 reading it without a medium error is the check.
  */
 async function writeAndVerify(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: number, lengthByte: number): Promise<number> {
-  const written = await writeBlocks(lu, cmd, lba, blocks, lengthByte, true);
+  const written = await writeBlocks(lu, cmd, lba, blocks, lengthByte, true, false);
   if (written !== ScsiStatus.Good || blocks === 0) return written;
   const mode = (cmd.cdb[1] & 0x02) !== 0 ? CompareMode.Full : CompareMode.None;
   return finishCompare(lu, cmd, lba, blocks, mode);
