@@ -11,22 +11,19 @@ import { ScsiDisk } from '../../src/scsi/index.js';
 import { UFlag } from '../../src/tcmu/ring-layout.js';
 import { KernelSim } from '../sim/kernel-sim.js';
 import { IDENTITY, cdb as cdbs } from '../scsi/harness.js';
+import { closedAfterEach } from './closed-after-each.js';
 import { RamStore } from '../scsi/ram-store.js';
 
 let sim: KernelSim | undefined;
 let engine: RingEngine | undefined;
-afterEach(() => {
-  engine?.close();
-  sim?.close();
-  engine = sim = undefined;
-});
+const live = closedAfterEach();
 
 async function setup(readLen: boolean) {
-  sim = KernelSim.create({ ringSize: 16 * 1024, dataSize: 1 << 20, ooo: true, readLen });
+  sim = live.track(KernelSim.create({ ringSize: 16 * 1024, dataSize: 1 << 20, ooo: true, readLen }));
   const store = new RamStore({ blocks: 64 });
   store.data.fill(0x3c);
   const disk = new ScsiDisk(store, IDENTITY);
-  engine = new RingEngine(sim.runnerMapping(), disk);
+  engine = live.track(new RingEngine(sim.runnerMapping(), disk));
   engine.start();
   await sim.submit(Buffer.from([0, 0, 0, 0, 0, 0])); // power-on unit attention
   return { sim, store, engine };

@@ -12,15 +12,12 @@ import { CommandCounters } from '../../src/tcmu/command-counters.js';
 import { RingEngine } from '../../src/tcmu/ring-engine.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { read10, write10 } from './ram-target.js';
+import { closedAfterEach } from './closed-after-each.js';
 import { settle, waitFor } from './wait.js';
 
 let sim: KernelSim | undefined;
 let engine: RingEngine | undefined;
-afterEach(() => {
-  engine?.close();
-  sim?.close();
-  engine = sim = undefined;
-});
+const live = closedAfterEach();
 
 /** Parks every command; the test completes each one on the event loop or elsewhere. */
 class ParkingTarget implements ScsiTarget {
@@ -33,11 +30,11 @@ class ParkingTarget implements ScsiTarget {
 }
 
 function setup(simOpts: Partial<KernelSimOptions> = {}, maxInFlight = 128, completeElsewhere = true) {
-  sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true, ...simOpts });
+  sim = live.track(KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true, ...simOpts }));
   const target = new ParkingTarget();
   const errors: Error[] = [];
   const counters = new CommandCounters();
-  engine = new RingEngine(sim.runnerMapping(), target, { maxInFlight, counters, completeElsewhere, onError: (err) => errors.push(err) });
+  engine = live.track(new RingEngine(sim.runnerMapping(), target, { maxInFlight, counters, completeElsewhere, onError: (err) => errors.push(err) }));
   engine.start();
   return { sim, target, engine, errors, counters };
 }

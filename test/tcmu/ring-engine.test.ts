@@ -5,15 +5,12 @@ import { createSlots } from '../../src/tcmu/command-slot.js';
 import { CmdReq, Mailbox, TmrType } from '../../src/tcmu/ring-layout.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { BLOCK, RamTarget, inquiry, read10, write10, type Timing } from './ram-target.js';
+import { closedAfterEach } from './closed-after-each.js';
 import { settle, waitFor } from './wait.js';
 
 let sim: KernelSim | undefined;
 let engine: RingEngine | undefined;
-afterEach(() => {
-  engine?.close();
-  sim?.close();
-  engine = sim = undefined;
-});
+const live = closedAfterEach();
 
 function setup(
   simOpts: Partial<KernelSimOptions> = {},
@@ -21,9 +18,9 @@ function setup(
   engineOpts: RingEngineOptions = {},
   target?: ScsiTarget,
 ) {
-  sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true, ...simOpts });
+  sim = live.track(KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true, ...simOpts }));
   const ram = new RamTarget(8192, timing);
-  engine = new RingEngine(sim.runnerMapping(), target ?? ram, engineOpts);
+  engine = live.track(new RingEngine(sim.runnerMapping(), target ?? ram, engineOpts));
   engine.start();
   return { sim, ram, engine };
 }
@@ -100,10 +97,10 @@ describe('RingEngine: data path', () => {
   });
 
   test('commands already in the ring before start() are consumed', async () => {
-    sim = KernelSim.create({ ringSize: 4096, dataSize: 1 << 20, ooo: true, readLen: true });
+    sim = live.track(KernelSim.create({ ringSize: 4096, dataSize: 1 << 20, ooo: true, readLen: true }));
     const pending = [sim.submit(read10(0, 1), { inLength: BLOCK }), sim.submit(read10(1, 1), { inLength: BLOCK })];
     await settle(5);
-    engine = new RingEngine(sim.runnerMapping(), new RamTarget(16));
+    engine = live.track(new RingEngine(sim.runnerMapping(), new RamTarget(16)));
     engine.start();
     for (const r of await Promise.all(pending)) expect(r.status).toBe(0);
   });
@@ -463,7 +460,7 @@ describe('RingEngine: failures', () => {
   });
 
   test('a mailbox that is not version 2 is refused', () => {
-    sim = KernelSim.create({ ringSize: 4096, dataSize: 65536, ooo: true, readLen: true, mailboxVersion: 1 });
+    sim = live.track(KernelSim.create({ ringSize: 4096, dataSize: 65536, ooo: true, readLen: true, mailboxVersion: 1 }));
     expect(() => new RingEngine(sim!.runnerMapping(), new RamTarget(1))).toThrow(/mailbox version 1/);
   });
 

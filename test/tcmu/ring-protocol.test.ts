@@ -9,21 +9,18 @@ import { RingEngine, RingEngineError } from '../../src/tcmu/ring-engine.js';
 import { Mailbox, Op, TmrEntry } from '../../src/tcmu/ring-layout.js';
 import { KernelSim } from '../sim/kernel-sim.js';
 import { BLOCK, RamTarget, read10 } from './ram-target.js';
+import { closedAfterEach } from './closed-after-each.js';
 import { settle, waitFor } from './wait.js';
 
 let sim: KernelSim | undefined;
 let engine: RingEngine | undefined;
-afterEach(() => {
-  engine?.close();
-  sim?.close();
-  engine = sim = undefined;
-});
+const live = closedAfterEach();
 
 function create(ooo = true) {
-  sim = KernelSim.create({ ringSize: 4096, dataSize: 1 << 20, ooo, readLen: true });
+  sim = live.track(KernelSim.create({ ringSize: 4096, dataSize: 1 << 20, ooo, readLen: true }));
   const errors: RingEngineError[] = [];
   const ram = new RamTarget(64, 'manual');
-  engine = new RingEngine(sim.runnerMapping(), ram, { onError: (e) => errors.push(e as RingEngineError) });
+  engine = live.track(new RingEngine(sim.runnerMapping(), ram, { onError: (e) => errors.push(e as RingEngineError) }));
   return { sim, ram, engine, errors, u32: new Uint32Array(sim.runnerMapping().buffer) };
 }
 

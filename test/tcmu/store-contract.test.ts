@@ -15,6 +15,7 @@ import { TmrType } from '../../src/tcmu/ring-layout.js';
 import { KernelSim, type SimResult } from '../sim/kernel-sim.js';
 import { IDENTITY } from '../scsi/harness.js';
 import { BLOCK, read10, write10 } from './ram-target.js';
+import { closedAfterEach } from './closed-after-each.js';
 import { settle, waitFor } from './wait.js';
 
 const TASK_ABORTED = 0x40;
@@ -104,15 +105,11 @@ class ProbeStore implements Backstore {
 
 let sim: KernelSim | undefined;
 let engine: RingEngine | undefined;
-afterEach(() => {
-  engine?.close();
-  sim?.close();
-  engine = sim = undefined;
-});
+const live = closedAfterEach();
 
 async function setup(probe: ProbeStore) {
-  sim = KernelSim.create({ ringSize: 256 * 1024, dataSize: 8 << 20, ooo: true, readLen: true });
-  engine = new RingEngine(sim.runnerMapping(), new ScsiDisk(toLunStore(probe), IDENTITY));
+  sim = live.track(KernelSim.create({ ringSize: 256 * 1024, dataSize: 8 << 20, ooo: true, readLen: true }));
+  engine = live.track(new RingEngine(sim.runnerMapping(), new ScsiDisk(toLunStore(probe), IDENTITY)));
   engine.start();
   await sim.submit(Buffer.from([0, 0, 0, 0, 0, 0])); // the power-on unit attention
   return sim;
