@@ -211,15 +211,13 @@ export class RbdImage {
    */
   readv(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
     const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
-    if (inRing === undefined) return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag));
-    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
+    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing?.ring, inRing?.index, inRing?.cmdId));
   }
 
   /** With `inRing`, a successful write completes its command in the ring instead of settling. */
   writev(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
     const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
-    if (inRing === undefined) return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
-    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
+    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing?.ring, inRing?.index, inRing?.cmdId));
   }
 
   flush(failure?: FailureMap): Promise<void> {

@@ -533,12 +533,7 @@ export class RingEngine {
     slot.onReject = (err: unknown) => {
       this.opts.log?.error({ err, cmdId: slot.cmdId }, 'ScsiTarget.execute rejected');
       if (this.state === 'closed' || this.state === 'broken') return;
-      const locked = this.cs.lock();
-      try {
-        this.failCommand(slot);
-      } finally {
-        if (locked) this.cs.unlock();
-      }
+      this.withLock(() => this.failCommand(slot));
       this.requestBatch();
     };
   }
