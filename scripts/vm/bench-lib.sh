@@ -167,7 +167,9 @@ prof_lines() {
 # thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines;
 # then the runner daemons' own samples (tcmu-ts's $RUNNER_PID and, when
 # running, tcmu-runner's $TR_PID; BENCH_PROFILE_PIDS overrides) by thread and
-# library ("runner-dso") and by thread, library and symbol, and the threads
+# library ("runner-dso"), by thread id ("runner-tid"), each daemon's main
+# thread by library and symbol ("main-sym PID"), by thread, library and
+# symbol, and the threads
 # named in BENCH_PROFILE_COMMS (default node) by library and symbol.
 # Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
 bench_profile() {
@@ -186,6 +188,11 @@ bench_profile() {
   pids=${pids// /,} # perf takes a comma-separated list
   if [ -n "$pids" ]; then
     prof_lines 20 runner-dso --pid "$pids" --sort comm,dso
+    # Per thread id: threads share names (node's main thread, libuv's pool
+    # and V8's helpers are all "node"), and a process's main thread has tid = pid.
+    prof_lines 24 runner-tid --pid "$pids" --sort tid
+    local pid
+    for pid in ${pids//,/ }; do prof_lines 40 "main-sym $pid" --tid "$pid" --sort dso,sym; done
     prof_lines 40 runner-sym --pid "$pids" --sort comm,dso,sym
     for comm in ${BENCH_PROFILE_COMMS:-node}; do
       prof_lines 50 "thread-sym $comm" --pid "$pids" --comms "$comm" --sort dso,sym
