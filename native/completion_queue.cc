@@ -1,11 +1,11 @@
-#include "rbd_queue.h"
+#include "completion_queue.h"
 
 #include <algorithm>
 
 namespace tcmu {
 
-RbdQueue* RbdQueue::Create(Napi::Env env) {
-  auto* queue = new RbdQueue(env);
+CompletionQueue* CompletionQueue::Create(Napi::Env env, const char* name) {
+  auto* queue = new CompletionQueue(env, name);
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   uv_async_init(loop, &queue->async_, OnAsync);
@@ -15,9 +15,9 @@ RbdQueue* RbdQueue::Create(Napi::Env env) {
   return queue;
 }
 
-RbdQueue::RbdQueue(Napi::Env env) : env_(env) {}
+CompletionQueue::CompletionQueue(Napi::Env env, const char* name) : env_(env), name_(name) {}
 
-void RbdQueue::Post(const RbdRecord& record) {
+void CompletionQueue::Post(const CompletionRecord& record) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (dead_) return;
   records_.push_back(record);
@@ -26,7 +26,7 @@ void RbdQueue::Post(const RbdRecord& record) {
   uv_async_send(&async_);
 }
 
-void RbdQueue::PostQuietly(const RbdRecord& record) {
+void CompletionQueue::PostQuietly(const CompletionRecord& record) {
   bool last = pending_.fetch_sub(1) == 1;
   std::lock_guard<std::mutex> lock(mutex_);
   if (dead_) return;
@@ -37,26 +37,26 @@ void RbdQueue::PostQuietly(const RbdRecord& record) {
   uv_async_send(&async_);
 }
 
-void RbdQueue::SetHandler(Napi::Function handler) {
+void CompletionQueue::SetHandler(Napi::Function handler) {
   handler_ = Napi::Persistent(handler);
   if (receiver_.IsEmpty()) receiver_ = Napi::Persistent(Napi::Object::New(env_));
-  if (!context_) context_ = std::make_unique<Napi::AsyncContext>(env_, "tcmu-rbd");
+  if (!context_) context_ = std::make_unique<Napi::AsyncContext>(env_, name_);
 }
 
-void RbdQueue::Started() {
+void CompletionQueue::Started() {
   pending_++;
   if (!refed_) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
   refed_ = true;
 }
 
-void RbdQueue::NotStarted() {
+void CompletionQueue::NotStarted() {
   pending_--;
   ReleaseLoopIfIdle();
 }
 
-void RbdQueue::OnAsync(uv_async_t* handle) { static_cast<RbdQueue*>(handle->data)->Drain(); }
+void CompletionQueue::OnAsync(uv_async_t* handle) { static_cast<CompletionQueue*>(handle->data)->Drain(); }
 
-void RbdQueue::Drain() {
+void CompletionQueue::Drain() {
   size_t quiet;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -102,7 +102,7 @@ void RbdQueue::Drain() {
   }
 }
 
-void RbdQueue::ReleaseLoopIfIdle() {
+void CompletionQueue::ReleaseLoopIfIdle() {
   // Only PostQuietly lowers pending_ elsewhere, and the one that reaches 0
   // wakes the loop, so a 0 missed here is seen at that wake-up.
   if (refed_ && pending_.load() <= 0) {
@@ -111,19 +111,29 @@ void RbdQueue::ReleaseLoopIfIdle() {
   }
 }
 
-void RbdQueue::OnCleanup(void* arg) {
-  auto* self = static_cast<RbdQueue*>(arg);
+void CompletionQueue::Shut() {
   {
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    self->dead_ = true;
-    self->records_.clear();
+    std::lock_guard<std::mutex> lock(mutex_);
+    dead_ = true;
+    records_.clear();
   }
-  self->handler_.Reset();
-  self->receiver_.Reset();
-  self->batch_.Reset();
-  self->context_.reset();
-  // The queue object itself stays (librbd threads may still call Post).
+  handler_.Reset();
+  receiver_.Reset();
+  batch_.Reset();
+  context_.reset();
+}
+
+void CompletionQueue::OnCleanup(void* arg) {
+  auto* self = static_cast<CompletionQueue*>(arg);
+  self->Shut();
+  // The queue object itself stays (other threads may still call Post).
   uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
+}
+
+void CompletionQueue::Destroy() {
+  napi_remove_env_cleanup_hook(env_, OnCleanup, this);
+  Shut();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<CompletionQueue*>(h->data); });
 }
 
 }  // namespace tcmu
