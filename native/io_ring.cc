@@ -62,9 +62,6 @@ Napi::Function IoRing::DefineClass(Napi::Env env) {
                                              InstanceMethod<&IoRing::Unwatch>("unwatch"),
                                              InstanceMethod<&IoRing::Ref>("ref"),
                                              InstanceMethod<&IoRing::Close>("close"),
-                                             InstanceMethod<&IoRing::RegisterCompletion>("registerCompletion"),
-                                             InstanceMethod<&IoRing::UnregisterCompletion>("unregisterCompletion"),
-                                             InstanceMethod<&IoRing::OnCompletions>("onCompletions"),
                                          });
 }
 
@@ -79,8 +76,7 @@ Napi::Value IoRingCreate(const Napi::CallbackInfo& info) {
     ThrowArgError(env, "ERR_OUT_OF_RANGE", "entries must be an integer in [1, 4096]");
     return Napi::Value();
   }
-  bool completesInRing = info.Length() > 1 && info[1].ToBoolean().Value();
-  return GetAddonData(env)->ioRingConstructor.New({info[0], Napi::Boolean::New(env, completesInRing)});
+  return GetAddonData(env)->ioRingConstructor.New({info[0]});
 }
 
 IoRing::IoRing(const Napi::CallbackInfo& info) : ObjectWrap<IoRing>(info) {
@@ -138,14 +134,11 @@ IoRing::IoRing(const Napi::CallbackInfo& info) : ObjectWrap<IoRing>(info) {
   for (unsigned i = 0; i < sqEntries_; i++) array[i] = i;
   localTail_ = *sqTail_;
   iovs_.resize(sqEntries_);
-  bool completesInRing = info.Length() > 1 && info[1].ToBoolean().Value();
-  if (completesInRing && !StartReaper(env)) return;
 
   Napi::Object self = info.This().As<Napi::Object>();
   self.DefineProperties({
-      Napi::PropertyDescriptor::Value("sqEntries", Napi::Number::New(env, Usable()), napi_enumerable),
+      Napi::PropertyDescriptor::Value("sqEntries", Napi::Number::New(env, sqEntries_), napi_enumerable),
       Napi::PropertyDescriptor::Value("cqEntries", Napi::Number::New(env, cqEntries_), napi_enumerable),
-      Napi::PropertyDescriptor::Value("completesInRing", Napi::Boolean::New(env, completesInRing), napi_enumerable),
   });
   // The per-command calls skip napi_unwrap (bound_method.h).
   DefineBoundMethod<IoRing, &IoRing::Run>(self, this, "run");
@@ -166,7 +159,6 @@ void IoRing::OnEnvCleanup(void* arg) {
 }
 
 void IoRing::CloseAll() {
-  StopReaper();  // before anything it reads goes away
   if (watcher_ != nullptr) {
     IoRingWatcher* w = watcher_;
     watcher_ = nullptr;
@@ -252,22 +244,12 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
     iov[i].iov_base = data;
     iov[i].iov_len = length;
   }
-  if (reaper_.joinable()) {
-    if (tag >= intents_.size()) {
-      ThrowArgError(env, "ERR_OUT_OF_RANGE", "tag must be below sqEntries");
-      return Napi::Value();
-    }
-    Record plain;  // the per-operation path names no command
-    plain.tag = static_cast<int32_t>(tag);
-    SetIntent(plain, iov);
-    queue_->Started();
-  }
   QueueVectored(index, opcode, fd, static_cast<uint64_t>(position), tag, false);
   __atomic_store_n(sqTail_, localTail_, __ATOMIC_RELEASE);
   return Napi::Boolean::New(env, true);
 }
 
-bool IoRing::SqFull() const { return localTail_ - __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE) >= Usable(); }
+bool IoRing::SqFull() const { return localTail_ - __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE) >= sqEntries_; }
 
 // Fill the SQE at `index` as a readv/writev over iovs_[index] and count it as
 // prepared (the caller publishes the SQ tail). Shared by prep and run.
@@ -322,7 +304,6 @@ Napi::Value IoRing::Reap(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   Napi::Int32Array out = info[0].As<Napi::Int32Array>();
-  if (reaper_.joinable()) return Napi::Number::New(env, 0);  // the reaper takes them (onCompletions)
   size_t n = ReapInto(out.Data(), out.ElementLength() / 2);
   return Napi::Number::New(env, static_cast<double>(n));
 }
@@ -352,10 +333,6 @@ void IoRing::Watch(const Napi::CallbackInfo& info) {
   }
   if (watcher_ != nullptr) {
     ThrowErrno(env, EBUSY, "watch (already watching)");
-    return;
-  }
-  if (reaper_.joinable()) {
-    ThrowErrno(env, EINVAL, "watch (a reaper ring delivers through onCompletions)");
     return;
   }
   auto* w = new IoRingWatcher(env, fd_, this, info[0].As<Napi::Function>(), info[1].As<Napi::Function>());

@@ -2,25 +2,14 @@
 // reads/writes, submit them with one io_uring_enter, copy completions out,
 // and poll the ring fd inside libuv. Mechanism only: JS owns the tags, the
 // in-flight limit, short-transfer continuation and error mapping.
-//
-// Or, created with completesInRing, a ring whose completions a thread of
-// its own reaps (io_ring_reaper.cc): an operation that names a TCMU
-// command (RingCompletion) and transfers every byte completes that command
-// in its ring right there, as tcmu-runner's I/O threads do, and the event
-// loop is not woken for it; every other completion reaches JS through a
-// CompletionQueue.
 #pragma once
 #include <linux/io_uring.h>
 #include <napi.h>
 #include <sys/uio.h>
 
-#include <atomic>
-#include <thread>
 #include <vector>
 
-#include "completion_queue.h"
 #include "fd_watch.h"
-#include "ring_completion.h"
 
 namespace tcmu {
 
@@ -44,9 +33,6 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   bool SqFull() const;
   // offload: IOSQE_ASYNC, i.e. always on an io-wq worker, never inline.
   void QueueVectored(unsigned index, uint8_t opcode, int fd, uint64_t offset, uint32_t tag, bool offload);
-  // Entries the submission queue may hold for JS (one less with a reaper:
-  // its stop request needs a slot).
-  unsigned Usable() const { return reaper_.joinable() ? sqEntries_ - 1 : sqEntries_; }
   Napi::Value Submit(const Napi::CallbackInfo& info);
   // io_ring_batch.cc: the numbers-only batch interface of the hot path.
   Napi::Value RegisterBuffer(const Napi::CallbackInfo& info);
@@ -61,11 +47,6 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
     int fd = -1;
     uint64_t position = 0;
     int32_t tag = -1;
-    // In-ring records (reaper rings only): the registered completion's id,
-    // the command's engine slot and cmd_id; completion < 0 otherwise.
-    int32_t completion = -1;
-    uint32_t slot = 0;
-    uint32_t cmdId = 0;
   };
   // The last buffer a batch resolved (records mostly name the same one).
   struct BufferCache {
@@ -89,24 +70,6 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   void Unwatch(const Napi::CallbackInfo& info);
   void Ref(const Napi::CallbackInfo& info);
   void Close(const Napi::CallbackInfo& info);
-  // io_ring_reaper.cc
-  struct Intent {
-    RingCompletion* ring = nullptr;  // retained while the operation is in flight
-    uint32_t slot = 0;
-    uint32_t cmdId = 0;
-    int64_t expected = 0;
-  };
-  bool StartReaper(Napi::Env env);
-  void StopReaper();
-  void ReapLoop();
-  void ReapCompletion(const io_uring_cqe& cqe);
-  // Loop thread: remember what the reaper does when `tag` completes (JS
-  // sees the result unless rec names a completion); false: not a usable
-  // completion id.
-  bool SetIntent(const Record& rec, const std::vector<iovec>& iov);
-  Napi::Value RegisterCompletion(const Napi::CallbackInfo& info);
-  void UnregisterCompletion(const Napi::CallbackInfo& info);
-  void OnCompletions(const Napi::CallbackInfo& info);
   static void OnEnvCleanup(void* arg);
   void CloseAll();
   bool CheckOpen(Napi::Env env, const char* what);
@@ -144,16 +107,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   // batch records; freed ids are reused.
   std::vector<napi_ref> buffers_;
   std::vector<uint32_t> freeBufferIds_;
-  // Reaper rings only: the thread, what it does per tag, where results go,
-  // and the RingCompletions JS registered (retained; ids reused).
-  std::thread reaper_;
-  std::vector<Intent> intents_;
-  CompletionQueue* queue_ = nullptr;
-  std::vector<RingCompletion*> completions_;
-  std::vector<uint32_t> freeCompletionIds_;
 };
 
-// ioRingCreate(entries[, completesInRing])
 Napi::Value IoRingCreate(const Napi::CallbackInfo& info);
 
 }  // namespace tcmu

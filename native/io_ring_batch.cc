@@ -23,11 +23,9 @@ namespace {
 
 constexpr uint32_t kIovMax = 1024;
 // Record layout, in float64 slots: kind (0 read, 1 write; + 2: offload to
-// an io-wq worker), fd, position, tag, iovec count, the command to
-// complete in its ring (reaper rings only: registerCompletion id, or -1
-// for none; engine slot; cmd_id), then per iovec: buffer id, byte offset,
-// length.
-constexpr size_t kHeader = 8;
+// an io-wq worker), fd, position, tag, iovec count, then per iovec: buffer
+// id, byte offset, length.
+constexpr size_t kHeader = 5;
 constexpr size_t kPerIovec = 3;
 
 bool IsIndex(double v, double max) { return v >= 0 && v <= max && v == static_cast<double>(static_cast<uint64_t>(v)); }
@@ -101,13 +99,6 @@ IoRing::RecordStatus IoRing::DecodeRecord(Napi::Env env, const double* stage, si
   rec->offload = (static_cast<int>(r[0]) & 2) != 0;
   rec->fd = static_cast<int>(r[1]);
   rec->position = static_cast<uint64_t>(r[2]);
-  rec->completion = -1;
-  if (r[5] != -1) {
-    if (!IsIndex(r[5], 2147483647.0) || !IsIndex(r[6], 0xffff) || !IsIndex(r[7], 0xffff)) return RecordStatus::Invalid;
-    rec->completion = static_cast<int32_t>(r[5]);
-    rec->slot = static_cast<uint32_t>(r[6]);
-    rec->cmdId = static_cast<uint32_t>(r[7]);
-  }
   iov->resize(n);
   for (uint32_t i = 0; i < n; i++) {
     const double* v = r + kHeader + kPerIovec * i;
@@ -170,17 +161,12 @@ void IoRing::Run(const Napi::CallbackInfo& info) {
       ThrowArgError(env, "ERR_OUT_OF_RANGE", "malformed batch record");
       return;
     }
-    // A reaper ring keeps what to do per tag; a plain one cannot complete in a ring.
-    if (status == RecordStatus::Ok && (reaper_.joinable() ? !SetIntent(rec, iovs_[index]) : rec.completion >= 0)) {
-      status = RecordStatus::Invalid;
-    }
     if (status == RecordStatus::Fault || status == RecordStatus::Invalid) {
       out[2 + 2 * done] = rec.tag;
       out[2 + 2 * done + 1] = status == RecordStatus::Fault ? -EFAULT : -EINVAL;
       done++;
       continue;
     }
-    if (reaper_.joinable()) queue_->Started();
     // Always the vectored opcodes: IORING_OP_WRITE for a single buffer was
     // measured slower on Linux 6.1 ext4 buffered writes (4.6-6.4k vs
     // 7.8-9.6k IOPS, 4k random, VM bench) and IORING_OP_READ no faster.
@@ -193,8 +179,7 @@ void IoRing::Run(const Napi::CallbackInfo& info) {
     ThrowErrno(env, -rc, "io_uring_enter");
     return;
   }
-  // A reaper ring's completions come through its queue, even those already there.
-  if (!reaper_.joinable()) done += ReapInto(out + 2 + 2 * done, room - done);
+  done += ReapInto(out + 2 + 2 * done, room - done);
   out[0] = static_cast<int32_t>(done);
   out[1] = static_cast<int32_t>(unsubmitted_);
 }

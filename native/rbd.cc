@@ -5,7 +5,7 @@
 // - the data path (readv, writev, flush, discard, write-zeroes,
 //   compare-and-write) submits librbd aio with a JS-chosen tag and returns
 //   0 or -errno at once; the completion arrives later through the one
-//   per-env CompletionQueue (completion_queue.h) as [tag, result, extra];
+//   per-env RbdQueue (rbd_queue.h) as [tag, result, extra];
 // - errors are negative errno numbers (data path) or errno Errors (others).
 // Buffers handed to an aio call must stay alive until its completion: the
 // JS side keeps them referenced by tag.
@@ -23,7 +23,7 @@
 
 #include "errno_error.h"
 #include "rbd_handles.h"
-#include "completion_queue.h"
+#include "rbd_queue.h"
 #include "ring_completion.h"
 
 namespace tcmu {
@@ -33,13 +33,13 @@ namespace {
 // One aio operation in flight: what the completion callback needs, and the
 // iovec array librbd may still look at until the operation completes.
 struct Op {
-  Op(CompletionQueue* q, double t) : queue(q), tag(t) {}
+  Op(RbdQueue* q, double t) : queue(q), tag(t) {}
   ~Op() {
     if (ring != nullptr) ring->release(ring->self);
   }
   Op(const Op&) = delete;
   Op& operator=(const Op&) = delete;
-  CompletionQueue* queue;
+  RbdQueue* queue;
   double tag;
   uint64_t mismatch = 0;
   bool isCompare = false;
@@ -55,14 +55,17 @@ struct Op {
   ssize_t expect = 0;
 };
 
-CompletionQueue* QueueOf(Napi::Env env) { return env.GetInstanceData<CompletionQueue>(); }
+// Record extra for an operation whose command was completed in the ring.
+constexpr double kCompletedInRing = -1;
+
+RbdQueue* QueueOf(Napi::Env env) { return env.GetInstanceData<RbdQueue>(); }
 
 void OnAioComplete(rbd_completion_t c, void* arg) {
   auto* op = static_cast<Op*>(arg);
   ssize_t rc = rbd_aio_get_return_value(c);
   rbd_aio_release(c);
-  CompletionRecord record{op->tag, static_cast<double>(rc), op->isCompare ? static_cast<double>(op->mismatch) : 0.0};
-  CompletionQueue* queue = op->queue;
+  RbdRecord record{op->tag, static_cast<double>(rc), op->isCompare ? static_cast<double>(op->mismatch) : 0.0};
+  RbdQueue* queue = op->queue;
   bool inRing = false;
   if (op->ring != nullptr) {
     bool good = op->isRead ? rc == op->expect : rc >= 0;
@@ -81,8 +84,8 @@ void OnAioComplete(rbd_completion_t c, void* arg) {
 
 void OnImageUpdated(void* arg) {
   // arg packs the queue and the watch tag; see Watch().
-  auto* w = static_cast<std::pair<CompletionQueue*, double>*>(arg);
-  w->first->Post(CompletionRecord{w->second, 0, 0});
+  auto* w = static_cast<std::pair<RbdQueue*, double>*>(arg);
+  w->first->Post(RbdRecord{w->second, 0, 0});
 }
 
 // ---- argument helpers (throw a JS TypeError and return false on bad input)
@@ -299,7 +302,7 @@ int Submit(Napi::Env env, Op* op, const std::function<int(rbd_completion_t)>& su
     return rc;
   }
   // Counted before librbd may complete it (on another thread, at once).
-  CompletionQueue* queue = QueueOf(env);
+  RbdQueue* queue = QueueOf(env);
   queue->Started();
   rc = submit(c);
   if (rc < 0) {
@@ -428,7 +431,7 @@ Napi::Value Watch(const Napi::CallbackInfo& info) {
   double tag;
   if (!h || !ArgTag(info, 1, &tag)) return Napi::Value();
   if (h->watching) return Napi::Number::New(info.Env(), 0);
-  if (!h->watchArg) h->watchArg = new std::pair<CompletionQueue*, double>(QueueOf(info.Env()), -1 - tag);
+  if (!h->watchArg) h->watchArg = new std::pair<RbdQueue*, double>(QueueOf(info.Env()), -1 - tag);
   int rc = rbd_update_watch(h->image, &h->watch, OnImageUpdated, h->watchArg);
   if (rc == 0) h->watching = true;
   return Napi::Number::New(info.Env(), rc);
@@ -458,8 +461,8 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object InitRbd(Napi::Env env, Napi::Object exports) {
-  // No finalizer: the queue outlives the env (see CompletionQueue::OnCleanup).
-  napi_set_instance_data(env, CompletionQueue::Create(env, "tcmu-rbd"), nullptr, nullptr);
+  // No finalizer: the queue outlives the env (see RbdQueue::OnCleanup).
+  napi_set_instance_data(env, RbdQueue::Create(env), nullptr, nullptr);
   exports.Set("EILSEQ", Napi::Number::New(env, EILSEQ));
   exports.Set("setHandler", Napi::Function::New<SetHandler>(env, "setHandler"));
   exports.Set("version", Napi::Function::New<Version>(env, "version"));

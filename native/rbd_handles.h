@@ -14,7 +14,7 @@
 #include <utility>
 
 #include "errno_error.h"
-#include "completion_queue.h"
+#include "rbd_queue.h"
 
 namespace tcmu {
 
@@ -39,7 +39,7 @@ struct ImageHandle {
   bool closing = false;
   uint64_t watch = 0;
   bool watching = false;
-  std::pair<CompletionQueue*, double>* watchArg = nullptr;  // what the update callback receives
+  std::pair<RbdQueue*, double>* watchArg = nullptr;  // what the update callback receives
 };
 
 // ---- blocking calls on the thread pool

@@ -58,28 +58,10 @@ export interface RingCompletionHandle {
  * completion is reaped.
  */
 export interface NativeIoRing {
-  /** Operations it takes at once (the kernel may round the requested entries up; a reaper ring keeps one back). */
+  /** Submission queue size (the kernel may round the requested entries up). */
   readonly sqEntries: number;
-  /** Completion queue size (2 x the kernel's sqEntries). */
+  /** Completion queue size (2 x sqEntries). */
   readonly cqEntries: number;
-  /**
-   * Created with completesInRing: a thread of the addon reaps completions
-   * (native/io_ring_reaper.cc). They reach JS through onCompletions(), never
-   * through run()/reap()/watch(); an in-ring record (kind + 4, followed by a
-   * registerCompletion() id, the command's engine slot and cmd_id) that
-   * moves every byte completes its TCMU command GOOD right there.
-   */
-  readonly completesInRing: boolean;
-  /** A RingCompletionHandle in-ring records name by the returned id (retained until unregistered). */
-  registerCompletion(handle: RingCompletionHandle): number;
-  unregisterCompletion(id: number): void;
-  /**
-   * Reaper rings: handler(batch, n) gets n [tag, result, extra] triples per
-   * wake-up; extra -1: the command was completed in its ring (only free the
-   * tag); a negative tag: the ring itself failed (result -errno). The batch
-   * array is reused: read it before returning.
-   */
-  onCompletions(handler: (batch: Float64Array, n: number) => void): void;
   /**
    * Queue a readv/writev of `buffers` at `position` of `fd`; `tag` (u32,
    * < 2^31) comes back with its completion. False when the submission queue
@@ -95,10 +77,8 @@ export interface NativeIoRing {
   unregisterBuffer(id: number): void;
   /**
    * The hot path in one call: prepare `ops` records from `stage` (per
-   * record: kind 0 read / 1 write (+2: on an io-wq worker), fd, position,
-   * tag, iovec count, then the command to complete in its ring (reaper
-   * rings: a registerCompletion id, or -1 for none; engine slot; cmd_id),
-   * then per iovec: buffer id, byte offset, length), submit everything prepared
+   * record: kind 0 read / 1 write, fd, position, tag, iovec count, then per
+   * iovec: buffer id, byte offset, length), submit everything prepared
    * (these and any prepReadv/prepWritev entries), and reap. out[0] =
    * completions written as [tag, result] pairs from out[2]; out[1] = entries
    * the kernel did not take yet (EAGAIN/EBUSY: run again later). A record
@@ -164,7 +144,7 @@ export interface NativeBinding {
    * errno `code`: ENOSYS/EPERM where io_uring is missing or forbidden
    * (seccomp, kernel.io_uring_disabled), ENOTSUP on kernels older than 5.5.
    */
-  ioRingCreate(entries: number, completesInRing?: boolean): NativeIoRing;
+  ioRingCreate(entries: number): NativeIoRing;
 
   // Generic netlink (mechanism only: message encoding/decoding is in JS).
   // Errors are thrown as Error with `code` = errno name, `errno` = -errno.

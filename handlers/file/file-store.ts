@@ -12,7 +12,7 @@
  * fdatasync needs no second descriptor.
  */
 import { StorageError } from '../../src/backstore/errors.js';
-import type { Backstore, CallOptions, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
+import type { Backstore, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
 import { writeZeroesWithWrites } from '../../src/backstore/zero-fill.js';
 import type { Logger } from 'pino';
 import type { BackingFile } from './backing-file.js';
@@ -28,28 +28,17 @@ export class ReadOnlyFileStore implements Backstore {
   protected fileSize: number;
   /** io_uring or the thread pool (see src/io/uring-io.ts); chosen at open. */
   readonly io: VectorIo;
-  /**
-   * The io_uring whose own thread completes whole READ/WRITE commands in
-   * the TCMU ring (CallOptions.inRing), when there is one: those commands
-   * then cost the event loop no wake-up for their completion.
-   */
-  readonly ringIo: VectorIo | undefined;
-  readonly completesInRing: boolean;
 
-  constructor(path: string, backing: BackingFile, blockSize: number, io: VectorIo, ringIo?: VectorIo) {
+  constructor(path: string, backing: BackingFile, blockSize: number, io: VectorIo) {
     this.path = path;
     this.io = io;
-    this.ringIo = ringIo?.completesInRing === true ? ringIo : undefined;
-    this.completesInRing = this.ringIo !== undefined;
     this.fd = backing.fd;
     this.size = backing.lunSize;
     this.fileSize = backing.fileSize;
     this.blockSize = blockSize;
   }
 
-  read(offset: number, iov: readonly Buffer[], opts?: CallOptions): void | Promise<void> {
-    const inRing = opts?.inRing;
-    if (inRing !== undefined && this.ringIo !== undefined) return this.ringIo.read(this.fd, iov, offset, inRing);
+  read(offset: number, iov: readonly Buffer[]): void | Promise<void> {
     return this.io.read(this.fd, iov, offset);
   }
 
@@ -77,12 +66,11 @@ export class WritableFileStore extends ReadOnlyFileStore {
     backing: BackingFile,
     blockSize: number,
     io: VectorIo,
-    ringIo: VectorIo | undefined,
     fallocator: Fallocator | undefined,
     thin: boolean,
     log: Logger,
   ) {
-    super(path, backing, blockSize, io, ringIo);
+    super(path, backing, blockSize, io);
     this.fallocator = fallocator;
     this.zeroRangeWorks = fallocator !== undefined;
     this.thin = thin;
@@ -90,9 +78,7 @@ export class WritableFileStore extends ReadOnlyFileStore {
     this.log = log;
   }
 
-  write(offset: number, iov: readonly Buffer[], opts: WriteOptions): void | Promise<void> {
-    const inRing = opts.inRing;
-    if (inRing !== undefined && this.ringIo !== undefined) return this.ringIo.write(this.fd, iov, offset, inRing);
+  write(offset: number, iov: readonly Buffer[], _opts: WriteOptions): void | Promise<void> {
     return this.io.write(this.fd, iov, offset);
   }
 

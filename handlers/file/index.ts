@@ -12,10 +12,7 @@
  *             thread pool (fs.readv/writev); `auto` (default) takes io_uring
  *             when the kernel allows it (TCMU_TS_IO_URING=0 turns it off
  *             process-wide), else threads. `uring` fails the open where
- *             io_uring is unavailable. With io_uring, whole READ and
- *             WRITE commands go through a second io_uring whose own thread
- *             completes them in the TCMU ring (TCMU_TS_COMPLETE_IN_RING=0
- *             turns that off process-wide).
+ *             io_uring is unavailable.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
 import { openerOf } from '../../src/backstore/confine.js';
@@ -24,7 +21,7 @@ import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.
 import { openBackingFile, type BackingFile } from './backing-file.js';
 import { isUnsupported, nativeFallocator, type Fallocator } from './fallocate.js';
 import { ReadOnlyFileStore, WritableFileStore } from './file-store.js';
-import { sharedInRingUringIo, sharedUringIo } from '../../src/io/uring-io.js';
+import { sharedUringIo } from '../../src/io/uring-io.js';
 import { threadPoolIo, type VectorIo } from '../../src/io/vector-io.js';
 
 export interface FileHandlerDeps {
@@ -32,8 +29,6 @@ export interface FileHandlerDeps {
   fallocator?: () => Fallocator | undefined;
   /** The io_uring I/O, or null where unavailable; tests inject null to exercise the fallback. */
   ringIo?: () => VectorIo | null;
-  /** The io_uring that completes commands in their ring (only used along an io_uring ringIo), or null. */
-  inRingIo?: () => VectorIo | null;
 }
 
 function chooseIo(options: Readonly<Record<string, string>>, ringIo: () => VectorIo | null): VectorIo {
@@ -77,7 +72,6 @@ function probeThin(backing: BackingFile, blockSize: number, fallocator: Fallocat
 export function createFileHandler(deps: FileHandlerDeps = {}): Handler {
   const getFallocator = deps.fallocator ?? nativeFallocator;
   const getRingIo = deps.ringIo ?? sharedUringIo;
-  const getInRingIo = deps.inRingIo ?? sharedInRingUringIo;
   return {
     name: 'file',
     description: 'regular file or block device (zero-copy io_uring or readv/writev, fdatasync, fallocate discard)',
@@ -86,7 +80,6 @@ export function createFileHandler(deps: FileHandlerDeps = {}): Handler {
       const create = booleanOption('file', ctx.options, 'create', false);
       const extend = booleanOption('file', ctx.options, 'extend', false);
       const io = chooseIo(ctx.options, getRingIo);
-      const inRingIo = io.kind === 'io_uring' ? (getInRingIo() ?? undefined) : undefined;
       const backing = await openBackingFile({
         path: config,
         lunSize: ctx.size,
@@ -96,11 +89,11 @@ export function createFileHandler(deps: FileHandlerDeps = {}): Handler {
         extend,
         files: openerOf(ctx),
       });
-      if (ctx.readOnly) return new ReadOnlyFileStore(config, backing, ctx.blockSize, io, inRingIo);
+      if (ctx.readOnly) return new ReadOnlyFileStore(config, backing, ctx.blockSize, io);
       const fallocator = getFallocator();
       if (!fallocator) ctx.log.debug('file: no native fallocate available; discard disabled, zeroing by writes');
       const thin = probeThin(backing, ctx.blockSize, fallocator, ctx);
-      return new WritableFileStore(config, backing, ctx.blockSize, io, inRingIo, fallocator, thin, ctx.log);
+      return new WritableFileStore(config, backing, ctx.blockSize, io, fallocator, thin, ctx.log);
     },
   };
 }

@@ -21,21 +21,12 @@
  * At most sqEntries operations hold a tag (so the completion queue, twice
  * as large, cannot overflow); more wait in a FIFO here. Short transfers are
  * continued like in ./vector-io.ts.
- *
- * A second io_uring, created with completesInRing (sharedInRingUringIo),
- * serves whole READ and WRITE commands (CallOptions.inRing): a thread of
- * the addon reaps it, and an operation that moves every byte completes its
- * TCMU command in the ring there and then (native/io_ring_reaper.cc), so
- * the event loop is not woken for it; it only frees the tag later (the
- * operation's promise never settles, as CallOptions.inRing asks). Every
- * other result comes back through the same code as on the plain ring.
  */
 import { writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { StorageError } from '../backstore/errors.js';
-import { native, type NativeIoRing, type RingCompletionHandle } from '../native.js';
-import type { InRing } from '../scsi/command.js';
+import { native, type NativeIoRing } from '../native.js';
 import { iovLength, iovRemainder } from '../iov.js';
 import { InlineWriteGuard } from './inline-write-guard.js';
 import type { VectorIo } from './vector-io.js';
@@ -57,8 +48,6 @@ const WRITE = 1;
  */
 const READ_OFFLOADED = 2;
 const OFFLOAD_READ_BYTES = 256 * 1024;
-/** CompletionRecord extra of an operation whose command the reaper completed in its ring. */
-const COMPLETED_IN_RING = -1;
 /**
  * Microtasks hang off this settled promise rather than queueMicrotask(),
  * which builds an AsyncResource and a bound function per call (once per
@@ -66,8 +55,8 @@ const COMPLETED_IN_RING = -1;
  */
 const SETTLED = Promise.resolve();
 
-/** Batch record layout (see NativeIoRing.run): 8 header slots, 3 per iovec. */
-const RECORD_HEADER = 8;
+/** Batch record layout (see NativeIoRing.run): 5 header slots, 3 per iovec. */
+const RECORD_HEADER = 5;
 const RECORD_PER_IOVEC = 3;
 
 type Kind = typeof READ | typeof WRITE | typeof READ_OFFLOADED;
@@ -77,7 +66,6 @@ interface Pending {
   fd: number;
   iov: readonly Buffer[];
   position: number;
-  inRing: InRing | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -88,8 +76,6 @@ class Op {
   iov: readonly Buffer[] = [];
   position = 0;
   expected = 0;
-  /** The command this operation may complete in its ring (reaper rings), or undefined. */
-  inRing: InRing | undefined = undefined;
   resolve: (() => void) | undefined = undefined;
   reject: ((err: unknown) => void) | undefined = undefined;
   constructor(readonly tag: number) {}
@@ -100,16 +86,13 @@ function verb(kind: Kind): 'read' | 'write' {
   return kind === WRITE ? 'write' : 'read';
 }
 
-function errnoName(result: number): string {
-  try {
-    return getSystemErrorName(result);
-  } catch {
-    return 'EIO';
-  }
-}
-
 function errnoError(result: number, op: Op): Error {
-  const code = errnoName(result);
+  let code: string;
+  try {
+    code = getSystemErrorName(result);
+  } catch {
+    code = 'EIO';
+  }
   const what = verb(op.kind);
   return Object.assign(new Error(`file: ${what} of ${op.expected} bytes at byte ${op.position} failed: ${code}`), {
     code,
@@ -135,8 +118,6 @@ export function invalidArgument(fd: number, position: number, length: number): s
 
 export class UringVectorIo implements VectorIo {
   readonly kind = 'io_uring';
-  /** A reaper ring: in-ring operations complete their command without the event loop. */
-  readonly completesInRing: boolean;
   private readonly ops: Op[] = [];
   private readonly freeTags: Int32Array;
   private freeCount: number;
@@ -155,9 +136,6 @@ export class UringVectorIo implements VectorIo {
   private readonly runOut: Int32Array;
   private readonly bufferIds = new WeakMap<ArrayBuffer, number>();
   private readonly bufferRegistry: FinalizationRegistry<number>;
-  /** registerCompletion() ids of the rings' handles, released when a handle is collected. */
-  private readonly completionIds = new WeakMap<RingCompletionHandle, number>();
-  private readonly completionRegistry: FinalizationRegistry<number>;
   private lastArrayBuffer: ArrayBuffer | undefined;
   private lastBufferId = -1;
   private submitScheduled = false;
@@ -185,7 +163,6 @@ export class UringVectorIo implements VectorIo {
     /** When small writes may run on the event loop (tests pass a strict one). */
     readonly inlineWrites = new InlineWriteGuard(),
   ) {
-    this.completesInRing = uring.completesInRing === true;
     const capacity = uring.sqEntries;
     this.freeTags = new Int32Array(capacity);
     for (let i = 0; i < capacity; i++) {
@@ -198,22 +175,14 @@ export class UringVectorIo implements VectorIo {
     this.bufferRegistry = new FinalizationRegistry((id) => {
       if (!this.broken) uring.unregisterBuffer(id);
     });
-    this.completionRegistry = new FinalizationRegistry((id) => {
-      if (!this.broken) uring.unregisterCompletion(id);
-    });
-    if (this.completesInRing) {
-      // The addon's queue keeps the event loop alive while operations are in flight.
-      uring.onCompletions((batch, n) => this.reaped(batch, n));
-    } else {
-      uring.watch(
-        () => {
-          this.reapAll();
-          this.syncRef();
-        },
-        (err) => this.fail(err),
-      );
-      uring.ref(false);
-    }
+    uring.watch(
+      () => {
+        this.reapAll();
+        this.syncRef();
+      },
+      (err) => this.fail(err),
+    );
+    uring.ref(false);
     uring.setNowStage(this.nowStage);
   }
 
@@ -224,19 +193,18 @@ export class UringVectorIo implements VectorIo {
    * second pass over the io_uring. Whatever the page cache cannot serve goes
    * through the io_uring. A miss costs one refused syscall.
    */
-  read(fd: number, iov: readonly Buffer[], position: number, inRing?: InRing): void | Promise<void> {
+  read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
     const total = iovLength(iov);
     if (total >= OFFLOAD_READ_BYTES || invalidArgument(fd, position, total) !== undefined) {
-      return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, inRing, resolve, reject));
+      return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, resolve, reject));
     }
     const done = this.readNow(fd, iov, position, total);
     if (done < 0) return; // all of it
     if (done > 0) {
       iov = iovRemainder(iov, done);
       position += done;
-      inRing = undefined; // the reaper checks the whole command's length
     }
-    return new Promise((resolve, reject) => this.start(READ, fd, iov, position, inRing, resolve, reject));
+    return new Promise((resolve, reject) => this.start(READ, fd, iov, position, resolve, reject));
   }
 
   /**
@@ -247,7 +215,7 @@ export class UringVectorIo implements VectorIo {
    * event loop. Whole pages only: a partial page may have to be read from
    * the disk first. Everything else goes through the io_uring.
    */
-  write(fd: number, iov: readonly Buffer[], position: number, inRing?: InRing): void | Promise<void> {
+  write(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
     if (position % PAGE_BYTES === 0 && !this.broken) {
       const total = iovLength(iov);
       if (total <= INLINE_WRITE_BYTES && total % PAGE_BYTES === 0 && total > 0 && invalidArgument(fd, position, total) === undefined) {
@@ -256,11 +224,10 @@ export class UringVectorIo implements VectorIo {
         if (done > 0) {
           iov = iovRemainder(iov, done);
           position += done;
-          inRing = undefined;
         }
       }
     }
-    return new Promise((resolve, reject) => this.start(WRITE, fd, iov, position, inRing, resolve, reject));
+    return new Promise((resolve, reject) => this.start(WRITE, fd, iov, position, resolve, reject));
   }
 
   /**
@@ -297,7 +264,7 @@ export class UringVectorIo implements VectorIo {
       this.nowStage = new Float64Array(need);
       this.uring.setNowStage(this.nowStage);
     }
-    if (!this.writeRecord(this.nowStage, 0, READ, fd, position, 0, undefined, iov, count)) return 0;
+    if (!this.writeRecord(this.nowStage, 0, READ, fd, position, 0, iov, count)) return 0;
     const n = this.uring.tryNow();
     if (n === total) return -1;
     if (n > 0) return n;
@@ -306,15 +273,7 @@ export class UringVectorIo implements VectorIo {
     return 0;
   }
 
-  private start(
-    kind: Kind,
-    fd: number,
-    iov: readonly Buffer[],
-    position: number,
-    inRing: InRing | undefined,
-    resolve: () => void,
-    reject: (err: unknown) => void,
-  ): void {
+  private start(kind: Kind, fd: number, iov: readonly Buffer[], position: number, resolve: () => void, reject: (err: unknown) => void): void {
     if (this.broken) return reject(this.broken);
     const expected = iovLength(iov);
     // Checked here, before staging: the io_uring and its batches are shared by
@@ -324,7 +283,7 @@ export class UringVectorIo implements VectorIo {
     if (invalid !== undefined) return reject(new StorageError('EINVAL', `file: ${verb(kind)} ${invalid}`));
     if (expected === 0) return resolve();
     if (this.freeCount === 0) {
-      this.waiting.push({ kind, fd, iov, position, inRing, resolve, reject });
+      this.waiting.push({ kind, fd, iov, position, resolve, reject });
       return;
     }
     const op = this.ops[this.freeTags[--this.freeCount]!]!;
@@ -333,7 +292,6 @@ export class UringVectorIo implements VectorIo {
     op.iov = iov;
     op.position = position;
     op.expected = expected;
-    op.inRing = this.completesInRing ? inRing : undefined;
     op.resolve = resolve;
     op.reject = reject;
     this.inFlight++;
@@ -351,12 +309,10 @@ export class UringVectorIo implements VectorIo {
   /** Append op to the batch; false when a buffer is not over a plain ArrayBuffer. */
   private stageRecord(op: Op): boolean {
     const count = op.iov.length > IOV_MAX ? IOV_MAX : op.iov.length;
-    // Over IOV_MAX iovecs the first part comes back short: continued by JS, so not in the ring.
-    if (count < op.iov.length) op.inRing = undefined;
     const need = this.stageAt + RECORD_HEADER + RECORD_PER_IOVEC * count;
     if (need > this.stage.length) this.growStage(need);
     // READ, WRITE, READ_OFFLOADED are the addon's record kinds.
-    if (!this.writeRecord(this.stage, this.stageAt, op.kind, op.fd, op.position, op.tag, op.inRing, op.iov, count)) return false;
+    if (!this.writeRecord(this.stage, this.stageAt, op.kind, op.fd, op.position, op.tag, op.iov, count)) return false;
     this.stageAt = need;
     this.stagedOps++;
     return true;
@@ -364,8 +320,8 @@ export class UringVectorIo implements VectorIo {
 
   /**
    * One record (see NativeIoRing.run) at stage[base], for the first `count`
-   * iovecs, in-ring when inRing is given; false, with nothing to use, when
-   * a buffer is not over a plain ArrayBuffer.
+   * iovecs; false, with nothing to use, when a buffer is not over a plain
+   * ArrayBuffer.
    */
   private writeRecord(
     stage: Float64Array,
@@ -374,7 +330,6 @@ export class UringVectorIo implements VectorIo {
     fd: number,
     position: number,
     tag: number,
-    inRing: InRing | undefined,
     iov: readonly Buffer[],
     count: number,
   ): boolean {
@@ -391,25 +346,7 @@ export class UringVectorIo implements VectorIo {
     stage[base + 2] = position;
     stage[base + 3] = tag;
     stage[base + 4] = count;
-    if (inRing === undefined) {
-      stage[base + 5] = -1;
-    } else {
-      stage[base + 5] = this.completionId(inRing.ring);
-      stage[base + 6] = inRing.index;
-      stage[base + 7] = inRing.cmdId;
-    }
     return true;
-  }
-
-  /** The addon's id for a ring's completion handle, registered on first sight. */
-  private completionId(handle: RingCompletionHandle): number {
-    let id = this.completionIds.get(handle);
-    if (id === undefined) {
-      id = this.uring.registerCompletion(handle);
-      this.completionIds.set(handle, id);
-      this.completionRegistry.register(handle, id);
-    }
-    return id;
   }
 
   private growStage(need: number): void {
@@ -439,7 +376,6 @@ export class UringVectorIo implements VectorIo {
 
   /** The per-operation path (SharedArrayBuffer memory): prepare the SQE directly. */
   private prepareNow(op: Op): void {
-    op.inRing = undefined; // the per-operation path names no command
     let ok: boolean;
     try {
       ok = this.prep(op);
@@ -499,33 +435,13 @@ export class UringVectorIo implements VectorIo {
 
   /** Keep the event loop alive exactly while operations are in the kernel (one N-API call per change, not per operation). */
   private syncRef(): void {
-    if (this.completesInRing) return; // the addon's queue does it
     const want = this.inFlight > 0 && !this.broken;
     if (want === this.refd) return;
     this.refd = want;
     this.uring.ref(want);
   }
 
-  /** A reaper ring's completions: [tag, result, extra] triples (NativeIoRing.onCompletions). */
-  private reaped(batch: Float64Array, n: number): void {
-    for (let i = 0; i < n; i++) {
-      const tag = batch[3 * i]!;
-      const result = batch[3 * i + 1]!;
-      if (tag < 0) {
-        this.fail(Object.assign(new Error(`io_uring reaper failed: ${errnoName(result)}`), { code: errnoName(result), errno: result }));
-        return;
-      }
-      if (batch[3 * i + 2] === COMPLETED_IN_RING) {
-        const op = this.ops[tag];
-        if (op !== undefined && op.resolve !== undefined) this.finish(op, undefined, false);
-      } else {
-        this.complete(tag, result);
-      }
-    }
-  }
-
   private reapAll(): void {
-    if (this.completesInRing) return; // completions come through reaped()
     const results = this.results;
     const room = results.length >>> 1;
     for (;;) {
@@ -555,16 +471,13 @@ export class UringVectorIo implements VectorIo {
     op.iov = iovRemainder(op.iov, result);
     op.position += result;
     op.expected -= result;
-    op.inRing = undefined; // JS finishes the rest and settles
     this.prepare(op);
   }
 
-  /** settle false: the reaper already completed the command in its ring, so the promise never settles. */
-  private finish(op: Op, err: unknown, settle = true): void {
+  private finish(op: Op, err: unknown): void {
     const resolve = op.resolve!;
     const reject = op.reject!;
     op.resolve = op.reject = undefined;
-    op.inRing = undefined;
     op.iov = [];
     this.freeTags[this.freeCount++] = op.tag;
     this.inFlight--;
@@ -575,9 +488,8 @@ export class UringVectorIo implements VectorIo {
         this.waiting.length = 0;
         this.waitingHead = 0;
       }
-      this.start(next.kind, next.fd, next.iov, next.position, next.inRing, next.resolve, next.reject);
+      this.start(next.kind, next.fd, next.iov, next.position, next.resolve, next.reject);
     }
-    if (!settle) return;
     if (err === undefined) resolve();
     else reject(err);
   }
@@ -587,7 +499,6 @@ export class UringVectorIo implements VectorIo {
     if (this.broken) return;
     this.broken = err;
     if (shared === this) shared = null; // later opens fall back to the thread pool
-    if (sharedInRing === this) sharedInRing = null; // ... or complete on the event loop
     this.uring.close();
     for (const op of this.ops) if (op.resolve !== undefined) this.finish(op, err);
     const waiting = this.waiting.splice(this.waitingHead);
@@ -599,7 +510,6 @@ export class UringVectorIo implements VectorIo {
 
 /** undefined: not tried yet; null: unavailable here. */
 let shared: UringVectorIo | null | undefined;
-let sharedInRing: UringVectorIo | null | undefined;
 
 /** Submission queue entries of the shared io_uring: at most this many operations in flight through it. */
 export const UURING_ENTRIES = 256;
@@ -618,21 +528,4 @@ export function sharedUringIo(): UringVectorIo | null {
     shared = null;
   }
   return shared;
-}
-
-/**
- * The process-wide reaper io_uring for whole READ/WRITE commands that may
- * complete in their TCMU ring (see the top of this file); null where the
- * plain one is unavailable, or with TCMU_TS_COMPLETE_IN_RING=0 (every
- * completion then goes through the event loop, as before).
- */
-export function sharedInRingUringIo(): UringVectorIo | null {
-  if (sharedInRing !== undefined) return sharedInRing;
-  if (sharedUringIo() === null || process.env.TCMU_TS_COMPLETE_IN_RING === '0') return (sharedInRing = null);
-  try {
-    sharedInRing = new UringVectorIo(native().ioRingCreate(UURING_ENTRIES, true));
-  } catch {
-    sharedInRing = null;
-  }
-  return sharedInRing;
 }

@@ -12,7 +12,6 @@
 import fs from 'node:fs';
 import { StorageError } from '../backstore/errors.js';
 import { iovLength, iovRemainder } from '../iov.js';
-import type { InRing } from '../scsi/command.js';
 
 type VectorOp = (
   fd: number,
@@ -45,12 +44,10 @@ function transfer(
 /** How the file store moves data: positional vectored reads/writes that complete fully or throw. */
 export interface VectorIo {
   readonly kind: 'io_uring' | 'threads';
-  /** True if `inRing` may be honoured (CallOptions.inRing: the promise then never settles when it is). */
-  readonly completesInRing?: boolean;
   /** Nothing returned: the read already completed, synchronously. */
-  read(fd: number, iov: readonly Buffer[], position: number, inRing?: InRing): void | Promise<void>;
+  read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void>;
   /** Nothing returned: the write already completed, synchronously. */
-  write(fd: number, iov: readonly Buffer[], position: number, inRing?: InRing): void | Promise<void>;
+  write(fd: number, iov: readonly Buffer[], position: number): void | Promise<void>;
 }
 
 /** Fill every byte of `iov` from `fd` at `position`. */

@@ -271,8 +271,8 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const written = await runBatch(
       ring,
       [
-        [1, fd, 0, 3, 1, -1, 0, 0, id, 0, 4096],
-        [1, fd, 8192, 4, 2, -1, 0, 0, id, 4096, 512, id, 0, 100],
+        [1, fd, 0, 3, 1, id, 0, 4096],
+        [1, fd, 8192, 4, 2, id, 4096, 512, id, 0, 100],
       ],
       2,
     );
@@ -286,10 +286,10 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     expect(file.subarray(8704, 8804).every((v) => v === 0xa1)).toBe(true);
     // read them back into the second half of the area, the second time
     // offloaded to an io-wq worker (kind 2: never completes inline)
-    const read = await runBatch(ring, [[0, fd, 8192, 9, 1, -1, 0, 0, id, 8192, 612]], 1);
+    const read = await runBatch(ring, [[0, fd, 8192, 9, 1, id, 8192, 612]], 1);
     expect(read).toEqual([[9, 612]]);
     new Uint8Array(area, 8192, 612).fill(0);
-    const stage = Float64Array.from([2, fd, 8192, 10, 1, -1, 0, 0, id, 8192, 612]);
+    const stage = Float64Array.from([2, fd, 8192, 10, 1, id, 8192, 612]);
     const out = new Int32Array(2 + 2 * 4);
     ring.run(stage, 1, out);
     // Punted to an io-wq worker even though the page cache holds it. The
@@ -313,13 +313,13 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const results = await runBatch(
       ring,
       [
-        [0, fd, 2 ** 53, 1, 1, -1, 0, 0, id, 0, 8], // offset past 2^53 - 1 (a corrupt qcow2 L2 entry)
-        [0, fd, -512, 2, 1, -1, 0, 0, id, 0, 8], // negative
-        [0, fd, Number.NaN, 3, 1, -1, 0, 0, id, 0, 8],
-        [4, fd, 0, 4, 1, -1, 0, 0, id, 0, 8], // unknown kind
-        [0, -1, 0, 5, 1, -1, 0, 0, id, 0, 8], // fd out of range
-        [0, fd, 0, 6, 1, -1, 0, 0, id, 0, 4096], // fine, same batch
-        [0, 987654, 0, 7, 1, -1, 0, 0, id, 0, 8], // closed fd: the kernel's own per-op -EBADF
+        [0, fd, 2 ** 53, 1, 1, id, 0, 8], // offset past 2^53 - 1 (a corrupt qcow2 L2 entry)
+        [0, fd, -512, 2, 1, id, 0, 8], // negative
+        [0, fd, Number.NaN, 3, 1, id, 0, 8],
+        [4, fd, 0, 4, 1, id, 0, 8], // unknown kind
+        [0, -1, 0, 5, 1, id, 0, 8], // fd out of range
+        [0, fd, 0, 6, 1, id, 0, 4096], // fine, same batch
+        [0, 987654, 0, 7, 1, id, 0, 8], // closed fd: the kernel's own per-op -EBADF
       ],
       7,
     );
@@ -351,11 +351,11 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     const results = await runBatch(
       ring,
       [
-        [0, fd, 0, 1, 1, -1, 0, 0, id, 4000, 200], // runs past the end
-        [0, fd, 0, 2, 1, -1, 0, 0, id + 100, 0, 8], // never registered
-        [0, fd, 0, 3, 1, -1, 0, 0, gone, 0, 8], // detached
-        [0, fd, 0, 4, 1, -1, 0, 0, freed, 0, 8], // unregistered
-        [0, fd, 0, 5, 1, -1, 0, 0, id, 0, 4096], // fine
+        [0, fd, 0, 1, 1, id, 4000, 200], // runs past the end
+        [0, fd, 0, 2, 1, id + 100, 0, 8], // never registered
+        [0, fd, 0, 3, 1, gone, 0, 8], // detached
+        [0, fd, 0, 4, 1, freed, 0, 8], // unregistered
+        [0, fd, 0, 5, 1, id, 0, 4096], // fine
       ],
       5,
     );
@@ -368,7 +368,7 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     ]);
     // a record that cannot be delimited is a caller bug: thrown, nothing submitted
     const out = new Int32Array(8);
-    expect(() => ring.run(Float64Array.from([0, fd, 0, 1, 3, -1, 0, 0, id, 0, 8]), 1, out)).toThrow(
+    expect(() => ring.run(Float64Array.from([0, fd, 0, 1, 3, id, 0, 8]), 1, out)).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }),
     );
     expect(() => ring.run(new Float64Array(8), 4, out)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
@@ -395,18 +395,18 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
       stage.set(record);
       return ring.tryNow();
     };
-    const record = (position: number, offset: number, length: number) => [0, fd, position, 0, 1, -1, 0, 0, id, offset, length];
+    const record = (position: number, offset: number, length: number) => [0, fd, position, 0, 1, id, offset, length];
     expect(tryNow(record(4096, 0, 4096))).toBe(-11); // EAGAIN: would have to wait for the disk
     expect(Buffer.from(area, 0, 4096).every((v) => v === 0)).toBe(true);
     const onDisk = readFileSync(path); // now cached
-    expect(tryNow([0, fd, 4096, 0, 2, -1, 0, 0, id, 0, 100, id, 4096, 3996])).toBe(4096);
+    expect(tryNow([0, fd, 4096, 0, 2, id, 0, 100, id, 4096, 3996])).toBe(4096);
     expect(Buffer.concat([Buffer.from(area, 0, 100), Buffer.from(area, 4096, 3996)]).equals(onDisk.subarray(4096, 8192))).toBe(true);
     expect(tryNow(record(16384 - 512, 0, 4096))).toBe(512); // short at the end of the file
     expect(tryNow(record(0, 8000, 4096))).toBe(-14); // EFAULT: past the registered buffer
-    expect(tryNow([0, fd, 0, 0, 1, -1, 0, 0, id + 7, 0, 8])).toBe(-14); // unknown id
-    expect(() => tryNow([0, fd, 0, 0, 5, -1, 0, 0, id, 0, 8])).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' })); // 5 iovecs do not fit
+    expect(tryNow([0, fd, 0, 0, 1, id + 7, 0, 8])).toBe(-14); // unknown id
+    expect(() => tryNow([0, fd, 0, 0, 5, id, 0, 8])).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' })); // 5 iovecs do not fit
     // A bigger stage replaces the first one.
-    const bigger = Float64Array.from([0, fd, 0, 0, 1, -1, 0, 0, id, 0, 4096, ...new Array<number>(30).fill(0)]);
+    const bigger = Float64Array.from([0, fd, 0, 0, 1, id, 0, 4096, ...new Array<number>(30).fill(0)]);
     ring.setNowStage(bigger);
     expect(ring.tryNow()).toBe(4096);
     expect(() => ring.setNowStage(new Int32Array(8) as unknown as Float64Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
@@ -463,9 +463,9 @@ describe('per-command methods bound to their object', () => {
     const take = (): (() => number) => {
       const ring = addon.ioRingCreate(2);
       const id = ring.registerBuffer(new ArrayBuffer(4096));
-      const stage = new Float64Array(11);
+      const stage = new Float64Array(8);
       ring.setNowStage(stage);
-      stage.set([0, 0, 0, 0, 1, -1, 0, 0, id + 1, 0, 8]); // an unknown buffer id: EFAULT, no syscall
+      stage.set([0, 0, 0, 0, 1, id + 1, 0, 8]); // an unknown buffer id: EFAULT, no syscall
       return ring.tryNow;
     };
     const tryNow = take();

@@ -1,11 +1,11 @@
-#include "completion_queue.h"
+#include "rbd_queue.h"
 
 #include <algorithm>
 
 namespace tcmu {
 
-CompletionQueue* CompletionQueue::Create(Napi::Env env, const char* name) {
-  auto* queue = new CompletionQueue(env, name);
+RbdQueue* RbdQueue::Create(Napi::Env env) {
+  auto* queue = new RbdQueue(env);
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   uv_async_init(loop, &queue->async_, OnAsync);
@@ -15,9 +15,9 @@ CompletionQueue* CompletionQueue::Create(Napi::Env env, const char* name) {
   return queue;
 }
 
-CompletionQueue::CompletionQueue(Napi::Env env, const char* name) : env_(env), name_(name) {}
+RbdQueue::RbdQueue(Napi::Env env) : env_(env) {}
 
-void CompletionQueue::Post(const CompletionRecord& record) {
+void RbdQueue::Post(const RbdRecord& record) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (dead_) return;
   records_.push_back(record);
@@ -26,7 +26,7 @@ void CompletionQueue::Post(const CompletionRecord& record) {
   uv_async_send(&async_);
 }
 
-void CompletionQueue::PostQuietly(const CompletionRecord& record) {
+void RbdQueue::PostQuietly(const RbdRecord& record) {
   bool last = pending_.fetch_sub(1) == 1;
   std::lock_guard<std::mutex> lock(mutex_);
   if (dead_) return;
@@ -37,26 +37,26 @@ void CompletionQueue::PostQuietly(const CompletionRecord& record) {
   uv_async_send(&async_);
 }
 
-void CompletionQueue::SetHandler(Napi::Function handler) {
+void RbdQueue::SetHandler(Napi::Function handler) {
   handler_ = Napi::Persistent(handler);
   if (receiver_.IsEmpty()) receiver_ = Napi::Persistent(Napi::Object::New(env_));
-  if (!context_) context_ = std::make_unique<Napi::AsyncContext>(env_, name_);
+  if (!context_) context_ = std::make_unique<Napi::AsyncContext>(env_, "tcmu-rbd");
 }
 
-void CompletionQueue::Started() {
+void RbdQueue::Started() {
   pending_++;
   if (!refed_) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
   refed_ = true;
 }
 
-void CompletionQueue::NotStarted() {
+void RbdQueue::NotStarted() {
   pending_--;
   ReleaseLoopIfIdle();
 }
 
-void CompletionQueue::OnAsync(uv_async_t* handle) { static_cast<CompletionQueue*>(handle->data)->Drain(); }
+void RbdQueue::OnAsync(uv_async_t* handle) { static_cast<RbdQueue*>(handle->data)->Drain(); }
 
-void CompletionQueue::Drain() {
+void RbdQueue::Drain() {
   size_t quiet;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -102,7 +102,7 @@ void CompletionQueue::Drain() {
   }
 }
 
-void CompletionQueue::ReleaseLoopIfIdle() {
+void RbdQueue::ReleaseLoopIfIdle() {
   // Only PostQuietly lowers pending_ elsewhere, and the one that reaches 0
   // wakes the loop, so a 0 missed here is seen at that wake-up.
   if (refed_ && pending_.load() <= 0) {
@@ -111,29 +111,19 @@ void CompletionQueue::ReleaseLoopIfIdle() {
   }
 }
 
-void CompletionQueue::Shut() {
+void RbdQueue::OnCleanup(void* arg) {
+  auto* self = static_cast<RbdQueue*>(arg);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    dead_ = true;
-    records_.clear();
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->dead_ = true;
+    self->records_.clear();
   }
-  handler_.Reset();
-  receiver_.Reset();
-  batch_.Reset();
-  context_.reset();
-}
-
-void CompletionQueue::OnCleanup(void* arg) {
-  auto* self = static_cast<CompletionQueue*>(arg);
-  self->Shut();
-  // The queue object itself stays (other threads may still call Post).
+  self->handler_.Reset();
+  self->receiver_.Reset();
+  self->batch_.Reset();
+  self->context_.reset();
+  // The queue object itself stays (librbd threads may still call Post).
   uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
-}
-
-void CompletionQueue::Destroy() {
-  napi_remove_env_cleanup_hook(env_, OnCleanup, this);
-  Shut();
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<CompletionQueue*>(h->data); });
 }
 
 }  // namespace tcmu
