@@ -188,9 +188,10 @@ bench_profile() {
   pids=${pids// /,} # perf takes a comma-separated list
   if [ -n "$pids" ]; then
     prof_lines 20 runner-dso --pid "$pids" --sort comm,dso
-    # Per thread id: threads share names (node's main thread, libuv's pool
-    # and V8's helpers are all "node"), and a process's main thread has tid = pid.
-    prof_lines 24 runner-tid --pid "$pids" --sort tid
+    # Per thread id (perf's "pid" key is the thread's): threads share names
+    # (node's main thread, libuv's pool and V8's helpers are all "node"), and
+    # a process's main thread has tid = pid.
+    prof_lines 24 runner-tid --pid "$pids" --sort pid
     local pid
     for pid in ${pids//,/ }; do prof_lines 40 "main-sym $pid" --tid "$pid" --sort dso,sym; done
     prof_lines 40 runner-sym --pid "$pids" --sort comm,dso,sym
