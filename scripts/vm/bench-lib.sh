@@ -169,8 +169,8 @@ prof_lines() {
 # running, tcmu-runner's $TR_PID; BENCH_PROFILE_PIDS overrides) by thread and
 # library ("runner-dso"), by thread id ("runner-tid"), each daemon's main
 # thread by library and symbol ("main-sym PID"), by thread, library and
-# symbol, and the threads
-# named in BENCH_PROFILE_COMMS (default node) by library and symbol.
+# symbol, and the threads named in BENCH_PROFILE_COMMS (default node) by
+# library and symbol.
 # Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
 bench_profile() {
   local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
