@@ -200,6 +200,39 @@ bench_profile() {
     done
   fi
   rm -f $p
+  if [ "${BENCH_PROFILE_SYSCALLS:-0}" = 1 ] && [ -n "$pids" ]; then bench_syscalls "$job" "$label" "$dev" "$pids"; fi
+}
+# bench_syscalls JOB LABEL DEV PIDS: run JOB on DEV again while `strace -c`
+# counts the system calls of the thread that serves each daemon's ring
+# (bench_ring_thread), from 2 s in for BENCH_RUNTIME - 3 s: "@@PROF JOB
+# LABEL syscalls ..." lines, the run's IOPS first, to turn counts into calls
+# per I/O. A separate run: tracing slows the daemons, so its IOPS are not
+# the profile's.
+bench_syscalls() {
+  local job="$1" label="$2" dev="$3" pids="$4" window=$(( BENCH_RUNTIME - 3 )) tracers=() out pid tid
+  for pid in ${pids//,/ }; do
+    tid=$(bench_ring_thread "$pid")
+    ( sleep 2; timeout -s INT "$window" strace -c -q -p "$tid" -o "/tmp/strace.$tid" >/dev/null 2>&1 ) &
+    tracers+=($!)
+  done
+  out=$(bench_job "$job" "$dev") || out="0 0 0"
+  wait "${tracers[@]}"
+  set -- $out
+  echo "@@PROF $job $label syscalls-run iops=$1 window_s=$window"
+  for pid in ${pids//,/ }; do
+    tid=$(bench_ring_thread "$pid")
+    grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "/tmp/strace.$tid" | sed "s/^/@@PROF $job $label syscalls $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
+    rm -f "/tmp/strace.$tid"
+  done
+}
+# bench_ring_thread PID: the thread that serves a daemon's rings: tcmu-runner's
+# cmdproc-* thread, else the process's main thread (tcmu-ts's event loop).
+bench_ring_thread() {
+  local t
+  for t in /proc/$1/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in cmdproc*) echo "${t##*/}"; return ;; esac
+  done
+  echo "$1"
 }
 # bench_profile_luns LABEL DEV [LABEL DEV ...]: bench_profile for every job
 # of BENCH_PROFILE_JOBS on every LUN, in order.
