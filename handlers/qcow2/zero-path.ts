@@ -18,16 +18,19 @@
  */
 import type { Extent } from '../../src/backstore/types.js';
 import { StorageError } from '../../src/backstore/errors.js';
+import { residentZeros } from '../../src/backstore/resident-zeros.js';
 import type { Qcow2Image } from './image.js';
 import { clearL2, writeL2Zero } from './l2-entry.js';
 import { forgetStaged } from './staging.js';
 import { claimCluster, queueFreeEntry, writeRange } from './write-path.js';
 
+/** One cluster of zeros per cluster size; page-aligned and resident: they overwrite data in place (resident-zeros.ts). */
 const zeroCluster = new Map<number, Buffer>();
-function zeros(size: number): Buffer {
-  let b = zeroCluster.get(size);
-  if (!b) zeroCluster.set(size, (b = Buffer.alloc(size)));
-  return b;
+function zeros(img: Qcow2Image, size: number): Buffer {
+  const cs = img.clusterSize;
+  let b = zeroCluster.get(cs);
+  if (!b) zeroCluster.set(cs, (b = residentZeros(cs)));
+  return size === cs ? b : b.subarray(0, size);
 }
 
 export async function zeroRange(img: Qcow2Image, offset: number, length: number, unmap: boolean): Promise<void> {
@@ -52,7 +55,7 @@ async function zeroInCache(img: Qcow2Image, offset: number, length: number, unma
   if (img.version === 2 && img.backing) {
     // No zero flag in v2: zeros must really be written to hide the base.
     // (zeroRange persists once for all of them)
-    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(cs)], cs, false);
+    for (let gc = firstFull; gc < endFull; gc++) await writeRange(img, gc * cs, [zeros(img, cs)], cs, false);
   } else {
     for (let gc = firstFull; gc < endFull; gc++) await zeroWholeCluster(img, gc, unmap);
   }
@@ -63,7 +66,7 @@ async function zeroInCache(img: Qcow2Image, offset: number, length: number, unma
 async function zeroPartial(img: Qcow2Image, offset: number, length: number): Promise<void> {
   const e = await img.entryAt(Math.floor(offset / img.clusterSize));
   if (e.kind === 'zero' || (e.kind === 'unallocated' && !readsThroughData(img, offset, length))) return;
-  await writeRange(img, offset, [zeros(length)], length, false);
+  await writeRange(img, offset, [zeros(img, length)], length, false);
 }
 
 /** An unallocated range reads base data only where the base has bytes. */

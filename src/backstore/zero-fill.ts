@@ -5,6 +5,7 @@
  * chunks, so a WRITE SAME over a whole LUN allocates nothing big.
  */
 import { isPromiseLike } from './maybe.js';
+import { residentZeros } from './resident-zeros.js';
 import type { CallOptions, MaybePromise, WriteOptions } from './types.js';
 
 /** Chunk size of emulated zero writes: big enough to be efficient, small enough to keep I/O latency bounded. */
@@ -14,8 +15,10 @@ export const ZERO_CHUNK_SIZE = 1 << 20;
  * Shared, read-only by convention: handlers receive it as write input and
  * must never modify their input buffers (a layer that transforms data, like
  * encryption, must transform into its own buffer, never in place).
+ * Resident, so that a write of it cut short by a kill ends on a sector
+ * boundary (resident-zeros.ts).
  */
-const zeroChunk = Buffer.alloc(ZERO_CHUNK_SIZE);
+const zeroChunk = residentZeros(ZERO_CHUNK_SIZE);
 const fullChunkIov: readonly Buffer[] = [zeroChunk];
 const plainWrite: WriteOptions = Object.freeze({ fua: false });
 
