@@ -21,6 +21,8 @@
 const WASM_PAGE = 64 * 1024;
 
 export function residentZeros(size: number): Buffer {
+  // Without WebAssembly (node --jitless), resident but not aligned: better than nothing, and never a failed start.
+  if (typeof WebAssembly === 'undefined') return Buffer.allocUnsafe(size).fill(0);
   const pages = Math.max(1, Math.ceil(size / WASM_PAGE));
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   return Buffer.from(memory.buffer, 0, size).fill(0);
