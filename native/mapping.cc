@@ -135,17 +135,20 @@ void Mapping::Kick(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EBADF, "kick after close");
     return;
   }
+  int err = SendKick(kickFd_, kind_);
+  if (err != 0) ThrowErrno(env, err, "write");
+}
+
+int SendKick(int kickFd, NotifyKind kind) {
   uint32_t one = 1;
   for (;;) {
-    ssize_t n = kind_ == NotifyKind::Uio ? write(kickFd_, &one, sizeof one)
-                                         : send(kickFd_, &one, sizeof one, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno == ENOTSOCK) n = write(kickFd_, &one, sizeof one);  // a pipe
-    if (n >= 0) return;
+    ssize_t n = kind == NotifyKind::Uio ? write(kickFd, &one, sizeof one) : send(kickFd, &one, sizeof one, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == ENOTSOCK) n = write(kickFd, &one, sizeof one);  // a pipe
+    if (n >= 0) return 0;
     if (errno == EINTR) continue;
     // A full socket buffer means the peer has unread kicks already.
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    ThrowErrno(env, errno, "write");
-    return;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return errno;
   }
 }
 

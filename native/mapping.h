@@ -26,6 +26,11 @@ enum class NotifyKind {
   Stream,  // notify fd is a socket/pipe: drain every pending byte
 };
 
+// Tell the other side of the ring that the tail moved: 4 bytes to the
+// kick fd (write on uio, send on the simulator's socket, write on a pipe).
+// 0, or errno; a full socket counts as done (the peer has kicks unread).
+int SendKick(int kickFd, NotifyKind kind);
+
 struct MappingParams {
   void* base;
   size_t size;

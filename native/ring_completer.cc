@@ -2,9 +2,7 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +37,7 @@ RingCompleter* RingCompleter::Create(uint8_t* base, uint32_t cmdrOff, uint32_t c
   self->cmdrOff_ = cmdrOff;
   self->cmdrSize_ = cmdrSize;
   self->kickFd_ = kickFd;
-  self->kickIsSocket_ = kind == NotifyKind::Stream;
+  self->kind_ = kind;
   self->maxInFlight_ = maxInFlight;
   self->capacity_ = pendingCapacity;
   self->doneWords_ = maxInFlight + (maxInFlight & 1);  // keeps doneAt 8-aligned
@@ -160,15 +158,10 @@ int RingCompleter::CompleteGood(uint32_t slot, uint32_t cmdId) {
 }
 
 void RingCompleter::Kick() {
-  uint32_t one = 1;
-  for (;;) {
-    ssize_t n = kickIsSocket_ ? send(kickFd_, &one, sizeof one, MSG_NOSIGNAL | MSG_DONTWAIT) : write(kickFd_, &one, sizeof one);
-    if (n < 0 && errno == ENOTSOCK) n = write(kickFd_, &one, sizeof one);  // a pipe
-    if (n >= 0 || errno != EINTR) return;
-    // A failed kick (device gone: EIO; full socket: the peer has kicks
-    // unread) needs nothing more: the tail is published, and the event
-    // loop's own notification or error path takes it from here.
-  }
+  // A failed kick (device gone: EIO) needs nothing more: the tail is
+  // published, and the event loop's own notification or error path takes
+  // it from here.
+  (void)SendKick(kickFd_, kind_);
 }
 
 namespace {

@@ -78,7 +78,7 @@ class RingCompleter {
   uint32_t cmdrOff_ = 0;
   uint32_t cmdrSize_ = 0;
   int kickFd_ = -1;
-  bool kickIsSocket_ = false;
+  NotifyKind kind_{};
   uint32_t maxInFlight_ = 0;
   uint32_t capacity_ = 0;  // pending queue, a power of two
   uint32_t doneWords_ = 0;
