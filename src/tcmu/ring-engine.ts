@@ -542,6 +542,7 @@ export class RingEngine {
     // A broken ring is not written any more: the kernel times these out.
     if (this.state === 'closed' || this.state === 'broken') return;
     if (!this.flushScheduled) this.counters?.clock(); // first completion since the last publish
+    // The lock inline, not through withLock: no closure per completion.
     const locked = this.cs.lock();
     try {
       this.complete(slot, status);
