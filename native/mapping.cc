@@ -12,6 +12,7 @@
 #include "errno_error.h"
 #include "notify_watcher.h"
 #include "ring_completer.h"
+#include "ring_layout.h"
 
 namespace tcmu {
 
@@ -235,8 +236,8 @@ Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
   }
   auto* base = static_cast<uint8_t*>(region_->base);
   uint32_t cmdrOff, cmdrSize;
-  memcpy(&cmdrOff, base + 4, sizeof cmdrOff);
-  memcpy(&cmdrSize, base + 8, sizeof cmdrSize);
+  memcpy(&cmdrOff, base + TCMU_TS_MAILBOX_CMDR_OFF, sizeof cmdrOff);
+  memcpy(&cmdrSize, base + TCMU_TS_MAILBOX_CMDR_SIZE, sizeof cmdrSize);
   if (region_->size < 128 || cmdrOff < 128 || cmdrSize < 8 || cmdrOff % 8 != 0 || cmdrSize % 8 != 0 ||
       static_cast<uint64_t>(cmdrOff) + cmdrSize > region_->size) {
     ThrowErrno(env, EPROTO, "completion: the mailbox describes an impossible ring");

@@ -5,6 +5,8 @@
 
 #include "ring_layout.h"
 
+_Static_assert(offsetof(struct tcmu_mailbox, cmdr_off) == TCMU_TS_MAILBOX_CMDR_OFF, "cmdr_off");
+_Static_assert(offsetof(struct tcmu_mailbox, cmdr_size) == TCMU_TS_MAILBOX_CMDR_SIZE, "cmdr_size");
 _Static_assert(offsetof(struct tcmu_mailbox, cmd_tail) == TCMU_TS_MAILBOX_CMD_TAIL, "cmd_tail");
 _Static_assert(offsetof(struct tcmu_cmd_entry, hdr.cmd_id) == TCMU_TS_ENTRY_CMD_ID, "cmd_id");
 _Static_assert(offsetof(struct tcmu_cmd_entry, hdr.uflags) == TCMU_TS_ENTRY_UFLAGS, "uflags");
