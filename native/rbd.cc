@@ -74,8 +74,8 @@ void OnAioComplete(rbd_completion_t c, void* arg) {
     inRing = good && op->ring->completeGood(op->ring->self, op->slot, op->cmdId) == 1;
   }
   delete op;  // releases the ring
-  if (inRing) record.extra = kCompletedInRing;
   if (inRing) {
+    record.extra = kCompletedInRing;
     queue->PostQuietly(record);
   } else {
     queue->Post(record);
