@@ -63,7 +63,7 @@ awk -v labels="$*" '
     for (j = 1; j <= nj; j++) for (l = 2; l <= nl; l++) row(order[j], lab[l], cpu, ncpu, round_cpu)
     daemons()
   }
-  # The runner daemons own CPU per I/O (only the LUNs served by a daemon).
+  # Each runner daemon: its own CPU per I/O (only the LUNs served by a daemon).
   function daemons(   l, nd, dl, j, k, d) {
     nd = 0
     for (l = 1; l <= nl; l++) if (lab[l] in hasd) dl[++nd] = lab[l]
@@ -82,10 +82,9 @@ awk -v labels="$*" '
     for (j = 1; j <= nj; j++) for (d = 1; d <= nd; d++) if (dl[d] != ref) row(order[j], dl[d], dcpu, ndcpu, round_dcpu)
   }
   function w(s) { return length(s) < 10 ? 10 : length(s) }
-  # row JOB LUN TOTAL COUNT PER_ROUND [SHOWN]: one ratio line of LUN to the
-  # reference for the metric whose sums, counts and per-round values are
-  # given, labelled SHOWN (default LUN).
-  function row(job, lun, total, count, per_round, shown,   ka, kb, ia, ib, nq, rd, ra, rb, q, x, qs, sum, sq, m, sd, h, median) {
+  # row JOB LUN TOTAL COUNT PER_ROUND: one ratio line of LUN to the reference
+  # for the metric whose sums, counts and per-round values are given.
+  function row(job, lun, total, count, per_round,   ka, kb, ia, ib, nq, rd, ra, rb, q, x, qs, sum, sq, m, sd, h, median) {
     ka = job SUBSEP ref; kb = job SUBSEP lun
     ia = count[ka] ? total[ka] / count[ka] : 0; ib = count[kb] ? total[kb] / count[kb] : 0
     nq = 0; sum = 0; sq = 0
@@ -96,12 +95,11 @@ awk -v labels="$*" '
       for (x = ++nq; x > 1 && qs[x - 1] > q; x--) qs[x] = qs[x - 1]  # insertion sort
       qs[x] = q
     }
-    if (shown == "") shown = lun
-    if (nq == 0) { printf "%-*s %-*s %6s %8s %11s %7s %11s %7d\n", jw, job, lw, shown, "n/a", "n/a", "n/a", "n/a", "n/a", 0; return }
+    if (nq == 0) { printf "%-*s %-*s %6s %8s %11s %7s %11s %7d\n", jw, job, lw, lun, "n/a", "n/a", "n/a", "n/a", "n/a", 0; return }
     m = sum / nq
     sd = nq > 1 && sq - nq * m * m > 0 ? sqrt((sq - nq * m * m) / (nq - 1)) : 0
     h = t95(nq - 1) * sd / sqrt(nq)
     median = nq % 2 ? qs[(nq + 1) / 2] : (qs[nq / 2] + qs[nq / 2 + 1]) / 2
-    printf "%-*s %-*s %6s %8.2f %11s %7.2f %11s %7d\n", jw, job, lw, shown, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), exp(m),
+    printf "%-*s %-*s %6s %8.2f %11s %7.2f %11s %7d\n", jw, job, lw, lun, (ia > 0 ? sprintf("%.2f", ib / ia) : "n/a"), exp(m),
       (nq > 1 ? sprintf("%.2f-%.2f", exp(m - h), exp(m + h)) : "n/a"), median, sprintf("%.2f-%.2f", qs[1], qs[nq]), nq
   }'
