@@ -34,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openBeneath", Napi::Function::New<OpenBeneath>(env, "openBeneath"));
   ExportOpenBeneathConstants(env, exports);
   exports.Set("ioRingCreate", Napi::Function::New<IoRingCreate>(env, "ioRingCreate"));
+  exports.Set("monotonicCoarseMs", Napi::Function::New<MonotonicCoarseMs>(env, "monotonicCoarseMs"));
   exports.Set("netlinkOpen", Napi::Function::New<NetlinkOpen>(env, "netlinkOpen"));
   exports.Set("netlinkPortId", Napi::Function::New<NetlinkPortId>(env, "netlinkPortId"));
   exports.Set("netlinkJoin", Napi::Function::New<NetlinkJoin>(env, "netlinkJoin"));

@@ -143,6 +143,7 @@ IoRing::IoRing(const Napi::CallbackInfo& info) : ObjectWrap<IoRing>(info) {
   // The per-command calls skip napi_unwrap (bound_method.h).
   DefineBoundMethod<IoRing, &IoRing::Run>(self, this, "run");
   DefineBoundMethod<IoRing, &IoRing::TryNow>(self, this, "tryNow");
+  DefineBoundMethod<IoRing, &IoRing::WriteNow>(self, this, "writeNow");
   napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
   cleanupHookRegistered_ = true;
 }

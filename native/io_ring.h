@@ -15,6 +15,9 @@ namespace tcmu {
 
 class IoRingWatcher;
 
+// monotonicCoarseMs(): CLOCK_MONOTONIC_COARSE in milliseconds (see WriteNow).
+Napi::Value MonotonicCoarseMs(const Napi::CallbackInfo& info);
+
 class IoRing : public Napi::ObjectWrap<IoRing> {
  public:
   static Napi::Function DefineClass(Napi::Env env);
@@ -39,6 +42,9 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   void UnregisterBuffer(const Napi::CallbackInfo& info);
   void Run(const Napi::CallbackInfo& info);
   Napi::Value TryNow(const Napi::CallbackInfo& info);
+  Napi::Value WriteNow(const Napi::CallbackInfo& info);
+  // The staged record done at once: RWF_NOWAIT (tryNow) or a blocking write (writeNow).
+  Napi::Value DoNow(Napi::Env env, bool blockingWrite);
   void SetNowStage(const Napi::CallbackInfo& info);
   void ForgetNowStage();
   struct Record {
@@ -97,10 +103,13 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   // iovec storage per SQE slot; valid until the kernel consumed the SQE
   // (IORING_FEAT_SUBMIT_STABLE: once io_uring_enter returned).
   std::vector<std::vector<iovec>> iovs_;
-  // The record of the synchronous tryNow() call (setNowStage) and its iovecs.
+  // The record of the synchronous tryNow()/writeNow() calls (setNowStage)
+  // and its iovecs; writeNow() times its write into nowClock_[0..1].
   napi_ref nowStageRef_ = nullptr;
   const double* nowStage_ = nullptr;
   size_t nowStageLen_ = 0;
+  napi_ref nowClockRef_ = nullptr;
+  double* nowClock_ = nullptr;
   std::vector<iovec> nowIov_;
   IoRingWatcher* watcher_ = nullptr;
   // Registered ArrayBuffers (weak references), indexed by the id JS uses in

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "errno_error.h"
 #include "io_ring.h"
@@ -184,31 +185,68 @@ void IoRing::Run(const Napi::CallbackInfo& info) {
   out[1] = static_cast<int32_t>(unsubmitted_);
 }
 
-// setNowStage(stage: Float64Array): the record tryNow() reads. Registered
-// once (held strongly, its memory pinned off the V8 heap by taking its data
-// pointer) so that tryNow() costs no typed-array checks per call.
+// setNowStage(stage: Float64Array, clock?: Float64Array): the record
+// tryNow()/writeNow() read, and where writeNow() reports its timing.
+// Registered once (held strongly, their memory pinned off the V8 heap by
+// taking the data pointers) so that the per-command calls cost no
+// typed-array checks.
 void IoRing::SetNowStage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!CheckOpen(env, "io_ring setNowStage after close")) return;
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "setNowStage(stage: Float64Array)");
+  auto isFloat64 = [](const Napi::Value& v) {
+    return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
+  };
+  bool withClock = info.Length() >= 2 && !info[1].IsUndefined();
+  if (info.Length() < 1 || !isFloat64(info[0]) ||
+      (withClock && (!isFloat64(info[1]) || info[1].As<Napi::Float64Array>().ElementLength() < 2))) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "setNowStage(stage: Float64Array, clock?: Float64Array of 2)");
     return;
   }
   Napi::Float64Array stage = info[0].As<Napi::Float64Array>();
   napi_ref ref;
   if (napi_create_reference(env, stage, 1, &ref) != napi_ok) return;
+  napi_ref clockRef = nullptr;
+  if (withClock && napi_create_reference(env, info[1], 1, &clockRef) != napi_ok) {
+    napi_delete_reference(env, ref);
+    return;
+  }
   ForgetNowStage();
   nowStageRef_ = ref;
   nowStage_ = stage.Data();
   nowStageLen_ = stage.ElementLength();
+  nowClockRef_ = clockRef;
+  nowClock_ = withClock ? info[1].As<Napi::Float64Array>().Data() : nullptr;
 }
 
 void IoRing::ForgetNowStage() {
   if (nowStageRef_ != nullptr) napi_delete_reference(Env(), nowStageRef_);
+  if (nowClockRef_ != nullptr) napi_delete_reference(Env(), nowClockRef_);
   nowStageRef_ = nullptr;
   nowStage_ = nullptr;
   nowStageLen_ = 0;
+  nowClockRef_ = nullptr;
+  nowClock_ = nullptr;
 }
+
+namespace {
+
+// CLOCK_MONOTONIC_COARSE in ms. The vDSO answers it from the kernel's
+// last tick without reading the clock hardware, so it never costs a system
+// call; CLOCK_MONOTONIC (performance.now()) does where the clocksource has
+// no vDSO reader (HPET, some hypervisors' clocks: the test VM's), about as
+// much as a small inline write itself. Its resolution is one tick (1-10
+// ms): enough to see a write that slept for tens of milliseconds, and a
+// sum of many short measurements is still right on average (each counts a
+// whole tick with the chance that a tick fell inside it).
+double CoarseMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+}  // namespace
+
+Napi::Value MonotonicCoarseMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), CoarseMs()); }
 
 // tryNow() -> bytes transferred or -errno: the record in the registered
 // stage (setNowStage), done right here with preadv2/pwritev2(RWF_NOWAIT).
@@ -216,11 +254,19 @@ void IoRing::ForgetNowStage() {
 // event loop never blocks; what it does is copy page-cache data, the same
 // work io_uring's inline completion does, without the completion round
 // trip through JS promises. -EOPNOTSUPP: the file cannot do this at all.
-Napi::Value IoRing::TryNow(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!CheckOpen(env, "io_ring tryNow after close")) return Napi::Value();
-  if (nowStage_ == nullptr) {
-    ThrowArgError(env, "ERR_INVALID_STATE", "tryNow() before setNowStage()");
+Napi::Value IoRing::TryNow(const Napi::CallbackInfo& info) { return DoNow(info.Env(), false); }
+
+// writeNow() -> bytes written or -errno: the staged record, which must be a
+// write, done right here with a plain (blocking) pwritev2, timed with the
+// coarse monotonic clock into the registered clock array: [start ms, took
+// ms]. JS decides when a write may block the event loop and watches what
+// it costs (src/io/inline-write-guard.ts).
+Napi::Value IoRing::WriteNow(const Napi::CallbackInfo& info) { return DoNow(info.Env(), true); }
+
+Napi::Value IoRing::DoNow(Napi::Env env, bool blockingWrite) {
+  if (!CheckOpen(env, "io_ring tryNow/writeNow after close")) return Napi::Value();
+  if (nowStage_ == nullptr || (blockingWrite && nowClock_ == nullptr)) {
+    ThrowArgError(env, "ERR_INVALID_STATE", blockingWrite ? "writeNow() before setNowStage(stage, clock)" : "tryNow() before setNowStage()");
     return Napi::Value();
   }
   size_t at = 0;
@@ -231,15 +277,26 @@ Napi::Value IoRing::TryNow(const Napi::CallbackInfo& info) {
     ThrowArgError(env, "ERR_OUT_OF_RANGE", "malformed batch record");
     return Napi::Value();
   }
+  if (blockingWrite && !rec.write) {
+    ThrowArgError(env, "ERR_OUT_OF_RANGE", "writeNow(): the staged record is not a write");
+    return Napi::Value();
+  }
   if (status == RecordStatus::Fault) return Napi::Number::New(env, -EFAULT);
   if (status == RecordStatus::Invalid) return Napi::Number::New(env, -EINVAL);
   int count = static_cast<int>(nowIov_.size());
+  int flags = blockingWrite ? 0 : RWF_NOWAIT;
+  double start = blockingWrite ? CoarseMs() : 0;
   ssize_t n;
   do {
-    n = rec.write ? pwritev2(rec.fd, nowIov_.data(), count, static_cast<off_t>(rec.position), RWF_NOWAIT)
-                  : preadv2(rec.fd, nowIov_.data(), count, static_cast<off_t>(rec.position), RWF_NOWAIT);
+    n = rec.write ? pwritev2(rec.fd, nowIov_.data(), count, static_cast<off_t>(rec.position), flags)
+                  : preadv2(rec.fd, nowIov_.data(), count, static_cast<off_t>(rec.position), flags);
   } while (n < 0 && errno == EINTR);
-  return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
+  int err = errno;
+  if (blockingWrite) {
+    nowClock_[0] = start;
+    nowClock_[1] = CoarseMs() - start;
+  }
+  return Napi::Number::New(env, n < 0 ? -err : static_cast<double>(n));
 }
 
 }  // namespace tcmu

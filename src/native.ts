@@ -87,10 +87,11 @@ export interface NativeIoRing {
    */
   run(stage: Float64Array, ops: number, out: Int32Array): void;
   /**
-   * Register the Float64Array tryNow() reads its record from (held until
-   * replaced or close; register again after allocating a bigger one).
+   * Register the Float64Array tryNow() and writeNow() read their record
+   * from, and the one writeNow() reports its timing in (both held until
+   * replaced or close; register again after allocating a bigger stage).
    */
-  setNowStage(stage: Float64Array): void;
+  setNowStage(stage: Float64Array, clock?: Float64Array): void;
   /**
    * Do the record in the registered stage (layout as in run(); its tag is
    * ignored) right now with preadv2/pwritev2(RWF_NOWAIT): returns the bytes
@@ -100,6 +101,14 @@ export interface NativeIoRing {
    * or when no stage is registered.
    */
   tryNow(): number;
+  /**
+   * Do the staged record, which must be a write, right now with a plain
+   * blocking pwritev2: returns the bytes written or -errno, and puts
+   * [start, duration] in ms of CLOCK_MONOTONIC_COARSE (monotonicCoarseMs)
+   * into the registered clock array. Throws when no clock array is
+   * registered or the record is not a write.
+   */
+  writeNow(): number;
   /** io_uring_enter for every prepared entry; returns how many the kernel took (0 on EAGAIN/EBUSY). */
   submit(): number;
   /** Move up to out.length/2 completions into `out` as [tag, result] pairs (result: bytes or -errno). */
@@ -145,6 +154,11 @@ export interface NativeBinding {
    * (seccomp, kernel.io_uring_disabled), ENOTSUP on kernels older than 5.5.
    */
   ioRingCreate(entries: number): NativeIoRing;
+  /**
+   * CLOCK_MONOTONIC_COARSE in ms: one tick's resolution (1-10 ms), never a
+   * system call (the vDSO answers it even where CLOCK_MONOTONIC cannot).
+   */
+  monotonicCoarseMs(): number;
 
   // Generic netlink (mechanism only: message encoding/decoding is in JS).
   // Errors are thrown as Error with `code` = errno name, `errno` = -errno.

@@ -11,6 +11,12 @@
  * The limits are wall-clock and generous on purpose: a preempted thread also
  * looks slow, and under emulation (the test VM) a 2 ms limit tripped on
  * preemption alone and kept writes off the event loop.
+ *
+ * Times come from the coarse monotonic clock (native monotonicCoarseMs,
+ * one tick of resolution), which the addon reads around each inline write
+ * without a system call. A write's measured time is a whole number of
+ * ticks: a write that slept past STALL_MS plus one tick always trips the
+ * limit, and the busy sum over many short writes is right on average.
  */
 const STALL_MS = 20;
 const WINDOW_MS = 100;
@@ -26,9 +32,16 @@ export class InlineWriteGuard {
 
   constructor(private readonly stallMs = STALL_MS) {}
 
-  /** May a write run inline at time `now` (ms, performance.now())? */
+  /** Whether writes may be paused: only then does allows() need the time. */
+  get pausing(): boolean {
+    return this.pausedUntil !== 0;
+  }
+
+  /** May a write run inline at time `now` (ms, the clock record() gets)? */
   allows(now: number): boolean {
-    return now >= this.pausedUntil;
+    if (now < this.pausedUntil) return false;
+    this.pausedUntil = 0;
+    return true;
   }
 
   /** An inline write started at `start` took `took` ms. */

@@ -22,7 +22,6 @@
  * as large, cannot overflow); more wait in a FIFO here. Short transfers are
  * continued like in ./vector-io.ts.
  */
-import { writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { StorageError } from '../backstore/errors.js';
@@ -142,8 +141,10 @@ export class UringVectorIo implements VectorIo {
   private retryScheduled = false;
   private broken: Error | undefined;
   private readonly results: Int32Array;
-  /** The record readNow() hands to tryNow() (registered with the io_uring). */
+  /** The record readNow()/writeNow() hand to tryNow()/writeNow() (registered with the io_uring). */
   private nowStage = new Float64Array(RECORD_HEADER + RECORD_PER_IOVEC * 4);
+  /** writeNow()'s [start, duration] in ms of the coarse monotonic clock (registered with the io_uring). */
+  private readonly nowClock = new Float64Array(2);
   /** Files that refused RWF_NOWAIT (EOPNOTSUPP), by fd. */
   private readonly noNowait = new Set<number>();
   private readonly flushBound = () => {
@@ -183,7 +184,7 @@ export class UringVectorIo implements VectorIo {
       (err) => this.fail(err),
     );
     uring.ref(false);
-    uring.setNowStage(this.nowStage);
+    uring.setNowStage(this.nowStage, this.nowClock);
   }
 
   /**
@@ -231,21 +232,19 @@ export class UringVectorIo implements VectorIo {
   }
 
   /**
-   * One blocking pwritev: bytes written, -1 when that was all of them, 0
-   * when not tried or failed (the io_uring path then does it, or reports
-   * the error). The guard keeps writes that the kernel makes wait off the
-   * event loop (inline-write-guard.ts).
+   * One blocking pwritev (the addon's writeNow, which also times it): bytes
+   * written, -1 when that was all of them, 0 when not tried or failed (the
+   * io_uring path then does it, or reports the error). The guard keeps
+   * writes that the kernel makes wait off the event loop
+   * (inline-write-guard.ts).
    */
   private writeNow(fd: number, iov: readonly Buffer[], position: number, total: number): number {
-    const start = performance.now();
-    if (!this.inlineWrites.allows(start)) return 0;
-    let n: number;
-    try {
-      n = writevSync(fd, iov, position);
-    } catch {
-      return 0;
-    }
-    this.inlineWrites.record(start, performance.now() - start);
+    const guard = this.inlineWrites;
+    if (guard.pausing && !guard.allows(native().monotonicCoarseMs())) return 0;
+    if (iov.length > IOV_MAX || !this.stageNow(WRITE, fd, position, iov)) return 0;
+    const n = this.uring.writeNow();
+    if (n < 0) return 0;
+    guard.record(this.nowClock[0]!, this.nowClock[1]!);
     return n === total ? -1 : n;
   }
 
@@ -259,18 +258,23 @@ export class UringVectorIo implements VectorIo {
     const count = iov.length;
     if (this.broken || count > IOV_MAX || this.noNowait.has(fd)) return 0;
     if (total === 0) return -1;
-    const need = RECORD_HEADER + RECORD_PER_IOVEC * count;
-    if (need > this.nowStage.length) {
-      this.nowStage = new Float64Array(need);
-      this.uring.setNowStage(this.nowStage);
-    }
-    if (!this.writeRecord(this.nowStage, 0, READ, fd, position, 0, iov, count)) return 0;
+    if (!this.stageNow(READ, fd, position, iov)) return 0;
     const n = this.uring.tryNow();
     if (n === total) return -1;
     if (n > 0) return n;
     // Remembered by fd number: if a later file reuses the number, it only loses this fast path.
     if (n === -EOPNOTSUPP) this.noNowait.add(fd);
     return 0;
+  }
+
+  /** Write one record into the now-stage (grown as needed); false when its memory cannot be named. */
+  private stageNow(kind: Kind, fd: number, position: number, iov: readonly Buffer[]): boolean {
+    const need = RECORD_HEADER + RECORD_PER_IOVEC * iov.length;
+    if (need > this.nowStage.length) {
+      this.nowStage = new Float64Array(need);
+      this.uring.setNowStage(this.nowStage, this.nowClock);
+    }
+    return this.writeRecord(this.nowStage, 0, kind, fd, position, 0, iov, iov.length);
   }
 
   private start(kind: Kind, fd: number, iov: readonly Buffer[], position: number, resolve: () => void, reject: (err: unknown) => void): void {

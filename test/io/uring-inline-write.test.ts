@@ -88,8 +88,10 @@ describe('InlineWriteGuard', () => {
     expect(g.allows(0)).toBe(true);
     g.record(1000, 0.5);
     expect([g.allows(1001), g.pauses]).toEqual([true, 0]);
+    expect(g.pausing).toBe(false); // no clock read needed before a write
     g.record(2000, 25); // slept: over the 20 ms stall limit
-    expect([g.allows(2025), g.allows(7024), g.allows(7025), g.pauses]).toEqual([false, false, true, 1]);
+    expect([g.pausing, g.allows(2025), g.allows(7024), g.pausing]).toEqual([true, false, false, true]);
+    expect([g.allows(7025), g.pausing, g.pauses]).toEqual([true, false, 1]);
   });
 
   it('pauses when inline writes fill more than half of a 100 ms window, and not when they are spread over windows', () => {

@@ -415,6 +415,52 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     closeSync(fd);
   });
 
+  test('writeNow: a blocking write of the staged record, timed on the coarse monotonic clock', () => {
+    const path = join(scratch, 'writenow.img');
+    writeFileSync(path, Buffer.alloc(16384));
+    const fd = openSync(path, 'r+');
+    const ring = addon.ioRingCreate(2);
+    const area = new ArrayBuffer(8192);
+    Buffer.from(area).fill(0x6b);
+    const id = ring.registerBuffer(area);
+    const stage = new Float64Array(16);
+    ring.setNowStage(stage);
+    stage.set([1, fd, 4096, 0, 1, id, 0, 4096]);
+    expect(() => ring.writeNow()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_STATE' })); // no clock array registered
+    const clock = new Float64Array(2).fill(-1);
+    ring.setNowStage(stage, clock);
+    const before = addon.monotonicCoarseMs();
+    expect(ring.writeNow()).toBe(4096);
+    expect(clock[0]).toBeGreaterThanOrEqual(before);
+    expect(clock[1]).toBeGreaterThanOrEqual(0);
+    expect(clock[0]! + clock[1]!).toBeLessThanOrEqual(addon.monotonicCoarseMs());
+    const disk = readFileSync(path);
+    expect([disk.subarray(0, 4096).every((v) => v === 0), disk.subarray(4096, 8192).every((v) => v === 0x6b), disk.subarray(8192).every((v) => v === 0)]).toEqual([true, true, true]);
+    stage.set([0, fd, 0, 0, 1, id, 0, 4096]); // a read
+    expect(() => ring.writeNow()).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    stage.set([1, fd, 0, 0, 1, id, 8000, 4096]); // past the registered buffer
+    expect(ring.writeNow()).toBe(-14);
+    const readOnly = openSync(path, 'r');
+    stage.set([1, readOnly, 0, 0, 1, id, 0, 4096]);
+    expect(ring.writeNow()).toBe(-9); // EBADF: not open for writing
+    closeSync(readOnly);
+    expect(() => ring.setNowStage(stage, new Float64Array(1))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    ring.close();
+    expect(() => ring.writeNow()).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    closeSync(fd);
+  });
+
+  test('monotonicCoarseMs: CLOCK_MONOTONIC to within a tick or so, never going back', () => {
+    const fine = () => Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC
+    const samples: number[] = [];
+    for (let i = 0; i < 1000; i++) samples.push(addon.monotonicCoarseMs());
+    for (let i = 1; i < samples.length; i++) expect(samples[i]).toBeGreaterThanOrEqual(samples[i - 1]!);
+    const coarse = addon.monotonicCoarseMs();
+    const now = fine();
+    expect(coarse).toBeLessThanOrEqual(now);
+    expect(now - coarse).toBeLessThan(50); // one tick is 1-10 ms; allow for a preemption
+  });
+
   test('a full submission queue says false; errors come back as -errno', async () => {
     const ring = addon.ioRingCreate(2);
     const fd = openSync(join(scratch, 'ring2.img'), 'w+');
