@@ -211,7 +211,7 @@ void Mapping::DetachCompleter() {
   completer_ = nullptr;
 }
 
-// completion(maxInFlight, pendingCapacity) -> { state: ArrayBuffer, handle: external }:
+// completion(maxInFlight, pendingCapacity, timed = true) -> { state: ArrayBuffer, handle: external }:
 // the ring's completion side, shared with other threads (ring_completer.h).
 // Once per mapping. The ring's bounds come from the mailbox, checked here.
 Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
@@ -224,10 +224,12 @@ Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EBUSY, "completion (already made for this mapping)");
     return Napi::Value();
   }
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "completion(maxInFlight, pendingCapacity) needs two numbers");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber() ||
+      (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsBoolean())) {
+    ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "completion(maxInFlight, pendingCapacity, timed?) needs two numbers and a boolean");
     return Napi::Value();
   }
+  bool timed = info.Length() <= 2 || info[2].IsUndefined() || info[2].As<Napi::Boolean>().Value();
   uint32_t maxInFlight = info[0].As<Napi::Number>().Uint32Value();
   uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
   if (maxInFlight == 0 || maxInFlight > 65535 || capacity == 0 || capacity > (1u << 20) || (capacity & (capacity - 1)) != 0) {
@@ -243,7 +245,7 @@ Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
     ThrowErrno(env, EPROTO, "completion: the mailbox describes an impossible ring");
     return Napi::Value();
   }
-  RingCompleter* completer = RingCompleter::Create(base, cmdrOff, cmdrSize, kickFd_, kind_, maxInFlight, capacity);
+  RingCompleter* completer = RingCompleter::Create(base, cmdrOff, cmdrSize, kickFd_, kind_, maxInFlight, capacity, timed);
   if (completer == nullptr) {
     ThrowErrno(env, errno, "completion");
     return Napi::Value();

@@ -24,10 +24,16 @@ constexpr uint32_t kOpCmd = TCMU_TS_OP_CMD;
 int32_t Load(const int32_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 void Store(int32_t* word, int32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
+double MonotonicMs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+}
+
 }  // namespace
 
 RingCompleter* RingCompleter::Create(uint8_t* base, uint32_t cmdrOff, uint32_t cmdrSize, int kickFd, NotifyKind kind,
-                                     uint32_t maxInFlight, uint32_t pendingCapacity) {
+                                     uint32_t maxInFlight, uint32_t pendingCapacity, bool timed) {
   if (maxInFlight == 0 || pendingCapacity == 0 || (pendingCapacity & (pendingCapacity - 1)) != 0) {
     errno = EINVAL;
     return nullptr;
@@ -40,6 +46,7 @@ RingCompleter* RingCompleter::Create(uint8_t* base, uint32_t cmdrOff, uint32_t c
   self->kind_ = kind;
   self->maxInFlight_ = maxInFlight;
   self->capacity_ = pendingCapacity;
+  self->timed_ = timed;
   self->doneWords_ = maxInFlight + (maxInFlight & 1);  // keeps doneAt 8-aligned
   self->stateWords_ = kHeaderWords + self->doneWords_ + 2 * static_cast<size_t>(pendingCapacity) + 2 * static_cast<size_t>(maxInFlight);
   self->state_ = static_cast<int32_t*>(calloc(self->stateWords_, sizeof(int32_t)));
@@ -100,6 +107,9 @@ bool RingCompleter::EntryUnchanged(uint32_t tail, uint32_t head) const {
 
 int RingCompleter::CompleteGood(uint32_t slot, uint32_t cmdId) {
   if (slot >= maxInFlight_ || cmdId > 0xffff) return 0;
+  // Read before the lock, which JS spins on: where the clocksource has no
+  // vDSO reader (HPET) this is a system call.
+  double completedAt = timed_ ? MonotonicMs() : 0;
   active_.fetch_add(1, std::memory_order_seq_cst);
   if (detached_.load(std::memory_order_seq_cst) || !TryLock()) {
     active_.fetch_sub(1, std::memory_order_seq_cst);
@@ -139,10 +149,8 @@ int RingCompleter::CompleteGood(uint32_t slot, uint32_t cmdId) {
       Store(&state_[kPendingHead], static_cast<int32_t>(head));
       Store(&state_[kPendingCount], static_cast<int32_t>(count));
       Store(&state_[kHeaderWords + doneCount], static_cast<int32_t>(slot));
-      timespec now;
-      clock_gettime(CLOCK_MONOTONIC, &now);
       double* doneAt = reinterpret_cast<double*>(state_ + kHeaderWords + doneWords_ + 2 * capacity_);
-      doneAt[doneCount] = static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+      doneAt[doneCount] = completedAt;
       Store(&state_[kDoneCount], static_cast<int32_t>(doneCount + 1));
       Store(&state_[kPublished], static_cast<int32_t>(tail));
       Store(&state_[kKicks], Load(&state_[kKicks]) + 1);

@@ -45,9 +45,10 @@ class RingCompleter {
   // base: the mapping (mailbox at 0); kickFd: the mapping's, used until
   // Detach (not duplicated: an open duplicate of a uio fd would keep the
   // device open, and the kernel refuses a second open). One reference for
-  // the caller. nullptr with errno set.
+  // the caller. timed: stamp each completion's doneAt (else 0: nobody
+  // reads latencies). nullptr with errno set.
   static RingCompleter* Create(uint8_t* base, uint32_t cmdrOff, uint32_t cmdrSize, int kickFd, NotifyKind kind,
-                               uint32_t maxInFlight, uint32_t pendingCapacity);
+                               uint32_t maxInFlight, uint32_t pendingCapacity, bool timed);
 
   void Retain();
   void Release();
@@ -81,6 +82,7 @@ class RingCompleter {
   NotifyKind kind_{};
   uint32_t maxInFlight_ = 0;
   uint32_t capacity_ = 0;  // pending queue, a power of two
+  bool timed_ = true;
   uint32_t doneWords_ = 0;
   int32_t* state_ = nullptr;
   size_t stateWords_ = 0;

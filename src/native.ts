@@ -39,8 +39,10 @@ export interface NativeMapping {
    * `handle` what an addon takes to complete through it (NativeRbd's
    * readv/writev). Once per mapping; after close() no completion touches
    * the ring. Throws EPROTO when the mailbox describes an impossible ring.
+   * `timed` (default true): stamp each completion made elsewhere with the
+   * time (doneAt), for latency metrics; false leaves doneAt 0.
    */
-  completion(maxInFlight: number, pendingCapacity: number): { state: ArrayBuffer; handle: RingCompletionHandle };
+  completion(maxInFlight: number, pendingCapacity: number, timed?: boolean): { state: ArrayBuffer; handle: RingCompletionHandle };
 }
 
 /** An opaque native handle through which other threads complete a ring's commands. */

@@ -47,6 +47,8 @@ export interface LunOptions {
   copyRegistry?: CopyRegistry;
   /** The daemon's run directory (the control socket's); each LUN gets `lun/<hba>-<name>` beneath it (OpenContext.runtimeDir). */
   runDir?: string;
+  /** Time each command's latency for the metrics endpoint's histograms (default true; the daemon: only when it serves metrics). */
+  timeLatency?: boolean;
 }
 
 export interface LunStatus {
@@ -75,8 +77,8 @@ const STUCK_AFTER_MS = 5000;
 export class Lun implements FaultOwner {
   readonly id: string;
   readonly log: Logger;
-  /** Monitoring counters the ring engine feeds (read by the metrics endpoint). */
-  readonly counters = new CommandCounters();
+  /** Monitoring counters the ring engine feeds (read by the metrics endpoint; latencies timed only when there is one). */
+  readonly counters: CommandCounters;
   private readonly configfs: TcmuConfigfs;
   /** ALUA port groups for INQUIRY / REPORT TARGET PORT GROUPS; their state follows an exclusive lock. */
   private readonly alua: AluaFollower;
@@ -117,6 +119,7 @@ export class Lun implements FaultOwner {
 
   constructor(readonly device: TcmuUioDevice, private readonly opts: LunOptions) {
     this.id = `user_${device.hbaIndex}/${device.deviceName}`;
+    this.counters = new CommandCounters(opts.timeLatency ?? true);
     this.devConfig = device.devConfig;
     this.log = opts.log.child({ lun: this.id, uio: device.uio });
     this.configfs = new TcmuConfigfs(device.hbaIndex, device.deviceName, opts.configfsRoot);

@@ -193,6 +193,8 @@ export class Server {
       keys: this.keys,
       faultGuard: this.faultGuard,
       runDir: this.opts.controlSocket ? dirname(this.opts.controlSocket) : undefined,
+      // The metrics endpoint is fixed for the daemon's life (a reload cannot add it).
+      timeLatency: this.opts.metrics !== undefined,
     });
     try {
       // Confinement happens inside the handler's own opens (this.files).

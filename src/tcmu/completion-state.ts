@@ -40,7 +40,7 @@ export class CompletionState {
   readonly words: Int32Array;
   /** Slot indexes completed by another thread (DoneCount of them). */
   readonly done: Int32Array;
-  /** When each of those was completed, CLOCK_MONOTONIC in ms (see monotonicToPerformance). */
+  /** When each of those was completed, CLOCK_MONOTONIC in ms (see monotonicToPerformance); 0 when not timed. */
   readonly doneAt: Float64Array;
   readonly pendingOffset: Int32Array;
   readonly pendingLenOp: Uint32Array;
@@ -66,12 +66,13 @@ export class CompletionState {
   /**
    * The block for a ring of `maxInFlight` slots. Shared with native code
    * only when `shared` (the engine offers completions to other threads only
-   * on rings that complete out of order) and the mapping can.
+   * on rings that complete out of order) and the mapping can. `timed`:
+   * other threads stamp their completions in doneAt (latency metrics).
    */
-  static create(mapping: NativeMapping, maxInFlight: number, shared: boolean): CompletionState {
+  static create(mapping: NativeMapping, maxInFlight: number, shared: boolean, timed: boolean): CompletionState {
     const capacity = pendingCapacity(maxInFlight);
     if (shared && typeof mapping.completion === 'function') {
-      const { state, handle } = mapping.completion(maxInFlight, capacity);
+      const { state, handle } = mapping.completion(maxInFlight, capacity, timed);
       return new CompletionState(state, maxInFlight, capacity, handle);
     }
     return new CompletionState(new ArrayBuffer(layoutOf(maxInFlight, capacity).bytes), maxInFlight, capacity, undefined);

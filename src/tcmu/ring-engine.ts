@@ -223,7 +223,7 @@ export class RingEngine {
     for (let i = 0; i < max; i++) this.freeSlots[i] = max - 1 - i;
     this.freeCount = max;
     this.order = new Int32Array(max);
-    this.cs = CompletionState.create(mapping, max, this.ooo && opts.completeElsewhere === true);
+    this.cs = CompletionState.create(mapping, max, this.ooo && opts.completeElsewhere === true, opts.counters?.timed === true);
     for (const slot of this.slots) {
       this.bindSlotCallbacks(slot);
       slot.ring = this.cs.handle;

@@ -45,4 +45,32 @@ describe('latencyBucket', () => {
     expect(counters.latencySumMs[0]).toBeGreaterThanOrEqual(5);
     expect(counters.bytes[0]).toBe(4096);
   });
+
+  it('untimed counters (no metrics endpoint) count every command, in the first bucket, without reading the clock', async () => {
+    const counters = new CommandCounters(false);
+    counters.reserve(2);
+    const read = { index: 0, cdb: Buffer.from([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), sense: Buffer.alloc(96), iovLength: 4096 };
+    const foreign = { index: 1, cdb: Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0]), sense: Buffer.alloc(96), iovLength: 4096 };
+    const now = performance.now;
+    let reads = 0;
+    performance.now = () => {
+      reads++;
+      return now.call(performance);
+    };
+    try {
+      counters.clock();
+      counters.started(read.index);
+      counters.started(foreign.index);
+      await new Promise((r) => setTimeout(r, 5));
+      counters.clock();
+      counters.completed(read, 0);
+      counters.completed(foreign, 0, now.call(performance) + 1000); // a completion timed on another thread
+    } finally {
+      performance.now = now;
+    }
+    expect(reads).toBe(0);
+    expect([counters.commandCount(0), counters.commandCount(1)]).toEqual([1, 1]);
+    expect([counters.latencyCounts[0], counters.latencyCounts[LATENCY_BUCKETS]]).toEqual([1, 1]);
+    expect([counters.latencySumMs[0], counters.latencySumMs[1], counters.bytes[0], counters.bytes[1]]).toEqual([0, 0, 4096, 4096]);
+  });
 });

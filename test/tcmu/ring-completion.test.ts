@@ -29,11 +29,10 @@ class ParkingTarget implements ScsiTarget {
   }
 }
 
-function setup(simOpts: Partial<KernelSimOptions> = {}, maxInFlight = 128, completeElsewhere = true) {
+function setup(simOpts: Partial<KernelSimOptions> = {}, maxInFlight = 128, completeElsewhere = true, counters = new CommandCounters()) {
   sim = live.track(KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true, ...simOpts }));
   const target = new ParkingTarget();
   const errors: Error[] = [];
-  const counters = new CommandCounters();
   engine = live.track(new RingEngine(sim.runnerMapping(), target, { maxInFlight, counters, completeElsewhere, onError: (err) => errors.push(err) }));
   engine.start();
   return { sim, target, engine, errors, counters };
@@ -75,6 +74,18 @@ describe('RingEngine: completions made on another thread', () => {
     expect(counters.commandCount(WRITE)).toBe(1);
     expect(counters.latencySumMs[WRITE]).toBeGreaterThanOrEqual(0);
     expect(counters.latencySumMs[WRITE]).toBeLessThanOrEqual(completed - before);
+  });
+
+  test('untimed counters (no metrics endpoint): the other thread leaves doneAt 0 and the command still counts', async () => {
+    const { sim, target, engine, counters } = setup({}, 128, true, new CommandCounters(false));
+    const result = sim.submit(write10(0, 8), { out: Buffer.alloc(4096) });
+    await waitFor(() => target.parked.length === 1, 'the write reaches the target');
+    expect(await onPool(target.parked[0]!.inRing!)).toBe(1);
+    expect((await result).status).toBe(0);
+    const doneAt = (engine as unknown as { cs: { doneAt: Float64Array } }).cs.doneAt;
+    expect(doneAt[0]).toBe(0);
+    engine.collectForeign();
+    expect([counters.commandCount(1), counters.latencySumMs[1]]).toEqual([1, 0]);
   });
 
   test('a read: what the store put in the data area is what the initiator gets', async () => {
