@@ -17,8 +17,8 @@
  * metrics endpoint, where no one reads the histograms) never read the
  * clock: every command counts in the first bucket with no latency. Where
  * the clocksource has no vDSO reader (HPET, some hypervisors' clocks: the
- * test VM's) each performance.now() is a system call, about as costly as
- * a 4 KiB page-cache read.
+ * test VM's) each performance.now() is a system call (in the VM it reads
+ * an emulated device).
  */
 import type { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
