@@ -13,8 +13,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 
+#include "clock_ms.h"
 #include "errno_error.h"
 #include "io_ring.h"
 
@@ -228,8 +228,6 @@ void IoRing::ForgetNowStage() {
   nowClock_ = nullptr;
 }
 
-namespace {
-
 // CLOCK_MONOTONIC_COARSE in ms. The vDSO answers it from the kernel's
 // last tick without reading the clock hardware, so it never costs a system
 // call; CLOCK_MONOTONIC (performance.now()) does where the clocksource has
@@ -239,15 +237,7 @@ namespace {
 // ms): enough to see a write that slept for tens of milliseconds, and a
 // sum of many short measurements is still right on average (each counts a
 // whole tick with the chance that a tick fell inside it).
-double CoarseMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
-}  // namespace
-
-Napi::Value MonotonicCoarseMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), CoarseMs()); }
+Napi::Value MonotonicCoarseMs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ClockMs(CLOCK_MONOTONIC_COARSE)); }
 
 // tryNow() -> bytes transferred or -errno: the record in the registered
 // stage (setNowStage), done right here with preadv2/pwritev2(RWF_NOWAIT).
@@ -286,7 +276,7 @@ Napi::Value IoRing::DoNow(Napi::Env env, bool blockingWrite) {
   if (status == RecordStatus::Invalid) return Napi::Number::New(env, -EINVAL);
   int count = static_cast<int>(nowIov_.size());
   int flags = blockingWrite ? 0 : RWF_NOWAIT;
-  double start = blockingWrite ? CoarseMs() : 0;
+  double start = blockingWrite ? ClockMs(CLOCK_MONOTONIC_COARSE) : 0;
   ssize_t n;
   do {
     n = rec.write ? pwritev2(rec.fd, nowIov_.data(), count, static_cast<off_t>(rec.position), flags)
@@ -295,7 +285,7 @@ Napi::Value IoRing::DoNow(Napi::Env env, bool blockingWrite) {
   int err = errno;
   if (blockingWrite) {
     nowClock_[0] = start;
-    nowClock_[1] = CoarseMs() - start;
+    nowClock_[1] = ClockMs(CLOCK_MONOTONIC_COARSE) - start;
   }
   return Napi::Number::New(env, n < 0 ? -err : static_cast<double>(n));
 }

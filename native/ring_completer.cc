@@ -2,11 +2,11 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <time.h>
 
 #include <cstdlib>
 #include <cstring>
 
+#include "clock_ms.h"
 #include "mapping.h"
 #include "ring_layout.h"
 
@@ -23,12 +23,6 @@ constexpr uint32_t kOpCmd = TCMU_TS_OP_CMD;
 
 int32_t Load(const int32_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 void Store(int32_t* word, int32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
-
-double MonotonicMs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
-}
 
 }  // namespace
 
@@ -109,7 +103,7 @@ int RingCompleter::CompleteGood(uint32_t slot, uint32_t cmdId) {
   if (slot >= maxInFlight_ || cmdId > 0xffff) return 0;
   // Read before the lock, which JS spins on: where the clocksource has no
   // vDSO reader (HPET) this is a system call.
-  double completedAt = timed_ ? MonotonicMs() : 0;
+  double completedAt = timed_ ? ClockMs(CLOCK_MONOTONIC) : 0;
   active_.fetch_add(1, std::memory_order_seq_cst);
   if (detached_.load(std::memory_order_seq_cst) || !TryLock()) {
     active_.fetch_sub(1, std::memory_order_seq_cst);

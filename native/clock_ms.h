@@ -1,0 +1,14 @@
+// A clock_gettime clock in milliseconds, as the doubles JS compares with
+// performance.now() (after the offset in src/tcmu/completion-state.ts).
+#pragma once
+#include <time.h>
+
+namespace tcmu {
+
+inline double ClockMs(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+}  // namespace tcmu
