@@ -1,5 +1,6 @@
-// A clock_gettime clock in milliseconds, as the doubles JS compares with
-// performance.now() (after the offset in src/tcmu/completion-state.ts).
+// A clock_gettime clock in milliseconds, as a double for JS. CLOCK_MONOTONIC
+// readings are compared with performance.now() after the offset in
+// src/tcmu/completion-state.ts; coarse readings only with each other.
 #pragma once
 #include <time.h>
 
