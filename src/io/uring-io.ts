@@ -35,18 +35,30 @@ const EOPNOTSUPP = osConstants.errno.EOPNOTSUPP;
 const READ = 0;
 const WRITE = 1;
 /**
- * A read on an io-wq worker (IOSQE_ASYNC), even when the page cache holds
- * it. Reads this large are dominated by copying; done inline, every copy
- * runs serially on the event-loop thread, which also does the kernel's copy
- * to the initiator at each kick. On a worker they can run on another core.
- * Measured in the VM (1 MiB sequential reads, same boot, three rounds):
- * 187-242 vs 165-230 reads/s, every round ahead. A later same-boot run (5
- * rounds) had both ways level (0.57x vs 0.59x of fileio), and a scheduler
- * trace showed why the gain is small on two vCPUs: the worker is mostly
- * woken on the event loop's CPU and preempts it there.
+ * A read on an io-wq worker (IOSQE_ASYNC), never tried inline by the
+ * io_uring. Large reads (LARGE_READ_BYTES and more) take this path when the
+ * page cache cannot serve them at once, or when the event loop has already
+ * copied LARGE_INLINE_BUDGET bytes of large reads in this batch.
  */
 const READ_OFFLOADED = 2;
-const OFFLOAD_READ_BYTES = 256 * 1024;
+/**
+ * Large reads are copied out of the page cache on the event loop like small
+ * ones, but at most LARGE_INLINE_BUDGET bytes of them until the next
+ * microtask checkpoint, which in practice is the end of one LUN's ring
+ * batch; the rest of that batch's large reads go to io-wq workers. The
+ * budget, eight reads of 1 MiB (a qd8 queue at the default largest
+ * transfer), bounds how long one LUN's batch holds the event loop before
+ * other LUNs' batches run: about 1 ms of memcpy at 8 GB/s, as long again as
+ * the kernel's copy of the same bytes to the initiator at the batch's kick.
+ * Every large read used to go to a worker, which was woken on the event
+ * loop's CPU and preempted it there anyway: the hop cost more than the
+ * copy it moved. Same-boot A/Bs in the VM, 1 MiB sequential reads at qd8
+ * (README, Performance): 1.07x, 1.11x and 1.10x the reads/s at 0.90x,
+ * 0.86x and 0.82x the guest CPU per read; a 4 MiB budget, which sent part
+ * of each busy batch to the workers, only 1.04x at 0.96x.
+ */
+const LARGE_READ_BYTES = 256 * 1024;
+const LARGE_INLINE_BUDGET = 8 * 1024 * 1024;
 /**
  * Microtasks hang off this settled promise rather than queueMicrotask(),
  * which builds an AsyncResource and a bound function per call (once per
@@ -145,6 +157,9 @@ export class UringVectorIo implements VectorIo {
   private nowStage = new Float64Array(RECORD_HEADER + RECORD_PER_IOVEC * 4);
   /** writeNow()'s [start, duration] in ms of the coarse monotonic clock (registered with the io_uring). */
   private readonly nowClock = new Float64Array(2);
+  /** Bytes of large reads copied on the event loop since the last microtask checkpoint (see LARGE_INLINE_BUDGET). */
+  private largeInlineBytes = 0;
+  private largeInlineResetScheduled = false;
   /** Files that refused RWF_NOWAIT (EOPNOTSUPP), by fd. */
   private readonly noNowait = new Set<number>();
   private readonly flushBound = () => {
@@ -153,6 +168,10 @@ export class UringVectorIo implements VectorIo {
     } catch (err) {
       this.fail(err as Error); // e.g. the io_uring was closed under us: fail what is queued, never leave it hanging
     }
+  };
+  private readonly resetLargeInlineBound = () => {
+    this.largeInlineBytes = 0;
+    this.largeInlineResetScheduled = false;
   };
   private readonly retryBound = () => {
     this.retryScheduled = false;
@@ -192,20 +211,37 @@ export class UringVectorIo implements VectorIo {
    * page cache holds the data it returns synchronously, and the command
    * completes in the same TCMU ring batch without a promise, a microtask or a
    * second pass over the io_uring. Whatever the page cache cannot serve goes
-   * through the io_uring. A miss costs one refused syscall.
+   * through the io_uring. A miss costs one refused syscall. Large reads are
+   * tried here only within the batch's budget (LARGE_INLINE_BUDGET).
    */
   read(fd: number, iov: readonly Buffer[], position: number): void | Promise<void> {
     const total = iovLength(iov);
-    if (total >= OFFLOAD_READ_BYTES || invalidArgument(fd, position, total) !== undefined) {
+    if (invalidArgument(fd, position, total) !== undefined) {
+      return new Promise((resolve, reject) => this.start(READ, fd, iov, position, resolve, reject)); // rejects with EINVAL
+    }
+    const large = total >= LARGE_READ_BYTES;
+    if (large && this.largeInlineBytes + total > LARGE_INLINE_BUDGET) {
       return new Promise((resolve, reject) => this.start(READ_OFFLOADED, fd, iov, position, resolve, reject));
     }
     const done = this.readNow(fd, iov, position, total);
+    if (large && done !== 0) this.chargeLargeInline(done < 0 ? total : done);
     if (done < 0) return; // all of it
     if (done > 0) {
       iov = iovRemainder(iov, done);
       position += done;
     }
-    return new Promise((resolve, reject) => this.start(READ, fd, iov, position, resolve, reject));
+    // What the page cache did not hold: a large remainder straight to a worker (an inline try would only fail again).
+    const kind = large ? READ_OFFLOADED : READ;
+    return new Promise((resolve, reject) => this.start(kind, fd, iov, position, resolve, reject));
+  }
+
+  /** Count bytes of large reads copied on the event loop; the count restarts at the next microtask checkpoint. */
+  private chargeLargeInline(bytes: number): void {
+    this.largeInlineBytes += bytes;
+    if (!this.largeInlineResetScheduled) {
+      this.largeInlineResetScheduled = true;
+      SETTLED.then(this.resetLargeInlineBound);
+    }
   }
 
   /**
