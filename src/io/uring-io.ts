@@ -157,9 +157,11 @@ export class UringVectorIo implements VectorIo {
   private nowStage = new Float64Array(RECORD_HEADER + RECORD_PER_IOVEC * 4);
   /** writeNow()'s [start, duration] in ms of the coarse monotonic clock (registered with the io_uring). */
   private readonly nowClock = new Float64Array(2);
-  /** Bytes of large reads copied on the event loop since the last microtask checkpoint (see LARGE_INLINE_BUDGET). */
+  /**
+   * Bytes of large reads copied on the event loop since the last microtask
+   * checkpoint (see LARGE_INLINE_BUDGET); while not 0, a reset is scheduled.
+   */
   private largeInlineBytes = 0;
-  private largeInlineResetScheduled = false;
   /** Files that refused RWF_NOWAIT (EOPNOTSUPP), by fd. */
   private readonly noNowait = new Set<number>();
   private readonly flushBound = () => {
@@ -171,7 +173,6 @@ export class UringVectorIo implements VectorIo {
   };
   private readonly resetLargeInlineBound = () => {
     this.largeInlineBytes = 0;
-    this.largeInlineResetScheduled = false;
   };
   private readonly retryBound = () => {
     this.retryScheduled = false;
@@ -237,11 +238,8 @@ export class UringVectorIo implements VectorIo {
 
   /** Count bytes of large reads copied on the event loop; the count restarts at the next microtask checkpoint. */
   private chargeLargeInline(bytes: number): void {
-    this.largeInlineBytes += bytes;
-    if (!this.largeInlineResetScheduled) {
-      this.largeInlineResetScheduled = true;
-      SETTLED.then(this.resetLargeInlineBound);
-    }
+    if (this.largeInlineBytes === 0) SETTLED.then(this.resetLargeInlineBound);
+    this.largeInlineBytes += bytes; // > 0: a large read is at least LARGE_READ_BYTES, a partial one moved some
   }
 
   /**

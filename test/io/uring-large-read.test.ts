@@ -17,6 +17,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
 const ring = ringOrNull();
 
+/** Each 32-bit word names its offset, so a read that lands at the wrong offset shows (harness.ts's pattern repeats every 256 blocks). */
 function pattern(bytes: number, seed: number): Buffer {
   const b = Buffer.alloc(bytes);
   for (let i = 0; i < bytes; i += 4) b.writeUInt32LE((i * 2654435761 + seed) >>> 0, i);
