@@ -54,7 +54,7 @@ done
 version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tr_version)"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
 fileio_opts=${BENCH_FILEIO_OPTS-fd_buffered_io=1}
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms hw_max_sectors=$TCMU_MAX_SECTORS reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY fileio_opts=${fileio_opts:-none_(O_DSYNC)}"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) clocksource=$(bench_clocksource) erms=$erms hw_max_sectors=$TCMU_MAX_SECTORS reference=$reference$version completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY fileio_opts=${fileio_opts:-none_(O_DSYNC)}"
 # fileio-cur is the fileio backstore again: already filled
 BENCH_PREFILLED=fileio-cur bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"

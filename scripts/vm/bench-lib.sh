@@ -71,6 +71,12 @@ bench_prepare() {
 
 # bench_cpu_stat -> "busy total": jiffies of the guest's CPUs summed from
 # /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
+# The guest's clocksource, for the BENCH-INFO line: under TCG it is the
+# emulated HPET unless the boot passed clocksource=tsc tsc=reliable
+# (TCMU_VM_APPEND), and with HPET every clock read is a system call that
+# costs runners which read clocks per event-loop turn (libuv) the most.
+bench_clocksource() { cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown; }
+
 bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
 # bench_daemon_cpu PID -> clock ticks of CPU the daemon used (user + system,
@@ -174,17 +180,20 @@ prof_lines() {
 # Needs BENCH_RUNTIME >= 4, perf, kptr_restrict 0 (bench_profile_setup).
 bench_profile() {
   local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
+  local pids=${BENCH_PROFILE_PIDS:-${RUNNER_PID:-}${TR_PID:+ $TR_PID}} comm
+  bench_thread_counts "$pids" > /tmp/threads.0
   ( sleep 2; perf record -q -a -e cpu-clock -F 499 -o $p -- sleep "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
   prof=$!
   out=$(bench_job "$job" "$dev") || out="0 0 0"
   wait $prof
+  bench_thread_counts "$pids" > /tmp/threads.1
   set -- $out
   echo "@@PROF $job $label iops=$1 mbps=$2 cpu_us=$3"
+  bench_thread_lines "$job" "$label" "$1" /tmp/threads.0 /tmp/threads.1
   prof_lines 12 comm --sort comm
   prof_lines 30 sym --sort sym
   prof_lines 30 comm+sym --sort comm,sym
   # The runners' own processes, by thread and library: where a runner's CPU goes.
-  local pids=${BENCH_PROFILE_PIDS:-${RUNNER_PID:-}${TR_PID:+ $TR_PID}} comm
   pids=${pids// /,} # perf takes a comma-separated list
   if [ -n "$pids" ]; then
     prof_lines 20 runner-dso --pid "$pids" --sort comm,dso
@@ -201,6 +210,60 @@ bench_profile() {
   fi
   rm -f $p
   if [ "${BENCH_PROFILE_SYSCALLS:-0}" = 1 ] && [ -n "$pids" ]; then bench_syscalls "$job" "$label" "$dev" "$pids"; fi
+  if [ "${BENCH_PROFILE_CALLGRAPH:-0}" = 1 ] && [ -n "$pids" ]; then bench_callgraph "$job" "$label" "$dev" "$pids"; fi
+}
+# bench_thread_counts PIDS: one line per process and thread name (threads of
+# one name summed): "PID:NAME voluntary involuntary cpu_ticks", from
+# /proc/PID/task/*/{status,stat}, and "PID:all-threads 0 0 cpu_ticks" from
+# /proc/PID/stat (which keeps the CPU of threads that have exited).
+# Voluntary context switches are the times a thread slept and was woken (for
+# a ring thread: its wake-ups), involuntary ones the times it was preempted.
+bench_thread_counts() {
+  local pid t
+  for pid in ${1//,/ }; do
+    echo "$pid:all-threads 0 0 $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null)"
+    for t in /proc/"$pid"/task/*; do
+      # The main thread apart: node's helper threads share its name.
+      printf '%s:%s%s %s %s\n' "$pid" "$([ "${t##*/}" = "$pid" ] && echo main-)" "$(tr -c 'A-Za-z0-9.\n-' _ < "$t/comm")" \
+        "$(awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 } END { print v + 0, n + 0 }' "$t/status" 2>/dev/null)" \
+        "$(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"
+    done
+  done | awk 'NF == 4 { v[$1] += $2; n[$1] += $3; c[$1] += $4 } END { for (k in v) print k, v[k], n[k], c[k] }' | sort
+}
+# bench_thread_lines JOB LABEL IOPS BEFORE AFTER: "@@PROF JOB LABEL threads
+# PID:NAME ..." lines, per I/O over the whole fio run (ramp included, so
+# approximate): wake-ups (voluntary switches), preemptions (involuntary) and
+# CPU in microseconds. Names whose counts fell (threads that came and went,
+# like io_uring's workers) are left out: their CPU is in all-threads.
+bench_thread_lines() {
+  local ios
+  ios=$(awk -v r="$3" -v t="$BENCH_RUNTIME" 'BEGIN { print r * (t + 1) }')
+  join "$4" "$5" | awk -v job="$1" -v l="$2" -v ios="$ios" -v hz="$(getconf CLK_TCK)" '
+    ios > 0 && $7 > $4 && $5 >= $2 && $6 >= $3 { printf "@@PROF %s %s threads %-24s wakeups/io=%.2f preempted/io=%.2f cpu_us/io=%.0f\n", job, l, $1, ($5 - $2) / ios, ($6 - $3) / ios, ($7 - $4) / hz * 1e6 / ios }'
+  rm -f "$4" "$5"
+}
+# bench_callgraph JOB LABEL DEV PIDS: run JOB on DEV again while `perf record
+# -g` samples the thread that serves each daemon's ring (bench_ring_thread),
+# and print its call graph's inclusive shares ("@@PROF JOB LABEL callgraph
+# PID ..." lines, top 70 by `perf report --children`): which part of an
+# event-loop turn costs what. A separate run, like bench_syscalls.
+bench_callgraph() {
+  local job="$1" label="$2" dev="$3" pids="$4" window=$(( BENCH_RUNTIME - 3 )) recorders=() out pid tid
+  for pid in ${pids//,/ }; do
+    tid=$(bench_ring_thread "$pid")
+    ( sleep 2; perf record -q -g -e cpu-clock -F 999 --tid "$tid" -o "/tmp/cg.$tid" -- sleep "$window" >/dev/null 2>&1 ) &
+    recorders+=($!)
+  done
+  out=$(bench_job "$job" "$dev") || out="0 0 0"
+  wait "${recorders[@]}"
+  set -- $out
+  echo "@@PROF $job $label callgraph-run iops=$1 window_s=$window"
+  for pid in ${pids//,/ }; do
+    tid=$(bench_ring_thread "$pid")
+    perf report -i "/tmp/cg.$tid" --stdio --children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -70 \
+      | sed "s/^/@@PROF $job $label callgraph $pid:$tid /"
+    rm -f "/tmp/cg.$tid"
+  done
 }
 # bench_syscalls JOB LABEL DEV PIDS: run JOB on DEV again while `strace -c`
 # counts the system calls of the thread that serves each daemon's ring

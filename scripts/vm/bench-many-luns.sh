@@ -75,7 +75,7 @@ for k in "${!devs[@]}"; do
 done
 version=; [ "$reference" = tcmu-runner ] && version=" reference_version=$(tr_version)"
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
-echo "@@BENCH-INFO kernel=$(uname -r) luns=$N runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE/LUN warmup=${BENCH_WARMUP}s cpus=$(nproc) erms=$erms reference=$reference$version"
+echo "@@BENCH-INFO kernel=$(uname -r) luns=$N runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE/LUN warmup=${BENCH_WARMUP}s cpus=$(nproc) clocksource=$(bench_clocksource) erms=$erms reference=$reference$version"
 
 # Fill each LUN's region once (reads then hit data), all LUNs of a kind at
 # once, then a short untimed random read on all of them (JIT warm-up).

@@ -18,6 +18,7 @@ fail() { bench_fail "$@"; }
 bench_profile_setup
 bench_reference
 
+echo "@@PROF # kernel=$(uname -r) clocksource=$(bench_clocksource) cpus=$(nproc) runtime=${BENCH_RUNTIME}s"
 bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 -2
 bench_prepare "${luns[@]}"
 bench_profile_luns "${luns[@]}"
