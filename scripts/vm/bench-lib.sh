@@ -69,14 +69,14 @@ bench_prepare() {
   done
 }
 
-# bench_cpu_stat -> "busy total": jiffies of the guest's CPUs summed from
-# /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
 # The guest's clocksource, for the BENCH-INFO line: under TCG it is the
 # emulated HPET unless the boot passed clocksource=tsc tsc=reliable
 # (TCMU_VM_APPEND), and with HPET every clock read is a system call that
 # costs runners which read clocks per event-loop turn (libuv) the most.
 bench_clocksource() { cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown; }
 
+# bench_cpu_stat -> "busy total": jiffies of the guest's CPUs summed from
+# /proc/stat (busy = user nice system irq softirq steal; total adds idle iowait).
 bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
 # bench_daemon_cpu PID -> clock ticks of CPU the daemon used (user + system,
