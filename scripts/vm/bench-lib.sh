@@ -242,22 +242,31 @@ bench_thread_lines() {
     ios > 0 && $7 > $4 && $5 >= $2 && $6 >= $3 { printf "@@PROF %s %s threads %-24s wakeups/io=%.2f preempted/io=%.2f cpu_us/io=%.0f\n", job, l, $1, ($5 - $2) / ios, ($6 - $3) / ios, ($7 - $4) / hz * 1e6 / ios }'
   rm -f "$4" "$5"
 }
-# bench_callgraph JOB LABEL DEV PIDS: run JOB on DEV again while `perf record
-# -g` samples the thread that serves each daemon's ring (bench_ring_thread),
-# and print its call graph's inclusive shares ("@@PROF JOB LABEL callgraph
-# PID ..." lines, top 70 by `perf report --children`): which part of an
-# event-loop turn costs what. A separate run, like bench_syscalls.
-bench_callgraph() {
-  local job="$1" label="$2" dev="$3" pids="$4" window=$(( BENCH_RUNTIME - 3 )) recorders=() out pid tid
+# bench_traced_run JOB DEV PIDS TRACER: run JOB on DEV again while, from 2 s
+# in for BENCH_RUNTIME - 3 s, `TRACER TID SECONDS` traces the thread that
+# serves each daemon's ring (bench_ring_thread); prints the run's IOPS. A
+# separate run: tracing slows the daemons, so its IOPS are not the profile's.
+bench_traced_run() {
+  local job="$1" dev="$2" pids="$3" tracer="$4" tracers=() out pid
   for pid in ${pids//,/ }; do
-    tid=$(bench_ring_thread "$pid")
-    ( sleep 2; perf record -q -g -e cpu-clock -F 999 --tid "$tid" -o "/tmp/cg.$tid" -- sleep "$window" >/dev/null 2>&1 ) &
-    recorders+=($!)
+    ( sleep 2; "$tracer" "$(bench_ring_thread "$pid")" "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
+    tracers+=($!)
   done
   out=$(bench_job "$job" "$dev") || out="0 0 0"
-  wait "${recorders[@]}"
+  wait "${tracers[@]}"
   set -- $out
-  echo "@@PROF $job $label callgraph-run iops=$1 window_s=$window"
+  echo "$1"
+}
+_bench_strace_thread() { timeout -s INT "$2" strace -c -q -p "$1" -o "/tmp/strace.$1"; }
+_bench_perf_thread() { perf record -q -g -e cpu-clock -F 999 --tid "$1" -o "/tmp/cg.$1" -- sleep "$2"; }
+# bench_callgraph JOB LABEL DEV PIDS: the ring threads' call graphs (`perf
+# record -g`) during a traced run, as inclusive shares ("@@PROF JOB LABEL
+# callgraph PID:TID ..." lines, top 70 by `perf report --children`): which
+# part of an event-loop turn costs what.
+bench_callgraph() {
+  local job="$1" label="$2" pids="$4" iops pid tid
+  iops=$(bench_traced_run "$job" "$3" "$pids" _bench_perf_thread)
+  echo "@@PROF $job $label callgraph-run iops=$iops window_s=$(( BENCH_RUNTIME - 3 ))"
   for pid in ${pids//,/ }; do
     tid=$(bench_ring_thread "$pid")
     perf report -i "/tmp/cg.$tid" --stdio --children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -70 \
@@ -265,23 +274,13 @@ bench_callgraph() {
     rm -f "/tmp/cg.$tid"
   done
 }
-# bench_syscalls JOB LABEL DEV PIDS: run JOB on DEV again while `strace -c`
-# counts the system calls of the thread that serves each daemon's ring
-# (bench_ring_thread), from 2 s in for BENCH_RUNTIME - 3 s: "@@PROF JOB
-# LABEL syscalls ..." lines, the run's IOPS first, to turn counts into calls
-# per I/O. A separate run: tracing slows the daemons, so its IOPS are not
-# the profile's.
+# bench_syscalls JOB LABEL DEV PIDS: the ring threads' system calls (`strace
+# -c`) during a traced run: "@@PROF JOB LABEL syscalls ..." lines, the run's
+# IOPS first, to turn counts into calls per I/O.
 bench_syscalls() {
-  local job="$1" label="$2" dev="$3" pids="$4" window=$(( BENCH_RUNTIME - 3 )) tracers=() out pid tid
-  for pid in ${pids//,/ }; do
-    tid=$(bench_ring_thread "$pid")
-    ( sleep 2; timeout -s INT "$window" strace -c -q -p "$tid" -o "/tmp/strace.$tid" >/dev/null 2>&1 ) &
-    tracers+=($!)
-  done
-  out=$(bench_job "$job" "$dev") || out="0 0 0"
-  wait "${tracers[@]}"
-  set -- $out
-  echo "@@PROF $job $label syscalls-run iops=$1 window_s=$window"
+  local job="$1" label="$2" pids="$4" iops pid tid
+  iops=$(bench_traced_run "$job" "$3" "$pids" _bench_strace_thread)
+  echo "@@PROF $job $label syscalls-run iops=$iops window_s=$(( BENCH_RUNTIME - 3 ))"
   for pid in ${pids//,/ }; do
     tid=$(bench_ring_thread "$pid")
     grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "/tmp/strace.$tid" | sed "s/^/@@PROF $job $label syscalls $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
