@@ -242,12 +242,14 @@ bench_thread_lines() {
     ios > 0 && $7 > $4 && $5 >= $2 && $6 >= $3 { printf "@@PROF %s %s threads %-24s wakeups/io=%.2f preempted/io=%.2f cpu_us/io=%.0f\n", job, l, $1, ($5 - $2) / ios, ($6 - $3) / ios, ($7 - $4) / hz * 1e6 / ios }'
   rm -f "$4" "$5"
 }
-# bench_traced_run JOB DEV PIDS TRACER: run JOB on DEV again while, from 2 s
-# in for BENCH_RUNTIME - 3 s, `TRACER TID SECONDS` traces the thread that
-# serves each daemon's ring (bench_ring_thread); prints the run's IOPS. A
-# separate run: tracing slows the daemons, so its IOPS are not the profile's.
+# bench_traced_run JOB LABEL DEV PIDS KIND TRACER REPORTER: run JOB on DEV
+# again while, from 2 s in for BENCH_RUNTIME - 3 s, `TRACER TID SECONDS`
+# traces the thread that serves each daemon's ring (bench_ring_thread); then
+# "@@PROF JOB LABEL KIND-run iops=..." and, per daemon, REPORTER TID's lines
+# as "@@PROF JOB LABEL KIND PID:TID:NAME ...". A separate run: tracing slows
+# the daemons, so its IOPS are not the profile's.
 bench_traced_run() {
-  local job="$1" dev="$2" pids="$3" tracer="$4" tracers=() out pid
+  local job="$1" label="$2" dev="$3" pids="$4" kind="$5" tracer="$6" reporter="$7" tracers=() out pid tid
   for pid in ${pids//,/ }; do
     ( sleep 2; "$tracer" "$(bench_ring_thread "$pid")" "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
     tracers+=($!)
@@ -255,37 +257,25 @@ bench_traced_run() {
   out=$(bench_job "$job" "$dev") || out="0 0 0"
   wait "${tracers[@]}"
   set -- $out
-  echo "$1"
-}
-_bench_strace_thread() { timeout -s INT "$2" strace -c -q -p "$1" -o "/tmp/strace.$1"; }
-_bench_perf_thread() { perf record -q -g -e cpu-clock -F 999 --tid "$1" -o "/tmp/cg.$1" -- sleep "$2"; }
-# bench_callgraph JOB LABEL DEV PIDS: the ring threads' call graphs (`perf
-# record -g`) during a traced run, as inclusive shares ("@@PROF JOB LABEL
-# callgraph PID:TID ..." lines, top 70 by `perf report --children`): which
-# part of an event-loop turn costs what.
-bench_callgraph() {
-  local job="$1" label="$2" pids="$4" iops pid tid
-  iops=$(bench_traced_run "$job" "$3" "$pids" _bench_perf_thread)
-  echo "@@PROF $job $label callgraph-run iops=$iops window_s=$(( BENCH_RUNTIME - 3 ))"
+  echo "@@PROF $job $label $kind-run iops=$1 window_s=$(( BENCH_RUNTIME - 3 ))"
   for pid in ${pids//,/ }; do
     tid=$(bench_ring_thread "$pid")
-    perf report -i "/tmp/cg.$tid" --stdio --children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -70 \
-      | sed "s/^/@@PROF $job $label callgraph $pid:$tid /"
-    rm -f "/tmp/cg.$tid"
+    "$reporter" "$tid" | sed "s/^/@@PROF $job $label $kind $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
   done
 }
 # bench_syscalls JOB LABEL DEV PIDS: the ring threads' system calls (`strace
-# -c`) during a traced run: "@@PROF JOB LABEL syscalls ..." lines, the run's
-# IOPS first, to turn counts into calls per I/O.
-bench_syscalls() {
-  local job="$1" label="$2" pids="$4" iops pid tid
-  iops=$(bench_traced_run "$job" "$3" "$pids" _bench_strace_thread)
-  echo "@@PROF $job $label syscalls-run iops=$iops window_s=$(( BENCH_RUNTIME - 3 ))"
-  for pid in ${pids//,/ }; do
-    tid=$(bench_ring_thread "$pid")
-    grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "/tmp/strace.$tid" | sed "s/^/@@PROF $job $label syscalls $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
-    rm -f "/tmp/strace.$tid"
-  done
+# -c`), the run's IOPS first, to turn counts into calls per I/O.
+bench_syscalls() { bench_traced_run "$1" "$2" "$3" "$4" syscalls _bench_strace_thread _bench_strace_report; }
+_bench_strace_thread() { timeout -s INT "$2" strace -c -q -p "$1" -o "/tmp/strace.$1"; }
+_bench_strace_report() { grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "/tmp/strace.$1"; rm -f "/tmp/strace.$1"; }
+# bench_callgraph JOB LABEL DEV PIDS: the ring threads' call graphs (`perf
+# record -g`) as inclusive shares, top 70 by `perf report --children`:
+# which part of an event-loop turn costs what.
+bench_callgraph() { bench_traced_run "$1" "$2" "$3" "$4" callgraph _bench_perf_thread _bench_perf_report; }
+_bench_perf_thread() { perf record -q -g -e cpu-clock -F 999 --tid "$1" -o "/tmp/cg.$1" -- sleep "$2"; }
+_bench_perf_report() {
+  perf report -i "/tmp/cg.$1" --stdio --children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -70
+  rm -f "/tmp/cg.$1"
 }
 # bench_ring_thread PID: the thread that serves a daemon's rings: tcmu-runner's
 # cmdproc-* thread, else the process's main thread (tcmu-ts's event loop).
