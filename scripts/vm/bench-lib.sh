@@ -84,9 +84,13 @@ bench_cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $
 # PID is empty or gone.
 bench_daemon_cpu() {
   local ticks=
-  [ -z "$1" ] || ticks=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+  [ -z "$1" ] || ticks=$(_bench_stat_ticks "/proc/$1/stat")
   echo "${ticks:-0}"
 }
+# _bench_stat_ticks FILE: user + system clock ticks from a /proc stat file
+# (a process's or one thread's), counted after the ")" that ends the name,
+# which may hold spaces.
+_bench_stat_ticks() { sed 's/^.*) //' "$1" 2>/dev/null | awk '{ print $12 + $13 }'; }
 
 # bench_pid_of LABEL: the pid of the daemon serving the LUN named LABEL in
 # bench_compare (none for the in-kernel references).
@@ -221,12 +225,12 @@ bench_profile() {
 bench_thread_counts() {
   local pid t
   for pid in ${1//,/ }; do
-    echo "$pid:all-threads 0 0 $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null)"
+    echo "$pid:all-threads 0 0 $(bench_daemon_cpu "$pid")"
     for t in /proc/"$pid"/task/*; do
       # The main thread apart: node's helper threads share its name.
       printf '%s:%s%s %s %s\n' "$pid" "$([ "${t##*/}" = "$pid" ] && echo main-)" "$(tr -c 'A-Za-z0-9.\n-' _ < "$t/comm")" \
         "$(awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 } END { print v + 0, n + 0 }' "$t/status" 2>/dev/null)" \
-        "$(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"
+        "$(_bench_stat_ticks "$t/stat")"
     done
   done | awk 'NF == 4 { v[$1] += $2; n[$1] += $3; c[$1] += $4 } END { for (k in v) print k, v[k], n[k], c[k] }' | sort
 }
