@@ -41,14 +41,18 @@ bench_prefill() {
 # every LUN before anything is measured. A freshly started runner's V8 takes
 # several seconds under TCG to compile its hot path (the first timed job on a
 # cold runner measured ~0.3x of the same job a minute later); every LUN,
-# the in-kernel reference included, gets the same warm-up.
+# the in-kernel reference included, gets the same warm-up. 1 MiB reads and
+# writes take other paths through the runner (large reads copied within a
+# budget, large writes through io_uring workers) whose code V8 compiles
+# only once they run, so they are warmed up too (the prefill runs 1 MiB
+# writes, but only a few hundred).
 bench_warmup() {
   [ "${BENCH_WARMUP:-0}" != 0 ] || return 0
   local dev rw
   for dev in "$@"; do
-    for rw in randread randwrite read write; do
+    for rw in randread:4k randwrite:4k read:4k write:4k read:1M write:1M; do
       # shellcheck disable=SC2086
-      fio --name=warmup --eta=never --filename="$dev" --rw=$rw --bs=4k --iodepth=16 --ioengine=libaio \
+      fio --name=warmup --eta=never --filename="$dev" --rw=${rw%:*} --bs=${rw#*:} --iodepth=16 --ioengine=libaio \
           --direct=1 --size="$BENCH_SIZE" $BENCH_FIO_DATA --time_based --runtime="$BENCH_WARMUP" --output=/dev/null || return 1
     done
   done
@@ -185,6 +189,8 @@ prof_lines() {
 bench_profile() {
   local job="$1" label="$2" dev="$3" p=/tmp/perf.data prof out
   local pids=${BENCH_PROFILE_PIDS:-${RUNNER_PID:-}${TR_PID:+ $TR_PID}} comm
+  local engine0
+  engine0=$(bench_engine_counts)
   bench_thread_counts "$pids" > /tmp/threads.0
   ( sleep 2; perf record -q -a -e cpu-clock -F 499 -o $p -- sleep "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
   prof=$!
@@ -194,6 +200,7 @@ bench_profile() {
   set -- $out
   echo "@@PROF $job $label iops=$1 mbps=$2 cpu_us=$3"
   bench_thread_lines "$job" "$label" "$1" /tmp/threads.0 /tmp/threads.1
+  bench_engine_line "$job" "$label" "$engine0" "$(bench_engine_counts)"
   prof_lines 12 comm --sort comm
   prof_lines 30 sym --sort sym
   prof_lines 30 comm+sym --sort comm,sym
@@ -215,6 +222,32 @@ bench_profile() {
   rm -f $p
   if [ "${BENCH_PROFILE_SYSCALLS:-0}" = 1 ] && [ -n "$pids" ]; then bench_syscalls "$job" "$label" "$dev" "$pids"; fi
   if [ "${BENCH_PROFILE_CALLGRAPH:-0}" = 1 ] && [ -n "$pids" ]; then bench_callgraph "$job" "$label" "$dev" "$pids"; fi
+}
+# bench_engine_counts [LUN]: the ring engine counters of the tcmu-ts daemon
+# (`tcmu-ts status --json`; its control socket BENCH_STATUS_SOCKET, default
+# the daemon's default), of LUN (e.g. ts) or summed over all its LUNs:
+# "commands iovecs kicks batches completedElsewhere"; zeros when it does not answer.
+bench_engine_counts() {
+  # shellcheck disable=SC2086
+  node "$TCMU_TS_ROOT/dist/src/cli/main.js" status --json ${BENCH_STATUS_SOCKET:+--socket "$BENCH_STATUS_SOCKET"} 2>/dev/null | node -e '
+    let luns = [];
+    try { luns = JSON.parse(require("fs").readFileSync(0, "utf8")).luns; } catch {}
+    const t = [0, 0, 0, 0, 0];
+    for (const l of luns) {
+      if (process.argv[1] && l.id !== "user_1/" + process.argv[1]) continue;
+      const s = l.stats ?? {};
+      [s.commands, s.iovecs, s.kicks, s.batches, s.completedElsewhere].forEach((v, i) => (t[i] += v ?? 0));
+    }
+    console.log(t.join(" "));' "${1:-}"
+}
+# bench_engine_line JOB LABEL BEFORE AFTER: "@@PROF JOB LABEL engine ..."
+# from two bench_engine_counts: per command, the ring batches, kicks and
+# share completed by another thread (in the ring, rbd).
+bench_engine_line() {
+  set -- "$1" "$2" $3 $4
+  [ "$(( $8 - $3 ))" -gt 0 ] || return 0
+  awk -v job="$1" -v l="$2" -v n="$(( $8 - $3 ))" -v b="$(( ${11} - $6 ))" -v k="$(( ${10} - $5 ))" -v e="$(( ${12} - $7 ))" \
+    'BEGIN { printf "@@PROF %s %s engine commands=%d batches/cmd=%.3f kicks/cmd=%.3f completed_elsewhere=%.3f\n", job, l, n, b / n, k / n, e / n }'
 }
 # bench_thread_counts PIDS: one line per process and thread name (threads of
 # one name summed): "PID:NAME voluntary involuntary cpu_ticks", from
@@ -255,7 +288,8 @@ bench_thread_lines() {
 bench_traced_run() {
   local job="$1" label="$2" dev="$3" pids="$4" kind="$5" tracer="$6" reporter="$7" tracers=() out pid tid
   for pid in ${pids//,/ }; do
-    ( sleep 2; "$tracer" "$(bench_ring_thread "$pid")" "$(( BENCH_RUNTIME - 3 ))" >/dev/null 2>&1 ) &
+    tid=$(bench_ring_thread "$pid")
+    ( sleep 2; "$tracer" "$tid" "$(( BENCH_RUNTIME - 3 ))" >"/tmp/tracer.$tid" 2>&1 ) &
     tracers+=($!)
   done
   out=$(bench_job "$job" "$dev") || out="0 0 0"
@@ -264,7 +298,10 @@ bench_traced_run() {
   echo "@@PROF $job $label $kind-run iops=$1 window_s=$(( BENCH_RUNTIME - 3 ))"
   for pid in ${pids//,/ }; do
     tid=$(bench_ring_thread "$pid")
-    "$reporter" "$tid" | sed "s/^/@@PROF $job $label $kind $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
+    # A tracer that failed, or a thread that never ran, gives no lines: say so, with what the tracer printed.
+    { "$reporter" "$tid" | grep . || echo "nothing traced: $(tail -c 300 "/tmp/tracer.$tid" | tr '\n' ' ')"; } \
+      | sed "s/^/@@PROF $job $label $kind $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
+    rm -f "/tmp/tracer.$tid"
   done
 }
 # bench_syscalls JOB LABEL DEV PIDS: the ring threads' system calls (`strace
@@ -278,7 +315,7 @@ _bench_strace_report() { grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "/tmp/str
 bench_callgraph() { bench_traced_run "$1" "$2" "$3" "$4" callgraph _bench_perf_thread _bench_perf_report; }
 _bench_perf_thread() { perf record -q -g -e cpu-clock -F 999 --tid "$1" -o "/tmp/cg.$1" -- sleep "$2"; }
 _bench_perf_report() {
-  perf report -i "/tmp/cg.$1" --stdio --children --sort sym 2>/dev/null | grep -E '^ +[0-9.]+%' | head -70
+  perf report -i "/tmp/cg.$1" --stdio --children --sort sym 2>>"/tmp/tracer.$1" | grep -E '^ +[0-9.]+%' | head -70
   rm -f "/tmp/cg.$1"
 }
 # bench_ring_thread PID: the thread that serves a daemon's rings: tcmu-runner's

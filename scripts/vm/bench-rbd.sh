@@ -15,6 +15,9 @@
 #                daemon and rbd handler (cache=none), registered as the user
 #                handler `rbdbase`: a same-boot A/B of a change to the rbd
 #                path (`scripts/bench rbd-ab`)
+# BENCH_RBD_OPTS / BENCH_BASE_RBD_OPTS: dev_config options appended to the
+# tcmu-ts / base LUN (";osd_op_timeout=0"): an A/B of a setting, with
+# BENCH_BASE this same checkout.
 # tcmu-runner runs with librbd's default cache: rbd_cache in writethrough
 # until a flush, and a LUN without a write cache never gets one. Every LUN
 # here is write-through (WCE=0).
@@ -46,11 +49,12 @@ wait_for 30 test -b "$krbd_dev" || fail "no block device for rbd/b-krbd (${krbd_
 d=$CFG/core/iblock_0/krbd
 mkdir -p $d && echo "udev_path=$krbd_dev" > $d/control && echo tcmu-ts-ref-krbd > $d/wwn/vpd_unit_serial && echo 1 > $d/enable || fail "iblock over $krbd_dev"
 
+export BENCH_STATUS_SOCKET=/run/tcmu-ts-bench.sock # bench_engine_counts
 printf '[daemon]\ncontrol_socket = "/run/tcmu-ts-bench.sock"\n[daemon.handlers]\ntsrbd = "%s"\n' "$TCMU_TS_ROOT/dist/handlers/rbd/index.js" > /run/bench-rbd.toml
-tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
+tcmu_create ts "tsrbd/rbd/b-ts;conf=$CEPH_CONF${BENCH_RBD_OPTS:-}" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts device"
 if [ -n "${BENCH_BASE:-}" ]; then
   [ -f "$BENCH_BASE/dist/handlers/rbd/index.js" ] || fail "BENCH_BASE must be a built tcmu-ts checkout (dist/handlers/rbd/index.js), not '$BENCH_BASE'"
-  tcmu_create base "rbdbase/rbd/b-base;conf=$CEPH_CONF" $SIZE nl_reply_supported=-1 >/dev/null || fail "base device"
+  tcmu_create base "rbdbase/rbd/b-base;conf=$CEPH_CONF${BENCH_BASE_RBD_OPTS:-}" $SIZE nl_reply_supported=-1 >/dev/null || fail "base device"
 else
   tcmu_create tw "tsrbd/rbd/b-tswt;conf=$CEPH_CONF;cache=writethrough" $SIZE nl_reply_supported=-1 >/dev/null || fail "tcmu-ts writethrough device"
 fi

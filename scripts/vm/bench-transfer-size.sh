@@ -68,23 +68,17 @@ bench_prepare "${luns[@]}"
 # syscalls of the daemon per MiB moved, and its ring engine's iovecs and kicks
 # per command (`tcmu-ts status --json`), one extra untimed run per tcmu-ts LUN and job
 io_calls() { awk '/^syscr:/ { r = $2 } /^syscw:/ { w = $2 } END { print r, w }' /proc/"$RUNNER_PID"/io; }
-engine_counts() { # LUN_NAME -> "commands iovecs kicks"
-  node "$TCMU_TS_ROOT/dist/src/cli/main.js" status --json | node -e '
-    const lun = JSON.parse(require("fs").readFileSync(0, "utf8")).luns.find((l) => l.id === "user_1/" + process.argv[1]);
-    const s = lun?.stats ?? {};
-    console.log(s.commands ?? 0, s.iovecs ?? 0, s.kicks ?? 0);' "$1"
-}
 for job in $BENCH_JOBS; do
   for ((i = 1; i < ${#luns[@]}; i += 2)); do
     case "${luns[$((i - 1))]}" in tcmu-ts-*) ;; *) continue ;; esac
     name=ts${luns[$((i - 1))]#tcmu-ts-}
-    c0=$(io_calls) e0=$(engine_counts "$name")
+    c0=$(io_calls) e0=$(bench_engine_counts "$name")
     out=$(bench_job "$job" "${luns[$i]}") || out="0 0 0"
-    c1=$(io_calls) e1=$(engine_counts "$name")
+    c1=$(io_calls) e1=$(bench_engine_counts "$name")
     set -- $out $c0 $c1
     echo "@@INFO syscalls job=$job lun=${luns[$((i - 1))]} mbps=$2 syscr_per_MiB=$(awk -v a="$4" -v b="$6" -v m="$2" -v t="$BENCH_RUNTIME" 'BEGIN { printf "%.2f", (b - a) / (m * (t + 1)) }') syscw_per_MiB=$(awk -v a="$5" -v b="$7" -v m="$2" -v t="$BENCH_RUNTIME" 'BEGIN { printf "%.2f", (b - a) / (m * (t + 1)) }')"
     set -- $e0 $e1
-    echo "@@INFO engine job=$job lun=${luns[$((i - 1))]} commands=$(($4 - $1)) iovecs_per_command=$(awk -v n="$(($4 - $1))" -v v="$(($5 - $2))" 'BEGIN { printf "%.2f", n ? v / n : 0 }') kicks_per_command=$(awk -v n="$(($4 - $1))" -v k="$(($6 - $3))" 'BEGIN { printf "%.3f", n ? k / n : 0 }')"
+    echo "@@INFO engine job=$job lun=${luns[$((i - 1))]} commands=$(($6 - $1)) iovecs_per_command=$(awk -v n="$(($6 - $1))" -v v="$(($7 - $2))" 'BEGIN { printf "%.2f", n ? v / n : 0 }') kicks_per_command=$(awk -v n="$(($6 - $1))" -v k="$(($8 - $3))" 'BEGIN { printf "%.3f", n ? k / n : 0 }')"
   done
 done
 bench_compare "${luns[@]}"
