@@ -228,7 +228,6 @@ bench_profile() {
 # the daemon's default), of LUN (e.g. ts) or summed over all its LUNs:
 # "commands iovecs kicks batches completedElsewhere"; zeros when it does not answer.
 bench_engine_counts() {
-  # shellcheck disable=SC2086
   node "$TCMU_TS_ROOT/dist/src/cli/main.js" status --json ${BENCH_STATUS_SOCKET:+--socket "$BENCH_STATUS_SOCKET"} 2>/dev/null | node -e '
     let luns = [];
     try { luns = JSON.parse(require("fs").readFileSync(0, "utf8")).luns; } catch {}
@@ -244,9 +243,11 @@ bench_engine_counts() {
 # from two bench_engine_counts: per command, the ring batches, kicks and
 # share completed by another thread (in the ring, rbd).
 bench_engine_line() {
-  set -- "$1" "$2" $3 $4
-  [ "$(( $8 - $3 ))" -gt 0 ] || return 0
-  awk -v job="$1" -v l="$2" -v n="$(( $8 - $3 ))" -v b="$(( ${11} - $6 ))" -v k="$(( ${10} - $5 ))" -v e="$(( ${12} - $7 ))" \
+  local c0 v0 k0 b0 e0 c1 v1 k1 b1 e1
+  read -r c0 v0 k0 b0 e0 <<< "$3"
+  read -r c1 v1 k1 b1 e1 <<< "$4"
+  [ "$(( c1 - c0 ))" -gt 0 ] || return 0
+  awk -v job="$1" -v l="$2" -v n="$(( c1 - c0 ))" -v b="$(( b1 - b0 ))" -v k="$(( k1 - k0 ))" -v e="$(( e1 - e0 ))" \
     'BEGIN { printf "@@PROF %s %s engine commands=%d batches/cmd=%.3f kicks/cmd=%.3f completed_elsewhere=%.3f\n", job, l, n, b / n, k / n, e / n }'
 }
 # bench_thread_counts PIDS: one line per process and thread name (threads of

@@ -77,8 +77,9 @@ for job in $BENCH_JOBS; do
     c1=$(io_calls) e1=$(bench_engine_counts "$name")
     set -- $out $c0 $c1
     echo "@@INFO syscalls job=$job lun=${luns[$((i - 1))]} mbps=$2 syscr_per_MiB=$(awk -v a="$4" -v b="$6" -v m="$2" -v t="$BENCH_RUNTIME" 'BEGIN { printf "%.2f", (b - a) / (m * (t + 1)) }') syscw_per_MiB=$(awk -v a="$5" -v b="$7" -v m="$2" -v t="$BENCH_RUNTIME" 'BEGIN { printf "%.2f", (b - a) / (m * (t + 1)) }')"
-    set -- $e0 $e1
-    echo "@@INFO engine job=$job lun=${luns[$((i - 1))]} commands=$(($6 - $1)) iovecs_per_command=$(awk -v n="$(($6 - $1))" -v v="$(($7 - $2))" 'BEGIN { printf "%.2f", n ? v / n : 0 }') kicks_per_command=$(awk -v n="$(($6 - $1))" -v k="$(($8 - $3))" 'BEGIN { printf "%.3f", n ? k / n : 0 }')"
+    read -r n0 v0 k0 _ <<< "$e0"
+    read -r n1 v1 k1 _ <<< "$e1"
+    echo "@@INFO engine job=$job lun=${luns[$((i - 1))]} commands=$((n1 - n0)) iovecs_per_command=$(awk -v n="$((n1 - n0))" -v v="$((v1 - v0))" 'BEGIN { printf "%.2f", n ? v / n : 0 }') kicks_per_command=$(awk -v n="$((n1 - n0))" -v k="$((k1 - k0))" 'BEGIN { printf "%.3f", n ? k / n : 0 }')"
   done
 done
 bench_compare "${luns[@]}"
