@@ -26,12 +26,11 @@ export function decodeCommand(view: RingView, slot: CommandSlot, base: number, e
 
   const cdbOff = view.u64(base + CmdReq.cdbOff);
   const mapSize = view.mapSize;
-  if (cdbOff >= mapSize) return `CDB offset ${cdbOff} outside the map`;
+  if (cdbOff >= mapSize) return cdbError(cdbOff, 0, mapSize);
   const opcode = view.u8[cdbOff]!;
   const byte7 = opcode === 0x7f && cdbOff + 8 <= mapSize ? view.u8[cdbOff + 7]! : 0;
   const cdbLen = cdbLength(opcode, byte7);
-  if (cdbLen > MAX_CDB_LENGTH) return `CDB length ${cdbLen} exceeds ${MAX_CDB_LENGTH}`;
-  if (cdbOff + cdbLen > mapSize) return `CDB at ${cdbOff} (+${cdbLen}) runs past the map`;
+  if (cdbLen > MAX_CDB_LENGTH || cdbOff + cdbLen > mapSize) return cdbError(cdbOff, cdbLen, mapSize);
   slot.setCdb(view.u8, cdbOff, cdbLen);
 
   let iovOff = base + CmdReq.iov;
@@ -70,6 +69,19 @@ function dataView(view: RingView, iovOff: number): Buffer | null {
   const length = view.u64(iovOff + CmdReq.iovLen);
   if (start < view.dataOffset || start + length > view.mapSize) return null;
   return view.dataView(start, length);
+}
+
+/**
+ * Why the CDB at `cdbOff` (`cdbLen` bytes, 0 before it is known) is bad.
+ * The messages live here, not in decodeCommand: there, TurboFan merged the
+ * two messages' identical conversions of cdbOff to a string into one and
+ * ran it ahead of both checks, on every command (an allocation per command;
+ * `Builtins_NumberToString` in profiles of the ring engine).
+ */
+function cdbError(cdbOff: number, cdbLen: number, mapSize: number): string {
+  if (cdbOff >= mapSize) return `CDB offset ${cdbOff} outside the map`;
+  if (cdbLen > MAX_CDB_LENGTH) return `CDB length ${cdbLen} exceeds ${MAX_CDB_LENGTH}`;
+  return `CDB at ${cdbOff} (+${cdbLen}) runs past the map`;
 }
 
 function iovError(view: RingView, iovOff: number, index: number): string {
