@@ -288,8 +288,10 @@ bench_thread_lines() {
 # the daemons, so its IOPS are not the profile's.
 bench_traced_run() {
   local job="$1" label="$2" dev="$3" pids="$4" kind="$5" tracer="$6" reporter="$7" tracers=() out pid tid
+  local -A ring_tid # pid -> the thread traced, looked up once
   for pid in ${pids//,/ }; do
     tid=$(bench_ring_thread "$pid")
+    ring_tid[$pid]=$tid
     ( sleep 2; "$tracer" "$tid" "$(( BENCH_RUNTIME - 3 ))" >"/tmp/tracer.$tid" 2>&1 ) &
     tracers+=($!)
   done
@@ -298,7 +300,7 @@ bench_traced_run() {
   set -- $out
   echo "@@PROF $job $label $kind-run iops=$1 window_s=$(( BENCH_RUNTIME - 3 ))"
   for pid in ${pids//,/ }; do
-    tid=$(bench_ring_thread "$pid")
+    tid=${ring_tid[$pid]}
     # A tracer that failed, or a thread that never ran, gives no lines: say so, with what the tracer printed.
     { "$reporter" "$tid" | grep . || echo "nothing traced: $(tail -c 300 "/tmp/tracer.$tid" | tr '\n' ' ')"; } \
       | sed "s/^/@@PROF $job $label $kind $pid:$tid:$(cat /proc/$pid/task/$tid/comm 2>/dev/null) /"
