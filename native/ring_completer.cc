@@ -42,7 +42,7 @@ RingCompleter* RingCompleter::Create(uint8_t* base, uint32_t cmdrOff, uint32_t c
   self->capacity_ = pendingCapacity;
   self->timed_ = timed;
   self->doneWords_ = maxInFlight + (maxInFlight & 1);  // keeps doneAt 8-aligned
-  self->stateWords_ = kHeaderWords + self->doneWords_ + 2 * static_cast<size_t>(pendingCapacity) + 2 * static_cast<size_t>(maxInFlight);
+  self->stateWords_ = kHeaderWords + self->doneWords_ + 2 * static_cast<size_t>(pendingCapacity) + 3 * static_cast<size_t>(maxInFlight);
   self->state_ = static_cast<int32_t*>(calloc(self->stateWords_, sizeof(int32_t)));
   if (self->state_ == nullptr) {
     delete self;
@@ -74,12 +74,31 @@ void RingCompleter::Detach() {
   while (active_.load(std::memory_order_seq_cst) != 0) sched_yield();
 }
 
-bool RingCompleter::TryLock() {
-  int32_t expected = 0;
-  return __atomic_compare_exchange_n(&state_[kLock], &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+// Takes the lock when it is free, or hands the command over to JS when JS
+// holds it (the LockWord list). A few tries at most: the word only changes
+// when a holder comes or goes or another thread hands a command over.
+RingCompleter::Outcome RingCompleter::LockOrHandOver(uint32_t slot, uint32_t cmdId) {
+  int32_t* lock = &state_[kLock];
+  int32_t* link = state_ + kHeaderWords + doneWords_ + 2 * capacity_ + 2 * maxInFlight_ + slot;
+  int32_t word = __atomic_load_n(lock, __ATOMIC_RELAXED);
+  for (int tries = 0; tries < 8; tries++) {
+    if (word == kFree) {
+      if (__atomic_compare_exchange_n(lock, &word, kHeldHere, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return Outcome::kLocked;
+      continue;  // `word` now holds what is there
+    }
+    // Only to JS, and only while it takes completions from other threads
+    // at all (it clears kOpen to see each one come through the event loop).
+    if ((word & kHolderMask) != kHeldByLoop || Load(&state_[kOpen]) != 1) return Outcome::kRefused;
+    uint32_t next = static_cast<uint32_t>(word) >> kListShift;
+    Store(link, static_cast<int32_t>(cmdId << 16 | next));
+    // Release: JS reads the link after it takes the list.
+    int32_t pushed = static_cast<int32_t>((slot + 1) << kListShift) | kHeldByLoop;
+    if (__atomic_compare_exchange_n(lock, &word, pushed, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return Outcome::kHandedOver;
+  }
+  return Outcome::kRefused;
 }
 
-void RingCompleter::Unlock() { __atomic_store_n(&state_[kLock], 0, __ATOMIC_RELEASE); }
+void RingCompleter::Unlock() { __atomic_store_n(&state_[kLock], kFree, __ATOMIC_RELEASE); }
 
 uint32_t RingCompleter::Advance(uint32_t at, uint32_t lenOp) const {
   uint32_t next = at + (lenOp & ~kOpMask);
@@ -105,58 +124,68 @@ int RingCompleter::CompleteGood(uint32_t slot, uint32_t cmdId) {
   // vDSO reader (HPET) this is a system call.
   double completedAt = timed_ ? ClockMs(CLOCK_MONOTONIC) : 0;
   active_.fetch_add(1, std::memory_order_seq_cst);
-  if (detached_.load(std::memory_order_seq_cst) || !TryLock()) {
-    active_.fetch_sub(1, std::memory_order_seq_cst);
-    return 0;
-  }
   int done = 0;
+  if (!detached_.load(std::memory_order_seq_cst)) {
+    switch (LockOrHandOver(slot, cmdId)) {
+      case Outcome::kLocked:
+        done = CompleteAtTail(slot, cmdId, completedAt) ? 1 : 0;
+        Unlock();
+        if (done) Kick();
+        break;
+      case Outcome::kHandedOver:
+        done = 1;  // JS completes it before it releases the lock
+        break;
+      case Outcome::kRefused:
+        break;
+    }
+  }
+  active_.fetch_sub(1, std::memory_order_seq_cst);
+  return done;
+}
+
+// Lock held: the GOOD response at the tail, the tail published. False when
+// the ring is not in the state JS left it in, or JS asked to see every
+// completion itself.
+bool RingCompleter::CompleteAtTail(uint32_t slot, uint32_t cmdId, double completedAt) {
   uint32_t tail = static_cast<uint32_t>(Load(&state_[kTail]));
   uint32_t head = static_cast<uint32_t>(Load(&state_[kPendingHead]));
   uint32_t count = static_cast<uint32_t>(Load(&state_[kPendingCount]));
   uint32_t doneCount = static_cast<uint32_t>(Load(&state_[kDoneCount]));
   const int32_t* lenOps = state_ + kHeaderWords + doneWords_ + capacity_;
   uint32_t mask = capacity_ - 1;
-  if (Load(&state_[kOpen]) == 1 && tail < cmdrSize_ && head < capacity_ && count <= capacity_ && doneCount < maxInFlight_) {
-    // Pass PAD and TMR entries at the front, as JS's publish would.
-    bool ok = true;
-    while (count > 0 && (static_cast<uint32_t>(Load(&lenOps[head])) & kOpMask) != kOpCmd) {
-      if (!EntryUnchanged(tail, head)) {
-        ok = false;
-        break;
-      }
-      tail = Advance(tail, static_cast<uint32_t>(Load(&lenOps[head])));
-      head = (head + 1) & mask;
-      count--;
-    }
-    if (ok && count > 0 && EntryUnchanged(tail, head)) {
-      // Out-of-order completion: the response goes into the CMD entry at
-      // the tail, whichever command that entry carried.
-      uint8_t* entry = base_ + cmdrOff_ + tail;
-      entry[kRspScsiStatus] = 0;  // GOOD
-      entry[kEntryUflags] = 0;
-      uint16_t id = static_cast<uint16_t>(cmdId);
-      memcpy(entry + kEntryCmdId, &id, sizeof id);
-      tail = Advance(tail, static_cast<uint32_t>(Load(&lenOps[head])));
-      head = (head + 1) & mask;
-      count--;
-      Store(&state_[kTail], static_cast<int32_t>(tail));
-      Store(&state_[kPendingHead], static_cast<int32_t>(head));
-      Store(&state_[kPendingCount], static_cast<int32_t>(count));
-      Store(&state_[kHeaderWords + doneCount], static_cast<int32_t>(slot));
-      double* doneAt = reinterpret_cast<double*>(state_ + kHeaderWords + doneWords_ + 2 * capacity_);
-      doneAt[doneCount] = completedAt;
-      Store(&state_[kDoneCount], static_cast<int32_t>(doneCount + 1));
-      Store(&state_[kPublished], static_cast<int32_t>(tail));
-      Store(&state_[kKicks], Load(&state_[kKicks]) + 1);
-      // Release: the response is visible before the kernel sees the tail.
-      __atomic_store_n(reinterpret_cast<uint32_t*>(base_ + kMailboxCmdTail), tail, __ATOMIC_RELEASE);
-      done = 1;
-    }
+  if (Load(&state_[kOpen]) != 1 || tail >= cmdrSize_ || head >= capacity_ || count > capacity_ || doneCount >= maxInFlight_) {
+    return false;
   }
-  Unlock();
-  if (done) Kick();
-  active_.fetch_sub(1, std::memory_order_seq_cst);
-  return done;
+  // Pass PAD and TMR entries at the front, as JS's publish would.
+  while (count > 0 && (static_cast<uint32_t>(Load(&lenOps[head])) & kOpMask) != kOpCmd) {
+    if (!EntryUnchanged(tail, head)) return false;
+    tail = Advance(tail, static_cast<uint32_t>(Load(&lenOps[head])));
+    head = (head + 1) & mask;
+    count--;
+  }
+  if (count == 0 || !EntryUnchanged(tail, head)) return false;
+  // Out-of-order completion: the response goes into the CMD entry at the
+  // tail, whichever command that entry carried.
+  uint8_t* entry = base_ + cmdrOff_ + tail;
+  entry[kRspScsiStatus] = 0;  // GOOD
+  entry[kEntryUflags] = 0;
+  uint16_t id = static_cast<uint16_t>(cmdId);
+  memcpy(entry + kEntryCmdId, &id, sizeof id);
+  tail = Advance(tail, static_cast<uint32_t>(Load(&lenOps[head])));
+  head = (head + 1) & mask;
+  count--;
+  Store(&state_[kTail], static_cast<int32_t>(tail));
+  Store(&state_[kPendingHead], static_cast<int32_t>(head));
+  Store(&state_[kPendingCount], static_cast<int32_t>(count));
+  Store(&state_[kHeaderWords + doneCount], static_cast<int32_t>(slot));
+  double* doneAt = reinterpret_cast<double*>(state_ + kHeaderWords + doneWords_ + 2 * capacity_);
+  doneAt[doneCount] = completedAt;
+  Store(&state_[kDoneCount], static_cast<int32_t>(doneCount + 1));
+  Store(&state_[kPublished], static_cast<int32_t>(tail));
+  Store(&state_[kKicks], Load(&state_[kKicks]) + 1);
+  // Release: the response is visible before the kernel sees the tail.
+  __atomic_store_n(reinterpret_cast<uint32_t*>(base_ + kMailboxCmdTail), tail, __ATOMIC_RELEASE);
+  return true;
 }
 
 void RingCompleter::Kick() {

@@ -10,8 +10,13 @@
 // names the same words). A word-sized lock guards it: JS takes it around
 // each batch and each completion (Atomics.compareExchange, spinning: the
 // other side holds it for a few hundred instructions and never blocks
-// while holding it); another thread only ever tries it once and, when JS
-// holds it, leaves the completion to the event loop.
+// while holding it). Another thread never waits for it:
+//  - free: it takes it and completes the command itself;
+//  - held by JS (a batch is running): it hands the command over, pushing
+//    its slot onto a list that lives in the lock word itself, and JS
+//    completes it before it lets the lock go (no promise, no wake-up);
+//  - held by another such thread: it leaves the completion to the event
+//    loop's usual path (the caller's).
 #pragma once
 #include <napi.h>
 
@@ -26,7 +31,7 @@ enum class NotifyKind;
 
 // Word indexes of the shared block (src/tcmu/completion-state.ts).
 enum CompletionWord : uint32_t {
-  kLock = 0,          // 0 free, 1 held
+  kLock = 0,          // LockWord: who holds it, and the handed-over list
   kOpen = 1,          // 1: other threads may complete (JS clears it to see every completion itself)
   kTail = 2,          // our tail, ring-relative
   kPublished = 3,     // the tail the kernel has seen
@@ -36,8 +41,23 @@ enum CompletionWord : uint32_t {
   kKicks = 7,         // kicks sent off the event loop (JS adds them to its stats)
   kHeaderWords = 8,
   // then: done[doneWords] (slot indexes; maxInFlight rounded up to even),
-  // pendingOffset[capacity], pendingLenOp[capacity], and doneAt[maxInFlight]
-  // (doubles: CLOCK_MONOTONIC in ms when each was completed, for latency).
+  // pendingOffset[capacity], pendingLenOp[capacity], doneAt[maxInFlight]
+  // (doubles: CLOCK_MONOTONIC in ms when each was completed, for latency),
+  // and handedOver[maxInFlight] (per slot: cmd_id << 16 | the next slot of
+  // the list + 1, 0 ending it).
+};
+
+// The lock word: bits 0-1 the holder, bits 2-31 the first slot + 1 of the
+// list of commands handed over to JS while it holds the lock (0: none).
+// A thread pushes with one compare-and-swap that also checks JS still
+// holds it; JS takes the list with one exchange, so no entry can be left
+// behind once the lock is free.
+enum LockWord : int32_t {
+  kFree = 0,
+  kHeldHere = 1,    // by a thread completing through this class
+  kHeldByLoop = 2,  // by JS
+  kHolderMask = 3,
+  kListShift = 2,
 };
 
 class RingCompleter {
@@ -64,8 +84,10 @@ class RingCompleter {
  private:
   RingCompleter() = default;
   ~RingCompleter();
+  enum class Outcome { kLocked, kHandedOver, kRefused };
   int CompleteGood(uint32_t slot, uint32_t cmdId);
-  bool TryLock();
+  Outcome LockOrHandOver(uint32_t slot, uint32_t cmdId);
+  bool CompleteAtTail(uint32_t slot, uint32_t cmdId, double completedAt);
   void Unlock();
   bool EntryUnchanged(uint32_t tail, uint32_t head) const;
   uint32_t Advance(uint32_t at, uint32_t lenOp) const;

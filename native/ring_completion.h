@@ -22,11 +22,13 @@ struct RingCompletion {
   void (*release)(void* self);
   // Complete the command `cmdId`, held in the engine's slot `slot`, with
   // GOOD status, no sense and no data-in limit: write the response at the
-  // ring's tail, publish the tail, kick the kernel. Any thread. 1: done.
-  // 0: not done (the event loop is using the ring, the engine asked for
-  // completions to come through it, or the ring is not in the state the
-  // engine left it in): the caller delivers the completion to the event
-  // loop as if this did not exist.
+  // ring's tail, publish the tail, kick the kernel. Any thread. 1: done,
+  // or handed over to the event loop's batch that holds the ring, which
+  // completes it before it lets go: either way nothing else may complete
+  // the command. 0: not done (another thread is completing in the ring,
+  // the engine asked for completions to come through it, or the ring is
+  // not in the state the engine left it in): the caller delivers the
+  // completion to the event loop as if this did not exist.
   int (*completeGood)(void* self, uint32_t slot, uint32_t cmdId);
 };
 

@@ -310,7 +310,8 @@ export interface NativeRbd {
   /**
    * With `ring` (and the command's engine slot and cmd_id), a read that
    * returns every byte, or a write that succeeds, completes that command
-   * GOOD in the ring on librbd's thread when it can (RingCompletion,
+   * GOOD in the ring on librbd's thread when it can, or hands it to the
+   * ring batch running at that moment (RingCompletion,
    * native/ring_completion.h): its record then arrives late (with the next
    * batch, not waking the event loop) with extra = COMPLETED_IN_RING, and
    * nothing else must complete the command. Otherwise its record is the

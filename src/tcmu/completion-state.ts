@@ -10,9 +10,13 @@
  * consumed entries the tail has not passed (their offsets and len_ops) and
  * the slots another thread completed, which the engine collects to free
  * them. A word-sized lock guards all of it. The engine holds it for each
- * batch and each completion it makes; another thread only tries it once
- * and, finding it held, leaves its completion to the event loop. The other
- * side never blocks while holding it, so spinning here is short.
+ * batch and each completion it makes; the other side never blocks while
+ * holding it, so spinning here is short. Another thread never waits for
+ * it: finding it held by the engine, it hands its command over instead,
+ * pushing the slot onto a list kept in the lock word itself (and in one
+ * link word per slot); the engine takes that list when it releases the
+ * lock (`unlockOrTakeHandedOver`) and completes those commands there, in
+ * the same batch, with no promise to settle and no wake-up to pay.
  *
  * Without a mapping that offers the native block (test doubles), the same
  * words live in JS memory and nothing else ever touches them.
@@ -36,6 +40,14 @@ export const enum Word {
   Header = 8,
 }
 
+/** The lock word (native/ring_completer.h, LockWord): the holder in bits 0-1, the handed-over list above. */
+const enum Lock {
+  Free = 0,
+  /** Held by the engine, nothing handed over. */
+  HeldByLoop = 2,
+  ListShift = 2,
+}
+
 export class CompletionState {
   readonly words: Int32Array;
   /** Slot indexes completed by another thread (DoneCount of them). */
@@ -44,6 +56,8 @@ export class CompletionState {
   readonly doneAt: Float64Array;
   readonly pendingOffset: Int32Array;
   readonly pendingLenOp: Uint32Array;
+  /** Per slot, for the handed-over list: cmd_id << 16 | the next slot + 1 (0 ends the list). */
+  readonly handedOver: Int32Array;
   /** Pending queue capacity (a power of two) and its index mask. */
   readonly capacity: number;
   readonly mask: number;
@@ -58,6 +72,7 @@ export class CompletionState {
     this.pendingOffset = new Int32Array(buffer, layout.pendingAt, capacity);
     this.pendingLenOp = new Uint32Array(buffer, layout.pendingAt + capacity * 4, capacity);
     this.doneAt = new Float64Array(buffer, layout.doneAtAt, maxInFlight);
+    this.handedOver = new Int32Array(buffer, layout.handedOverAt, maxInFlight);
     this.capacity = capacity;
     this.mask = capacity - 1;
     this.handle = handle;
@@ -85,30 +100,54 @@ export class CompletionState {
   lock(): boolean {
     if (this.held) return false;
     const words = this.words;
-    while (Atomics.compareExchange(words, Word.Lock, 0, 1) !== 0) {
+    while (Atomics.compareExchange(words, Word.Lock, Lock.Free, Lock.HeldByLoop) !== Lock.Free) {
       // The other side holds it for a few hundred instructions.
     }
     this.held = true;
     return true;
   }
 
-  /** Release the lock (sequentially consistent: every write above is visible first). */
-  unlock(): void {
-    this.held = false;
-    Atomics.store(this.words, Word.Lock, 0);
+  /**
+   * Lock held: the list of commands handed over so far (first slot + 1, 0
+   * when none), taken off the lock word, which keeps the lock held.
+   */
+  takeHandedOver(): number {
+    const words = this.words;
+    if (Atomics.load(words, Word.Lock) === Lock.HeldByLoop) return 0;
+    return Atomics.exchange(words, Word.Lock, Lock.HeldByLoop) >>> Lock.ListShift;
+  }
+
+  /**
+   * Release the lock and return 0, or, when other threads handed commands
+   * over meanwhile, keep it and return the first of them (slot index + 1;
+   * follow `handedOver` from there). The caller completes those and calls
+   * again: a thread can only hand over while the lock is held, so once
+   * this returns 0 nothing is left behind. Sequentially consistent: every
+   * write above is visible before the lock is free, and the links written
+   * before a hand-over are read after the list is taken.
+   */
+  unlockOrTakeHandedOver(): number {
+    const words = this.words;
+    if (Atomics.compareExchange(words, Word.Lock, Lock.HeldByLoop, Lock.Free) === Lock.HeldByLoop) {
+      this.held = false;
+      return 0;
+    }
+    return Atomics.exchange(words, Word.Lock, Lock.HeldByLoop) >>> Lock.ListShift;
   }
 }
 
 /**
  * Byte offsets in the block (native/ring_completer.h): the header words,
- * the done slots (rounded up to an even count, so that the doubles at the
- * end are 8-aligned), the pending queue's offsets and len_ops, doneAt.
+ * the done slots (rounded up to an even count, so that the doubles after
+ * them are 8-aligned), the pending queue's offsets and len_ops, doneAt,
+ * the hand-over links.
  */
-function layoutOf(maxInFlight: number, capacity: number): { pendingAt: number; doneAtAt: number; bytes: number } {
+function layoutOf(maxInFlight: number, capacity: number): { pendingAt: number; doneAtAt: number; handedOverAt: number; bytes: number } {
   const doneWords = maxInFlight + (maxInFlight & 1);
   const pendingAt = (Word.Header + doneWords) * 4;
   const doneAtAt = pendingAt + 2 * capacity * 4;
-  return { pendingAt, doneAtAt, bytes: doneAtAt + maxInFlight * 8 };
+  const handedOverAt = doneAtAt + maxInFlight * 8;
+  return { pendingAt, doneAtAt, handedOverAt, bytes: handedOverAt + maxInFlight * 4 };
 }
 
 /**

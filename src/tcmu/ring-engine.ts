@@ -12,6 +12,8 @@
  * Commands whose store finished on another thread may be completed right
  * there (completion-state.ts): those slots come back through the shared
  * block and are freed at the start of the next batch (collectForeign).
+ * When the engine holds the ring at that moment, the thread hands the
+ * command over instead, and the engine completes it before it lets go.
  *
  * The engine does not own the mapping: close() stops it, the caller unmaps.
  */
@@ -119,6 +121,11 @@ export interface RingEngineStats {
   zeroFilledBytes: number;
   /** Commands another thread completed in the ring (counted in `commands` too; see completion-state.ts). */
   completedElsewhere: number;
+  /**
+   * Commands another thread handed over because the engine held the ring,
+   * completed by the engine when it let go (counted in `commands` too).
+   */
+  handedOver: number;
 }
 
 export class RingEngineError extends Error {
@@ -144,6 +151,7 @@ export class RingEngine {
     iovecs: 0,
     zeroFilledBytes: 0,
     completedElsewhere: 0,
+    handedOver: 0,
   };
   /** Mailbox flags the kernel announced. */
   readonly flags: number;
@@ -301,22 +309,27 @@ export class RingEngine {
     this.stats.batches++;
     if (consume) this.counters?.clock(); // publish-only batches: completeAsync already read it
     const locked = this.cs.lock();
+    let handedOver = false;
     try {
       this.collect();
       if (consume && this.state === 'running') {
         if (this.enter) this.enter(this.consumeBound);
         else this.consume();
       }
+      // What librbd's threads finished meanwhile goes out with this kick.
+      const first = this.cs.takeHandedOver();
+      if (first !== 0) this.completeHandedOver(first);
       this.publish();
       // Other threads complete only while nothing waits on a completion
       // for the event loop to see: a stalled ring resumes when a slot
       // frees, and nothing would wake the loop for one freed elsewhere.
       this.cs.words[Word.Open] = this.cs.handle !== undefined && this.state === 'running' && !this.stalled ? 1 : 0;
     } finally {
-      if (locked) this.cs.unlock();
+      if (locked) handedOver = this.unlock();
       this.inBatch = false;
     }
-    if (!consume && this.stalled && this.state === 'running' && !this.resumeScheduled) {
+    // Slots freed after consume() stalled: resume from the event loop.
+    if ((!consume || handedOver) && this.stalled && this.state === 'running' && !this.resumeScheduled) {
       this.resumeScheduled = true;
       setImmediate(this.resumeBound);
     }
@@ -350,7 +363,47 @@ export class RingEngine {
     try {
       fn();
     } finally {
-      if (locked) this.cs.unlock();
+      if (locked) this.unlock();
+    }
+  }
+
+  /**
+   * Release the completion lock, first completing the commands other
+   * threads handed over while the engine held it. Inside a batch they are
+   * published with it; outside one a batch is requested to publish them.
+   * True when there were any.
+   */
+  private unlock(): boolean {
+    let any = false;
+    for (let first = this.cs.unlockOrTakeHandedOver(); first !== 0; first = this.cs.unlockOrTakeHandedOver()) {
+      this.completeHandedOver(first);
+      any = true;
+      if (this.inBatch) this.publish();
+    }
+    if (any && !this.inBatch) this.requestBatch();
+    return any;
+  }
+
+  /**
+   * Complete GOOD each command of a handed-over list (lock held), from
+   * slot `first - 1` along the links (completion-state.ts). The other
+   * thread's store finished it: a read's data is in place and its
+   * dataInLength set, as for a completion made in the ring.
+   */
+  private completeHandedOver(first: number): void {
+    const links = this.cs.handedOver;
+    for (let next = first, seen = 0; next !== 0; seen++) {
+      const index = next - 1;
+      const slot = this.slots[index];
+      const link = links[index];
+      // At most one entry per slot in flight: anything else is native code gone wrong.
+      if (slot === undefined || link === undefined || seen === this.slots.length || link >>> 16 !== slot.cmdId || this.slotById[slot.cmdId] !== index) {
+        this.fail(new RingEngineError('EPROTO', `a command handed over by another thread names slot ${index}, which holds no such command`));
+        return;
+      }
+      next = link & 0xffff;
+      this.stats.handedOver++;
+      this.complete(slot, 0);
     }
   }
 
@@ -547,7 +600,7 @@ export class RingEngine {
     try {
       this.complete(slot, status);
     } finally {
-      if (locked) this.cs.unlock();
+      if (locked) this.unlock();
     }
     this.requestBatch();
   }

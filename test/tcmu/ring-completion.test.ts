@@ -135,9 +135,111 @@ describe('RingEngine: completions made on another thread', () => {
     expect(errors).toEqual([]);
     engine.collectForeign();
     expect(engine.stats.commands).toBe(total);
-    expect(engine.stats.completedElsewhere).toBe(elsewhere);
+    // Those a pool thread completed while a batch held the ring were handed over to it.
+    expect(engine.stats.completedElsewhere + engine.stats.handedOver).toBe(elsewhere);
     expect(elsewhere).toBeGreaterThan(total / 4);
     expect(engine.stats.inFlight).toBe(0);
+  });
+
+  test('completed on the event loop while a batch holds the ring: handed over, and answered GOOD when that batch ends', async () => {
+    const { sim, target, engine, errors } = setup();
+    const first = sim.submit(read10(0, 8), { inLength: 4096 });
+    await waitFor(() => target.parked.length === 1, 'the read reaches the target');
+    const parked = target.parked[0]!;
+    parked.cmd.iov[0]!.fill(0x5a);
+    // The next command's execute runs inside the batch that consumes it,
+    // which holds the ring: completing the first one from there is what a
+    // librbd thread meets when it finishes during a batch.
+    let handedOver = -1;
+    let answeredDuringBatch = true;
+    target.execute = (cmd) => {
+      handedOver = native().ringCompleteGood(parked.inRing!.ring, parked.inRing!.index, parked.inRing!.cmdId);
+      answeredDuringBatch = sim.cmdIdsInRing().length < 2;
+      cmd.dataInLength = 0;
+      return 0;
+    };
+    const second = sim.submit(write10(8, 8), { out: Buffer.alloc(4096) });
+    const [r1, r2] = await Promise.all([first, second]);
+    expect(handedOver).toBe(1);
+    expect(answeredDuringBatch).toBe(false);
+    expect(r1.status).toBe(0);
+    expect(r1.dataIn).toEqual(Buffer.alloc(4096, 0x5a));
+    expect(r2.status).toBe(0);
+    expect(errors).toEqual([]);
+    expect(engine.stats).toMatchObject({ inFlight: 0, commands: 2, handedOver: 1, completedElsewhere: 0 });
+  });
+
+  test('pool threads that finish while a long batch holds the ring all hand their commands over; none is lost', async () => {
+    const { sim, target, engine, errors } = setup();
+    const count = 32;
+    const results = Array.from({ length: count }, (_, i) => sim.submit(write10(i * 8, 8), { out: Buffer.alloc(4096, i) }));
+    await waitFor(() => target.parked.length === count, 'the writes reach the target');
+    const parked = target.parked.splice(0);
+    const cs = (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
+    const listLength = () => {
+      let n = 0;
+      for (let next = Atomics.load(cs.words, 0) >>> 2; next !== 0 && n <= count; n++) next = cs.handedOver[next - 1]! & 0xffff;
+      return n;
+    };
+    let listed = 0;
+    const pool: Promise<number>[] = [];
+    target.execute = () => {
+      // Inside the batch: queue the completions on the pool, and keep the
+      // ring until every pool thread has handed its command over.
+      for (const p of parked) pool.push(onPool(p.inRing!));
+      const deadline = Date.now() + 10_000;
+      while ((listed = listLength()) < count && Date.now() < deadline) {
+        // The pool threads need the ring this batch holds.
+      }
+      return 0;
+    };
+    const last = sim.submit(write10(1000, 8), { out: Buffer.alloc(4096) });
+    expect((await last).status).toBe(0);
+    expect(listed).toBe(count);
+    expect(await Promise.all(pool)).toEqual(Array(count).fill(1));
+    expect((await Promise.all(results)).map((r) => r.status)).toEqual(Array(count).fill(0));
+    expect(errors).toEqual([]);
+    expect(engine.stats).toMatchObject({ inFlight: 0, commands: count + 1, handedOver: count, completedElsewhere: 0 });
+  });
+
+  test('handed over while the event loop completes another command (outside a batch): answered when it lets go', async () => {
+    let during: (() => void) | undefined;
+    // Runs inside the engine's completion, which holds the ring.
+    class HookedCounters extends CommandCounters {
+      override completed(...args: Parameters<CommandCounters['completed']>): void {
+        const hook = during;
+        during = undefined;
+        hook?.();
+        super.completed(...args);
+      }
+    }
+    const { sim, target, engine, errors } = setup({}, 128, true, new HookedCounters());
+    const results = [0, 1].map((i) => sim.submit(write10(i * 8, 8), { out: Buffer.alloc(4096, i) }));
+    await waitFor(() => target.parked.length === 2, 'the writes reach the target');
+    const [a, b] = target.parked;
+    let handedOver = -1;
+    during = () => (handedOver = native().ringCompleteGood(b!.inRing!.ring, b!.inRing!.index, b!.inRing!.cmdId));
+    a!.resolve(0);
+    expect((await Promise.all(results)).map((r) => r.status)).toEqual([0, 0]);
+    expect(handedOver).toBe(1);
+    expect(errors).toEqual([]);
+    expect(engine.stats).toMatchObject({ inFlight: 0, commands: 2, handedOver: 1, completedElsewhere: 0 });
+  });
+
+  test('a handed-over list naming a slot with no such command fails the ring instead of answering anything', async () => {
+    const { sim, target, errors } = setup();
+    void sim.submit(write10(0, 8), { out: Buffer.alloc(4096) }).catch(() => {});
+    await waitFor(() => target.parked.length === 1, 'the write reaches the target');
+    const cs = (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
+    target.execute = () => {
+      // What a broken addon could leave: slot 5 (free) with some cmd_id.
+      cs.handedOver[5] = (999 << 16) | 0;
+      Atomics.store(cs.words, 0, ((5 + 1) << 2) | 2);
+      return new Promise<number>(() => {});
+    };
+    void sim.submit(write10(8, 8), { out: Buffer.alloc(4096) }).catch(() => {});
+    await waitFor(() => errors.length === 1, 'the engine fails the ring');
+    expect(errors[0]!.message).toMatch(/handed over by another thread names slot 5/);
   });
 
   test.each([

@@ -305,8 +305,8 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       const expected = Buffer.alloc(64 * extent);
       // One command at a time: each completion then finds the event loop
       // idle and is made on librbd's thread (with many at once the loop is
-      // often busy consuming them and takes completions itself; the
-      // simulator test covers that mix).
+      // often busy consuming them and is handed the completions; the
+      // simulator tests cover that mix).
       const writes: SimResult[] = [];
       for (let i = 0; i < 64; i++) {
         const data = pattern(extent, i);
@@ -320,7 +320,7 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       expect(Buffer.concat(reads.map((r) => r.dataIn!)).equals(expected)).toBe(true);
       engine.collectForeign();
       // Most of them completed on librbd's threads; a completion that found
-      // the event loop holding the ring went through it instead.
+      // the event loop holding the ring was handed over to it.
       expect(engine.stats.completedElsewhere).toBeGreaterThan(64);
       expect(engine.stats.inFlight).toBe(0);
       expect(counters.commandCount(0) + counters.commandCount(1)).toBe(128);
