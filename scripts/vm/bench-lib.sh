@@ -226,29 +226,30 @@ bench_profile() {
 # bench_engine_counts [LUN]: the ring engine counters of the tcmu-ts daemon
 # (`tcmu-ts status --json`; its control socket BENCH_STATUS_SOCKET, default
 # the daemon's default), of LUN (e.g. ts) or summed over all its LUNs:
-# "commands iovecs kicks batches completedElsewhere"; zeros when it does not answer.
+# "commands iovecs kicks batches completedElsewhere handedOver"; zeros when it does not answer.
 bench_engine_counts() {
   node "$TCMU_TS_ROOT/dist/src/cli/main.js" status --json ${BENCH_STATUS_SOCKET:+--socket "$BENCH_STATUS_SOCKET"} 2>/dev/null | node -e '
     let luns = [];
     try { luns = JSON.parse(require("fs").readFileSync(0, "utf8")).luns; } catch {}
-    const t = [0, 0, 0, 0, 0];
+    const t = [0, 0, 0, 0, 0, 0];
     for (const l of luns) {
       if (process.argv[1] && l.id !== "user_1/" + process.argv[1]) continue;
       const s = l.stats ?? {};
-      [s.commands, s.iovecs, s.kicks, s.batches, s.completedElsewhere].forEach((v, i) => (t[i] += v ?? 0));
+      [s.commands, s.iovecs, s.kicks, s.batches, s.completedElsewhere, s.handedOver].forEach((v, i) => (t[i] += v ?? 0));
     }
     console.log(t.join(" "));' "${1:-}"
 }
 # bench_engine_line JOB LABEL BEFORE AFTER: "@@PROF JOB LABEL engine ..."
-# from two bench_engine_counts: per command, the ring batches, kicks and
-# share completed by another thread (in the ring, rbd).
+# from two bench_engine_counts: per command, the ring batches, kicks, the
+# share completed by another thread (in the ring, rbd) and the share that
+# thread handed over to a batch holding the ring.
 bench_engine_line() {
-  local c0 v0 k0 b0 e0 c1 v1 k1 b1 e1
-  read -r c0 v0 k0 b0 e0 <<< "$3"
-  read -r c1 v1 k1 b1 e1 <<< "$4"
+  local c0 v0 k0 b0 e0 h0 c1 v1 k1 b1 e1 h1
+  read -r c0 v0 k0 b0 e0 h0 <<< "$3"
+  read -r c1 v1 k1 b1 e1 h1 <<< "$4"
   [ "$(( c1 - c0 ))" -gt 0 ] || return 0
-  awk -v job="$1" -v l="$2" -v n="$(( c1 - c0 ))" -v b="$(( b1 - b0 ))" -v k="$(( k1 - k0 ))" -v e="$(( e1 - e0 ))" \
-    'BEGIN { printf "@@PROF %s %s engine commands=%d batches/cmd=%.3f kicks/cmd=%.3f completed_elsewhere=%.3f\n", job, l, n, b / n, k / n, e / n }'
+  awk -v job="$1" -v l="$2" -v n="$(( c1 - c0 ))" -v b="$(( b1 - b0 ))" -v k="$(( k1 - k0 ))" -v e="$(( e1 - e0 ))" -v h="$(( ${h1:-0} - ${h0:-0} ))" \
+    'BEGIN { printf "@@PROF %s %s engine commands=%d batches/cmd=%.3f kicks/cmd=%.3f completed_elsewhere=%.3f handed_over=%.3f\n", job, l, n, b / n, k / n, e / n, h / n }'
 }
 # bench_thread_counts PIDS: one line per process and thread name (threads of
 # one name summed): "PID:NAME voluntary involuntary cpu_ticks", from
