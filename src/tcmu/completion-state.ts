@@ -132,7 +132,7 @@ export class CompletionState {
       this.held = false;
       return 0;
     }
-    return Atomics.exchange(words, Word.Lock, Lock.HeldByLoop) >>> Lock.ListShift;
+    return this.takeHandedOver();
   }
 }
 

@@ -22,7 +22,7 @@ const live = closedAfterEach();
 /** Parks every command; the test completes each one on the event loop or elsewhere. */
 class ParkingTarget implements ScsiTarget {
   readonly parked: { cmd: ScsiCommand; inRing: InRing | undefined; resolve: (status: number) => void }[] = [];
-  execute(cmd: ScsiCommand): Promise<number> {
+  execute(cmd: ScsiCommand): number | Promise<number> {
     // A write's buffer is the initiator's own (as ScsiDisk says); a read fills all of it.
     cmd.dataInLength = cmd.iovLength;
     return new Promise((resolve) => this.parked.push({ cmd, inRing: cmd.inRing, resolve }));
@@ -36,6 +36,11 @@ function setup(simOpts: Partial<KernelSimOptions> = {}, maxInFlight = 128, compl
   engine = live.track(new RingEngine(sim.runnerMapping(), target, { maxInFlight, counters, completeElsewhere, onError: (err) => errors.push(err) }));
   engine.start();
   return { sim, target, engine, errors, counters };
+}
+
+/** The engine's completion block: its lock word (with the handed-over list) and the list's links. */
+function sharedBlock(engine: RingEngine): { words: Int32Array; handedOver: Int32Array } {
+  return (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
 }
 
 function onPool(inRing: InRing): Promise<number> {
@@ -175,7 +180,7 @@ describe('RingEngine: completions made on another thread', () => {
     const results = Array.from({ length: count }, (_, i) => sim.submit(write10(i * 8, 8), { out: Buffer.alloc(4096, i) }));
     await waitFor(() => target.parked.length === count, 'the writes reach the target');
     const parked = target.parked.splice(0);
-    const cs = (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
+    const cs = sharedBlock(engine);
     const listLength = () => {
       let n = 0;
       for (let next = Atomics.load(cs.words, 0) >>> 2; next !== 0 && n <= count; n++) next = cs.handedOver[next - 1]! & 0xffff;
@@ -227,10 +232,10 @@ describe('RingEngine: completions made on another thread', () => {
   });
 
   test('a handed-over list naming a slot with no such command fails the ring instead of answering anything', async () => {
-    const { sim, target, errors } = setup();
+    const { sim, target, engine, errors } = setup();
     void sim.submit(write10(0, 8), { out: Buffer.alloc(4096) }).catch(() => {});
     await waitFor(() => target.parked.length === 1, 'the write reaches the target');
-    const cs = (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
+    const cs = sharedBlock(engine);
     target.execute = () => {
       // What a broken addon could leave: slot 5 (free) with some cmd_id.
       cs.handedOver[5] = (999 << 16) | 0;
