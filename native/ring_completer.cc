@@ -88,6 +88,9 @@ RingCompleter::Outcome RingCompleter::LockOrHandOver(uint32_t slot, uint32_t cmd
     }
     // Only to JS, and only while it takes completions from other threads
     // at all (it clears kOpen to see each one come through the event loop).
+    // kOpen is read before the swap, so this is advice, not a guarantee:
+    // the swap may land in a later hold of the lock, with kOpen cleared
+    // since. That is safe: JS completes whatever it is handed, in any state.
     if ((word & kHolderMask) != kHeldByLoop || Load(&state_[kOpen]) != 1) return Outcome::kRefused;
     uint32_t next = static_cast<uint32_t>(word) >> kListShift;
     Store(link, static_cast<int32_t>(cmdId << 16 | next));
