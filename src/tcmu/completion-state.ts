@@ -14,9 +14,10 @@
  * holding it, so spinning here is short. Another thread never waits for
  * it: finding it held by the engine, it hands its command over instead,
  * pushing the slot onto a list kept in the lock word itself (and in one
- * link word per slot); the engine takes that list when it releases the
- * lock (`unlockOrTakeHandedOver`) and completes those commands there, in
- * the same batch, with no promise to settle and no wake-up to pay.
+ * link word per slot); the engine takes that list before a batch
+ * publishes (`takeHandedOver`) and again when it releases the lock
+ * (`unlockOrTakeHandedOver`), and completes those commands there, in the
+ * same batch, with no promise to settle and no wake-up to pay.
  *
  * Without a mapping that offers the native block (test doubles), the same
  * words live in JS memory and nothing else ever touches them.

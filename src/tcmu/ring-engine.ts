@@ -123,7 +123,8 @@ export interface RingEngineStats {
   completedElsewhere: number;
   /**
    * Commands another thread handed over because the engine held the ring,
-   * completed by the engine when it let go (counted in `commands` too).
+   * completed by the engine before it published or let go (counted in
+   * `commands` too).
    */
   handedOver: number;
 }
