@@ -21,6 +21,7 @@ export type {
   WriteZeroesOptions,
 } from './backstore/types.js';
 export { StorageError, errorCode, type StorageErrorCode } from './backstore/errors.js';
+export { STORE_COMPLETES_IN_RING, type InRing } from './scsi/command.js';
 export { ConfigError } from './backstore/config-error.js';
 export * from './backstore/options.js';
 export { toLunStore } from './backstore/lun-store.js';

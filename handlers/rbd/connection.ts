@@ -23,6 +23,7 @@
 import type { Logger } from 'pino';
 import { StorageError } from '../../src/backstore/errors.js';
 import type { LockHolder } from '../../src/backstore/types.js';
+import type { InRing } from '../../src/scsi/command.js';
 import type { FailureMap, RbdImage, RbdSession } from './librbd.js';
 import { predecessorOwner } from './predecessor.js';
 
@@ -72,6 +73,21 @@ export class RbdConnection {
   run<T>(op: (image: RbdImage, failure: FailureMap) => Promise<T>): Promise<T> {
     if (this.reopening) return this.reopening.then(() => op(this.handles.image, this.failure));
     return op(this.handles.image, this.failure);
+  }
+
+  /**
+   * A READ or WRITE that takes its command over (CallOptions.inRing):
+   * STORE_COMPLETES_IN_RING, no promise. While a reopen is under way it
+   * waits for it as `run` does, and settles as a plain call.
+   */
+  readInRing(offset: number, iov: readonly Buffer[], inRing: InRing): Promise<void> {
+    if (this.reopening) return this.run((image, failure) => image.readv(offset, iov, failure));
+    return this.handles.image.readvInRing(offset, iov, this.failure, inRing);
+  }
+
+  writeInRing(offset: number, iov: readonly Buffer[], inRing: InRing): Promise<void> {
+    if (this.reopening) return this.run((image, failure) => image.writev(offset, iov, failure));
+    return this.handles.image.writevInRing(offset, iov, this.failure, inRing);
   }
 
   /** The failure map of operations on `image`: a fenced one starts the reopen. */

@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { StorageError } from '../../src/backstore/errors.js';
 import { iovLength } from '../../src/iov.js';
 import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession, type NativeRbdSnap } from '../../src/native.js';
-import type { InRing } from '../../src/scsi/command.js';
+import { STORE_COMPLETES_IN_RING, type InRing } from '../../src/scsi/command.js';
 
 export type RbdSnapshot = NativeRbdSnap;
 
@@ -33,7 +33,8 @@ if (!ERRNO_NAMES.has(ESHUTDOWN)) ERRNO_NAMES.set(ESHUTDOWN, 'ESHUTDOWN');
  * straight from the completion batch: no async wrapper or .then/.catch
  * layer per call (each promise also pays the promise hooks that
  * AsyncLocalStorage keeps on, and at a few hundred IOPS from a CPU-bound
- * cluster every command is a wake-up of its own).
+ * cluster every command is a wake-up of its own). A READ or WRITE that
+ * takes its command over (readvInRing, writevInRing) has none at all.
  */
 const enum Answer {
   Nothing,
@@ -58,10 +59,16 @@ interface Request {
   failure: FailureMap | undefined;
 }
 
+/**
+ * An operation in flight: settled through its promise's `resolve`/`reject`,
+ * or, for a read or write that took its command over (`inRing`, see
+ * readvInRing), through the command itself, with no promise at all.
+ */
 interface Slot {
   request: Request;
   resolve: (value: number | undefined) => void;
   reject: (err: Error) => void;
+  inRing: InRing | undefined;
 }
 
 /** Tags are indexes into `slots`, reused after completion (bounded by what is in flight). */
@@ -92,21 +99,26 @@ function onBatch(batch: Float64Array, count: number): void {
   }
 }
 
-function settle({ request, resolve, reject }: Slot, result: number, extra: number): void {
+function settle(slot: Slot, result: number, extra: number): void {
+  const err = failureOf(slot.request, result);
+  if (slot.inRing !== undefined) slot.inRing.settle(err);
+  else if (err !== undefined) slot.reject(err);
+  // -EILSEQ: a miscompare at byte `extra`, nothing written; 0: matched and written.
+  else if (slot.request.answer === Answer.MismatchOffset) slot.resolve(result < 0 ? extra : -1);
+  else slot.resolve(undefined);
+}
+
+/** The error an operation ended with (mapped by its FailureMap), or undefined if it succeeded. */
+function failureOf(request: Request, result: number): Error | undefined {
   let err: Error;
   if (result < 0 && !(request.answer === Answer.MismatchOffset && result === -EILSEQ)) {
     err = errnoError(result, request.what);
-  } else if (request.answer === Answer.Nothing) {
-    return resolve(undefined);
-  } else if (request.answer === Answer.MismatchOffset) {
-    // -EILSEQ: a miscompare at byte `extra`, nothing written; 0: matched and written.
-    return resolve(result < 0 ? extra : -1);
-  } else if (result === request.expect) {
-    return resolve(undefined);
+  } else if (request.answer !== Answer.AllBytes || result === request.expect) {
+    return undefined;
   } else {
     err = new StorageError('EIO', `rbd ${request.image.name}: short read at ${request.offset}: ${result} of ${request.expect} bytes`);
   }
-  reject(request.failure ? request.failure(err) : err);
+  return request.failure ? request.failure(err) : err;
 }
 
 /** The addon with this module's completion handler installed, or a clear reason it is unavailable. */
@@ -123,7 +135,7 @@ export function librbd(): NativeRbd {
 function start<T extends number | void>(request: Request, submit: (tag: number) => number): Promise<T> {
   const tag = freeTags.pop() ?? slots.length;
   return new Promise<T>((resolve, reject) => {
-    const slot: Slot = { request, resolve: resolve as (value: number | undefined) => void, reject };
+    const slot: Slot = { request, resolve: resolve as (value: number | undefined) => void, reject, inRing: undefined };
     slots[tag] = slot;
     let rc: number;
     try {
@@ -140,6 +152,31 @@ function start<T extends number | void>(request: Request, submit: (tag: number) 
       settle(slot, rc, 0);
     }
   });
+}
+
+function unused(): void {}
+
+/**
+ * Start a read or write that takes its command over: librbd's thread
+ * completes it in the ring, or the completion settles it through `inRing`.
+ * No promise unless the submission itself fails (then a rejected one, and
+ * the caller settles the command as usual).
+ */
+function startInRing(request: Request, inRing: InRing, submit: (tag: number) => number): Promise<void> {
+  const tag = freeTags.pop() ?? slots.length;
+  slots[tag] = { request, resolve: unused, reject: unused, inRing };
+  let rc: number;
+  try {
+    rc = submit(tag);
+  } catch (err) {
+    slots[tag] = undefined;
+    freeTags.push(tag);
+    return Promise.reject(err as Error);
+  }
+  if (rc >= 0) return STORE_COMPLETES_IN_RING;
+  slots[tag] = undefined;
+  freeTags.push(tag);
+  return Promise.reject(failureOf(request, rc)!);
 }
 
 function callback<T>(run: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {
@@ -204,20 +241,31 @@ export class RbdImage {
     return this.rbd.size(this.handle);
   }
 
-  /**
-   * Fill `iov` from `offset`; a read that returns fewer bytes fails (EIO).
-   * With `inRing`, a full read completes its command in the ring instead
-   * of settling (see CallOptions.inRing).
-   */
-  readv(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
+  /** Fill `iov` from `offset`; a read that returns fewer bytes fails (EIO). */
+  readv(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
     const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
-    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing?.ring, inRing?.index, inRing?.cmdId));
+    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag));
   }
 
-  /** With `inRing`, a successful write completes its command in the ring instead of settling. */
-  writev(offset: number, iov: readonly Buffer[], failure?: FailureMap, inRing?: InRing): Promise<void> {
+  writev(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
     const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
-    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing?.ring, inRing?.index, inRing?.cmdId));
+    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
+  }
+
+  /**
+   * readv that takes the command over (STORE_COMPLETES_IN_RING): a full read
+   * completes it in the ring on librbd's thread; anything else settles it
+   * through `inRing`. Returns a rejected promise if librbd refuses to start.
+   */
+  readvInRing(offset: number, iov: readonly Buffer[], failure: FailureMap, inRing: InRing): Promise<void> {
+    const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
+    return startInRing(request, inRing, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
+  }
+
+  /** writev that takes the command over, as readvInRing. */
+  writevInRing(offset: number, iov: readonly Buffer[], failure: FailureMap, inRing: InRing): Promise<void> {
+    const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
+    return startInRing(request, inRing, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
   }
 
   flush(failure?: FailureMap): Promise<void> {

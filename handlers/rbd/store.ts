@@ -109,11 +109,14 @@ export function rbdStore(init: RbdStoreInit): Backstore {
     },
 
     // Reads and writes complete their command on librbd's thread when the
-    // core allows it (CallOptions.inRing), as tcmu-runner does.
+    // core allows it (CallOptions.inRing), as tcmu-runner does; such a call
+    // returns STORE_COMPLETES_IN_RING and settles its command itself.
     completesInRing: true,
 
     read(offset: number, iov: readonly Buffer[], opts?: CallOptions): Promise<void> {
-      return connection.run((image, failure) => image.readv(offset, iov, failure, opts?.inRing));
+      const inRing = opts?.inRing;
+      if (inRing !== undefined) return connection.readInRing(offset, iov, inRing);
+      return connection.run((image, failure) => image.readv(offset, iov, failure));
     },
 
     close(): Promise<void> {
@@ -124,7 +127,9 @@ export function rbdStore(init: RbdStoreInit): Backstore {
 
   Object.assign(store, {
     write(offset: number, iov: readonly Buffer[], opts: WriteOptions): Promise<void> {
-      return connection.run((image, failure) => image.writev(offset, iov, failure, opts.inRing));
+      const inRing = opts.inRing;
+      if (inRing !== undefined) return connection.writeInRing(offset, iov, inRing);
+      return connection.run((image, failure) => image.writev(offset, iov, failure));
     },
     flush(): Promise<void> {
       return connection.run((image, failure) => image.flush(failure));

@@ -95,7 +95,11 @@ export interface CallOptions {
    * from any thread, through NativeRbd-style `ring`, `index` and `cmdId`
    * (src/native.ts). When it does, the call's promise must never settle
    * (the command is done; settling it would complete it twice); otherwise
-   * it settles as usual.
+   * it settles as usual. Or the store takes the command over: it returns
+   * STORE_COMPLETES_IN_RING (src/scsi/command.ts) instead of a promise,
+   * and if the other thread does not complete the command, the store
+   * finishes it once through `inRing.settle`, after the call returned (no
+   * promise at all).
    */
   readonly inRing?: InRing;
 }

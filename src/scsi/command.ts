@@ -58,7 +58,37 @@ export interface InRing {
   /** The command's slot in the engine. */
   readonly index: number;
   readonly cmdId: number;
+  /**
+   * Set by the SCSI layer before it hands this to a store: turns the store's
+   * error into the command's status (writing its sense), as a rejected
+   * store call would. Used by `settle`.
+   */
+  storeFailed: (cmd: ScsiCommand, err: unknown) => number;
+  /**
+   * For a store call that returned STORE_COMPLETES_IN_RING and whose
+   * command the other thread did NOT complete (an error, a short read, a
+   * ring closed to other threads): finish the command here, once, after
+   * the call returned. `err` undefined is GOOD.
+   */
+  settle(err: Error | undefined): void;
 }
+
+/**
+ * What a store returns, instead of a promise, from a call given
+ * CallOptions.inRing when it has taken the command over: the command is
+ * then completed in the ring by another thread, or else through
+ * InRing.settle. It never settles (the command needs no promise at all:
+ * each one costs an allocation and, with AsyncLocalStorage in use, Node's
+ * promise hooks). Only the SCSI layer that passed `inRing` may see it.
+ */
+export const STORE_COMPLETES_IN_RING: Promise<never> = new Promise<never>(() => {});
+
+/**
+ * ScsiTarget.execute's answer (or what its promise resolves to) for a
+ * command a store took over (STORE_COMPLETES_IN_RING): not a status, the
+ * engine leaves the command to the other thread or to InRing.settle.
+ */
+export const STATUS_LEFT_TO_STORE = -1;
 
 /** SCSI status bytes (SAM-5). */
 export const enum ScsiStatus {
@@ -77,6 +107,8 @@ export interface ScsiTarget {
    * Execute one command; returns the SCSI status (sense written into
    * cmd.sense on CHECK CONDITION). May return synchronously: the engine
    * completes such commands in the same batch without a promise.
+   * STATUS_LEFT_TO_STORE (only for a command with `inRing`) means the
+   * command is completed elsewhere.
    * Never throws: every failure becomes a status.
    */
   execute(cmd: ScsiCommand): number | Promise<number>;

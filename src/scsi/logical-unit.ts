@@ -128,7 +128,7 @@ export class LogicalUnit {
    * long): with cmd.inRing when the store may complete it in the ring.
    */
   readOptions(cmd: ScsiCommand, bytes: number): CallOptions | undefined {
-    const inRing = this.inRingFor(cmd, bytes);
+    const inRing = this.inRingFor(cmd, bytes, this.readFailed);
     if (inRing === undefined) return this.callOptions(cmd);
     return this.store.abortable ? { signal: cmd.signal, inRing } : { inRing };
   }
@@ -137,19 +137,26 @@ export class LogicalUnit {
   commandWriteOptions(cmd: ScsiCommand, bytes: number, fua: boolean): WriteOptions {
     // A FUA write to a store with a write cache may be followed by a flush
     // (LunStore): the command is not done when the write is.
-    const inRing = fua && this.store.writeCache ? undefined : this.inRingFor(cmd, bytes);
+    const inRing = fua && this.store.writeCache ? undefined : this.inRingFor(cmd, bytes, this.writeFailed);
     if (inRing === undefined) return this.writeOptions(cmd, fua);
     return this.store.abortable ? { fua, signal: cmd.signal, inRing } : { fua, inRing };
   }
 
   /**
    * cmd.inRing when the store completes in the ring and a GOOD completion
-   * of `bytes` needs nothing from the engine (the whole buffer, no bidi).
+   * of `bytes` needs nothing from the engine (the whole buffer, no bidi),
+   * told how to turn the store's error into a status (InRing.settle).
    */
-  private inRingFor(cmd: ScsiCommand, bytes: number): InRing | undefined {
-    if (!this.store.completesInRing || cmd.inRing === undefined || bytes !== cmd.iovLength || cmd.bidiIov.length !== 0) return undefined;
-    return cmd.inRing;
+  private inRingFor(cmd: ScsiCommand, bytes: number, failed: InRing['storeFailed']): InRing | undefined {
+    const inRing = cmd.inRing;
+    if (!this.store.completesInRing || inRing === undefined || bytes !== cmd.iovLength || cmd.bidiIov.length !== 0) return undefined;
+    inRing.storeFailed = failed;
+    return inRing;
   }
+
+  /** storeFailed for READ and WRITE, bound once (InRing.storeFailed takes no closure per command). */
+  private readonly readFailed = (cmd: ScsiCommand, err: unknown): number => this.storeFailed(cmd, err, IoKind.Read);
+  private readonly writeFailed = (cmd: ScsiCommand, err: unknown): number => this.storeFailed(cmd, err, IoKind.Write);
 
   /** WriteZeroesOptions for `cmd`, with its abort signal when the store takes one. */
   writeZeroesOptions(cmd: ScsiCommand, unmap: boolean): WriteZeroesOptions {

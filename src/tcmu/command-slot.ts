@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { StorageError } from '../backstore/errors.js';
-import type { InRing, ScsiCommand } from '../scsi/command.js';
+import { ScsiStatus, type InRing, type ScsiCommand } from '../scsi/command.js';
 import type { RingCompletionHandle } from '../native.js';
 import { MAX_CDB_LENGTH, SENSE_SIZE, TmrType } from './ring-layout.js';
 
@@ -49,6 +49,21 @@ export class CommandSlot implements ScsiCommand {
   /** ScsiCommand.inRing: this slot itself, when its ring takes completions from other threads. */
   get inRing(): InRing | undefined {
     return this.ring === undefined ? undefined : (this as InRing);
+  }
+
+  /** InRing.storeFailed; until the SCSI layer sets it, any error fails the command as invalid. */
+  storeFailed: (cmd: ScsiCommand, err: unknown) => number = invalidStatus;
+
+  /** InRing.settle: completes the command as the store call's promise would have. */
+  settle(err: Error | undefined): void {
+    let status: number;
+    try {
+      status = err === undefined ? ScsiStatus.Good : this.storeFailed(this, err);
+    } catch (thrown) {
+      this.onReject(thrown); // as a throw in a promise reaction would
+      return;
+    }
+    this.onResolve(status);
   }
 
   private readonly cdbStorage: Buffer;
@@ -168,6 +183,11 @@ const TMR_NAMES: Record<number, string> = {
 /** The signal's reason: ECANCELED maps to TASK ABORTED wherever a store passes it on. */
 function abortReason(tmrType: number): StorageError {
   return new StorageError('ECANCELED', `command aborted by ${TMR_NAMES[tmrType] ?? `task management function ${tmrType}`}`);
+}
+
+/** Not a status: the engine fails the command (HARDWARE ERROR) and logs it. */
+function invalidStatus(): number {
+  return Number.NaN;
 }
 
 /** Create `count` slots whose sense and CDB buffers share two allocations. */

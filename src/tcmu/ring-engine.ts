@@ -19,7 +19,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
-import type { ScsiTarget } from '../scsi/command.js';
+import { STATUS_LEFT_TO_STORE, type ScsiTarget } from '../scsi/command.js';
 import { CommandSlot, createSlots } from './command-slot.js';
 import { CompletionState, Word, monotonicToPerformance } from './completion-state.js';
 import type { CommandCounters } from './command-counters.js';
@@ -550,8 +550,9 @@ export class RingEngine {
       this.failCommand(slot);
       return;
     }
-    if (typeof result === 'number') this.complete(slot, result);
-    else if (isPromiseLike(result)) result.then(slot.onResolve, slot.onReject);
+    if (typeof result === 'number') {
+      if (result !== STATUS_LEFT_TO_STORE) this.complete(slot, result);
+    } else if (isPromiseLike(result)) result.then(slot.onResolve, slot.onReject);
     else this.complete(slot, Number.NaN); // neither a status nor a promise: failed as invalid
   }
 
@@ -595,6 +596,9 @@ export class RingEngine {
   private completeAsync(slot: CommandSlot, status: number): void {
     // A broken ring is not written any more: the kernel times these out.
     if (this.state === 'closed' || this.state === 'broken') return;
+    // A command that waited (a CAW lock) before its store took it over:
+    // done elsewhere, maybe already, and the slot may serve another by now.
+    if (status === STATUS_LEFT_TO_STORE) return;
     if (!this.flushScheduled) this.counters?.clock(); // first completion since the last publish
     // The lock inline, not through withLock: no closure per completion.
     const locked = this.cs.lock();

@@ -5,7 +5,7 @@
  * transfer); a synchronous store result completes without any promise.
  * DPO is a cache hint we may ignore; FUA is honoured on writes.
  */
-import { ScsiStatus, type ScsiCommand } from '../command.js';
+import { STATUS_LEFT_TO_STORE, STORE_COMPLETES_IN_RING, ScsiStatus, type ScsiCommand } from '../command.js';
 import { sliceIov } from '../../iov.js';
 import { readU64 } from '../be64.js';
 import { type LogicalUnit, PROCEED, goodStatus, isThenable } from '../logical-unit.js';
@@ -67,6 +67,7 @@ function readBlocks(lu: LogicalUnit, cmd: ScsiCommand, lba: number, blocks: numb
   }
   // Only a GOOD completion carries data-in (CHECK CONDITION sends none).
   cmd.dataInLength = bytes;
+  if (r === STORE_COMPLETES_IN_RING) return STATUS_LEFT_TO_STORE;
   if (isThenable(r)) return r.then(goodStatus, (err) => lu.storeFailed(cmd, err, IoKind.Read));
   return ScsiStatus.Good;
 }
@@ -102,6 +103,7 @@ export function writeBlocks(
   } catch (err) {
     return lu.storeFailed(cmd, err, IoKind.Write);
   }
+  if (r === STORE_COMPLETES_IN_RING) return STATUS_LEFT_TO_STORE;
   if (isThenable(r)) return r.then(goodStatus, (err) => lu.storeFailed(cmd, err, IoKind.Write));
   return ScsiStatus.Good;
 }

@@ -331,4 +331,49 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       sim.close();
     }
   }, 120_000);
+
+  it('through the ring: a READ or WRITE that librbd fails (the image shrank under the LUN) gets sense on the event loop, and the LUN serves on', async () => {
+    const image = freshImage('16M');
+    const store = await open(`rbd/${image}`);
+    const sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 8 << 20, ooo: true, readLen: true });
+    const engine = new RingEngine(sim.runnerMapping(), new ScsiDisk(store, IDENTITY), { completeElsewhere: store.completesInRing });
+    engine.start();
+    try {
+      const bs = store.blockSize;
+      const cdb = (op: number, lba: number, blocks: number) => {
+        const c = Buffer.alloc(10);
+        c[0] = op;
+        c.writeUInt32BE(lba, 2);
+        c.writeUInt16BE(blocks, 7);
+        return c;
+      };
+      for (let i = 0; i < 3 && (await sim.submit(Buffer.alloc(6))).status !== 0; i++);
+      // Another client shrinks the image to 8 MiB; the LUN still says 16.
+      rbdCli('resize', '--allow-shrink', '--size', '8M', `rbd/${image}`);
+      const beyond = (12 * MiB) / bs;
+      // librbd learns of the shrink from its header watch: retry until it has.
+      let read = await sim.submit(cdb(0x28, beyond, 8), { inLength: 8 * bs });
+      for (let i = 0; i < 50 && read.status === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        read = await sim.submit(cdb(0x28, beyond, 8), { inLength: 8 * bs });
+      }
+      const write = await sim.submit(cdb(0x2a, beyond, 8), { out: Buffer.alloc(8 * bs, 1) });
+      // librbd refuses I/O that starts past the end with EINVAL: ILLEGAL REQUEST.
+      for (const r of [read, write]) {
+        expect(r.status).toBe(2);
+        expect(r.sense[2]! & 0x0f).toBe(0x05);
+      }
+      const data = pattern(8 * bs, 3);
+      expect((await sim.submit(cdb(0x2a, 8, 8), { out: data })).status).toBe(0);
+      const back = await sim.submit(cdb(0x28, 8, 8), { inLength: 8 * bs });
+      expect(back.status).toBe(0);
+      expect(back.dataIn!.equals(data)).toBe(true);
+      engine.collectForeign();
+      expect(engine.stats.inFlight).toBe(0);
+    } finally {
+      await engine.drain();
+      engine.close();
+      sim.close();
+    }
+  }, 120_000);
 });
