@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { StorageError } from '../backstore/errors.js';
-import { ScsiStatus, type InRing, type ScsiCommand } from '../scsi/command.js';
+import type { InRing, ScsiCommand } from '../scsi/command.js';
 import type { RingCompletionHandle } from '../native.js';
 import { MAX_CDB_LENGTH, SENSE_SIZE, TmrType } from './ring-layout.js';
 
@@ -54,16 +54,9 @@ export class CommandSlot implements ScsiCommand {
   /** InRing.storeFailed; until the SCSI layer sets it, any error fails the command as invalid. */
   storeFailed: (cmd: ScsiCommand, err: unknown) => number = invalidStatus;
 
-  /** InRing.settle: completes the command as the store call's promise would have. */
+  /** InRing.settle: completes the command as the store call's promise would have (the engine's onSettle). */
   settle(err: Error | undefined): void {
-    let status: number;
-    try {
-      status = err === undefined ? ScsiStatus.Good : this.storeFailed(this, err);
-    } catch (thrown) {
-      this.onReject(thrown); // as a throw in a promise reaction would
-      return;
-    }
-    this.onResolve(status);
+    this.onSettle(err);
   }
 
   private readonly cdbStorage: Buffer;
@@ -79,6 +72,7 @@ export class CommandSlot implements ScsiCommand {
    */
   onResolve: (status: number) => void = () => {};
   onReject: (err: unknown) => void = () => {};
+  onSettle: (err: Error | undefined) => void = () => {};
 
   constructor(
     readonly index: number,

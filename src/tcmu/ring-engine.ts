@@ -40,6 +40,7 @@ import {
 } from './ring-layout.js';
 import { RingView } from './ring-view.js';
 
+const GOOD = 0x00;
 const CHECK_CONDITION = 0x02;
 /**
  * Microtask batches hang off this settled promise: queueMicrotask() builds
@@ -591,6 +592,26 @@ export class RingEngine {
       this.withLock(() => this.failCommand(slot));
       this.requestBatch();
     };
+    // InRing.settle is called from the store's completion callback, outside
+    // the LUN's fault context: enter it, as the promise reaction this
+    // replaces would have run in it (rare: errors and fallbacks only).
+    slot.onSettle = (err: Error | undefined) => {
+      const finish = () => this.settleTakenOver(slot, err);
+      if (this.enter) this.enter(finish);
+      else finish();
+    };
+  }
+
+  /** A command a store took over (STATUS_LEFT_TO_STORE) and settled itself: GOOD, or its error's status. */
+  private settleTakenOver(slot: CommandSlot, err: Error | undefined): void {
+    let status: number;
+    try {
+      status = err === undefined ? GOOD : slot.storeFailed(slot, err);
+    } catch (thrown) {
+      slot.onReject(thrown); // as a throw in a promise reaction would
+      return;
+    }
+    this.completeAsync(slot, status);
   }
 
   private completeAsync(slot: CommandSlot, status: number): void {

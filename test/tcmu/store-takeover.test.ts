@@ -5,6 +5,7 @@
  * every command finishes exactly once, whether another thread completes it
  * in the ring or the store settles it (GOOD, or an error turned into sense).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, test } from 'vitest';
 import { StorageError } from '../../src/backstore/errors.js';
 import { toLunStore } from '../../src/backstore/lun-store.js';
@@ -12,7 +13,7 @@ import type { Backstore, CallOptions, WriteOptions } from '../../src/backstore/t
 import { native } from '../../src/native.js';
 import { STATUS_LEFT_TO_STORE, STORE_COMPLETES_IN_RING, type InRing, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
 import { ScsiDisk } from '../../src/scsi/index.js';
-import { RingEngine } from '../../src/tcmu/ring-engine.js';
+import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { KernelSim, type SimResult } from '../sim/kernel-sim.js';
 import { IDENTITY } from '../scsi/harness.js';
 import { closedAfterEach } from './closed-after-each.js';
@@ -80,11 +81,11 @@ class RecordingTarget implements ScsiTarget {
   }
 }
 
-function setup() {
+function setup(enter?: RingEngineOptions['enter']) {
   const sim = live.track(KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true }));
   const store = new TakeoverStore();
   const target = new RecordingTarget(new ScsiDisk(toLunStore(store), IDENTITY));
-  const engine = live.track(new RingEngine(sim.runnerMapping(), target, { completeElsewhere: true }));
+  const engine = live.track(new RingEngine(sim.runnerMapping(), target, { completeElsewhere: true, enter }));
   engine.start();
   return { sim, store, engine, target };
 }
@@ -176,6 +177,25 @@ describe('a store that takes commands over (STORE_COMPLETES_IN_RING)', () => {
     const w = await write;
     expect(w.status).toBe(2);
     expect(senseOf(w)).toEqual([0x04, 0x44, 0x00]);
+  });
+
+  test("settle runs in the engine's batch context (the daemon's fault context for the LUN), as a promise reaction would", async () => {
+    const context = new AsyncLocalStorage<string>();
+    const { sim, store } = setup((consume) => context.run('this LUN', consume));
+    await ready(sim);
+    const write = sim.submit(write10(0, 1), { out: Buffer.alloc(BLOCK) });
+    await waitFor(() => store.taken.length === 1, 'the write reaches the store');
+    const { inRing } = store.taken[0]!;
+    const failed = inRing.storeFailed;
+    let seen: string | undefined;
+    inRing.storeFailed = (cmd, err) => {
+      seen = context.getStore();
+      return failed(cmd, err);
+    };
+    expect(context.getStore()).toBeUndefined();
+    inRing.settle(new StorageError('EIO', 'test'));
+    expect((await write).status).toBe(2);
+    expect(seen).toBe('this LUN');
   });
 
   test('a WRITE that waited for a COMPARE AND WRITE lock and was then taken over finishes once, through the store', async () => {
