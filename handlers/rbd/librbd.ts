@@ -91,8 +91,7 @@ function onBatch(batch: Float64Array, count: number): void {
     }
     const slot = slots[tag];
     if (!slot) continue; // cannot happen: every tag is started once
-    slots[tag] = undefined;
-    freeTags.push(tag);
+    freeTag(tag);
     // Its command is complete already: the promise stays pending for good.
     if (batch[i + 2] === COMPLETED_IN_RING) continue;
     settle(slot, batch[i + 1]!, batch[i + 2]!);
@@ -133,24 +132,11 @@ export function librbd(): NativeRbd {
 
 /** Start an aio operation: `submit(tag)` returns 0 or -errno (then it fails at once). */
 function start<T extends number | void>(request: Request, submit: (tag: number) => number): Promise<T> {
-  const tag = freeTags.pop() ?? slots.length;
   return new Promise<T>((resolve, reject) => {
     const slot: Slot = { request, resolve: resolve as (value: number | undefined) => void, reject, inRing: undefined };
-    slots[tag] = slot;
-    let rc: number;
-    try {
-      rc = submit(tag);
-    } catch (err) {
-      slots[tag] = undefined;
-      freeTags.push(tag);
-      reject(err as Error);
-      return;
-    }
-    if (rc < 0) {
-      slots[tag] = undefined;
-      freeTags.push(tag);
-      settle(slot, rc, 0);
-    }
+    // A throw here (bad arguments) rejects the promise.
+    const rc = submitSlot(slot, submit);
+    if (rc < 0) settle(slot, rc, 0);
   });
 }
 
@@ -163,20 +149,33 @@ function unused(): void {}
  * the caller settles the command as usual).
  */
 function startInRing(request: Request, inRing: InRing, submit: (tag: number) => number): Promise<void> {
+  let rc: number;
+  try {
+    rc = submitSlot({ request, resolve: unused, reject: unused, inRing }, submit);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+  return rc >= 0 ? STORE_COMPLETES_IN_RING : Promise.reject(failureOf(request, rc)!);
+}
+
+/** Give `slot` a tag and submit it: librbd's 0 or -errno, or what `submit` threw; a failed submission frees the tag again. */
+function submitSlot(slot: Slot, submit: (tag: number) => number): number {
   const tag = freeTags.pop() ?? slots.length;
-  slots[tag] = { request, resolve: unused, reject: unused, inRing };
+  slots[tag] = slot;
   let rc: number;
   try {
     rc = submit(tag);
   } catch (err) {
-    slots[tag] = undefined;
-    freeTags.push(tag);
-    return Promise.reject(err as Error);
+    freeTag(tag);
+    throw err;
   }
-  if (rc >= 0) return STORE_COMPLETES_IN_RING;
+  if (rc < 0) freeTag(tag);
+  return rc;
+}
+
+function freeTag(tag: number): void {
   slots[tag] = undefined;
   freeTags.push(tag);
-  return Promise.reject(failureOf(request, rc)!);
 }
 
 function callback<T>(run: (cb: (err: Error | null, value?: T) => void) => void): Promise<T> {

@@ -13,6 +13,7 @@ import { RingEngine } from '../../src/tcmu/ring-engine.js';
 import { KernelSim, type KernelSimOptions, type SimResult } from '../sim/kernel-sim.js';
 import { read10, write10 } from './ram-target.js';
 import { closedAfterEach } from './closed-after-each.js';
+import { onPool } from './on-pool.js';
 import { settle, waitFor } from './wait.js';
 
 let sim: KernelSim | undefined;
@@ -41,12 +42,6 @@ function setup(simOpts: Partial<KernelSimOptions> = {}, maxInFlight = 128, compl
 /** The engine's completion block: its lock word (with the handed-over list) and the list's links. */
 function sharedBlock(engine: RingEngine): { words: Int32Array; handedOver: Int32Array } {
   return (engine as unknown as { cs: { words: Int32Array; handedOver: Int32Array } }).cs;
-}
-
-function onPool(inRing: InRing): Promise<number> {
-  return new Promise((resolve, reject) =>
-    native().ringCompleteGoodOnPool(inRing.ring, inRing.index, inRing.cmdId, (err, done) => (err ? reject(err) : resolve(done))),
-  );
 }
 
 describe('RingEngine: completions made on another thread', () => {

@@ -10,13 +10,13 @@ import { describe, expect, test } from 'vitest';
 import { StorageError } from '../../src/backstore/errors.js';
 import { toLunStore } from '../../src/backstore/lun-store.js';
 import type { Backstore, CallOptions, WriteOptions } from '../../src/backstore/types.js';
-import { native } from '../../src/native.js';
 import { STATUS_LEFT_TO_STORE, STORE_COMPLETES_IN_RING, type InRing, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
 import { ScsiDisk } from '../../src/scsi/index.js';
 import { RingEngine, type RingEngineOptions } from '../../src/tcmu/ring-engine.js';
 import { KernelSim, type SimResult } from '../sim/kernel-sim.js';
 import { IDENTITY } from '../scsi/harness.js';
 import { closedAfterEach } from './closed-after-each.js';
+import { onPool } from './on-pool.js';
 import { read10, write10 } from './ram-target.js';
 import { waitFor } from './wait.js';
 
@@ -98,12 +98,6 @@ async function ready(sim: KernelSim): Promise<void> {
 /** [sense key, ASC, ASCQ] of fixed-format sense. */
 function senseOf(r: SimResult): [number, number, number] {
   return [r.sense[2]! & 0x0f, r.sense[12]!, r.sense[13]!];
-}
-
-function onPool(inRing: InRing): Promise<number> {
-  return new Promise((resolve, reject) =>
-    native().ringCompleteGoodOnPool(inRing.ring, inRing.index, inRing.cmdId, (err, done) => (err ? reject(err) : resolve(done))),
-  );
 }
 
 describe('a store that takes commands over (STORE_COMPLETES_IN_RING)', () => {

@@ -42,6 +42,36 @@ function exportRange(image: string, offset: number, length: number): Buffer {
 
 const pattern = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff));
 
+/** A 10-byte READ or WRITE CDB. */
+function cdb10(op: number, lba: number, blocks: number): Buffer {
+  const c = Buffer.alloc(10);
+  c[0] = op;
+  c.writeUInt32BE(lba, 2);
+  c.writeUInt16BE(blocks, 7);
+  return c;
+}
+
+/**
+ * `store` served through the ring engine on the kernel simulator, with
+ * completions from librbd's threads allowed, past the power-on unit
+ * attention; closed after `fn`.
+ */
+async function throughRing(store: LunStore, fn: (sim: KernelSim, engine: RingEngine, counters: CommandCounters) => Promise<void>): Promise<void> {
+  const sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 8 << 20, ooo: true, readLen: true });
+  const counters = new CommandCounters();
+  const engine = new RingEngine(sim.runnerMapping(), new ScsiDisk(store, IDENTITY), { counters, completeElsewhere: store.completesInRing });
+  engine.start();
+  try {
+    // A unit attention may come first (power on): TEST UNIT READY until GOOD.
+    for (let i = 0; i < 3 && (await sim.submit(Buffer.alloc(6))).status !== 0; i++);
+    await fn(sim, engine, counters);
+  } finally {
+    await engine.drain();
+    engine.close();
+    sim.close();
+  }
+}
+
 describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () => {
   beforeAll(() => {
     startCluster();
@@ -286,21 +316,8 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     const image = freshImage('16M');
     const store = await open(`rbd/${image}`);
     expect(store.completesInRing).toBe(true);
-    const sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 8 << 20, ooo: true, readLen: true });
-    const counters = new CommandCounters();
-    const engine = new RingEngine(sim.runnerMapping(), new ScsiDisk(store, IDENTITY), { counters, completeElsewhere: store.completesInRing });
-    engine.start();
-    try {
+    await throughRing(store, async (sim, engine, counters) => {
       const bs = store.blockSize;
-      const cdb = (op: number, lba: number, blocks: number) => {
-        const c = Buffer.alloc(10);
-        c[0] = op;
-        c.writeUInt32BE(lba, 2);
-        c.writeUInt16BE(blocks, 7);
-        return c;
-      };
-      // A unit attention may come first (power on): TEST UNIT READY until GOOD.
-      for (let i = 0; i < 3 && (await sim.submit(Buffer.alloc(6))).status !== 0; i++);
       const extent = 32 * 1024;
       const expected = Buffer.alloc(64 * extent);
       // One command at a time: each completion then finds the event loop
@@ -311,11 +328,11 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       for (let i = 0; i < 64; i++) {
         const data = pattern(extent, i);
         data.copy(expected, i * extent);
-        writes.push(await sim.submit(cdb(0x2a, (i * extent) / bs, extent / bs), { out: data }));
+        writes.push(await sim.submit(cdb10(0x2a, (i * extent) / bs, extent / bs), { out: data }));
       }
       expect(writes.map((r) => r.status)).toEqual(Array(64).fill(0));
       const reads: SimResult[] = [];
-      for (let i = 0; i < 64; i++) reads.push(await sim.submit(cdb(0x28, (i * extent) / bs, extent / bs), { inLength: extent }));
+      for (let i = 0; i < 64; i++) reads.push(await sim.submit(cdb10(0x28, (i * extent) / bs, extent / bs), { inLength: extent }));
       expect(reads.map((r) => r.status)).toEqual(Array(64).fill(0));
       expect(Buffer.concat(reads.map((r) => r.dataIn!)).equals(expected)).toBe(true);
       engine.collectForeign();
@@ -325,55 +342,36 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       expect(engine.stats.inFlight).toBe(0);
       expect(counters.commandCount(0) + counters.commandCount(1)).toBe(128);
       expect(exportRange(image, 0, expected.length).equals(expected)).toBe(true);
-    } finally {
-      await engine.drain();
-      engine.close();
-      sim.close();
-    }
+    });
   }, 120_000);
 
   it('through the ring: a READ or WRITE that librbd fails (the image shrank under the LUN) gets sense on the event loop, and the LUN serves on', async () => {
     const image = freshImage('16M');
     const store = await open(`rbd/${image}`);
-    const sim = KernelSim.create({ ringSize: 64 * 1024, dataSize: 8 << 20, ooo: true, readLen: true });
-    const engine = new RingEngine(sim.runnerMapping(), new ScsiDisk(store, IDENTITY), { completeElsewhere: store.completesInRing });
-    engine.start();
-    try {
+    await throughRing(store, async (sim, engine) => {
       const bs = store.blockSize;
-      const cdb = (op: number, lba: number, blocks: number) => {
-        const c = Buffer.alloc(10);
-        c[0] = op;
-        c.writeUInt32BE(lba, 2);
-        c.writeUInt16BE(blocks, 7);
-        return c;
-      };
-      for (let i = 0; i < 3 && (await sim.submit(Buffer.alloc(6))).status !== 0; i++);
       // Another client shrinks the image to 8 MiB; the LUN still says 16.
       rbdCli('resize', '--allow-shrink', '--size', '8M', `rbd/${image}`);
       const beyond = (12 * MiB) / bs;
       // librbd learns of the shrink from its header watch: retry until it has.
-      let read = await sim.submit(cdb(0x28, beyond, 8), { inLength: 8 * bs });
+      let read = await sim.submit(cdb10(0x28, beyond, 8), { inLength: 8 * bs });
       for (let i = 0; i < 50 && read.status === 0; i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        read = await sim.submit(cdb(0x28, beyond, 8), { inLength: 8 * bs });
+        read = await sim.submit(cdb10(0x28, beyond, 8), { inLength: 8 * bs });
       }
-      const write = await sim.submit(cdb(0x2a, beyond, 8), { out: Buffer.alloc(8 * bs, 1) });
+      const write = await sim.submit(cdb10(0x2a, beyond, 8), { out: Buffer.alloc(8 * bs, 1) });
       // librbd refuses I/O that starts past the end with EINVAL: ILLEGAL REQUEST.
       for (const r of [read, write]) {
         expect(r.status).toBe(2);
         expect(r.sense[2]! & 0x0f).toBe(0x05);
       }
       const data = pattern(8 * bs, 3);
-      expect((await sim.submit(cdb(0x2a, 8, 8), { out: data })).status).toBe(0);
-      const back = await sim.submit(cdb(0x28, 8, 8), { inLength: 8 * bs });
+      expect((await sim.submit(cdb10(0x2a, 8, 8), { out: data })).status).toBe(0);
+      const back = await sim.submit(cdb10(0x28, 8, 8), { inLength: 8 * bs });
       expect(back.status).toBe(0);
       expect(back.dataIn!.equals(data)).toBe(true);
       engine.collectForeign();
       expect(engine.stats.inFlight).toBe(0);
-    } finally {
-      await engine.drain();
-      engine.close();
-      sim.close();
-    }
+    });
   }, 120_000);
 });
