@@ -192,6 +192,19 @@ describe('a store that takes commands over (STORE_COMPLETES_IN_RING)', () => {
     expect(seen).toBe('this LUN');
   });
 
+  test('a target that answers "left to the store" on a ring that takes no completions from other threads gets its command failed (04/44/00), not hung', async () => {
+    const sim = live.track(KernelSim.create({ ringSize: 64 * 1024, dataSize: 4 << 20, ooo: true, readLen: true }));
+    const target: ScsiTarget = { execute: (cmd) => (cmd.cdb[0] === 0x2a ? STATUS_LEFT_TO_STORE : Promise.resolve(STATUS_LEFT_TO_STORE)) };
+    const engine = live.track(new RingEngine(sim.runnerMapping(), target, { completeElsewhere: false }));
+    engine.start();
+    const [sync, async] = await Promise.all([sim.submit(write10(0, 1), { out: Buffer.alloc(BLOCK) }), sim.submit(read10(0, 1), { inLength: BLOCK })]);
+    for (const r of [sync, async]) {
+      expect(r.status).toBe(2);
+      expect(senseOf(r)).toEqual([0x04, 0x44, 0x00]);
+    }
+    expect(engine.stats.inFlight).toBe(0);
+  });
+
   test('a WRITE that waited for a COMPARE AND WRITE lock and was then taken over finishes once, through the store', async () => {
     const { sim, store, engine, target } = setup();
     await ready(sim);
