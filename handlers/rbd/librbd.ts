@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { StorageError } from '../../src/backstore/errors.js';
 import { iovLength } from '../../src/iov.js';
 import { rbdBinding, type NativeRbd, type NativeRbdImage, type NativeRbdSession, type NativeRbdSnap } from '../../src/native.js';
-import { STORE_COMPLETES_IN_RING, type InRing } from '../../src/scsi/command.js';
+import type { InRing } from '../../src/scsi/command.js';
 
 export type RbdSnapshot = NativeRbdSnap;
 
@@ -155,7 +155,7 @@ function startInRing(request: Request, inRing: InRing, submit: (tag: number) => 
   } catch (err) {
     return Promise.reject(err as Error);
   }
-  return rc >= 0 ? STORE_COMPLETES_IN_RING : Promise.reject(failureOf(request, rc)!);
+  return rc >= 0 ? inRing.takenOver : Promise.reject(failureOf(request, rc)!);
 }
 
 /** Give `slot` a tag and submit it: librbd's 0 or -errno, or what `submit` threw; a failed submission frees the tag again. */

@@ -65,6 +65,12 @@ export interface InRing {
    */
   storeFailed: (cmd: ScsiCommand, err: unknown) => number;
   /**
+   * STORE_COMPLETES_IN_RING itself, for a store to return: a handler that
+   * loads its own copy of tcmu-ts would import a different object, which
+   * the SCSI layer would not recognise.
+   */
+  readonly takenOver: Promise<never>;
+  /**
    * For a store call that returned STORE_COMPLETES_IN_RING and whose
    * command the other thread did NOT complete (an error, a short read, a
    * ring closed to other threads): finish the command here, once, after

@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { StorageError } from '../backstore/errors.js';
-import type { InRing, ScsiCommand } from '../scsi/command.js';
+import { STORE_COMPLETES_IN_RING, type InRing, type ScsiCommand } from '../scsi/command.js';
 import type { RingCompletionHandle } from '../native.js';
 import { MAX_CDB_LENGTH, SENSE_SIZE, TmrType } from './ring-layout.js';
 
@@ -49,6 +49,11 @@ export class CommandSlot implements ScsiCommand {
   /** ScsiCommand.inRing: this slot itself, when its ring takes completions from other threads. */
   get inRing(): InRing | undefined {
     return this.ring === undefined ? undefined : (this as InRing);
+  }
+
+  /** InRing.takenOver. */
+  get takenOver(): Promise<never> {
+    return STORE_COMPLETES_IN_RING;
   }
 
   /** InRing.storeFailed; until the SCSI layer sets it, any error fails the command as invalid. */

@@ -66,7 +66,8 @@ class TakeoverStore implements Backstore {
 
   private take(op: Taken['op'], offset: number, iov: readonly Buffer[], inRing: InRing): Promise<never> {
     this.taken.push({ op, offset, iov, inRing });
-    return STORE_COMPLETES_IN_RING;
+    expect(inRing.takenOver).toBe(STORE_COMPLETES_IN_RING);
+    return inRing.takenOver;
   }
 }
 
