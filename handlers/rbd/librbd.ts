@@ -242,13 +242,11 @@ export class RbdImage {
 
   /** Fill `iov` from `offset`; a read that returns fewer bytes fails (EIO). */
   readv(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
-    const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
-    return start(request, (tag) => this.rbd.readv(this.handle, iov, offset, tag));
+    return start(this.readRequest(offset, iov, failure), (tag) => this.rbd.readv(this.handle, iov, offset, tag));
   }
 
   writev(offset: number, iov: readonly Buffer[], failure?: FailureMap): Promise<void> {
-    const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
-    return start(request, (tag) => this.rbd.writev(this.handle, iov, offset, tag));
+    return start(this.writeRequest(offset, iov, failure), (tag) => this.rbd.writev(this.handle, iov, offset, tag));
   }
 
   /**
@@ -257,14 +255,23 @@ export class RbdImage {
    * through `inRing`. Returns a rejected promise if librbd refuses to start.
    */
   readvInRing(offset: number, iov: readonly Buffer[], failure: FailureMap, inRing: InRing): Promise<void> {
-    const request = { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
+    const request = this.readRequest(offset, iov, failure);
     return startInRing(request, inRing, (tag) => this.rbd.readv(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
   }
 
   /** writev that takes the command over, as readvInRing. */
   writevInRing(offset: number, iov: readonly Buffer[], failure: FailureMap, inRing: InRing): Promise<void> {
-    const request = { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
+    const request = this.writeRequest(offset, iov, failure);
     return startInRing(request, inRing, (tag) => this.rbd.writev(this.handle, iov, offset, tag, inRing.ring, inRing.index, inRing.cmdId));
+  }
+
+  /** A read must return every byte of `iov`, which librbd fills until it completes. */
+  private readRequest(offset: number, iov: readonly Buffer[], failure: FailureMap | undefined): Request {
+    return { answer: Answer.AllBytes, image: this, offset, expect: iovLength(iov), what: 'rbd_aio_readv', hold: iov, failure };
+  }
+
+  private writeRequest(offset: number, iov: readonly Buffer[], failure: FailureMap | undefined): Request {
+    return { answer: Answer.Nothing, image: this, offset, expect: 0, what: 'rbd_aio_writev', hold: iov, failure };
   }
 
   flush(failure?: FailureMap): Promise<void> {

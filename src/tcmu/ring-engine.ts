@@ -552,7 +552,7 @@ export class RingEngine {
       return;
     }
     if (typeof result === 'number') {
-      if (result !== STATUS_LEFT_TO_STORE || !this.leftToStore(slot)) this.complete(slot, result);
+      if (result !== STATUS_LEFT_TO_STORE || !this.othersMayComplete(slot)) this.complete(slot, result);
     } else if (isPromiseLike(result)) result.then(slot.onResolve, slot.onReject);
     else this.complete(slot, Number.NaN); // neither a status nor a promise: failed as invalid
   }
@@ -603,11 +603,12 @@ export class RingEngine {
   }
 
   /**
-   * STATUS_LEFT_TO_STORE is only a promise when another thread may complete
-   * the command (the slot offers InRing); otherwise nothing ever would, so
-   * the caller completes it with that number, which fails it as invalid.
+   * Whether another thread may complete this slot's command (it offers
+   * InRing). STATUS_LEFT_TO_STORE means something only then; otherwise
+   * nothing ever would complete the command, so the caller completes it
+   * with that number, which fails it as invalid.
    */
-  private leftToStore(slot: CommandSlot): boolean {
+  private othersMayComplete(slot: CommandSlot): boolean {
     return slot.ring !== undefined;
   }
 
@@ -628,7 +629,7 @@ export class RingEngine {
     if (this.state === 'closed' || this.state === 'broken') return;
     // A command that waited (a CAW lock) before its store took it over:
     // done elsewhere, maybe already, and the slot may serve another by now.
-    if (status === STATUS_LEFT_TO_STORE && this.leftToStore(slot)) return;
+    if (status === STATUS_LEFT_TO_STORE && this.othersMayComplete(slot)) return;
     if (!this.flushScheduled) this.counters?.clock(); // first completion since the last publish
     // The lock inline, not through withLock: no closure per completion.
     const locked = this.cs.lock();
