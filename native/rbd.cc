@@ -24,6 +24,7 @@
 #include "errno_error.h"
 #include "rbd_handles.h"
 #include "rbd_queue.h"
+#include "thread_policy.h"
 #include "ring_completion.h"
 
 namespace tcmu {
@@ -135,7 +136,10 @@ void FinalizeImage(Napi::Env, ImageHandle* h) {
   delete h;
 }
 
-// connect(conf, id, options: string[] (key, value, key, value...), pool, cb(err, session))
+// connect(conf, id, options: string[] (key, value, key, value...), pool,
+//         batchThreads, cb(err, session)): with batchThreads, the threads
+// librados and librbd start for this session (and its images) run under
+// SCHED_BATCH.
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   std::string conf, id, pool;
   Napi::Function cb;
@@ -158,12 +162,19 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
     }
     options.emplace_back(key.As<Napi::String>().Utf8Value(), value.As<Napi::String>().Utf8Value());
   }
-  if (!ArgString(info, 3, "pool", &pool) || !ArgFunction(info, 4, &cb)) return Napi::Value();
+  if (!ArgString(info, 3, "pool", &pool)) return Napi::Value();
+  if (info.Length() <= 4 || !info[4].IsBoolean()) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "batchThreads must be a boolean");
+    return Napi::Value();
+  }
+  if (!ArgFunction(info, 5, &cb)) return Napi::Value();
 
   auto session = std::make_shared<Session>();
+  session->batchThreads = info[4].As<Napi::Boolean>().Value();
   auto* work = new Work(
       cb,
       [session, conf, id, options, pool](std::string* what) -> int {
+        ScopedBatchPolicy batch(session->batchThreads);
         *what = "rados_create";
         int rc = rados_create(&session->cluster, id.c_str());
         if (rc < 0) {
@@ -226,6 +237,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
       cb,
       [holder, name, snap, readOnly](std::string* what) -> int {
         ImageHandle* h = holder->get();
+        ScopedBatchPolicy batch(h->session->batchThreads);
         const char* snapName = snap.empty() ? nullptr : snap.c_str();
         *what = "rbd_open(" + name + (snap.empty() ? "" : "@" + snap) + ")";
         int rc = readOnly ? rbd_open_read_only(h->session->ioctx, name.c_str(), &h->image, snapName)

@@ -23,6 +23,8 @@ namespace tcmu {
 struct Session {
   rados_t cluster = nullptr;
   rados_ioctx_t ioctx = nullptr;
+  // librados's and librbd's threads start under SCHED_BATCH (thread_policy.h).
+  bool batchThreads = false;
   ~Session() {
     if (ioctx) rados_ioctx_destroy(ioctx);
     if (cluster) rados_shutdown(cluster);

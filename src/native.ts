@@ -298,8 +298,11 @@ export interface NativeRbd {
   setHandler(handler: (batch: Float64Array, count: number) => void): void;
   /** librbd's [major, minor, extra] (1.16.0 in Ceph 16). */
   version(): [number, number, number];
-  /** rados_create(id) + conf file ('' = Ceph's default search) + rados_conf_set pairs + connect + ioctx on `pool`. */
-  connect(conf: string, id: string, options: string[], pool: string, cb: (err: Error | null, session?: NativeRbdSession) => void): void;
+  /**
+   * rados_create(id) + conf file ('' = Ceph's default search) + rados_conf_set pairs + connect + ioctx on `pool`.
+   * With `batchThreads`, the threads librados and librbd start for this session and its images run under SCHED_BATCH.
+   */
+  connect(conf: string, id: string, options: string[], pool: string, batchThreads: boolean, cb: (err: Error | null, session?: NativeRbdSession) => void): void;
   /** Drop the session's hold on the connection (it ends once no open image holds it). */
   shutdown(session: NativeRbdSession, cb: (err: Error | null) => void): void;
   /** rbd_open / rbd_open_read_only; snap '' = the head. */

@@ -12,7 +12,7 @@
 import { ConfigError } from '../../src/backstore/config-error.js';
 import type { ControlContext, ControlOperation, HandlerControl } from '../../src/backstore/types.js';
 import { RbdSession, type RbdImage } from './librbd.js';
-import { parseRbdSpec, radosSettings } from './spec.js';
+import { connectOptions, parseRbdSpec } from './spec.js';
 
 const NAME_ARG = { name: 'name', description: 'snapshot name', type: 'string', positional: true } as const;
 /** Ceph accepts more; these names stay printable and usable as `rbd/POOL/IMAGE@NAME` dev_configs. */
@@ -28,7 +28,7 @@ function snapName(value: unknown): string {
 async function withImage<T>(ctx: ControlContext, readOnly: boolean, fn: (image: RbdImage) => Promise<T>): Promise<T> {
   const spec = parseRbdSpec(ctx.config, ctx.options);
   if (spec.snap) throw new ConfigError(`rbd: this LUN serves the snapshot ${spec.pool}/${spec.image}@${spec.snap}; snapshot operations apply to the image head`);
-  const session = await RbdSession.connect({ conf: spec.conf, id: spec.id, settings: radosSettings(spec), pool: spec.pool });
+  const session = await RbdSession.connect(connectOptions(spec));
   try {
     const image = await session.open(spec.image, '', readOnly);
     try {

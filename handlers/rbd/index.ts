@@ -10,7 +10,7 @@
 import { ConfigError } from '../../src/backstore/config-error.js';
 import type { Backstore, Handler, OpenContext } from '../../src/backstore/types.js';
 import { RbdSession, type RbdImage } from './librbd.js';
-import { parseRbdSpec, radosSettings, type RbdSpec } from './spec.js';
+import { connectOptions, parseRbdSpec, type RbdSpec } from './spec.js';
 import { RbdConnection, type RbdHandles } from './connection.js';
 import { rbdStore } from './store.js';
 import { fencePredecessor } from './predecessor.js';
@@ -22,7 +22,7 @@ export { parseRbdSpec } from './spec.js';
 async function connectAndOpen(spec: RbdSpec, readOnly: boolean, where: string): Promise<RbdHandles> {
   let session: RbdSession;
   try {
-    session = await RbdSession.connect({ conf: spec.conf, id: spec.id, settings: radosSettings(spec), pool: spec.pool });
+    session = await RbdSession.connect(connectOptions(spec));
   } catch (err) {
     throw new ConfigError(`${where}: cannot connect as client.${spec.id} with ${spec.conf}: ${(err as Error).message}`, { cause: err });
   }

@@ -190,7 +190,15 @@ export interface ConnectOptions {
   /** Extra rados_conf_set pairs (keyring, rados_osd_op_timeout, client_mount_timeout ...). */
   settings: Record<string, string>;
   pool: string;
+  /**
+   * 'batch': librados's and librbd's threads run under SCHED_BATCH, so their
+   * wake-ups do not preempt the event loop that woke them; 'normal': the
+   * daemon's own policy.
+   */
+  threadPolicy: RbdThreadPolicy;
 }
+
+export type RbdThreadPolicy = 'batch' | 'normal';
 
 /** One cluster connection with an I/O context on one pool. */
 export class RbdSession {
@@ -202,7 +210,7 @@ export class RbdSession {
   static async connect(opts: ConnectOptions): Promise<RbdSession> {
     const rbd = librbd();
     const pairs = Object.entries(opts.settings).flat();
-    const handle = await callback<NativeRbdSession>((cb) => rbd.connect(opts.conf, opts.id, pairs, opts.pool, cb));
+    const handle = await callback<NativeRbdSession>((cb) => rbd.connect(opts.conf, opts.id, pairs, opts.pool, opts.threadPolicy === 'batch', cb));
     return new RbdSession(rbd, handle);
   }
 

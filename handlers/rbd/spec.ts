@@ -18,10 +18,19 @@
  *                       SYNCHRONIZE CACHE (WCE=1); faster small writes, but a
  *                       crash of the daemon loses what was not flushed, as a
  *                       power cut loses a disk's cache.
+ *   thread_policy=batch|normal
+ *                       batch (default): the threads librados and librbd
+ *                       start for the LUN run under SCHED_BATCH. Every
+ *                       command wakes librbd's io_context thread; as a
+ *                       normal thread it preempts the event loop that woke
+ *                       it, under SCHED_BATCH it waits for an idle CPU, the
+ *                       event loop's next sleep or the scheduler tick.
+ *                       normal: the daemon's own policy.
  * Parsed and checked here, before anything touches the network.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
 import { rejectUnknownOptions } from '../../src/backstore/options.js';
+import type { ConnectOptions, RbdThreadPolicy } from './librbd.js';
 
 export interface RbdSpec {
   pool: string;
@@ -34,10 +43,12 @@ export interface RbdSpec {
   /** Seconds; 0 = no timeout. */
   osdOpTimeout: number;
   cache: RbdCacheMode;
+  threadPolicy: RbdThreadPolicy;
 }
 
 export type RbdCacheMode = 'none' | 'writethrough' | 'writeback';
 const CACHE_MODES: readonly string[] = ['none', 'writethrough', 'writeback'] satisfies RbdCacheMode[];
+const THREAD_POLICIES: readonly string[] = ['batch', 'normal'] satisfies RbdThreadPolicy[];
 
 export const DEFAULT_CONF = '/etc/ceph/ceph.conf';
 export const DEFAULT_OSD_OP_TIMEOUT = 30;
@@ -46,7 +57,7 @@ export const DEFAULT_OSD_OP_TIMEOUT = 30;
 const NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+=-]{0,127}$/;
 
 export function parseRbdSpec(config: string, options: Readonly<Record<string, string>>): RbdSpec {
-  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout', 'cache']);
+  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout', 'cache', 'thread_policy']);
   const at = config.indexOf('@');
   const path = at < 0 ? config : config.slice(0, at);
   const snap = at < 0 ? '' : config.slice(at + 1);
@@ -76,7 +87,14 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
   }
   const cache = options.cache ?? 'none';
   if (!CACHE_MODES.includes(cache)) throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none, writethrough or writeback`);
-  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache: cache as RbdCacheMode };
+  const threadPolicy = options.thread_policy ?? 'batch';
+  if (!THREAD_POLICIES.includes(threadPolicy)) throw new ConfigError(`rbd: thread_policy "${threadPolicy.slice(0, 40)}" must be batch or normal`);
+  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache: cache as RbdCacheMode, threadPolicy: threadPolicy as RbdThreadPolicy };
+}
+
+/** What RbdSession.connect needs for a spec. */
+export function connectOptions(spec: RbdSpec): ConnectOptions {
+  return { conf: spec.conf, id: spec.id, settings: radosSettings(spec), pool: spec.pool, threadPolicy: spec.threadPolicy };
 }
 
 /** rados_conf_set pairs for a spec. */

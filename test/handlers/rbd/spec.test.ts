@@ -1,20 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { parseRbdSpec, radosSettings } from '../../../handlers/rbd/spec.js';
+import { connectOptions, parseRbdSpec, radosSettings } from '../../../handlers/rbd/spec.js';
 import { ConfigError } from '../../../src/backstore/config-error.js';
 
 describe('rbd dev_config', () => {
   it('parses POOL/IMAGE with defaults', () => {
     expect(parseRbdSpec('rbd/disk0', {})).toEqual({
-      pool: 'rbd', image: 'disk0', snap: '', conf: '/etc/ceph/ceph.conf', id: 'admin', keyring: undefined, osdOpTimeout: 30, cache: 'none',
+      pool: 'rbd', image: 'disk0', snap: '', conf: '/etc/ceph/ceph.conf', id: 'admin', keyring: undefined, osdOpTimeout: 30, cache: 'none', threadPolicy: 'batch',
     });
   });
 
   it('parses a snapshot and every option', () => {
-    const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5' });
-    expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5 });
+    const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5', thread_policy: 'normal' });
+    expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5, threadPolicy: 'normal' });
     expect(radosSettings(spec)).toEqual({
       rbd_cache: 'false', keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5',
     });
+  });
+
+  it('connectOptions carries the connection, its rados settings and the thread policy', () => {
+    const spec = parseRbdSpec('pool1/img', { conf: '/x/ceph.conf', id: 'iscsi', osd_op_timeout: '0' });
+    expect(connectOptions(spec)).toEqual({ conf: '/x/ceph.conf', id: 'iscsi', settings: { rbd_cache: 'false' }, pool: 'pool1', threadPolicy: 'batch' });
   });
 
   it('osd_op_timeout=0 sets no timeout', () => {
@@ -52,6 +57,7 @@ describe('rbd dev_config', () => {
     [{ osd_op_timeout: '1.5' }, 'whole number'],
     [{ osd_op_timeout: '99999' }, 'whole number'],
     [{ cache: 'write-through' }, 'cache "write-through" must be none, writethrough or writeback'],
+    [{ thread_policy: 'fifo' }, 'thread_policy "fifo" must be batch or normal'],
   ])('refuses options %j', (options, message) => {
     expect(() => parseRbdSpec('rbd/disk0', options)).toThrow(message);
   });
