@@ -24,8 +24,8 @@
 #include "errno_error.h"
 #include "rbd_handles.h"
 #include "rbd_queue.h"
-#include "thread_policy.h"
 #include "ring_completion.h"
+#include "thread_policy.h"
 
 namespace tcmu {
 

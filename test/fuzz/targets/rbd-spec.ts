@@ -1,9 +1,10 @@
 /**
  * Fuzz the rbd handler's dev_config parser (`rbd/POOL/IMAGE[@SNAP]` plus
- * conf/id/keyring/osd_op_timeout/cache) with mutated configs and option values.
+ * conf/id/keyring/osd_op_timeout/cache/thread_policy) with mutated configs and option values.
  * Every case must end in
  *   ok        a spec whose names are non-empty, printable, free of '/' and '@',
- *             absolute paths, a timeout within 0..86400 and cache none|writethrough|writeback
+ *             absolute paths, a timeout within 0..86400, cache none|writethrough|writeback
+ *             and thread_policy batch|normal
  *   refused   a ConfigError naming the handler
  * Anything else (another error class, an accepted name that would reach
  * librados with a separator or control byte in it) is a finding.
@@ -21,6 +22,8 @@ const OPTIONS = [
   { osd_op_timeout: '0', cache: 'writeback' },
   { cache: 'none' },
   { cache: 'writethrough' },
+  { thread_policy: 'batch' },
+  { thread_policy: 'normal', cache: 'none' },
 ];
 const SAFE = /^[A-Za-z0-9_.+=-]+$/;
 
@@ -53,6 +56,7 @@ const target: FuzzTarget = {
       throw new FuzzFinding('accepted-invalid', `timeout ${spec.osdOpTimeout}`);
     }
     if (!['none', 'writethrough', 'writeback'].includes(spec.cache)) throw new FuzzFinding('accepted-invalid', `cache ${JSON.stringify(spec.cache)}`);
+    if (!['batch', 'normal'].includes(spec.threadPolicy)) throw new FuzzFinding('accepted-invalid', `thread_policy ${JSON.stringify(spec.threadPolicy)}`);
     return 'ok';
   },
 };
