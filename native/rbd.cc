@@ -162,15 +162,13 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
     }
     options.emplace_back(key.As<Napi::String>().Utf8Value(), value.As<Napi::String>().Utf8Value());
   }
-  if (!ArgString(info, 3, "pool", &pool)) return Napi::Value();
-  if (info.Length() <= 4 || !info[4].IsBoolean()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "batchThreads must be a boolean");
+  bool batchThreads = false;
+  if (!ArgString(info, 3, "pool", &pool) || !ArgBool(info, 4, "batchThreads", &batchThreads) || !ArgFunction(info, 5, &cb)) {
     return Napi::Value();
   }
-  if (!ArgFunction(info, 5, &cb)) return Napi::Value();
 
   auto session = std::make_shared<Session>();
-  session->batchThreads = info[4].As<Napi::Boolean>().Value();
+  session->batchThreads = batchThreads;
   auto* work = new Work(
       cb,
       [session, conf, id, options, pool](std::string* what) -> int {
@@ -218,13 +216,11 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   auto* s = ArgExternal<SessionHandle>(info, 0, "session");
   std::string name, snap;
   Napi::Function cb;
-  if (!s || !ArgString(info, 1, "name", &name) || !ArgString(info, 2, "snap", &snap)) return Napi::Value();
-  if (info.Length() <= 3 || !info[3].IsBoolean()) {
-    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "readOnly must be a boolean");
+  bool readOnly = false;
+  if (!s || !ArgString(info, 1, "name", &name) || !ArgString(info, 2, "snap", &snap) || !ArgBool(info, 3, "readOnly", &readOnly) ||
+      !ArgFunction(info, 4, &cb)) {
     return Napi::Value();
   }
-  bool readOnly = info[3].As<Napi::Boolean>().Value();
-  if (!ArgFunction(info, 4, &cb)) return Napi::Value();
   if (!s->session) {
     ThrowErrno(info.Env(), EBADF, "rbd session (shut down)");
     return Napi::Value();

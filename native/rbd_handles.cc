@@ -32,6 +32,15 @@ bool ArgUint(const Napi::CallbackInfo& info, size_t i, const char* what, uint64_
   return true;
 }
 
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what, bool* out) {
+  if (info.Length() <= i || !info[i].IsBoolean()) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(what) + " must be a boolean");
+    return false;
+  }
+  *out = info[i].As<Napi::Boolean>().Value();
+  return true;
+}
+
 bool ArgFunction(const Napi::CallbackInfo& info, size_t i, Napi::Function* out) {
   if (info.Length() <= i || !info[i].IsFunction()) {
     ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "callback must be a function");

@@ -80,6 +80,7 @@ class Work : public Napi::AsyncWorker {
 
 bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* what, std::string* out);
 bool ArgUint(const Napi::CallbackInfo& info, size_t i, const char* what, uint64_t* out);
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what, bool* out);
 bool ArgFunction(const Napi::CallbackInfo& info, size_t i, Napi::Function* out);
 // An open image the data path may use, or a thrown EBADF.
 ImageHandle* ArgImage(const Napi::CallbackInfo& info);

@@ -17,6 +17,7 @@ import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
 import { execFileSync } from 'node:child_process';
 import { entityAddresses } from '../../../handlers/rbd/predecessor.js';
 import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
+import { CEPH_THREAD, SCHED_BATCH, SCHED_OTHER, openAndWrite, threads } from './threads.js';
 import { KernelSim, type SimResult } from '../../sim/kernel-sim.js';
 import { CommandCounters } from '../../../src/tcmu/command-counters.js';
 import { RingEngine } from '../../../src/tcmu/ring-engine.js';
@@ -374,4 +375,33 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
       expect(engine.stats.inFlight).toBe(0);
     });
   }, 120_000);
+
+  it('thread_policy=batch: every thread librados and librbd start runs under SCHED_BATCH; the daemon\'s threads keep their policy', async () => {
+    const run = await openAndWrite('batch', freshImage());
+    try {
+      const names = run.cephThreads.map(([name]) => name);
+      expect(names).toContain('io_context_pool');
+      expect(names.some((n) => n.startsWith('msgr-worker-'))).toBe(true);
+      expect(names).toContain('taskfin_librbd');
+      expect(run.cephThreads.filter(([, policy]) => policy !== SCHED_BATCH)).toEqual([]);
+      // The pool thread that ran connect and open went back to SCHED_OTHER.
+      const now = threads();
+      for (const [tid, [name, policy]] of run.before) {
+        if (now.has(tid)) expect([name, now.get(tid)![1]]).toEqual([name, policy]);
+      }
+      expect([...now.values()].filter(([name, policy]) => !CEPH_THREAD.test(name) && policy !== SCHED_OTHER)).toEqual([]);
+    } finally {
+      await run.close();
+    }
+  });
+
+  it('thread_policy=normal: the threads librados and librbd start run under the daemon\'s own policy', async () => {
+    const run = await openAndWrite('normal', freshImage());
+    try {
+      expect(run.cephThreads.map(([name]) => name)).toContain('io_context_pool');
+      expect(run.cephThreads.filter(([, policy]) => policy !== SCHED_OTHER)).toEqual([]);
+    } finally {
+      await run.close();
+    }
+  });
 });

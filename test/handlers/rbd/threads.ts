@@ -1,0 +1,61 @@
+/**
+ * What rbd.test.ts's thread_policy tests look at: this process's threads and
+ * their scheduling policies from /proc/self/task, and the threads librados
+ * and librbd start for one session, its image and a first write and read.
+ * (Those tests live in rbd.test.ts because that file owns the test cluster:
+ * a second file starting and stopping it would race with it.)
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { expect } from 'vitest';
+import { RbdSession, type RbdThreadPolicy } from '../../../handlers/rbd/librbd.js';
+import { CONF } from './cluster.js';
+
+export const SCHED_OTHER = 0;
+export const SCHED_BATCH = 3;
+
+/** Thread id -> [name, scheduling policy] for every thread of this process. */
+export function threads(): Map<string, [string, number]> {
+  const out = new Map<string, [string, number]>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    // Fields after "(comm) ": state is field 3, policy field 41.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(tid, [name, Number(fields[41 - 3])]);
+  }
+  return out;
+}
+
+/** Threads in `after` that were not in `before`, by name, with their policies. */
+function started(before: Map<string, [string, number]>, after: Map<string, [string, number]>): Array<[string, number]> {
+  return [...after].filter(([tid]) => !before.has(tid)).map(([, t]) => t);
+}
+
+/** Names librados and librbd give their threads (Ceph 16). */
+export const CEPH_THREAD = /^(msgr-worker-\d+|io_context_pool|ms_dispatch|ms_local|safe_timer|ceph_timer|taskfin_librbd|log|service)$/;
+
+export async function openAndWrite(policy: RbdThreadPolicy, image: string): Promise<{ before: Map<string, [string, number]>; cephThreads: Array<[string, number]>; close: () => Promise<void> }> {
+  const before = threads();
+  const session = await RbdSession.connect({ conf: CONF, id: 'admin', settings: {}, pool: 'rbd', threadPolicy: policy });
+  const img = await session.open(image, '', false);
+  // Some threads start only with the first I/O; do one of each.
+  const data = Buffer.alloc(4096, 0x5a);
+  await img.writev(0, [data]);
+  const back = Buffer.alloc(4096);
+  await img.readv(0, [back]);
+  expect(back.equals(data)).toBe(true);
+  const cephThreads = started(before, threads()).filter(([name]) => CEPH_THREAD.test(name));
+  return {
+    before,
+    cephThreads,
+    close: async () => {
+      await img.close();
+      await session.shutdown();
+    },
+  };
+}
