@@ -26,6 +26,16 @@
  *                       it, under SCHED_BATCH it waits for an idle CPU, the
  *                       event loop's next sleep or the scheduler tick.
  *                       normal: the daemon's own policy.
+ *   dispatch=inline|queued
+ *                       inline (default): librbd runs each read and write
+ *                       through its layers up to the messenger on the
+ *                       thread that submits it, the event loop
+ *                       (rbd_non_blocking_aio=false). queued: librbd first
+ *                       hands each one to its io_context thread (librbd's
+ *                       own default), one more thread wake-up per command.
+ *                       Inline, the Objecter's in-flight throttles are
+ *                       lifted so that a submission never waits for them:
+ *                       what a LUN has in flight is bounded by its ring.
  * Parsed and checked here, before anything touches the network.
  */
 import { ConfigError } from '../../src/backstore/config-error.js';
@@ -44,7 +54,12 @@ export interface RbdSpec {
   osdOpTimeout: number;
   cache: RbdCacheMode;
   threadPolicy: RbdThreadPolicy;
+  dispatch: RbdDispatch;
 }
+
+/** Where librbd runs a request's dispatch: on the submitting thread, or queued to its io_context thread. */
+export type RbdDispatch = 'inline' | 'queued';
+const DISPATCHES: readonly string[] = ['inline', 'queued'] satisfies RbdDispatch[];
 
 export type RbdCacheMode = 'none' | 'writethrough' | 'writeback';
 const CACHE_MODES: readonly string[] = ['none', 'writethrough', 'writeback'] satisfies RbdCacheMode[];
@@ -57,7 +72,7 @@ export const DEFAULT_OSD_OP_TIMEOUT = 30;
 const NAME = /^[A-Za-z0-9_.+-][A-Za-z0-9_.+=-]{0,127}$/;
 
 export function parseRbdSpec(config: string, options: Readonly<Record<string, string>>): RbdSpec {
-  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout', 'cache', 'thread_policy']);
+  rejectUnknownOptions('rbd', options, ['conf', 'id', 'keyring', 'osd_op_timeout', 'cache', 'thread_policy', 'dispatch']);
   const at = config.indexOf('@');
   const path = at < 0 ? config : config.slice(0, at);
   const snap = at < 0 ? '' : config.slice(at + 1);
@@ -89,7 +104,20 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
   if (!CACHE_MODES.includes(cache)) throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none, writethrough or writeback`);
   const threadPolicy = options.thread_policy ?? 'batch';
   if (!THREAD_POLICIES.includes(threadPolicy)) throw new ConfigError(`rbd: thread_policy "${threadPolicy.slice(0, 40)}" must be batch or normal`);
-  return { pool, image, snap, conf, id, keyring, osdOpTimeout, cache: cache as RbdCacheMode, threadPolicy: threadPolicy as RbdThreadPolicy };
+  const dispatch = options.dispatch ?? 'inline';
+  if (!DISPATCHES.includes(dispatch)) throw new ConfigError(`rbd: dispatch "${dispatch.slice(0, 40)}" must be inline or queued`);
+  return {
+    pool,
+    image,
+    snap,
+    conf,
+    id,
+    keyring,
+    osdOpTimeout,
+    cache: cache as RbdCacheMode,
+    threadPolicy: threadPolicy as RbdThreadPolicy,
+    dispatch: dispatch as RbdDispatch,
+  };
 }
 
 /** What RbdSession.connect needs for a spec. */
@@ -111,6 +139,17 @@ export function radosSettings(spec: RbdSpec): Record<string, string> {
     settings.rados_osd_op_timeout = String(spec.osdOpTimeout);
     settings.rados_mon_op_timeout = String(spec.osdOpTimeout);
     settings.client_mount_timeout = String(spec.osdOpTimeout);
+  }
+  if (spec.dispatch === 'inline') {
+    settings.rbd_non_blocking_aio = 'false';
+    // An Objecter over its in-flight budget makes the submitting thread
+    // wait, and inline that is the event loop, every LUN's. The ring bounds
+    // what a LUN can have in flight (its commands and data area), so the
+    // budget only has to stay above that: 2^20 operations, 4 GiB.
+    settings.objecter_inflight_ops = String(1 << 20);
+    settings.objecter_inflight_op_bytes = String(4 * 1024 ** 3);
+  } else {
+    settings.rbd_non_blocking_aio = 'true';
   }
   return settings;
 }

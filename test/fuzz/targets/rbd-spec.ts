@@ -1,10 +1,10 @@
 /**
  * Fuzz the rbd handler's dev_config parser (`rbd/POOL/IMAGE[@SNAP]` plus
- * conf/id/keyring/osd_op_timeout/cache/thread_policy) with mutated configs and option values.
+ * conf/id/keyring/osd_op_timeout/cache/thread_policy/dispatch) with mutated configs and option values.
  * Every case must end in
  *   ok        a spec whose names are non-empty, printable, free of '/' and '@',
  *             absolute paths, a timeout within 0..86400, cache none|writethrough|writeback
- *             and thread_policy batch|normal
+ *             thread_policy batch|normal and dispatch inline|queued
  *   refused   a ConfigError naming the handler
  * Anything else (another error class, an accepted name that would reach
  * librados with a separator or control byte in it) is a finding.
@@ -15,7 +15,7 @@ import { mutate } from '../lib/mutate.js';
 import { FuzzFinding, type FuzzTarget } from '../lib/target.js';
 
 const CONFIGS = ['rbd/disk0', 'pool-1/img.2@snap_3', 'a/b', 'rbd/disk0@s'];
-const OPTIONS = [
+const OPTIONS: Record<string, string>[] = [
   {},
   { conf: '/etc/ceph/ceph.conf', id: 'admin' },
   { keyring: '/etc/ceph/ceph.client.iscsi.keyring', id: 'iscsi', osd_op_timeout: '30' },
@@ -24,6 +24,8 @@ const OPTIONS = [
   { cache: 'writethrough' },
   { thread_policy: 'batch' },
   { thread_policy: 'normal', cache: 'none' },
+  { dispatch: 'inline' },
+  { dispatch: 'queued', thread_policy: 'batch' },
 ];
 const SAFE = /^[A-Za-z0-9_.+=-]+$/;
 
@@ -57,6 +59,7 @@ const target: FuzzTarget = {
     }
     if (!['none', 'writethrough', 'writeback'].includes(spec.cache)) throw new FuzzFinding('accepted-invalid', `cache ${JSON.stringify(spec.cache)}`);
     if (!['batch', 'normal'].includes(spec.threadPolicy)) throw new FuzzFinding('accepted-invalid', `thread_policy ${JSON.stringify(spec.threadPolicy)}`);
+    if (!['inline', 'queued'].includes(spec.dispatch)) throw new FuzzFinding('accepted-invalid', `dispatch ${JSON.stringify(spec.dispatch)}`);
     return 'ok';
   },
 };

@@ -17,7 +17,7 @@ import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
 import { execFileSync } from 'node:child_process';
 import { entityAddresses } from '../../../handlers/rbd/predecessor.js';
 import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
-import { CEPH_THREAD, SCHED_BATCH, SCHED_OTHER, openAndWrite, threads } from './threads.js';
+import { CEPH_THREAD, SCHED_BATCH, SCHED_OTHER, ioContextWakeupsPerRead, openAndWrite, threads } from './threads.js';
 import { KernelSim, type SimResult } from '../../sim/kernel-sim.js';
 import { CommandCounters } from '../../../src/tcmu/command-counters.js';
 import { RingEngine } from '../../../src/tcmu/ring-engine.js';
@@ -403,5 +403,12 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     } finally {
       await run.close();
     }
+  });
+
+  it('dispatch=inline: librbd dispatches each request on the submitting thread, so its io_context thread wakes once per read less than with dispatch=queued', async () => {
+    const queued = await ioContextWakeupsPerRead('queued', freshImage(), 100);
+    const inline = await ioContextWakeupsPerRead('inline', freshImage(), 100);
+    console.log(`io_context_pool wake-ups per read: queued ${queued.toFixed(2)}, inline ${inline.toFixed(2)}`);
+    expect(queued - inline).toBeGreaterThan(0.7);
   });
 });

@@ -8,6 +8,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { expect } from 'vitest';
 import { RbdSession, type RbdThreadPolicy } from '../../../handlers/rbd/librbd.js';
+import { connectOptions, parseRbdSpec } from '../../../handlers/rbd/spec.js';
 import { CONF } from './cluster.js';
 
 export const SCHED_OTHER = 0;
@@ -41,7 +42,10 @@ export const CEPH_THREAD = /^(msgr-worker-\d+|io_context_pool|ms_dispatch|ms_loc
 
 export async function openAndWrite(policy: RbdThreadPolicy, image: string): Promise<{ before: Map<string, [string, number]>; cephThreads: Array<[string, number]>; close: () => Promise<void> }> {
   const before = threads();
-  const session = await RbdSession.connect({ conf: CONF, id: 'admin', settings: {}, pool: 'rbd', threadPolicy: policy });
+  // Through the dev_config parser, as the handler connects: with its default
+  // dispatch=inline the first I/O runs librbd's dispatch on this thread, and
+  // a thread librbd starts there would not inherit the policy.
+  const session = await RbdSession.connect(connectOptions(parseRbdSpec(`rbd/${image}`, { conf: CONF, thread_policy: policy })));
   const img = await session.open(image, '', false);
   // Some threads start only with the first I/O; do one of each.
   const data = Buffer.alloc(4096, 0x5a);
@@ -58,4 +62,40 @@ export async function openAndWrite(policy: RbdThreadPolicy, image: string): Prom
       await session.shutdown();
     },
   };
+}
+
+/** Voluntary context switches (wake-ups after sleeping) of thread `tid` so far. */
+function wakeups(tid: string): number {
+  const status = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+  return Number(/^voluntary_ctxt_switches:\s*(\d+)$/m.exec(status)?.[1] ?? Number.NaN);
+}
+
+/**
+ * Wake-ups of the session's io_context_pool threads per read, over `reads`
+ * sequential 4 KiB reads (one in flight: each finds those threads asleep)
+ * on a session made as `dispatch` says (through the dev_config parser, as
+ * the handler does).
+ */
+export async function ioContextWakeupsPerRead(dispatch: 'inline' | 'queued', image: string, reads: number): Promise<number> {
+  const before = threads();
+  const spec = parseRbdSpec(`rbd/${image}`, { conf: CONF, dispatch, thread_policy: 'normal' });
+  const session = await RbdSession.connect(connectOptions(spec));
+  try {
+    const img = await session.open(image, '', false);
+    try {
+      const buf = Buffer.alloc(4096);
+      await img.writev(0, [buf]);
+      await img.readv(0, [buf]);
+      const pool = [...threads()].filter(([tid, [name]]) => !before.has(tid) && name === 'io_context_pool').map(([tid]) => tid);
+      expect(pool.length).toBeGreaterThan(0);
+      const sum = () => pool.reduce((n, tid) => n + wakeups(tid), 0);
+      const start = sum();
+      for (let i = 0; i < reads; i++) await img.readv(((i * 7) % 256) * 4096, [buf]);
+      return (sum() - start) / reads;
+    } finally {
+      await img.close();
+    }
+  } finally {
+    await session.shutdown();
+  }
 }
