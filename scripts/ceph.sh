@@ -25,6 +25,15 @@ OSD_SIZE="${CEPH_OSD_SIZE:-10G}"
 STORE="${CEPH_OSD_STORE:-bluestore}"
 TIMEOUT="${CEPH_TIMEOUT:-180}"
 CONF="$DIR/ceph.conf"
+# One start or stop at a time per DIR: two of them at once (two test files,
+# a test and an admin) would both create the same cluster, or stop daemons
+# the other is waiting for. The daemons are started without this fd, so
+# the lock ends with the script.
+if [ "$CMD" = start ] || [ "$CMD" = stop ]; then
+  mkdir -p "$DIR"
+  exec 9>"$DIR/.lock"
+  flock -w "$TIMEOUT" 9 || { echo "ceph.sh: another ceph.sh start or stop held $DIR/.lock for ${TIMEOUT}s" >&2; exit 1; }
+fi
 # An existing cluster keeps the port it was created with.
 if [ -f "$CONF" ]; then
   PORT="$(sed -n 's/^mon_host = \[v2:127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$CONF")"
@@ -155,7 +164,7 @@ start_mon() {
   if ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
     die "port $PORT is in use by another process (another cluster? set CEPH_MON_PORT when creating DIR)"
   fi
-  ceph-mon -c "$CONF" -i a
+  ceph-mon -c "$CONF" -i a 9>&-
   wait_for "$TIMEOUT" "the monitor" c mon stat
 }
 
@@ -167,7 +176,7 @@ start_mgr() {
     c auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' -o "$d/keyring.tmp"
     mv "$d/keyring.tmp" "$d/keyring"
   fi
-  pid_alive mgr.x || ceph-mgr -c "$CONF" -i x
+  pid_alive mgr.x || ceph-mgr -c "$CONF" -i x 9>&-
 }
 
 # The OSD's id is recorded in DIR/osd/id once the cluster allocated it.
@@ -195,7 +204,7 @@ create_osd() {
 start_osd() {
   local id
   id="$(cat "$DIR/osd/id")"
-  pid_alive "osd.$id" || ceph-osd -c "$CONF" -i "$id"
+  pid_alive "osd.$id" || ceph-osd -c "$CONF" -i "$id" 9>&-
   wait_for "$TIMEOUT" "osd.$id up" osd_up "$id"
 }
 
