@@ -9,7 +9,8 @@
 # (the conf names the admin keyring), or export CEPH_CONF=DIR/ceph.conf.
 #
 # Idempotent: `start` creates what is missing, starts daemons that are not
-# running and waits until the pool is usable; `stop` stops what runs.
+# running and waits until the pool is usable; `stop` stops what runs. One
+# start or stop runs at a time per DIR (a lock on DIR/.lock); a second waits.
 # Knobs (environment): CEPH_MON_PORT (msgr2 port, default 3300; msgr1 is
 # port+1; fixed when DIR is created), CEPH_OSD_SIZE (bluestore file, default 10G, sparse),
 # CEPH_OSD_STORE (bluestore|memstore, default bluestore; memstore for a

@@ -149,7 +149,7 @@ export function radosSettings(spec: RbdSpec): Record<string, string> {
     settings.objecter_inflight_ops = String(1 << 20);
     settings.objecter_inflight_op_bytes = String(4 * 1024 ** 3);
   } else {
-    settings.rbd_non_blocking_aio = 'true';
+    settings.rbd_non_blocking_aio = 'true'; // explicit, whatever ceph.conf says
   }
   return settings;
 }

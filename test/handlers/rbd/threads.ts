@@ -1,9 +1,10 @@
 /**
- * What rbd.test.ts's thread_policy tests look at: this process's threads and
- * their scheduling policies from /proc/self/task, and the threads librados
- * and librbd start for one session, its image and a first write and read.
- * (Those tests live in rbd.test.ts because that file owns the test cluster:
- * a second file starting and stopping it would race with it.)
+ * What rbd.test.ts's thread_policy and dispatch tests look at: this
+ * process's threads, their scheduling policies and wake-ups from
+ * /proc/self/task, and the threads librados and librbd start for one
+ * session, its image and a first write and read. (Those tests live in
+ * rbd.test.ts because that file owns the test cluster: a second file
+ * starting and stopping it would race with it.)
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { expect } from 'vitest';
