@@ -100,12 +100,9 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
     }
     osdOpTimeout = Number(v);
   }
-  const cache = options.cache ?? 'none';
-  if (!CACHE_MODES.includes(cache)) throw new ConfigError(`rbd: cache "${cache.slice(0, 40)}" must be none, writethrough or writeback`);
-  const threadPolicy = options.thread_policy ?? 'batch';
-  if (!THREAD_POLICIES.includes(threadPolicy)) throw new ConfigError(`rbd: thread_policy "${threadPolicy.slice(0, 40)}" must be batch or normal`);
-  const dispatch = options.dispatch ?? 'inline';
-  if (!DISPATCHES.includes(dispatch)) throw new ConfigError(`rbd: dispatch "${dispatch.slice(0, 40)}" must be inline or queued`);
+  const cache = oneOf(options, 'cache', CACHE_MODES);
+  const threadPolicy = oneOf(options, 'thread_policy', THREAD_POLICIES);
+  const dispatch = oneOf(options, 'dispatch', DISPATCHES);
   return {
     pool,
     image,
@@ -118,6 +115,14 @@ export function parseRbdSpec(config: string, options: Readonly<Record<string, st
     threadPolicy: threadPolicy as RbdThreadPolicy,
     dispatch: dispatch as RbdDispatch,
   };
+}
+
+/** Option `key`, one of `allowed` (the first is the default), or a ConfigError naming it. */
+function oneOf(options: Readonly<Record<string, string>>, key: string, allowed: readonly string[]): string {
+  const value = options[key] ?? allowed[0]!;
+  if (allowed.includes(value)) return value;
+  const choices = `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`;
+  throw new ConfigError(`rbd: ${key} "${value.slice(0, 40)}" must be ${choices}`);
 }
 
 /** What RbdSession.connect needs for a spec. */
