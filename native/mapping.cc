@@ -21,6 +21,16 @@ void Region::Unmap() {
   base = nullptr;
 }
 
+void Region::Retire() {
+  if (base == nullptr) return;
+  // MAP_FIXED replaces the device's pages in one step: no moment where the
+  // range is unmapped. NORESERVE: it costs no memory until touched.
+  void* at = mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  // Failed: the device's pages stay mapped (still harmless to touch).
+  (void)at;
+  base = nullptr;  // no later Unmap: the addresses stay valid for good
+}
+
 void Region::Release() {
   if (--refs == 0) {
     Unmap();
@@ -190,7 +200,7 @@ void Mapping::CloseFds() {
   kickFd_ = notifyFd_ = -1;
 }
 
-void Mapping::CloseAll(bool detach) {
+void Mapping::CloseAll(bool detach, bool retire) {
   if (closed_) return;
   closed_ = true;
   StopWatching();
@@ -200,7 +210,11 @@ void Mapping::CloseAll(bool detach) {
     if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
   }
   DetachCompleter();
-  region_->Unmap();
+  if (retire) {
+    region_->Retire();
+  } else {
+    region_->Unmap();
+  }
   CloseFds();
 }
 
@@ -264,10 +278,16 @@ Napi::Value Mapping::Completion(const Napi::CallbackInfo& info) {
   return result;
 }
 
-void Mapping::Close(const Napi::CallbackInfo&) {
+// close(retire = false)
+void Mapping::Close(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsBoolean()) {
+    ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "close(retire?) takes a boolean");
+    return;
+  }
+  bool retire = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
   if (cleanupHookRegistered_) napi_remove_env_cleanup_hook(Env(), OnEnvCleanup, this);
   cleanupHookRegistered_ = false;
-  CloseAll(true);
+  CloseAll(true, retire);
 }
 
 }  // namespace tcmu

@@ -18,6 +18,11 @@ struct Region {
   size_t size = 0;
   int refs = 0;
   void Unmap();
+  // Swap the pages for private anonymous ones at the same addresses and
+  // never unmap them: for a close while a library may still touch the data
+  // area (a store that did not close in time), so a late read or write of
+  // it lands in harmless memory instead of faulting the daemon.
+  void Retire();
   void Release();
 };
 
@@ -63,7 +68,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   void DetachCompleter();
   void CloseFds();
   // detach: false from the env cleanup hook (no JS can run any more).
-  void CloseAll(bool detach);
+  // retire: Region::Retire instead of unmapping.
+  void CloseAll(bool detach, bool retire = false);
   static void OnEnvCleanup(void* arg);
 
   Region* region_ = nullptr;

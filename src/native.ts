@@ -30,8 +30,14 @@ export interface NativeMapping {
   watch(onEvent: (ack: number) => void, onError: (err: Error & { code?: string }) => void): void;
   /** Stop watching (idempotent). */
   unwatch(): void;
-  /** Unwatch, munmap, close fds (idempotent). Also runs at process exit. */
-  close(): void;
+  /**
+   * Unwatch, munmap, close fds (idempotent). Also runs at process exit.
+   * `retire`: instead of unmapping, put private anonymous memory at the same
+   * addresses for good, for a close while a library may still read or
+   * write the data area (its calls did not finish); the device's pages are
+   * let go either way.
+   */
+  close(retire?: boolean): void;
   /**
    * The ring's completion side, shared with threads that complete commands
    * themselves (native/ring_completer.h, src/tcmu/completion-state.ts):

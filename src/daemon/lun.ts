@@ -307,6 +307,10 @@ export class Lun implements FaultOwner {
     this.state = 'stopping';
     this.unlist?.();
     let blocked = false;
+    // Until the store has closed, its library may still read or write the
+    // data area (a librbd request that outlived the drain): then the mapping
+    // is retired, not unmapped.
+    let storeClosed = this.store === undefined;
     if (!deviceGone) {
       try {
         this.configfs.setBlocked(true);
@@ -326,11 +330,11 @@ export class Lun implements FaultOwner {
       // hang on its own; the daemon must still be able to stop.
       const store = this.store;
       if (store) {
-        const closed = await finishesWithin((async () => store.close())(), this.drainTimeoutMs, (err) => this.log.error({ err }, 'store close failed late'));
-        if (!closed) this.log.error({ timeoutMs: this.drainTimeoutMs }, 'stop: the store did not close in time; leaving it');
+        storeClosed = await finishesWithin((async () => store.close())(), this.drainTimeoutMs, (err) => this.log.error({ err }, 'store close failed late'));
+        if (!storeClosed) this.log.error({ timeoutMs: this.drainTimeoutMs }, 'stop: the store did not close in time; leaving it (its data area stays addressable)');
       }
     } finally {
-      this.closeMapping();
+      this.closeMapping({ retire: !storeClosed });
       if (blocked) {
         try {
           this.configfs.setBlocked(false);
@@ -513,10 +517,10 @@ export class Lun implements FaultOwner {
     return this.opts.drainTimeoutMs ?? 30_000;
   }
 
-  private closeMapping(): void {
+  private closeMapping(opts: { retire: boolean } = { retire: false }): void {
     this.disarmWatchdog();
     this.engine?.close();
-    this.mapping?.close();
+    this.mapping?.close(opts.retire);
     this.engine = undefined;
     this.mapping = undefined;
   }

@@ -7,9 +7,10 @@
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Lun } from '../../src/daemon/lun.js';
 import { silentLogger } from '../../src/log.js';
+import type { NativeMapping } from '../../src/native.js';
 import { readUioDevice } from '../../src/tcmu/discovery.js';
 import { registerHandler } from '../../src/backstore/registry.js';
 import type { Backstore, Handler } from '../../src/backstore/types.js';
@@ -43,6 +44,13 @@ function lunFor(dev: FakeDevice, drainTimeoutMs?: number): Lun {
   const lun = new Lun(device, { log: silentLogger, configfsRoot: node.configfsRoot, drainTimeoutMs });
   luns.push(lun);
   return lun;
+}
+
+/** The LUN's ring mapping (private to Lun). */
+function mappingOf(lun: Lun): NativeMapping {
+  const mapping = (lun as unknown as { mapping?: NativeMapping }).mapping;
+  if (!mapping) throw new Error('the LUN has no mapping');
+  return mapping;
 }
 
 /** The LUN's NAA designator (VPD 0x83, first designator), as hex. */
@@ -329,9 +337,12 @@ describe('Lun failure and stop', () => {
     await drainUnitAttentions(dev);
     void dev.submit(cdb.read10(0, 1), { inLength: 512 }).catch(() => undefined);
     await waitFor(() => held.length === 1, 'the read reached the handler');
+    const mappingClose = vi.spyOn(mappingOf(lun), 'close');
     await lun.stop();
     expect(lun.status().state).toBe('stopped');
     expect(dev.attr('action/block_dev')).toBe('0');
+    // Its store closed (the handler's close returns at once): unmapped.
+    expect(mappingClose.mock.calls).toEqual([[false]]);
     // The abandoned read finishes after the ring is gone: nothing may throw.
     held.splice(0).forEach((release) => release());
     await settle();
@@ -362,9 +373,13 @@ describe('Lun failure and stop', () => {
     await drainUnitAttentions(dev);
     void dev.submit(cdb.read10(0, 1), { inLength: 512 }).catch(() => undefined);
     await waitFor(() => held.length === 1, 'the read reached the handler');
+    const mappingClose = vi.spyOn(mappingOf(lun), 'close');
     await lun.stop(); // before: waited forever for the queued close
     expect(lun.status().state).toBe('stopped');
     expect(dev.attr('action/block_dev')).toBe('0');
+    // The store never closed, so its calls may still touch the data area:
+    // retired (addresses kept, as anonymous memory), not unmapped.
+    expect(mappingClose.mock.calls).toEqual([[true]]);
     held.splice(0).forEach((release) => release());
     await settle();
   });

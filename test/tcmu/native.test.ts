@@ -50,6 +50,36 @@ describe('native mapping', () => {
     b.close();
   });
 
+  test('close(true) retires: the addresses stay mapped, as private anonymous memory, while close() unmaps them', () => {
+    /** Every /proc/self/maps line: [from, to) and the rest (perms, offset, device, inode, path). */
+    const maps = () =>
+      readFileSync('/proc/self/maps', 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const [range, perms, ...rest] = line.split(/\s+/);
+          const [from, to] = range!.split('-').map((hex) => BigInt(`0x${hex}`));
+          return { from: from!, to: to!, perms: perms!, rest: rest.join(' ').trim() };
+        });
+    const marker = `tcmu-native-test-${process.pid}-`;
+    const fileBacked = () => maps().filter((m) => m.rest.includes(marker)).map((m) => m.from);
+    const covering = (at: bigint) => maps().find((m) => m.from <= at && at + 65536n <= m.to);
+    const before = fileBacked();
+    const [a, b] = sharedPair(65536);
+    const both = fileBacked().filter((from) => !before.includes(from));
+    expect(both).toHaveLength(2);
+    a.close(true);
+    expect(a.buffer.byteLength).toBe(0); // detached: JS cannot reach it
+    const retired = both.filter((from) => !fileBacked().includes(from));
+    expect(retired).toHaveLength(1);
+    // Still mapped, read-write, now anonymous: no device, inode 0, no path.
+    expect(covering(retired[0]!)).toMatchObject({ perms: 'rw-p', rest: expect.stringMatching(/^[0-9a-f]+ 00:00 0$/) });
+    const unmapped = both.find((from) => from !== retired[0])!;
+    b.close();
+    expect(covering(unmapped)).toBeUndefined();
+    expect(() => b.close('yes' as unknown as boolean)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+
   test('load/store reject misaligned or out-of-range offsets', () => {
     const [a, b] = sharedPair(4096);
     expect(() => a.loadAcquire32(2)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
