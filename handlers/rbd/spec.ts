@@ -138,6 +138,11 @@ export function radosSettings(spec: RbdSpec): Record<string, string> {
   // No dirty bytes: librbd's cache then completes a write only once the OSDs have it.
   if (spec.cache === 'writethrough') settings.rbd_cache_max_dirty = '0';
   if (spec.cache === 'writeback') settings.rbd_cache_writethrough_until_flush = 'false';
+  // librbd copies each write before sending it (its default), explicit
+  // whatever ceph.conf says: with zero-copy writes librbd 16 never completes
+  // a write that it fails (past the end of a shrunk image, from a fenced
+  // client), so the command would hang instead of getting sense.
+  settings.rbd_disable_zero_copy_writes = 'true';
   if (spec.keyring !== undefined) settings.keyring = spec.keyring;
   if (spec.osdOpTimeout > 0) {
     // Both: a request to a dead OSD, and the first connect to a dead monitor.

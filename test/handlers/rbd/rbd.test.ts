@@ -2,11 +2,12 @@
  * The rbd handler against a real Ceph cluster (scripts/ceph.sh): data goes
  * through librbd and is checked with the rbd CLI, a second client.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdHandler from '../../../handlers/rbd/index.js';
+import type { RbdImage } from '../../../handlers/rbd/librbd.js';
 import { ConfigError } from '../../../src/backstore/config-error.js';
 import { toLunStore } from '../../../src/backstore/lun-store.js';
 import { validateBackstore } from '../../../src/backstore/validate-backstore.js';
@@ -17,6 +18,7 @@ import { IDENTITY, be, command, run, sense } from '../../scsi/harness.js';
 import { execFileSync } from 'node:child_process';
 import { entityAddresses } from '../../../handlers/rbd/predecessor.js';
 import { CONF, cephMissing, freshImage, rbdCli, startCluster, stopCluster } from './cluster.js';
+import { withImage } from './session.js';
 import { CEPH_THREAD, SCHED_BATCH, SCHED_OTHER, ioContextWakeupsPerRead, openAndWrite, threads } from './threads.js';
 import { KernelSim, type SimResult } from '../../sim/kernel-sim.js';
 import { CommandCounters } from '../../../src/tcmu/command-counters.js';
@@ -39,6 +41,32 @@ function exportRange(image: string, offset: number, length: number): Buffer {
   const data = readFileSync(path).subarray(offset, offset + length);
   rmSync(path, { force: true });
   return data;
+}
+
+/**
+ * Of `tries` 64 KiB writes whose buffer is refilled right after the call
+ * that submits it returns, how many stored refilled bytes (librbd sent the
+ * caller's own memory, zero-copy, instead of a copy made in the call).
+ */
+async function writesSentFromCallerMemory(img: RbdImage, tries: number): Promise<number> {
+  let sent = 0;
+  for (let i = 0; i < tries; i++) {
+    const data = Buffer.alloc(65536, 0xaa);
+    const written = img.writev(i * data.length, [data]);
+    data.fill(0x55);
+    await written;
+    const back = Buffer.alloc(data.length);
+    await img.readv(i * data.length, [back]);
+    if (back.includes(0x55)) sent++;
+  }
+  return sent;
+}
+
+/** The test cluster's ceph.conf plus `lines` in its [client] section, as a new file. */
+function confWith(lines: string[]): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'rbd-conf-')), 'ceph.conf');
+  writeFileSync(path, `${readFileSync(CONF, 'utf8')}\n[client]\n${lines.join('\n')}\n`);
+  return path;
 }
 
 const pattern = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff));
@@ -377,8 +405,7 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
   }, 120_000);
 
   it('thread_policy=batch: every thread librados and librbd start runs under SCHED_BATCH; the daemon\'s threads keep their policy', async () => {
-    const run = await openAndWrite('batch', freshImage());
-    try {
+    await openAndWrite('batch', freshImage(), (run) => {
       const names = run.cephThreads.map(([name]) => name);
       expect(names).toContain('io_context_pool');
       expect(names.some((n) => n.startsWith('msgr-worker-'))).toBe(true);
@@ -390,19 +417,14 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
         if (now.has(tid)) expect([name, now.get(tid)![1]]).toEqual([name, policy]);
       }
       expect([...now.values()].filter(([name, policy]) => !CEPH_THREAD.test(name) && policy !== SCHED_OTHER)).toEqual([]);
-    } finally {
-      await run.close();
-    }
+    });
   });
 
   it('thread_policy=normal: the threads librados and librbd start run under the daemon\'s own policy', async () => {
-    const run = await openAndWrite('normal', freshImage());
-    try {
+    await openAndWrite('normal', freshImage(), (run) => {
       expect(run.cephThreads.map(([name]) => name)).toContain('io_context_pool');
       expect(run.cephThreads.filter(([, policy]) => policy !== SCHED_OTHER)).toEqual([]);
-    } finally {
-      await run.close();
-    }
+    });
   });
 
   it('dispatch=inline: librbd dispatches each request on the submitting thread, so its io_context thread wakes once per read less than with dispatch=queued', async () => {
@@ -410,5 +432,19 @@ describe.skipIf(cephMissing !== undefined)('rbd handler on a real cluster', () =
     const inline = await ioContextWakeupsPerRead('inline', freshImage(), 100);
     console.log(`io_context_pool wake-ups per read: queued ${queued.toFixed(2)}, inline ${inline.toFixed(2)}`);
     expect(queued - inline).toBeGreaterThan(0.7);
+  });
+
+  it('writes are copied by librbd even when ceph.conf asks for zero-copy writes, so a write librbd fails gets its error instead of hanging', async () => {
+    const image = freshImage('8M');
+    const conf = confWith(['rbd_disable_zero_copy_writes = false']);
+    try {
+      await withImage(image, { conf }, async (img) => {
+        expect(await writesSentFromCallerMemory(img, 20)).toBe(0);
+        // librbd 16 with zero-copy writes never completes this one.
+        await expect(img.writev(12 * MiB, [Buffer.alloc(4096, 1)])).rejects.toMatchObject({ code: 'EINVAL' });
+      });
+    } finally {
+      rmSync(dirname(conf), { recursive: true, force: true });
+    }
   });
 });

@@ -17,31 +17,31 @@ describe('rbd dev_config', () => {
     const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5', thread_policy: 'normal' });
     expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5, threadPolicy: 'normal' });
     expect(radosSettings(spec)).toEqual({
-      rbd_cache: 'false', keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5', ...INLINE,
+      rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5', ...INLINE,
     });
   });
 
   it('connectOptions carries the connection, its rados settings and the thread policy', () => {
     const spec = parseRbdSpec('pool1/img', { conf: '/x/ceph.conf', id: 'iscsi', osd_op_timeout: '0' });
-    expect(connectOptions(spec)).toEqual({ conf: '/x/ceph.conf', id: 'iscsi', settings: { rbd_cache: 'false', ...INLINE }, pool: 'pool1', threadPolicy: 'batch' });
+    expect(connectOptions(spec)).toEqual({ conf: '/x/ceph.conf', id: 'iscsi', settings: { rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE }, pool: 'pool1', threadPolicy: 'batch' });
   });
 
   it('osd_op_timeout=0 sets no timeout', () => {
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
   });
 
   it('dispatch: inline by default (librbd dispatches on the submitting thread, the Objecter never throttles it); queued is librbd\'s own way', () => {
     expect(parseRbdSpec('p/i', {}).dispatch).toBe('inline');
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'inline' }))).toEqual({ rbd_cache: 'false', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'inline' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
     expect(parseRbdSpec('p/i', { dispatch: 'queued' }).dispatch).toBe('queued');
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'queued' }))).toEqual({ rbd_cache: 'false', rbd_non_blocking_aio: 'true' });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'queued' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', rbd_non_blocking_aio: 'true' });
   });
 
-  it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writethrough and writeback on request', () => {
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false', ...INLINE });
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writethrough' }))).toEqual({ rbd_cache: 'true', rbd_cache_max_dirty: '0', ...INLINE });
+  it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writethrough and writeback on request; librbd always copies writes (its zero-copy writes hang on a failed write)', () => {
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writethrough' }))).toEqual({ rbd_cache: 'true', rbd_disable_zero_copy_writes: 'true', rbd_cache_max_dirty: '0', ...INLINE });
     expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writeback' }))).toEqual({
-      rbd_cache: 'true', rbd_cache_writethrough_until_flush: 'false', ...INLINE,
+      rbd_cache: 'true', rbd_disable_zero_copy_writes: 'true', rbd_cache_writethrough_until_flush: 'false', ...INLINE,
     });
   });
 

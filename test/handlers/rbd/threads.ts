@@ -8,9 +8,8 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { expect } from 'vitest';
-import { RbdSession, type RbdThreadPolicy } from '../../../handlers/rbd/librbd.js';
-import { connectOptions, parseRbdSpec } from '../../../handlers/rbd/spec.js';
-import { CONF } from './cluster.js';
+import type { RbdThreadPolicy } from '../../../handlers/rbd/librbd.js';
+import { withImage } from './session.js';
 
 export const SCHED_OTHER = 0;
 export const SCHED_BATCH = 3;
@@ -41,28 +40,28 @@ function started(before: Map<string, [string, number]>, after: Map<string, [stri
 /** Names librados and librbd give their threads (Ceph 16). */
 export const CEPH_THREAD = /^(msgr-worker-\d+|io_context_pool|ms_dispatch|ms_local|safe_timer|ceph_timer|taskfin_librbd|log|service)$/;
 
-export async function openAndWrite(policy: RbdThreadPolicy, image: string): Promise<{ before: Map<string, [string, number]>; cephThreads: Array<[string, number]>; close: () => Promise<void> }> {
+export interface ThreadsRun {
+  /** This process's threads before the session. */
+  before: Map<string, [string, number]>;
+  /** The Ceph threads the session, its image and a first write and read started: name and policy. */
+  cephThreads: Array<[string, number]>;
+}
+
+/** Open a fresh session on `image` with `policy`, write and read once, and hand `inspect` the threads it started (while it is open). */
+export async function openAndWrite(policy: RbdThreadPolicy, image: string, inspect: (run: ThreadsRun) => void): Promise<void> {
   const before = threads();
   // Through the dev_config parser, as the handler connects: with its default
   // dispatch=inline the first I/O runs librbd's dispatch on this thread, and
   // a thread librbd starts there would not inherit the policy.
-  const session = await RbdSession.connect(connectOptions(parseRbdSpec(`rbd/${image}`, { conf: CONF, thread_policy: policy })));
-  const img = await session.open(image, '', false);
-  // Some threads start only with the first I/O; do one of each.
-  const data = Buffer.alloc(4096, 0x5a);
-  await img.writev(0, [data]);
-  const back = Buffer.alloc(4096);
-  await img.readv(0, [back]);
-  expect(back.equals(data)).toBe(true);
-  const cephThreads = started(before, threads()).filter(([name]) => CEPH_THREAD.test(name));
-  return {
-    before,
-    cephThreads,
-    close: async () => {
-      await img.close();
-      await session.shutdown();
-    },
-  };
+  await withImage(image, { thread_policy: policy }, async (img) => {
+    // Some threads start only with the first I/O; do one of each.
+    const data = Buffer.alloc(4096, 0x5a);
+    await img.writev(0, [data]);
+    const back = Buffer.alloc(4096);
+    await img.readv(0, [back]);
+    expect(back.equals(data)).toBe(true);
+    inspect({ before, cephThreads: started(before, threads()).filter(([name]) => CEPH_THREAD.test(name)) });
+  });
 }
 
 /** Voluntary context switches (wake-ups after sleeping) of thread `tid` so far. */
@@ -79,24 +78,15 @@ function wakeups(tid: string): number {
  */
 export async function ioContextWakeupsPerRead(dispatch: 'inline' | 'queued', image: string, reads: number): Promise<number> {
   const before = threads();
-  const spec = parseRbdSpec(`rbd/${image}`, { conf: CONF, dispatch, thread_policy: 'normal' });
-  const session = await RbdSession.connect(connectOptions(spec));
-  try {
-    const img = await session.open(image, '', false);
-    try {
-      const buf = Buffer.alloc(4096);
-      await img.writev(0, [buf]);
-      await img.readv(0, [buf]);
-      const pool = [...threads()].filter(([tid, [name]]) => !before.has(tid) && name === 'io_context_pool').map(([tid]) => tid);
-      expect(pool.length).toBeGreaterThan(0);
-      const sum = () => pool.reduce((n, tid) => n + wakeups(tid), 0);
-      const start = sum();
-      for (let i = 0; i < reads; i++) await img.readv(((i * 7) % 256) * 4096, [buf]);
-      return (sum() - start) / reads;
-    } finally {
-      await img.close();
-    }
-  } finally {
-    await session.shutdown();
-  }
+  return withImage(image, { dispatch, thread_policy: 'normal' }, async (img) => {
+    const buf = Buffer.alloc(4096);
+    await img.writev(0, [buf]);
+    await img.readv(0, [buf]);
+    const pool = [...threads()].filter(([tid, [name]]) => !before.has(tid) && name === 'io_context_pool').map(([tid]) => tid);
+    expect(pool.length).toBeGreaterThan(0);
+    const sum = () => pool.reduce((n, tid) => n + wakeups(tid), 0);
+    const start = sum();
+    for (let i = 0; i < reads; i++) await img.readv(((i * 7) % 256) * 4096, [buf]);
+    return (sum() - start) / reads;
+  });
 }
