@@ -28,17 +28,7 @@ function snapName(value: unknown): string {
 async function withImage<T>(ctx: ControlContext, readOnly: boolean, fn: (image: RbdImage) => Promise<T>): Promise<T> {
   const spec = parseRbdSpec(ctx.config, ctx.options);
   if (spec.snap) throw new ConfigError(`rbd: this LUN serves the snapshot ${spec.pool}/${spec.image}@${spec.snap}; snapshot operations apply to the image head`);
-  const session = await RbdSession.connect(connectOptions(spec));
-  try {
-    const image = await session.open(spec.image, '', readOnly);
-    try {
-      return await fn(image);
-    } finally {
-      await image.close();
-    }
-  } finally {
-    await session.shutdown();
-  }
+  return RbdSession.withImage(connectOptions(spec), spec.image, readOnly, fn);
 }
 
 /**

@@ -229,6 +229,21 @@ export class RbdSession {
   shutdown(): Promise<void> {
     return callback<void>((cb) => this.rbd.shutdown(this.handle, cb));
   }
+
+  /** Connect, open the head of image `name`, run `body` on it, then close the image and the connection. */
+  static async withImage<T>(opts: ConnectOptions, name: string, readOnly: boolean, body: (image: RbdImage) => Promise<T>): Promise<T> {
+    const session = await RbdSession.connect(opts);
+    try {
+      const image = await session.open(name, '', readOnly);
+      try {
+        return await body(image);
+      } finally {
+        await image.close();
+      }
+    } finally {
+      await session.shutdown();
+    }
+  }
 }
 
 /** An open image: promise-returning aio calls. */

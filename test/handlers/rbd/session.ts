@@ -8,16 +8,6 @@ import { connectOptions, parseRbdSpec } from '../../../handlers/rbd/spec.js';
 import { CONF } from './cluster.js';
 
 /** Run `body` on `image` opened with `options` (conf is the test cluster's); close image and session after. */
-export async function withImage<T>(image: string, options: Readonly<Record<string, string>>, body: (img: RbdImage) => Promise<T>): Promise<T> {
-  const session = await RbdSession.connect(connectOptions(parseRbdSpec(`rbd/${image}`, { conf: CONF, ...options })));
-  try {
-    const img = await session.open(image, '', false);
-    try {
-      return await body(img);
-    } finally {
-      await img.close();
-    }
-  } finally {
-    await session.shutdown();
-  }
+export function withImage<T>(image: string, options: Readonly<Record<string, string>>, body: (img: RbdImage) => Promise<T>): Promise<T> {
+  return RbdSession.withImage(connectOptions(parseRbdSpec(`rbd/${image}`, { conf: CONF, ...options })), image, false, body);
 }

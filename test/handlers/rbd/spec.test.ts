@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { connectOptions, parseRbdSpec, radosSettings } from '../../../handlers/rbd/spec.js';
 import { ConfigError } from '../../../src/backstore/config-error.js';
 
+/** What every LUN's rados settings have, whatever its options: librbd copies writes. */
+const COPY = { rbd_disable_zero_copy_writes: 'true' };
 /** What dispatch=inline (the default) adds to every LUN's rados settings. */
 const INLINE = { rbd_non_blocking_aio: 'false', objecter_inflight_ops: '1048576', objecter_inflight_op_bytes: '4294967296' };
 
@@ -17,31 +19,31 @@ describe('rbd dev_config', () => {
     const spec = parseRbdSpec('pool1/img.a@snap-1', { conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osd_op_timeout: '5', thread_policy: 'normal' });
     expect(spec).toMatchObject({ pool: 'pool1', image: 'img.a', snap: 'snap-1', conf: '/x/ceph.conf', id: 'iscsi', keyring: '/x/k', osdOpTimeout: 5, threadPolicy: 'normal' });
     expect(radosSettings(spec)).toEqual({
-      rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5', ...INLINE,
+      rbd_cache: 'false', ...COPY, keyring: '/x/k', rados_osd_op_timeout: '5', rados_mon_op_timeout: '5', client_mount_timeout: '5', ...INLINE,
     });
   });
 
   it('connectOptions carries the connection, its rados settings and the thread policy', () => {
     const spec = parseRbdSpec('pool1/img', { conf: '/x/ceph.conf', id: 'iscsi', osd_op_timeout: '0' });
-    expect(connectOptions(spec)).toEqual({ conf: '/x/ceph.conf', id: 'iscsi', settings: { rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE }, pool: 'pool1', threadPolicy: 'batch' });
+    expect(connectOptions(spec)).toEqual({ conf: '/x/ceph.conf', id: 'iscsi', settings: { rbd_cache: 'false', ...COPY, ...INLINE }, pool: 'pool1', threadPolicy: 'batch' });
   });
 
   it('osd_op_timeout=0 sets no timeout', () => {
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0' }))).toEqual({ rbd_cache: 'false', ...COPY, ...INLINE });
   });
 
   it('dispatch: inline by default (librbd dispatches on the submitting thread, the Objecter never throttles it); queued is librbd\'s own way', () => {
     expect(parseRbdSpec('p/i', {}).dispatch).toBe('inline');
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'inline' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'inline' }))).toEqual({ rbd_cache: 'false', ...COPY, ...INLINE });
     expect(parseRbdSpec('p/i', { dispatch: 'queued' }).dispatch).toBe('queued');
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'queued' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', rbd_non_blocking_aio: 'true' });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', dispatch: 'queued' }))).toEqual({ rbd_cache: 'false', ...COPY, rbd_non_blocking_aio: 'true' });
   });
 
   it('cache: librbd cache off by default (nothing acknowledged lives only in the daemon), writethrough and writeback on request; librbd always copies writes (its zero-copy writes hang on a failed write)', () => {
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false', rbd_disable_zero_copy_writes: 'true', ...INLINE });
-    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writethrough' }))).toEqual({ rbd_cache: 'true', rbd_disable_zero_copy_writes: 'true', rbd_cache_max_dirty: '0', ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'none' }))).toEqual({ rbd_cache: 'false', ...COPY, ...INLINE });
+    expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writethrough' }))).toEqual({ rbd_cache: 'true', ...COPY, rbd_cache_max_dirty: '0', ...INLINE });
     expect(radosSettings(parseRbdSpec('p/i', { osd_op_timeout: '0', cache: 'writeback' }))).toEqual({
-      rbd_cache: 'true', rbd_disable_zero_copy_writes: 'true', rbd_cache_writethrough_until_flush: 'false', ...INLINE,
+      rbd_cache: 'true', ...COPY, rbd_cache_writethrough_until_flush: 'false', ...INLINE,
     });
   });
 
