@@ -132,7 +132,7 @@ if wait_for 60 bash -c "! test -d $CFG/core/user_1/r0" && wait_for 60 grep -q 'c
 wait $FIO_PID
 result fio_rc $?
 scrape $S/m1 || result scrape1 fail
-node -e 'const j=require(process.argv[1]).jobs[0]; console.log(`@@RESULT fio_read_ios=${j.read.total_ios}`); console.log(`@@RESULT fio_write_ios=${j.write.total_ios}`); console.log(`@@RESULT fio_errors=${j.error}`)' $S/fio.json
+node -e 'const j=require(process.argv[1]).jobs[0]; console.log(`@@RESULT fio_read_ios=${j.read.total_ios}`); console.log(`@@RESULT fio_read_bytes=${j.read.io_bytes}`); console.log(`@@RESULT fio_write_ios=${j.write.total_ios}`); console.log(`@@RESULT fio_errors=${j.error}`)' $S/fio.json
 for op in read write; do
   a=$(metric $S/m0 tcmu_ts_commands_total "$LUN,op=\"$op\""); b=$(metric $S/m1 tcmu_ts_commands_total "$LUN,op=\"$op\"")
   result "metric_${op}_delta" $((b - a))
