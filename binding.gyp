@@ -17,6 +17,7 @@
         "native/open.cc",
         "native/open_beneath.cc",
         "native/fallocate.cc",
+        "native/copy_bytes.cc",
         "native/io_ring.cc",
         "native/io_ring_batch.cc",
         "native/netlink.cc",

@@ -5,6 +5,7 @@
 #ifdef TCMU_HAVE_CLUSTER_CODEC
 #include "cluster_codec.h"
 #endif
+#include "copy_bytes.h"
 #include "fallocate.h"
 #include "io_ring.h"
 #include "mapping.h"
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openBeneath", Napi::Function::New<OpenBeneath>(env, "openBeneath"));
   ExportOpenBeneathConstants(env, exports);
   exports.Set("ioRingCreate", Napi::Function::New<IoRingCreate>(env, "ioRingCreate"));
+  exports.Set("copyBytes", Napi::Function::New<CopyBytes>(env, "copyBytes"));
   exports.Set("monotonicCoarseMs", Napi::Function::New<MonotonicCoarseMs>(env, "monotonicCoarseMs"));
   exports.Set("netlinkOpen", Napi::Function::New<NetlinkOpen>(env, "netlinkOpen"));
   exports.Set("netlinkPortId", Napi::Function::New<NetlinkPortId>(env, "netlinkPortId"));

@@ -167,6 +167,13 @@ export interface NativeBinding {
    * system call (the vDSO answers it even where CLOCK_MONOTONIC cannot).
    */
   monotonicCoarseMs(): number;
+  /**
+   * memmove `length` bytes from `source` at `sourceOffset` to `target` at
+   * `targetOffset` (byte offsets into the views); RangeError outside either
+   * view. Allocates nothing, where Buffer.prototype.copy makes a view of
+   * every partial source.
+   */
+  copyBytes(target: ArrayBufferView, targetOffset: number, source: ArrayBufferView, sourceOffset: number, length: number): void;
 
   // Generic netlink (mechanism only: message encoding/decoding is in JS).
   // Errors are thrown as Error with `code` = errno name, `errno` = -errno.

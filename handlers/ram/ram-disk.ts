@@ -2,11 +2,16 @@
  * A volatile RAM disk: every method is synchronous, so the ring completes
  * ram commands in the same batch without a promise (this is the handler
  * the benchmark measures). Unwritten chunks are never allocated: a read of
- * one fills zeros into the caller's buffer instead.
+ * one fills zeros into the caller's buffer instead. Copies go through the
+ * addon's copyBytes: Buffer.prototype.copy would make a view of the chunk
+ * for every one (a partial source), one allocation per command.
  */
 import { StorageError } from '../../src/backstore/errors.js';
+import { native } from '../../src/native.js';
 import type { Backstore, Extent, WriteOptions, WriteZeroesOptions } from '../../src/backstore/types.js';
 import { CHUNK_SIZE, ChunkTable } from './chunk-table.js';
+
+const { copyBytes } = native();
 
 /** GET LBA STATUS returns at most a page of descriptors; more extents would only be thrown away. */
 const MAX_EXTENTS = 1024;
@@ -106,7 +111,7 @@ export class RamDisk implements Backstore {
       const step = Math.min(CHUNK_SIZE - within, length - done);
       const chunk = this.chunks.get(index);
       if (chunk === undefined) target.fill(0, done, done + step);
-      else chunk.copy(target, done, within, within + step);
+      else copyBytes(target, done, chunk, within, step);
       done += step;
       position += step;
     }
@@ -119,7 +124,7 @@ export class RamDisk implements Backstore {
       const index = Math.floor(position / CHUNK_SIZE);
       const within = position - index * CHUNK_SIZE;
       const step = Math.min(CHUNK_SIZE - within, length - done);
-      source.copy(this.chunks.getOrCreate(index), within, done, done + step);
+      copyBytes(this.chunks.getOrCreate(index), within, source, done, step);
       done += step;
       position += step;
     }

@@ -7,6 +7,7 @@ import { Buffer } from 'node:buffer';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { native } from '../../src/native.js';
 import { ScsiStatus, type ScsiCommand, type ScsiTarget } from '../../src/scsi/command.js';
 import { Asc, SenseKey } from '../../src/scsi/sense.js';
 import { SENSE_SIZE } from '../../src/tcmu/ring-layout.js';
@@ -25,10 +26,12 @@ export interface BenchTarget {
  * READ(10)/WRITE(10) over a flat RAM buffer, minimal decode: isolates the
  * engine's cost. With `copyData` false a READ returns GOOD without filling
  * the data area: what is left is the ring engine alone, and its garbage
- * collections show whether the per-command path allocates (Node 20's
- * Buffer.prototype.copy makes a Uint8Array view for every partial copy,
- * which is most of what the copying rows collect).
+ * collections show whether the per-command path allocates. Copies use the
+ * addon's copyBytes, as the ram handler does: Node 20's
+ * Buffer.prototype.copy makes a Uint8Array view for every partial copy.
  */
+const { copyBytes } = native();
+
 export class BenchRamTarget implements ScsiTarget {
   private readonly ram = Buffer.alloc(RAM_BYTES, 0x5a);
   constructor(
@@ -49,7 +52,7 @@ export class BenchRamTarget implements ScsiTarget {
     if (cdb[0] === 0x28) {
       for (let i = 0; i < iov.length && this.copyData; i++) {
         const buf = iov[i]!;
-        this.ram.copy(buf, 0, at, at + buf.length);
+        copyBytes(buf, 0, this.ram, at, buf.length);
         at += buf.length;
       }
       cmd.dataInLength = cmd.iovLength;

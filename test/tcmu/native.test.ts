@@ -480,6 +480,38 @@ describe.skipIf(!ringOrSkip())('io_ring', () => {
     closeSync(fd);
   });
 
+  test('copyBytes: copies between views at byte offsets (overlap too), refuses anything outside either view', () => {
+    const source = Buffer.from('0123456789abcdef');
+    const target = Buffer.alloc(16, 0x2e);
+    addon.copyBytes(target, 3, source, 10, 4);
+    expect(target.toString('latin1')).toBe('...abcd.........');
+    // Views with a byteOffset, and other element types: offsets stay in bytes.
+    const wide = new Float64Array(4);
+    addon.copyBytes(wide, 8, source.subarray(8), 0, 8);
+    expect(Buffer.from(wide.buffer).toString('latin1', 8, 16)).toBe('89abcdef');
+    addon.copyBytes(new DataView(target.buffer, target.byteOffset + 8, 8), 0, source, 0, 2);
+    expect(target.toString('latin1', 8, 10)).toBe('01');
+    // Overlapping ranges of one buffer behave like memmove.
+    const same = Buffer.from('abcdefgh');
+    addon.copyBytes(same, 2, same, 0, 6);
+    expect(same.toString('latin1')).toBe('ababcdef');
+    addon.copyBytes(target, 16, source, 16, 0); // empty, at both ends: nothing to do
+    const before = Buffer.from(target);
+    for (const [to, from, length] of [
+      [13, 0, 4], // past the target's end
+      [0, 13, 4], // past the source's end
+      [-1, 0, 1],
+      [0, 0.5, 1],
+      [0, 0, Number.NaN],
+      [0, 0, 2 ** 60],
+    ]) {
+      expect(() => addon.copyBytes(target, to!, source, from!, length!)).toThrow(RangeError);
+    }
+    expect(() => addon.copyBytes('x' as unknown as Buffer, 0, source, 0, 1)).toThrow(TypeError);
+    expect(() => addon.copyBytes(target, 0, new ArrayBuffer(4) as unknown as Buffer, 0, 1)).toThrow(TypeError);
+    expect(target.equals(before)).toBe(true);
+  });
+
   test('monotonicCoarseMs: CLOCK_MONOTONIC to within a tick or so, never going back', () => {
     const fine = () => Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC
     const samples: number[] = [];
