@@ -12,7 +12,8 @@
 #             built-in lookup would load), so neither daemon ever looks at the
 #             other's device: each answers only for its own subtype.
 # Both TCMU LUNs are on a target with completion affinity "current", what
-# `tcmu-ts lun export` sets. Output: @@BENCH lines for bench-table.sh.
+# `tcmu-ts lun export` sets, or the kernel's default with
+# BENCH_COMPLETION_AFFINITY=submitter. Output: @@BENCH lines for bench-table.sh.
 set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-6}
 BENCH_ROUNDS=${BENCH_ROUNDS:-8}
@@ -28,7 +29,12 @@ fail() {
 }
 [ -f "${BENCH_BASE:-}/dist/src/cli/main.js" ] || fail "BENCH_BASE must be a built tcmu-ts checkout (dist/src/cli/main.js), not '${BENCH_BASE:-}'"
 TCMU_WWN=naa.5001405aa0000021 TCMU_NEXUS=naa.5001405aa0000022
-mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo -2 > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
+case "${BENCH_COMPLETION_AFFINITY:=current}" in
+  current) affinity=-2 ;;
+  submitter) affinity=-1 ;;
+  *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
+esac
+mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo $affinity > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
   || fail "cannot set cmd_completion_affinity on the TCMU target"
 tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }
 
@@ -47,7 +53,7 @@ for ((i = 1; i < ${#luns[@]}; i += 2)); do
   [ -b "${luns[$i]}" ] || fail "a LUN has no block device (${luns[*]})"
 done
 erms=no; grep -qw erms /proc/cpuinfo && erms=yes
-echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) clocksource=$(bench_clocksource) erms=$erms base=$(cd "$BENCH_BASE" && git rev-parse --short HEAD 2>/dev/null || echo "$BENCH_BASE") completion_affinity=fileio:submitter,others:current"
+echo "@@BENCH-INFO kernel=$(uname -r) runtime=${BENCH_RUNTIME}s rounds=$BENCH_ROUNDS size=$BENCH_SIZE warmup=${BENCH_WARMUP}s cpus=$(nproc) clocksource=$(bench_clocksource) erms=$erms base=$(cd "$BENCH_BASE" && git rev-parse --short HEAD 2>/dev/null || echo "$BENCH_BASE") completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
 bench_prepare "${luns[@]}"
 bench_compare "${luns[@]}"
 teardown_all

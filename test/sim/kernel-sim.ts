@@ -287,6 +287,15 @@ export class KernelSim {
     return this.waiting.length;
   }
 
+  /**
+   * Publish the head now, as the kernel does while the runner works (its
+   * queueing runs on another CPU), without the kick the microtask would add:
+   * for tests of what a batch sees arrive while it runs.
+   */
+  publishHeadNow(): void {
+    this.mapping.storeRelease32(Mailbox.cmdHead, this.head);
+  }
+
   get ringHead(): number {
     return this.head;
   }

@@ -151,6 +151,55 @@ describe('RingEngine: batching and back-pressure', () => {
     expect(engine.stats.kicks).toBe(1);
   });
 
+  test('commands queued while a batch runs go out with its kick; a ring that keeps filling still lets the batch end', async () => {
+    // The first command queues two more while it executes, as an initiator
+    // answering the last kick on another CPU does: the batch looks at the
+    // head again and completes all three with one kick.
+    const ram = new RamTarget(64);
+    let extra: Promise<SimResult>[] = [];
+    const queuing: ScsiTarget = {
+      execute(cmd: ScsiCommand) {
+        if (extra.length === 0) {
+          extra = [1, 2].map((lba) => sim!.submit(read10(lba, 1), { inLength: BLOCK }));
+          sim!.publishHeadNow();
+        }
+        return ram.execute(cmd);
+      },
+    };
+    const { sim: s, engine: e } = setup({}, 'sync', {}, queuing);
+    const first = await s.submit(read10(0, 1), { inLength: BLOCK });
+    const more = await Promise.all(extra);
+    expect([first, ...more].map((r) => r.status)).toEqual([0, 0, 0]);
+    expect(e.stats.kicks).toBe(1);
+    expect(e.stats.commands).toBe(3);
+
+    // A target that queues one more command for each it executes never
+    // leaves the ring empty: every batch still ends after a bounded number
+    // of looks, kicks, and lets the event loop run (timers here).
+    const { sim: s2, engine: e2 } = setup({}, 'sync', {}, {
+      execute(cmd: ScsiCommand) {
+        if (left > 0) {
+          left--;
+          queued.push(s2.submit(read10(left % 64, 1), { inLength: BLOCK }));
+          s2.publishHeadNow();
+        }
+        return ram.execute(cmd);
+      },
+    });
+    let left = 200;
+    const queued: Promise<SimResult>[] = [];
+    let timerRan = false;
+    setTimeout(() => (timerRan = true), 0);
+    await s2.submit(read10(0, 1), { inLength: BLOCK });
+    await waitFor(() => queued.length === 200);
+    expect((await Promise.all(queued)).every((r) => r.status === 0)).toBe(true);
+    expect(e2.stats.commands).toBe(201);
+    expect(e2.stats.kicks).toBeGreaterThan(1);
+    expect(e2.stats.kicks).toBeLessThan(201);
+    expect(timerRan).toBe(true);
+    expect(s2.broken).toBeUndefined();
+  });
+
   test.each(['immediate', 'microtask'] as const)('async completions settling together share one kick (%s)', async (coalesce) => {
     const { sim, engine } = setup({}, 'microtask', { coalesce });
     await Promise.all(Array.from({ length: 10 }, (_, i) => sim.submit(read10(i, 1), { inLength: BLOCK })));
