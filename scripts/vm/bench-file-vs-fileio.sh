@@ -40,11 +40,9 @@ S=/mnt/scratch
 fail() { bench_fail "$@"; }
 bench_reference
 
-case "${BENCH_COMPLETION_AFFINITY:=current}" in
-  current) affinity=-2 ;;
-  submitter) affinity=-1 ;;
-  *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
-esac
+: "${BENCH_COMPLETION_AFFINITY:=current}"
+affinity=$(bench_completion_affinity)
+[ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
 bench_tcmu_luns naa.5001405aa0000011 naa.5001405aa0000012 $affinity
 # At `submitter` target B is set as target A is: fileio-cur would repeat fileio.
 [ "$BENCH_COMPLETION_AFFINITY" = submitter ] || luns+=(fileio-cur "$(tcmu_target_export ref 2)")

@@ -73,6 +73,15 @@ bench_prepare() {
   done
 }
 
+# BENCH_COMPLETION_AFFINITY (current, the default, or submitter) as the value
+# LIO's cmd_completion_affinity takes; prints nothing for anything else.
+bench_completion_affinity() {
+  case "${BENCH_COMPLETION_AFFINITY:-current}" in
+    current) echo -2 ;;
+    submitter) echo -1 ;;
+  esac
+}
+
 # The guest's clocksource, for the BENCH-INFO line: under TCG it is the
 # emulated HPET unless the boot passed clocksource=tsc tsc=reliable
 # (TCMU_VM_APPEND), and with HPET every clock read is a system call that
