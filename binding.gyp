@@ -18,6 +18,7 @@
         "native/open_beneath.cc",
         "native/fallocate.cc",
         "native/copy_bytes.cc",
+        "native/view_bytes.cc",
         "native/io_ring.cc",
         "native/io_ring_batch.cc",
         "native/netlink.cc",

@@ -11,6 +11,7 @@
 #include "addon_data.h"
 #include "bound_method.h"
 #include "errno_error.h"
+#include "view_bytes.h"
 
 namespace tcmu {
 
@@ -222,26 +223,13 @@ Napi::Value IoRing::Prep(const Napi::CallbackInfo& info, uint8_t opcode) {
     napi_value element;
     void* data = nullptr;
     size_t length = 0;
-    bool isView = false;
-    if (napi_get_element(env, array, i, &element) != napi_ok || napi_is_typedarray(env, element, &isView) != napi_ok) {
+    if (napi_get_element(env, array, i, &element) != napi_ok) return Napi::Value();
+    napi_status status = ViewBytes(env, element, &data, &length);
+    if (status == napi_invalid_arg) {
+      ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "buffers must be ArrayBufferViews");
       return Napi::Value();
     }
-    if (isView) {
-      napi_typedarray_type type;
-      size_t elements;
-      if (napi_get_typedarray_info(env, element, &type, &elements, &data, nullptr, nullptr) != napi_ok) return Napi::Value();
-      length = elements * (type == napi_float64_array || type == napi_bigint64_array || type == napi_biguint64_array ? 8
-                           : type == napi_int32_array || type == napi_uint32_array || type == napi_float32_array ? 4
-                           : type == napi_int16_array || type == napi_uint16_array ? 2
-                                                                                    : 1);
-    } else {
-      bool isDataView = false;
-      napi_is_dataview(env, element, &isDataView);
-      if (!isDataView || napi_get_dataview_info(env, element, &length, &data, nullptr, nullptr) != napi_ok) {
-        ThrowArgError(env, "ERR_INVALID_ARG_TYPE", "buffers must be ArrayBufferViews");
-        return Napi::Value();
-      }
-    }
+    if (status != napi_ok) return Napi::Value();
     iov[i].iov_base = data;
     iov[i].iov_len = length;
   }
