@@ -43,7 +43,7 @@
       "targets": [
         {
           "target_name": "tcmu_rbd",
-          "sources": ["native/rbd.cc", "native/rbd_admin.cc", "native/rbd_handles.cc", "native/rbd_queue.cc", "native/errno_error.cc"],
+          "sources": ["native/rbd.cc", "native/rbd_admin.cc", "native/rbd_handles.cc", "native/rbd_queue.cc", "native/errno_error.cc", "native/view_bytes.cc"],
           "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")"],
           "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
           "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],

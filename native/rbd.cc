@@ -26,6 +26,7 @@
 #include "rbd_queue.h"
 #include "ring_completion.h"
 #include "thread_policy.h"
+#include "view_bytes.h"
 
 namespace tcmu {
 
@@ -105,20 +106,14 @@ bool ArgIovec(const Napi::CallbackInfo& info, size_t i, std::vector<iovec>* out)
   }
   out->resize(n);
   for (uint32_t k = 0; k < n; k++) {
-    Napi::Value v = arr.Get(k);
-    if (!v.IsTypedArray() && !v.IsDataView()) {
+    void* data = nullptr;
+    size_t length = 0;
+    if (ViewBytes(info.Env(), arr.Get(k), &data, &length) != napi_ok) {
       ThrowArgError(info.Env(), "ERR_INVALID_ARG_TYPE", "buffers must be an array of ArrayBufferViews");
       return false;
     }
-    if (v.IsTypedArray()) {
-      auto ta = v.As<Napi::TypedArray>();
-      (*out)[k].iov_base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-      (*out)[k].iov_len = ta.ByteLength();
-    } else {
-      auto dv = v.As<Napi::DataView>();
-      (*out)[k].iov_base = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-      (*out)[k].iov_len = dv.ByteLength();
-    }
+    (*out)[k].iov_base = data;
+    (*out)[k].iov_len = length;
   }
   return true;
 }
