@@ -12,6 +12,7 @@
         "native/fd_watch.cc",
         "native/notify_watcher.cc",
         "native/mapping.cc",
+        "native/uncounted_array_buffer.cc",
         "native/ring_completer.cc",
         "native/ring_layout_check.c",
         "native/open.cc",

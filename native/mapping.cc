@@ -13,6 +13,7 @@
 #include "notify_watcher.h"
 #include "ring_completer.h"
 #include "ring_layout.h"
+#include "uncounted_array_buffer.h"
 
 namespace tcmu {
 
@@ -69,11 +70,17 @@ Mapping::Mapping(const Napi::CallbackInfo& info) : ObjectWrap<Mapping>(info) {
   kickFd_ = params->kickFd;
   kind_ = params->kind;
 
-  // Zero copy: JS sees the mapping itself. The finalizer only drops the
+  // Zero copy: JS sees the mapping itself, in a buffer V8 does not count as
+  // its own memory (uncounted_array_buffer.h). The finalizer only drops the
   // ArrayBuffer's reference on the region (see Region).
+  napi_value raw = nullptr;
+  if (NewUncountedArrayBuffer(env, region_->base, region_->size, &raw) != napi_ok) {
+    ThrowArgError(env, "ERR_INTERNAL_ASSERTION", "cannot make an ArrayBuffer over the mapping");
+    return;
+  }
+  Napi::ArrayBuffer buffer(env, raw);
   region_->refs++;
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, region_->base, region_->size, [](Napi::Env, void*, Region* region) { region->Release(); }, region_);
+  buffer.AddFinalizer([](Napi::Env, Region* region) { region->Release(); }, region_);
   buffer_ = Napi::Weak(buffer);
 
   Napi::Object self = info.This().As<Napi::Object>();
