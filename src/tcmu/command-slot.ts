@@ -19,6 +19,11 @@ const CACHED_IOV_ARRAYS = 32;
 
 const NO_BUFFERS: readonly Buffer[] = Object.freeze([]);
 
+/** `cache`'s array of `count` elements, made on first use; a fresh one past CACHED_IOV_ARRAYS. */
+function cachedArray(cache: (Buffer[] | undefined)[], count: number): Buffer[] {
+  return count <= CACHED_IOV_ARRAYS ? (cache[count] ??= new Array<Buffer>(count)) : new Array<Buffer>(count);
+}
+
 export class CommandSlot implements ScsiCommand {
   cdb: Buffer;
   iov: readonly Buffer[] = NO_BUFFERS;
@@ -105,11 +110,11 @@ export class CommandSlot implements ScsiCommand {
 
   /** An array of exactly `count` elements to fill with data-out / data-in views. */
   dataArray(count: number): Buffer[] {
-    return count <= CACHED_IOV_ARRAYS ? (this.dataArrays[count] ??= new Array<Buffer>(count)) : new Array<Buffer>(count);
+    return cachedArray(this.dataArrays, count);
   }
 
   bidiArray(count: number): Buffer[] {
-    return count <= CACHED_IOV_ARRAYS ? (this.bidiArrays[count] ??= new Array<Buffer>(count)) : new Array<Buffer>(count);
+    return cachedArray(this.bidiArrays, count);
   }
 
   /**
