@@ -186,8 +186,9 @@ prof_lines() {
 }
 # bench_profile JOB LABEL DEV: run JOB on DEV (bench_job) while `perf record
 # -a` samples every CPU from 2 s in (cpu-clock: TCG has no hardware
-# counters); prints the result and the busiest thread names, symbols and
-# thread+symbol pairs, as shares of all samples: "@@PROF JOB LABEL ..." lines;
+# counters); prints the result and the busiest thread names, the shares
+# of each vCPU and its busiest threads, symbols and thread+symbol pairs, as
+# shares of all samples: "@@PROF JOB LABEL ..." lines;
 # then the runner daemons' own samples (tcmu-ts's $RUNNER_PID and, when
 # running, tcmu-runner's $TR_PID; BENCH_PROFILE_PIDS overrides) by thread and
 # library ("runner-dso"), by thread id ("runner-tid"), each daemon's main
@@ -211,6 +212,9 @@ bench_profile() {
   bench_thread_lines "$job" "$label" "$1" /tmp/threads.0 /tmp/threads.1
   bench_engine_line "$job" "$label" "$engine0" "$(bench_engine_counts)"
   prof_lines 12 comm --sort comm
+  # Per vCPU: whether one of them (the initiator's) is the one that is full.
+  prof_lines 4 cpu --sort cpu
+  prof_lines 16 cpu+comm --sort cpu,comm
   prof_lines 30 sym --sort sym
   prof_lines 30 comm+sym --sort comm,sym
   # The runners' own processes, by thread and library: where a runner's CPU goes.

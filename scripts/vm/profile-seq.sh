@@ -6,7 +6,8 @@
 # `perf record -a`; @@PROF lines by thread name and by symbol.
 # BENCH_PROFILE_JOBS: jobs from bench-lib.sh (default seqread1m seqwrite1m);
 # BENCH_PROFILE_COMMS: the runner threads broken down by library and symbol
-# (default node).
+# (default node); BENCH_COMPLETION_AFFINITY: the TCMU LUNs' target, current
+# (the default) or submitter (bench-lib.sh).
 set -u
 BENCH_RUNTIME=${BENCH_RUNTIME:-8}
 BENCH_WARMUP=${BENCH_WARMUP:-3}
@@ -18,8 +19,10 @@ fail() { bench_fail "$@"; }
 bench_profile_setup
 bench_reference
 
-echo "@@PROF # kernel=$(uname -r) clocksource=$(bench_clocksource) cpus=$(nproc) runtime=${BENCH_RUNTIME}s"
-bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 -2
+affinity=$(bench_completion_affinity)
+[ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
+echo "@@PROF # kernel=$(uname -r) clocksource=$(bench_clocksource) cpus=$(nproc) runtime=${BENCH_RUNTIME}s completion_affinity=fileio:submitter,others:${BENCH_COMPLETION_AFFINITY:-current}"
+bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 "$affinity"
 bench_prepare "${luns[@]}"
 bench_profile_luns "${luns[@]}"
 teardown_all
