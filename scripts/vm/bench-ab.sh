@@ -29,9 +29,7 @@ fail() {
 }
 [ -f "${BENCH_BASE:-}/dist/src/cli/main.js" ] || fail "BENCH_BASE must be a built tcmu-ts checkout (dist/src/cli/main.js), not '${BENCH_BASE:-}'"
 TCMU_WWN=naa.5001405aa0000021 TCMU_NEXUS=naa.5001405aa0000022
-: "${BENCH_COMPLETION_AFFINITY:=current}"
-affinity=$(bench_completion_affinity)
-[ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
+bench_affinity
 mkdir -p "$CFG/loopback/$TCMU_WWN/tpgt_1" && echo $affinity > "$CFG/loopback/$TCMU_WWN/param/cmd_completion_affinity" \
   || fail "cannot set cmd_completion_affinity on the TCMU target"
 tcmu_target_export() { LOOP_WWN=$TCMU_WWN LOOP_NEXUS=$TCMU_NEXUS loop_export "$@"; }

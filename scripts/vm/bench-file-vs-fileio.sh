@@ -40,9 +40,7 @@ S=/mnt/scratch
 fail() { bench_fail "$@"; }
 bench_reference
 
-: "${BENCH_COMPLETION_AFFINITY:=current}"
-affinity=$(bench_completion_affinity)
-[ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
+bench_affinity
 bench_tcmu_luns naa.5001405aa0000011 naa.5001405aa0000012 $affinity
 # At `submitter` target B is set as target A is: fileio-cur would repeat fileio.
 [ "$BENCH_COMPLETION_AFFINITY" = submitter ] || luns+=(fileio-cur "$(tcmu_target_export ref 2)")

@@ -82,6 +82,15 @@ bench_completion_affinity() {
   esac
 }
 
+# bench_affinity: BENCH_COMPLETION_AFFINITY (default current) checked, and
+# `affinity` set to its cmd_completion_affinity value; anything else stops
+# the bench with the script's `fail`.
+bench_affinity() {
+  : "${BENCH_COMPLETION_AFFINITY:=current}"
+  affinity=$(bench_completion_affinity)
+  [ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
+}
+
 # The guest's clocksource, for the BENCH-INFO line: under TCG it is the
 # emulated HPET unless the boot passed clocksource=tsc tsc=reliable
 # (TCMU_VM_APPEND), and with HPET every clock read is a system call that

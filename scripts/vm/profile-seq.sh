@@ -19,9 +19,8 @@ fail() { bench_fail "$@"; }
 bench_profile_setup
 bench_reference
 
-affinity=$(bench_completion_affinity)
-[ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
-echo "@@PROF # kernel=$(uname -r) clocksource=$(bench_clocksource) cpus=$(nproc) runtime=${BENCH_RUNTIME}s completion_affinity=fileio:submitter,others:${BENCH_COMPLETION_AFFINITY:-current}"
+bench_affinity
+echo "@@PROF # kernel=$(uname -r) clocksource=$(bench_clocksource) cpus=$(nproc) runtime=${BENCH_RUNTIME}s completion_affinity=fileio:submitter,others:$BENCH_COMPLETION_AFFINITY"
 bench_tcmu_luns naa.5001405aa0000071 naa.5001405aa0000072 "$affinity"
 bench_prepare "${luns[@]}"
 bench_profile_luns "${luns[@]}"
