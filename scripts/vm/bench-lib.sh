@@ -73,22 +73,17 @@ bench_prepare() {
   done
 }
 
-# BENCH_COMPLETION_AFFINITY (current, the default, or submitter) as the value
-# LIO's cmd_completion_affinity takes; prints nothing for anything else.
-bench_completion_affinity() {
-  case "${BENCH_COMPLETION_AFFINITY:-current}" in
-    current) echo -2 ;;
-    submitter) echo -1 ;;
-  esac
-}
-
-# bench_affinity: BENCH_COMPLETION_AFFINITY (default current) checked, and
-# `affinity` set to its cmd_completion_affinity value; anything else stops
-# the bench with the script's `fail`.
+# bench_affinity: BENCH_COMPLETION_AFFINITY (current, the default, or
+# submitter) checked, and `affinity` set to the value LIO's
+# cmd_completion_affinity takes for it (-2, -1); anything else stops the
+# bench with the script's `fail`.
 bench_affinity() {
   : "${BENCH_COMPLETION_AFFINITY:=current}"
-  affinity=$(bench_completion_affinity)
-  [ -n "$affinity" ] || fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'"
+  case "$BENCH_COMPLETION_AFFINITY" in
+    current) affinity=-2 ;;
+    submitter) affinity=-1 ;;
+    *) fail "BENCH_COMPLETION_AFFINITY must be current or submitter, not '$BENCH_COMPLETION_AFFINITY'" ;;
+  esac
 }
 
 # The guest's clocksource, for the BENCH-INFO line: under TCG it is the
